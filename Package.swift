@@ -1,0 +1,33 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "Berth",
+    products: [
+        .executable(name: "berth", targets: ["berth"]),
+    ],
+    targets: [
+        // libnl-3 route library, found through pkg-config.
+        .systemLibrary(
+            name: "CLibNL",
+            pkgConfig: "libnl-route-3.0",
+            providers: [.apt(["libnl-3-dev", "libnl-route-3-dev"])]
+        ),
+        // The few syscalls Swift cannot make (setns, ioctl, memfd_create).
+        .target(name: "CBerthSys"),
+        // Pure: JSON, CNI types, versions, errors, config, results. No side effects.
+        .target(name: "BerthCNI"),
+        // Files, namespaces and child processes behind typed wrappers.
+        .target(name: "BerthSystem", dependencies: ["CBerthSys"]),
+        // The only module that imports libnl.
+        .target(name: "BerthNetlink", dependencies: ["CLibNL", "BerthCNI", "BerthSystem"]),
+        // The bridge plugin: ADD, DEL, CHECK, VERSION orchestration.
+        .target(name: "BerthPlugin", dependencies: ["BerthCNI", "BerthSystem", "BerthNetlink"]),
+        .executableTarget(name: "berth", dependencies: ["BerthPlugin"]),
+        .testTarget(name: "BerthCNITests", dependencies: ["BerthCNI", "BerthPlugin"]),
+        .testTarget(
+            name: "BerthEndToEndTests",
+            dependencies: ["BerthCNI", "berth"]
+        ),
+    ]
+)

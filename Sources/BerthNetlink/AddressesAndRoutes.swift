@@ -1,0 +1,176 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CLibNL
+import BerthCNI
+
+/// A route as read back from the kernel.
+public struct RouteInfo: Equatable, Sendable {
+    public var dst: IPPrefix
+    public var gateway: IPAddress?
+    public var outputIndex: Int32
+    public var table: UInt32
+    public var priority: UInt32
+}
+
+/// A route to install.
+public struct RouteSpec: Sendable {
+    public var dst: IPPrefix
+    public var gateway: IPAddress?
+    public var outputIndex: Int32
+    public var priority: Int?
+    public var mtu: Int?
+    public var advmss: Int?
+    public var table: Int?
+    public var scope: Int?
+
+    public init(dst: IPPrefix, gateway: IPAddress?, outputIndex: Int32, priority: Int? = nil, mtu: Int? = nil,
+                advmss: Int? = nil, table: Int? = nil, scope: Int? = nil) {
+        self.dst = dst
+        self.gateway = gateway
+        self.outputIndex = outputIndex
+        self.priority = priority
+        self.mtu = mtu
+        self.advmss = advmss
+        self.table = table
+        self.scope = scope
+    }
+}
+
+/// Owns one `nl_addr` and releases it.
+final class AddressObject {
+    let pointer: OpaquePointer
+    init(_ pointer: OpaquePointer) { self.pointer = pointer }
+    deinit { nl_addr_put(pointer) }
+
+    convenience init(_ ip: IPAddress, prefixLength: Int) throws(NetlinkError) {
+        let family = ip.family == .v4 ? AF_INET : AF_INET6
+        guard let raw = ip.bytes.withUnsafeBytes({
+            nl_addr_build(family, UnsafeMutableRawPointer(mutating: $0.baseAddress), $0.count)
+        }) else { throw NetlinkError("build address", code: NLE_NOMEM) }
+        self.init(raw)
+        nl_addr_set_prefixlen(pointer, Int32(prefixLength))
+    }
+}
+
+/// Reads an `nl_addr` as an IP prefix; an empty address (a default route's
+/// destination) reads as the zero address of `family`.
+func readPrefix(_ addr: OpaquePointer?, family: Int32) -> IPPrefix? {
+    let width = family == AF_INET ? 4 : 16
+    guard let addr else {
+        return IPPrefix(address: IPAddress(bytes: [UInt8](repeating: 0, count: width))!, prefixLength: 0)
+    }
+    let length = Int(nl_addr_get_len(addr))
+    var bytes = [UInt8](repeating: 0, count: width)
+    if length == width, let base = nl_addr_get_binary_addr(addr) {
+        bytes = Array(UnsafeRawBufferPointer(start: base, count: length))
+    } else if length != 0 {
+        return nil
+    }
+    return IPPrefix(address: IPAddress(bytes: bytes)!, prefixLength: Int(nl_addr_get_prefixlen(addr)))
+}
+
+extension RouteSocket {
+    /// Adds `address` to link `index`. IPv4 gets its broadcast address; with
+    /// `skipDAD`, IPv6 is usable at once instead of tentative for 1-2 s.
+    /// Throws `isExists` when the link has that address already.
+    public func addAddress(_ address: IPPrefix, index: Int32, skipDAD: Bool = true) throws(NetlinkError) {
+        guard let raw = rtnl_addr_alloc() else { throw NetlinkError("allocate address", code: NLE_NOMEM) }
+        defer { rtnl_addr_put(raw) }
+        let local = try AddressObject(address.address, prefixLength: address.prefixLength)
+        rtnl_addr_set_ifindex(raw, index)
+        try check(rtnl_addr_set_local(raw, local.pointer), "set address \(address)")
+        if address.family == .v4, address.prefixLength < 31 {
+            let broadcast = try AddressObject(broadcastAddress(of: address), prefixLength: 32)
+            try check(rtnl_addr_set_broadcast(raw, broadcast.pointer), "set broadcast of \(address)")
+        }
+        if address.family == .v6, skipDAD {
+            rtnl_addr_set_flags(raw, UInt32(IFA_F_NODAD))
+        }
+        try check(rtnl_addr_add(sk, raw, NLM_F_EXCL), "add address \(address) to link \(index)")
+    }
+
+    /// The addresses of link `index` (all of them when `index` is 0).
+    public func addresses(index: Int32) throws(NetlinkError) -> [IPPrefix] {
+        var cache: OpaquePointer?
+        try check(rtnl_addr_alloc_cache(sk, &cache), "list addresses")
+        guard let cache else { return [] }
+        defer { nl_cache_free(cache) }
+        var out: [IPPrefix] = []
+        var object = nl_cache_get_first(cache)
+        while let current = object {
+            let addr = current
+            if index == 0 || rtnl_addr_get_ifindex(addr) == index,
+               let p = readPrefix(rtnl_addr_get_local(addr), family: rtnl_addr_get_family(addr)) {
+                out.append(IPPrefix(address: p.address, prefixLength: Int(rtnl_addr_get_prefixlen(addr)))!)
+            }
+            object = nl_cache_get_next(current)
+        }
+        return out
+    }
+
+    /// Adds a route. Throws `isExists` when the same route exists.
+    public func addRoute(_ spec: RouteSpec) throws(NetlinkError) {
+        guard let route = rtnl_route_alloc() else { throw NetlinkError("allocate route", code: NLE_NOMEM) }
+        defer { rtnl_route_put(route) }
+        let family = spec.dst.family == .v4 ? AF_INET : AF_INET6
+        rtnl_route_set_family(route, UInt8(family))
+        let dst = try AddressObject(spec.dst.network.address, prefixLength: spec.dst.prefixLength)
+        try check(rtnl_route_set_dst(route, dst.pointer), "set route destination \(spec.dst)")
+        rtnl_route_set_table(route, UInt32(spec.table ?? Int(RT_TABLE_MAIN.rawValue)))
+        rtnl_route_set_protocol(route, UInt8(RTPROT_BOOT))
+        if let scope = spec.scope { rtnl_route_set_scope(route, UInt8(truncatingIfNeeded: scope)) }
+        if let priority = spec.priority { rtnl_route_set_priority(route, UInt32(priority)) }
+        if let mtu = spec.mtu { try check(rtnl_route_set_metric(route, Int32(RTAX_MTU), UInt32(mtu)), "set route mtu") }
+        if let advmss = spec.advmss {
+            try check(rtnl_route_set_metric(route, Int32(RTAX_ADVMSS), UInt32(advmss)), "set route advmss")
+        }
+        guard let hop = rtnl_route_nh_alloc() else { throw NetlinkError("allocate next hop", code: NLE_NOMEM) }
+        rtnl_route_nh_set_ifindex(hop, spec.outputIndex)
+        if let gw = spec.gateway {
+            let gateway = try AddressObject(gw, prefixLength: gw.bitWidth)
+            rtnl_route_nh_set_gateway(hop, gateway.pointer)
+        }
+        rtnl_route_add_nexthop(route, hop)  // the route owns the hop from here
+        let via = spec.gateway.map { " via \($0)" } ?? ""
+        try check(rtnl_route_add(sk, route, NLM_F_EXCL), "add route \(spec.dst)\(via)")
+    }
+
+    /// The routes whose first next hop leaves through link `index`, in every table.
+    public func routes(index: Int32) throws(NetlinkError) -> [RouteInfo] {
+        var cache: OpaquePointer?
+        try check(rtnl_route_alloc_cache(sk, AF_UNSPEC, 0, &cache), "list routes")
+        guard let cache else { return [] }
+        defer { nl_cache_free(cache) }
+        var out: [RouteInfo] = []
+        var object = nl_cache_get_first(cache)
+        while let current = object {
+            let route = current
+            object = nl_cache_get_next(current)
+            guard rtnl_route_get_nnexthops(route) > 0, let hop = rtnl_route_nexthop_n(route, 0),
+                  rtnl_route_nh_get_ifindex(hop) == index,
+                  let dst = readPrefix(rtnl_route_get_dst(route), family: Int32(rtnl_route_get_family(route)))
+            else { continue }
+            let gw = rtnl_route_nh_get_gateway(hop).flatMap {
+                readPrefix($0, family: Int32(rtnl_route_get_family(route)))?.address
+            }
+            out.append(RouteInfo(dst: dst.network, gateway: gw, outputIndex: index,
+                                 table: rtnl_route_get_table(route), priority: rtnl_route_get_priority(route)))
+        }
+        return out
+    }
+}
+
+/// The IPv4 broadcast address of `prefix` (all host bits set).
+func broadcastAddress(of prefix: IPPrefix) -> IPAddress {
+    var bytes = prefix.address.bytes
+    for i in 0..<bytes.count {
+        let bitsBefore = i * 8
+        if bitsBefore >= prefix.prefixLength {
+            bytes[i] = 0xFF
+        } else if bitsBefore + 8 > prefix.prefixLength {
+            bytes[i] |= UInt8(0xFF >> (prefix.prefixLength - bitsBefore))
+        }
+    }
+    return IPAddress(bytes: bytes)!
+}

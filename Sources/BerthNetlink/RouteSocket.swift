@@ -1,0 +1,59 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CLibNL
+import BerthSystem
+
+/// A libnl failure. libnl's codes are its own (`NLE_*`), not errno values.
+public struct NetlinkError: Error, Equatable, CustomStringConvertible {
+    /// The libnl error code, positive (`NLE_EXIST`, `NLE_OBJ_NOTFOUND`, ...).
+    public let code: Int32
+    public let operation: String
+
+    public init(_ operation: String, code: Int32) {
+        self.operation = operation
+        self.code = code < 0 ? -code : code
+    }
+
+    /// The object already exists (EEXIST from the kernel).
+    public var isExists: Bool { code == NLE_EXIST }
+    /// No such link, address or route (ENODEV, ENOENT, ESRCH from the kernel).
+    public var isNotFound: Bool { code == NLE_OBJ_NOTFOUND || code == NLE_NODEV }
+    public var isNotSupported: Bool { code == NLE_OPNOTSUPP }
+
+    public var description: String {
+        "\(operation): \(String(cString: nl_geterror(code)))"
+    }
+}
+
+/// Turns a libnl return code into a thrown `NetlinkError`.
+@discardableResult
+func check(_ rc: Int32, _ operation: @autoclosure () -> String) throws(NetlinkError) -> Int32 {
+    if rc < 0 { throw NetlinkError(operation(), code: rc) }
+    return rc
+}
+
+/// A connected rtnetlink socket, bound to the network namespace it was
+/// opened in for its whole life.
+public final class RouteSocket {
+    let sk: OpaquePointer
+
+    /// A socket in the calling thread's current network namespace.
+    public init() throws(NetlinkError) {
+        guard let sk = nl_socket_alloc() else { throw NetlinkError("nl_socket_alloc", code: NLE_NOMEM) }
+        let rc = nl_connect(sk, NETLINK_ROUTE)
+        if rc < 0 {
+            nl_socket_free(sk)
+            throw NetlinkError("connect to rtnetlink", code: rc)
+        }
+        self.sk = sk
+    }
+
+    /// A socket bound to `namespace`: the calling thread enters it only for
+    /// the moment the socket is created.
+    public static func opened(in namespace: NetworkNamespace) throws(NetlinkError) -> RouteSocket {
+        try namespace.perform { () throws(NetlinkError) -> RouteSocket in try RouteSocket() }
+    }
+
+    deinit { nl_socket_free(sk) }
+}

@@ -1,0 +1,89 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+import CBerthSys
+
+/// An open network namespace (a file such as /run/netns/NAME or /proc/PID/ns/net).
+///
+/// Switching into it is done only by `perform`, synchronously, on the calling
+/// thread: see namespaces-and-swift.md. Never call it from async code.
+public final class NetworkNamespace {
+    public enum OpenError: Error, Equatable, CustomStringConvertible {
+        /// The path does not exist.
+        case missing(String)
+        /// The path exists but is not a network namespace.
+        case notANetworkNamespace(String, what: String)
+        case system(SystemError)
+
+        public var description: String {
+            switch self {
+            case .missing(let path): return "\(path) does not exist"
+            case .notANetworkNamespace(let path, let what): return "\(path) is not a network namespace (it is \(what))"
+            case .system(let e): return e.description
+            }
+        }
+    }
+
+    public let path: String
+    public let descriptor: OwnedDescriptor
+
+    /// Opens `path` and checks that it is a network namespace.
+    public init(path: String) throws(OpenError) {
+        self.path = path
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        if fd < 0 {
+            if errno == ENOENT { throw .missing(path) }
+            throw .system(SystemError.last("open \(path)"))
+        }
+        descriptor = OwnedDescriptor(adopting: fd)
+        let type = berth_namespace_type(fd)
+        if type < 0 { throw .system(SystemError.last("inspect \(path)")) }
+        if type == 0 {
+            var st = stat()
+            fstat(fd, &st)
+            let what = (st.st_mode & S_IFMT) == S_IFDIR ? "a directory" : "an ordinary file"
+            throw .notANetworkNamespace(path, what: what)
+        }
+        if type != berth_clone_newnet() {
+            throw .notANetworkNamespace(path, what: "a namespace of another kind")
+        }
+    }
+
+    /// The namespace the calling thread is in now.
+    public static func current() throws(OpenError) -> NetworkNamespace {
+        try NetworkNamespace(path: "/proc/thread-self/ns/net")
+    }
+
+    /// Whether this is the same namespace as the calling thread's: a plugin
+    /// must not turn the host's own namespace into a container.
+    public func isCurrentThreadNamespace() throws(SystemError) -> Bool {
+        let here = try OwnedDescriptor(openingForReading: "/proc/thread-self/ns/net")
+        return try here.identity() == descriptor.identity()
+    }
+
+    /// Runs `body` with the calling thread inside this namespace, then moves
+    /// the thread back. Sockets opened in `body` stay bound to this namespace.
+    ///
+    /// A thread that cannot be moved back would do later work in the wrong
+    /// namespace, so that case stops the process.
+    public func perform<T, E: Error>(_ body: () throws(E) -> T) throws(E) -> T {
+        let original: OwnedDescriptor
+        do {
+            original = try OwnedDescriptor(openingForReading: "/proc/thread-self/ns/net")
+        } catch {
+            fatalError("cannot open the current network namespace: \(error)")
+        }
+        guard berth_setns(descriptor.rawValue, berth_clone_newnet()) == 0 else {
+            let e = SystemError.last("setns \(path)")
+            fatalError("\(e)")
+        }
+        defer {
+            if berth_setns(original.rawValue, berth_clone_newnet()) != 0 {
+                fatalError("cannot return to the original network namespace: \(SystemError.last("setns"))")
+            }
+        }
+        return try body()
+    }
+}

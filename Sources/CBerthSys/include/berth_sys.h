@@ -1,0 +1,27 @@
+#ifndef BERTH_SYS_H
+#define BERTH_SYS_H
+
+#include <sys/types.h>
+
+/// Moves the calling thread into the namespace behind `fd`.
+/// `nstype` is 0 or one CLONE_NEW* flag. Returns 0, or -1 with errno set.
+/// The corresponding C function is setns(2).
+int berth_setns(int fd, int nstype);
+
+/// The CLONE_NEWNET constant, which Swift's Glibc module does not export.
+int berth_clone_newnet(void);
+
+/// Tells what kind of namespace `fd` refers to.
+/// Returns the CLONE_NEW* type of the namespace, 0 when `fd` is not a
+/// namespace file at all (not on nsfs), or -1 with errno set.
+/// Uses fstatfs(2) and ioctl(NS_GET_NSTYPE).
+int berth_namespace_type(int fd);
+
+/// Creates an anonymous memory file, close-on-exec. Returns fd or -1.
+/// The corresponding C function is memfd_create(2).
+int berth_memfd(const char *name);
+
+/// Creates a pipe whose two ends are close-on-exec. The corresponding C function is pipe2(2).
+int berth_pipe_cloexec(int fds[2]);
+
+#endif

@@ -1,0 +1,3 @@
+import BerthPlugin
+
+BerthPlugin.main()
