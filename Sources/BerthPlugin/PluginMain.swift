@@ -25,18 +25,19 @@ public enum BerthPlugin {
         exit(reply.status)
     }
 
-    /// Runs one invocation: checks the environment (error 4), decodes the
-    /// config (6, then 1 for the version, then 7), then does the command.
+    /// Runs one invocation: reads stdin (so that every error is printed in the
+    /// config's version), checks the environment (error 4), decodes the config
+    /// (6, then 1 for the version, then 7), then does the command.
     public static func run(environment: [String: String],
                            readInput: () throws(SystemError) -> [UInt8]) -> PluginReply {
         var input: [UInt8] = []
         do throws(CNIError) {
-            let env = try CNIEnvironment(environment)
             do {
                 input = try readInput()
             } catch {
                 throw CNIError(.ioFailure, "reading the network config from stdin: \(error)")
             }
+            let env = try CNIEnvironment(environment)
             if env.command == .version {
                 let version = input.isEmpty ? CNIVersion.latest : NetworkConfig.replyVersion(for: input)
                 return PluginReply(status: 0, stdout: CNIVersion.versionInfo(answering: version).serialized(pretty: true) + "\n")

@@ -1,0 +1,278 @@
+import Testing
+@testable import BerthCNI
+
+private let baseEnv = [
+    "CNI_COMMAND": "ADD", "CNI_CONTAINERID": "abc123", "CNI_NETNS": "/run/netns/x",
+    "CNI_IFNAME": "eth0", "CNI_PATH": "/opt/cni/bin:/usr/lib/cni",
+]
+
+@Suite("CNI environment variables")
+struct EnvironmentTests {
+    @Test("reads a complete ADD environment")
+    func complete() throws {
+        var env = baseEnv
+        env["CNI_ARGS"] = "IgnoreUnknown=1;IP=10.0.0.5"
+        let e = try CNIEnvironment(env)
+        #expect(e.command == .add)
+        #expect(e.path == ["/opt/cni/bin", "/usr/lib/cni"])
+        #expect(e.arg("IP") == "10.0.0.5")
+        #expect(e.arg("MAC") == nil)
+    }
+
+    @Test("each missing or invalid variable is an error 4 naming it",
+          arguments: [
+            ("CNI_COMMAND", nil, "CNI_COMMAND"), ("CNI_COMMAND", "ATTACH", "CNI_COMMAND"),
+            ("CNI_CONTAINERID", nil, "CNI_CONTAINERID"), ("CNI_CONTAINERID", "-abc", "CNI_CONTAINERID"),
+            ("CNI_CONTAINERID", "a/b", "CNI_CONTAINERID"), ("CNI_CONTAINERID", "a b", "CNI_CONTAINERID"),
+            ("CNI_IFNAME", nil, "CNI_IFNAME"), ("CNI_IFNAME", "eth0123456789abc", "CNI_IFNAME"),
+            ("CNI_IFNAME", "a/b", "CNI_IFNAME"), ("CNI_IFNAME", "..", "CNI_IFNAME"), ("CNI_IFNAME", "e th", "CNI_IFNAME"),
+            ("CNI_IFNAME", "a:b", "CNI_IFNAME"), ("CNI_NETNS", nil, "CNI_NETNS"), ("CNI_NETNS", "relative", "CNI_NETNS"),
+            ("CNI_PATH", nil, "CNI_PATH"), ("CNI_ARGS", "novalue", "CNI_ARGS"), ("CNI_ARGS", "=x", "CNI_ARGS"),
+          ] as [(String, String?, String)])
+    func invalid(variable: String, value: String?, named: String) {
+        var env = baseEnv
+        env[variable] = value
+        #expect(throws: CNIError.self) { try CNIEnvironment(env) }
+        do {
+            _ = try CNIEnvironment(env)
+        } catch {
+            #expect(error.code == 4)
+            #expect(error.msg.contains(named))
+        }
+    }
+
+    @Test("an interface name of exactly 15 characters is accepted")
+    func fifteen() throws {
+        var env = baseEnv
+        env["CNI_IFNAME"] = "eth0123456789ab"
+        _ = try CNIEnvironment(env)
+    }
+
+    @Test("DEL needs no CNI_NETNS, VERSION needs nothing but the command")
+    func optional() throws {
+        var env = baseEnv
+        env["CNI_COMMAND"] = "DEL"
+        env["CNI_NETNS"] = nil
+        #expect(try CNIEnvironment(env).netns == "")
+        _ = try CNIEnvironment(["CNI_COMMAND": "VERSION"])
+    }
+}
+
+@Suite("CNI versions")
+struct VersionTests {
+    @Test("parses, orders and names the supported versions")
+    func versions() {
+        #expect(CNIVersion("0.3.1")! < CNIVersion("0.4.0")!)
+        #expect(CNIVersion("1.0") == nil)
+        #expect(CNIVersion("v1.0.0") == nil)
+        #expect(CNIVersion.supported.map(\.description) == ["0.1.0", "0.2.0", "0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"])
+        #expect(CNIVersion.v0_2_0.usesLegacyResult && !CNIVersion.v0_3_0.usesLegacyResult)
+        #expect(!CNIVersion.v0_3_1.supportsCheck && CNIVersion.v0_4_0.supportsCheck)
+    }
+
+    @Test("VERSION lists every supported version")
+    func versionInfo() {
+        let text = CNIVersion.versionInfo(answering: .v1_0_0).serialized()
+        #expect(text == #"{"cniVersion":"1.0.0","supportedVersions":["0.1.0","0.2.0","0.3.0","0.3.1","0.4.0","1.0.0","1.1.0"]}"#)
+    }
+}
+
+@Suite("Network config validation")
+struct ConfigTests {
+    func config(_ text: String) throws(CNIError) -> BridgeConfig {
+        try BridgeConfig(Array(text.utf8))
+    }
+
+    func expectError(_ text: String, code: Int, mentions: String, sourceLocation: SourceLocation = #_sourceLocation) {
+        do {
+            _ = try config(text)
+            Issue.record("no error for \(text)", sourceLocation: sourceLocation)
+        } catch {
+            #expect(error.code == code, "\(error)", sourceLocation: sourceLocation)
+            #expect(error.msg.contains(mentions), "\(error.msg)", sourceLocation: sourceLocation)
+        }
+    }
+
+    @Test("reads the bridge plugin's fields with their defaults")
+    func defaults() throws {
+        let c = try config(#"{"cniVersion":"1.0.0","name":"n1","type":"berth","ipam":{"type":"host-local"}}"#)
+        #expect(c.bridge == "berth0")
+        #expect(!c.isGateway && !c.isDefaultGateway)
+        #expect(c.mtu == nil)
+        #expect(c.network.ipamType == "host-local")
+        #expect(c.network.cniVersion == .v1_0_0)
+    }
+
+    @Test("isDefaultGateway implies isGateway")
+    func defaultGateway() throws {
+        let c = try config(#"{"cniVersion":"0.4.0","name":"n","type":"berth","isDefaultGateway":true,"ipam":{"type":"x"},"mtu":1400}"#)
+        #expect(c.isGateway)
+        #expect(c.mtu == 1400)
+    }
+
+    @Test("a missing cniVersion means 0.1.0, as libcni decides")
+    func implicitVersion() throws {
+        #expect(try config(#"{"name":"n","type":"berth"}"#).network.cniVersion == .v0_1_0)
+    }
+
+    @Test("unknown fields are ignored")
+    func unknownFields() throws {
+        _ = try config(#"{"cniVersion":"1.0.0","name":"n","type":"berth","somethingNew":{"x":[1]}}"#)
+    }
+
+    @Test("malformed JSON is an error 6")
+    func malformed() {
+        expectError(#"{"cniVersion":"1.0.0","#, code: 6, mentions: "not valid JSON")
+        expectError(#"[1,2]"#, code: 6, mentions: "must be a JSON object")
+    }
+
+    @Test("an unsupported or malformed cniVersion is an error 1")
+    func badVersion() {
+        expectError(#"{"cniVersion":"2.0.0","name":"n"}"#, code: 1, mentions: "2.0.0")
+        expectError(#"{"cniVersion":"latest","name":"n"}"#, code: 1, mentions: "latest")
+    }
+
+    @Test("invalid fields are an error 7 naming the field",
+          arguments: [
+            (#"{"cniVersion":"1.0.0","type":"berth"}"#, "\"name\""),
+            (#"{"cniVersion":"1.0.0","name":"../etc","type":"berth"}"#, "\"name\""),
+            (#"{"cniVersion":"1.0.0","name":"n","bridge":"this-name-is-too-long"}"#, "\"bridge\""),
+            (#"{"cniVersion":"1.0.0","name":"n","bridge":7}"#, "\"bridge\""),
+            (#"{"cniVersion":"1.0.0","name":"n","isGateway":"yes","ipam":{"type":"x"}}"#, "\"isGateway\""),
+            (#"{"cniVersion":"1.0.0","name":"n","mtu":"1500"}"#, "\"mtu\""),
+            (#"{"cniVersion":"1.0.0","name":"n","mtu":1.5}"#, "\"mtu\""),
+            (#"{"cniVersion":"1.0.0","name":"n","mtu":70000}"#, "\"mtu\""),
+            (#"{"cniVersion":"1.0.0","name":"n","ipam":"host-local"}"#, "\"ipam\""),
+            (#"{"cniVersion":"1.0.0","name":"n","ipam":{"type":"../bin/sh"}}"#, "\"ipam.type\""),
+            (#"{"cniVersion":"1.0.0","name":"n","ipam":{"type":5}}"#, "\"ipam.type\""),
+            (#"{"cniVersion":"1.0.0","name":"n","isGateway":true}"#, "\"isGateway\""),
+            (#"{"cniVersion":"1.0.0","name":"n","dns":{"nameservers":"1.1.1.1"}}"#, "\"dns.nameservers\""),
+          ])
+    func invalidField(text: String, field: String) {
+        expectError(text, code: 7, mentions: field)
+    }
+}
+
+@Suite("CNI results in every version")
+struct ResultTests {
+    static let sample = CNIResult(
+        interfaces: [
+            .init(name: "berth0", mac: "aa:bb:cc:dd:ee:01", mtu: 1400),
+            .init(name: "veth0011aabb", mac: "aa:bb:cc:dd:ee:02", mtu: 1400),
+            .init(name: "eth0", mac: "aa:bb:cc:dd:ee:03", mtu: 1400, sandbox: "/run/netns/c1"),
+        ],
+        ips: [
+            .init(address: IPPrefix("10.22.0.5/24")!, gateway: IPAddress("10.22.0.1"), interface: 2),
+            .init(address: IPPrefix("fd22::5/64")!, gateway: IPAddress("fd22::1"), interface: 2),
+        ],
+        routes: [
+            .init(dst: IPPrefix("0.0.0.0/0")!, gw: IPAddress("10.22.0.1")),
+            .init(dst: IPPrefix("10.99.0.0/16")!, priority: 5),
+            .init(dst: IPPrefix("::/0")!, gw: IPAddress("fd22::1")),
+        ],
+        dns: .init(nameservers: ["10.22.0.1"], search: ["example.test"]))
+
+    static let legacy = #"{"cniVersion":"VER","ip4":{"ip":"10.22.0.5/24","gateway":"10.22.0.1","routes":[{"dst":"0.0.0.0/0","gw":"10.22.0.1"},{"dst":"10.99.0.0/16"}]},"ip6":{"ip":"fd22::5/64","gateway":"fd22::1","routes":[{"dst":"::/0","gw":"fd22::1"}]},"dns":{"nameservers":["10.22.0.1"],"search":["example.test"]}}"#
+    static let interfaces = #""interfaces":[{"name":"berth0","mac":"aa:bb:cc:dd:ee:01"},{"name":"veth0011aabb","mac":"aa:bb:cc:dd:ee:02"},{"name":"eth0","mac":"aa:bb:cc:dd:ee:03","sandbox":"/run/netns/c1"}]"#
+    static let v03 = #"{"cniVersion":"VER",\#(interfaces),"ips":[{"version":"4","interface":2,"address":"10.22.0.5/24","gateway":"10.22.0.1"},{"version":"6","interface":2,"address":"fd22::5/64","gateway":"fd22::1"}],"routes":[{"dst":"0.0.0.0/0","gw":"10.22.0.1"},{"dst":"10.99.0.0/16"},{"dst":"::/0","gw":"fd22::1"}],"dns":{"nameservers":["10.22.0.1"],"search":["example.test"]}}"#
+    static let v10 = #"{"cniVersion":"1.0.0",\#(interfaces),"ips":[{"interface":2,"address":"10.22.0.5/24","gateway":"10.22.0.1"},{"interface":2,"address":"fd22::5/64","gateway":"fd22::1"}],"routes":[{"dst":"0.0.0.0/0","gw":"10.22.0.1"},{"dst":"10.99.0.0/16"},{"dst":"::/0","gw":"fd22::1"}],"dns":{"nameservers":["10.22.0.1"],"search":["example.test"]}}"#
+    static let v11 = #"{"cniVersion":"1.1.0","interfaces":[{"name":"berth0","mac":"aa:bb:cc:dd:ee:01","mtu":1400},{"name":"veth0011aabb","mac":"aa:bb:cc:dd:ee:02","mtu":1400},{"name":"eth0","mac":"aa:bb:cc:dd:ee:03","mtu":1400,"sandbox":"/run/netns/c1"}],"ips":[{"interface":2,"address":"10.22.0.5/24","gateway":"10.22.0.1"},{"interface":2,"address":"fd22::5/64","gateway":"fd22::1"}],"routes":[{"dst":"0.0.0.0/0","gw":"10.22.0.1"},{"dst":"10.99.0.0/16","priority":5},{"dst":"::/0","gw":"fd22::1"}],"dns":{"nameservers":["10.22.0.1"],"search":["example.test"]}}"#
+
+    static func golden(_ version: CNIVersion) -> String {
+        switch version {
+        case .v0_1_0, .v0_2_0: return legacy.replacingOccurrences("VER", with: version.description)
+        case .v0_3_0, .v0_3_1, .v0_4_0: return v03.replacingOccurrences("VER", with: version.description)
+        case .v1_0_0: return v10
+        default: return v11
+        }
+    }
+
+    @Test("prints the result exactly as each version defines it", arguments: CNIVersion.supported)
+    func goldenJSON(version: CNIVersion) {
+        #expect(ResultTests.sample.json(version: version).serialized() == ResultTests.golden(version))
+    }
+
+    @Test("reads back what it prints (the new form losslessly)", arguments: [CNIVersion.v0_3_1, .v0_4_0, .v1_0_0, .v1_1_0])
+    func readBack(version: CNIVersion) throws {
+        let json = ResultTests.sample.json(version: version)
+        let back = try CNIResult(json: json, field: "prevResult")
+        #expect(back.json(version: version) == json)
+    }
+
+    @Test("reads a legacy 0.2.0 result into addresses and routes")
+    func readLegacy() throws {
+        let json = try JSON.parse(ResultTests.golden(.v0_2_0))
+        let r = try CNIResult(json: json, field: "prevResult")
+        #expect(r.ips.map(\.address.description) == ["10.22.0.5/24", "fd22::5/64"])
+        #expect(r.routes.count == 3)
+        #expect(r.dns.nameservers == ["10.22.0.1"])
+    }
+
+    @Test("a malformed result names the bad field")
+    func malformedResult() {
+        let json = try! JSON.parse(#"{"cniVersion":"1.0.0","ips":[{"address":"10.0.0.300/24"}]}"#)
+        do {
+            _ = try CNIResult(json: json, field: "prevResult", code: .invalidNetworkConfig)
+            Issue.record("accepted a bad address")
+        } catch {
+            #expect(error.code == 7)
+            #expect(error.msg.contains("prevResult.ips[0].address"))
+        }
+        let badIndex = try! JSON.parse(#"{"cniVersion":"1.0.0","ips":[{"address":"10.0.0.3/24","interface":4}]}"#)
+        #expect(throws: CNIError.self) { try CNIResult(json: badIndex, field: "prevResult") }
+    }
+
+    @Test("errors print cniVersion, code and msg, and details only when there are some")
+    func errorJSON() {
+        #expect(CNIError(.invalidNetworkConfig, "bad").json(cniVersion: "0.4.0").serialized()
+                == #"{"cniVersion":"0.4.0","code":7,"msg":"bad"}"#)
+        #expect(CNIError(.ioFailure, "x", details: "y").json(cniVersion: "1.1.0").serialized()
+                == #"{"cniVersion":"1.1.0","code":5,"msg":"x","details":"y"}"#)
+    }
+}
+
+@Suite("Address plan from an IPAM result")
+struct AddressPlanTests {
+    @Test("isGateway fills a missing gateway with the subnet's first address and puts it on the bridge")
+    func gateway() {
+        let ipam = CNIResult(ips: [.init(address: IPPrefix("10.5.0.7/16")!)])
+        let plan = AddressPlan(ipamResult: ipam, isGateway: true, isDefaultGateway: false, interfaceIndex: 2)
+        #expect(plan.ips == [.init(address: IPPrefix("10.5.0.7/16")!, gateway: IPAddress("10.5.0.1"), interface: 2)])
+        #expect(plan.bridgeAddresses == [IPPrefix("10.5.0.1/16")!])
+        #expect(plan.routes.isEmpty)
+    }
+
+    @Test("without isGateway the bridge gets no address and the IPAM gateway is kept")
+    func noGateway() {
+        let ipam = CNIResult(ips: [.init(address: IPPrefix("10.5.0.7/16")!, gateway: IPAddress("10.5.0.254"))])
+        let plan = AddressPlan(ipamResult: ipam, isGateway: false, isDefaultGateway: false, interfaceIndex: 2)
+        #expect(plan.bridgeAddresses.isEmpty)
+        #expect(plan.ips.first?.gateway == IPAddress("10.5.0.254"))
+    }
+
+    @Test("isDefaultGateway adds one default route per family unless IPAM gave one")
+    func defaultRoutes() {
+        let ipam = CNIResult(
+            ips: [.init(address: IPPrefix("10.5.0.7/24")!), .init(address: IPPrefix("fd05::7/64")!)],
+            routes: [.init(dst: IPPrefix("::/0")!, gw: IPAddress("fd05::99"))])
+        let plan = AddressPlan(ipamResult: ipam, isGateway: true, isDefaultGateway: true, interfaceIndex: 2)
+        #expect(plan.routes.map(\.dst.description) == ["::/0", "0.0.0.0/0"])
+        #expect(plan.routes[1].gw == IPAddress("10.5.0.1"))
+        #expect(plan.bridgeAddresses == [IPPrefix("10.5.0.1/24")!, IPPrefix("fd05::1/64")!])
+    }
+
+    @Test("a route without gw is installed through its family's gateway")
+    func routeWithoutGateway() {
+        let ipam = CNIResult(ips: [.init(address: IPPrefix("10.5.0.7/24")!, gateway: IPAddress("10.5.0.1"))],
+                             routes: [.init(dst: IPPrefix("192.168.77.0/24")!)])
+        let plan = AddressPlan(ipamResult: ipam, isGateway: false, isDefaultGateway: false, interfaceIndex: 2)
+        #expect(plan.routes[0].gw == nil)
+        #expect(plan.installedRoutes[0].gw == IPAddress("10.5.0.1"))
+    }
+}
+
+extension String {
+    func replacingOccurrences(_ target: String, with replacement: String) -> String {
+        split(separator: target, omittingEmptySubsequences: false).joined(separator: replacement)
+    }
+}
