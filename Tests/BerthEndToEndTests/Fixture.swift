@@ -1,0 +1,158 @@
+import Foundation
+import Testing
+import BerthCNI
+
+/// Whether the kernel tests can run: they need root for namespaces and links.
+let runningAsRoot = getuid() == 0
+
+/// The directory holding the built `berth` executable: BERTH_BIN_DIR, or the
+/// build directory the test bundle itself was built into.
+let productsDirectory: String = {
+    if let dir = ProcessInfo.processInfo.environment["BERTH_BIN_DIR"] { return dir }
+    let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+    return URL(fileURLWithPath: exe).deletingLastPathComponent().path
+}()
+
+/// Where Debian's reference plugins live.
+let referencePluginDirectory = "/usr/lib/cni"
+
+/// Runs a command line, returns exit status and stdout. stdin is `input`.
+@discardableResult
+func shell(_ args: [String], input: String? = nil, environment: [String: String]? = nil) -> (status: Int32, out: String) {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+    p.arguments = args
+    if let environment { p.environment = environment }
+    let out = Pipe()
+    p.standardOutput = out
+    p.standardError = FileHandle.nullDevice
+    let inPipe = Pipe()
+    p.standardInput = inPipe
+    do { try p.run() } catch { return (127, "\(error)") }
+    if let input { inPipe.fileHandleForWriting.write(Data(input.utf8)) }
+    try? inPipe.fileHandleForWriting.close()
+    let data = out.fileHandleForReading.readDataToEndOfFile()
+    p.waitUntilExit()
+    return (p.terminationStatus, String(decoding: data, as: UTF8.self))
+}
+
+/// What a plugin invocation printed.
+struct PluginRun {
+    var status: Int32
+    var stdout: String
+    var json: JSON? { try? JSON.parse(stdout) }
+    var errorCode: Int? { json?["code"]?.intValue }
+    var message: String { json?["msg"]?.stringValue ?? stdout }
+}
+
+/// One test's private piece of the kernel: a bridge, a subnet, namespaces and
+/// an IPAM data directory, all with names unique to this test, and removed by
+/// `cleanUp()` (call it in `defer`, so failures clean up too).
+final class TestNetwork: @unchecked Sendable {
+    let id: String
+    let bridge: String
+    let name: String
+    /// A /24 that no route on the host covers, e.g. "10.243.17".
+    let subnetBase: String
+    /// A /64 base for IPv6, e.g. "fd42:1a2b:3c4d:1".
+    let subnet6Base: String
+    let dataDir: String
+    private(set) var namespaces: [String] = []
+    private let lock = NSLock()
+
+    init() {
+        let rand = UInt32.random(in: 0...UInt32.max)
+        id = String(format: "%06x", rand & 0xFFFFFF) + String(getpid() % 100)
+        bridge = "bt" + String(id.prefix(10))
+        name = "berthtest-\(id)"
+        dataDir = NSTemporaryDirectory() + "berthtest-ipam-\(id)"
+        let routes = shell(["ip", "-4", "route", "show", "table", "all"]).out
+        var base: String
+        repeat {
+            base = "10.\(Int.random(in: 240...254)).\(Int.random(in: 0...255))"
+        } while routes.contains(base + ".")
+        subnetBase = base
+        subnet6Base = String(format: "fd42:%x:%x:1", Int.random(in: 1...0xffff), Int.random(in: 1...0xffff))
+    }
+
+    /// Creates a namespace with `ip netns` (as a runtime would); returns its path.
+    func makeNamespace() -> String {
+        let nsName: String = lock.withLock {
+            let n = "\(name)-\(namespaces.count)"
+            namespaces.append(n)
+            return n
+        }
+        shell(["ip", "netns", "add", nsName])
+        return "/run/netns/\(nsName)"
+    }
+
+    func deleteNamespace(_ path: String) {
+        shell(["ip", "netns", "del", URL(fileURLWithPath: path).lastPathComponent])
+    }
+
+    /// Removes everything this test made: namespaces (their veth ends go with
+    /// them), host veths still on the bridge, the bridge, the IPAM data.
+    func cleanUp() {
+        for ns in namespaces { shell(["ip", "netns", "del", ns]) }
+        for port in portsOfBridge() { shell(["ip", "link", "del", port]) }
+        shell(["ip", "link", "del", bridge])
+        try? FileManager.default.removeItem(atPath: dataDir)
+    }
+
+    /// A config for the berth plugin. `ipam` defaults to host-local on this test's subnet.
+    func config(version: String = "1.0.0", ipam: String? = nil, extra: String = "") -> String {
+        let ipamJSON = ipam ?? #"{"type":"host-local","subnet":"\#(subnetBase).0/24","dataDir":"\#(dataDir)"}"#
+        return #"{"cniVersion":"\#(version)","name":"\#(name)","type":"berth","bridge":"\#(bridge)","isGateway":true\#(extra),"ipam":\#(ipamJSON)}"#
+    }
+
+    /// Runs a plugin executable the way a runtime does.
+    func run(_ command: String, netns: String, containerID: String, ifname: String = "eth0", config: String,
+             plugin: String = "berth", args: String? = nil) -> PluginRun {
+        var env = [
+            "CNI_COMMAND": command, "CNI_CONTAINERID": containerID, "CNI_NETNS": netns, "CNI_IFNAME": ifname,
+            "CNI_PATH": "\(productsDirectory):\(referencePluginDirectory)",
+            "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+        ]
+        if let args { env["CNI_ARGS"] = args }
+        let dir = plugin == "berth" ? productsDirectory : referencePluginDirectory
+        let r = shell(["\(dir)/\(plugin)"], input: config, environment: env)
+        return PluginRun(status: r.status, stdout: r.out)
+    }
+
+    /// `config` with `prevResult` set to `result`.
+    func config(_ config: String, prevResult: String) -> String {
+        var object = try! JSON.parse(config).objectValue!
+        object["prevResult"] = try! JSON.parse(prevResult)
+        return JSON.object(object).serialized()
+    }
+
+    /// Names of the links that are ports of this test's bridge.
+    func portsOfBridge() -> [String] {
+        shell(["ip", "-o", "link", "show", "master", bridge]).out
+            .split(separator: "\n")
+            .compactMap { line in line.split(separator: ":").dropFirst().first.map { String($0.trimmingCharacters(in: .whitespaces).split(separator: "@")[0]) } }
+    }
+
+    /// Runs `command` inside a namespace.
+    func inNamespace(_ netns: String, _ command: [String]) -> (status: Int32, out: String) {
+        shell(["ip", "netns", "exec", URL(fileURLWithPath: netns).lastPathComponent] + command)
+    }
+
+    /// One ping from inside `netns` to an address this test gave out.
+    func ping(from netns: String, to address: String) -> Bool {
+        let tool = address.contains(":") ? ["ping", "-6"] : ["ping"]
+        return inNamespace(netns, tool + ["-c", "1", "-W", "2", address]).status == 0
+    }
+}
+
+/// The address part ("10.1.2.3") of the first `ips` entry of a result, or of a 0.x `ip4`.
+func firstAddress(_ result: JSON?, family: IPAddress.Family = .v4) -> String? {
+    if let ips = result?["ips"]?.arrayValue {
+        for ip in ips {
+            if let a = ip["address"]?.stringValue, let p = IPPrefix(a), p.family == family { return p.address.description }
+        }
+        return nil
+    }
+    let key = family == .v4 ? "ip4" : "ip6"
+    return result?[key]?["ip"]?.stringValue.flatMap(IPPrefix.init)?.address.description
+}
