@@ -1,0 +1,140 @@
+import Foundation
+import Testing
+import BerthCNI
+
+/// Runs a conflist the way libcni does: each plugin gets the list's `name`
+/// and `cniVersion`, the `runtimeConfig` of the capabilities it declares, and
+/// the previous plugin's result as `prevResult`; DEL runs the list in reverse
+/// with the cached final result.
+struct ConflistRunner {
+    let net: TestNetwork
+    let conflist: JSONObject
+    let runtimeConfig: JSONObject
+
+    func pluginConfig(_ plugin: JSONObject, prevResult: JSON?) -> String {
+        var c = plugin
+        c["name"] = conflist["name"]
+        c["cniVersion"] = conflist["cniVersion"]
+        var rc = JSONObject()
+        for (capability, enabled) in plugin["capabilities"]?.objectValue?.entries ?? [] where enabled == .bool(true) {
+            if let value = runtimeConfig[capability] { rc[capability] = value }
+        }
+        if !rc.isEmpty { c["runtimeConfig"] = .object(rc) }
+        if let prevResult { c["prevResult"] = prevResult }
+        return JSON.object(c).serialized()
+    }
+
+    var plugins: [JSONObject] { conflist["plugins"]!.arrayValue!.map { $0.objectValue! } }
+
+    /// ADD through the chain; returns the final result, or the failing run.
+    func add(netns: String, containerID: String) -> (result: JSON?, failure: PluginRun?) {
+        var prev: JSON?
+        for plugin in plugins {
+            let run = net.run("ADD", netns: netns, containerID: containerID,
+                              config: pluginConfig(plugin, prevResult: prev), plugin: plugin["type"]!.stringValue!)
+            if run.status != 0 { return (nil, run) }
+            prev = run.json
+        }
+        return (prev, nil)
+    }
+
+    func command(_ command: String, netns: String, containerID: String, cached: JSON?) -> PluginRun? {
+        let order = command == "DEL" ? plugins.reversed() : plugins
+        for plugin in order {
+            let run = net.run(command, netns: netns, containerID: containerID,
+                              config: pluginConfig(plugin, prevResult: cached), plugin: plugin["type"]!.stringValue!)
+            if run.status != 0 { return run }
+        }
+        return nil
+    }
+}
+
+/// Records iptables rules and chains before a test and removes whatever the
+/// test's plugins added, so that base chains a reference plugin leaves
+/// behind do not stay on the machine.
+struct IPTablesSnapshot {
+    static let tables = ["nat", "filter", "mangle"]
+    let before: [String: Set<String>]
+    /// nftables tables present before (iptables-nft creates a table merely by listing it).
+    let tablesBefore: Set<String>
+
+    init() {
+        tablesBefore = IPTablesSnapshot.nftTables()
+        before = Dictionary(uniqueKeysWithValues: IPTablesSnapshot.tables.map {
+            ($0, Set(shell(["iptables", "-t", $0, "-S"]).out.split(separator: "\n").map(String.init)))
+        })
+    }
+
+    func added(in table: String) -> [String] {
+        shell(["iptables", "-t", table, "-S"]).out.split(separator: "\n").map(String.init)
+            .filter { !before[table, default: []].contains($0) }
+    }
+
+    static func nftTables() -> Set<String> {
+        Set(shell(["nft", "list", "tables"]).out.split(separator: "\n").map(String.init))
+    }
+
+    func restore() {
+        for table in IPTablesSnapshot.tables {
+            let new = added(in: table)
+            for rule in new where rule.hasPrefix("-A ") {
+                shell(["sh", "-c", "iptables -t \(table) -D " + rule.dropFirst(3)])
+            }
+            for chain in new where chain.hasPrefix("-N ") {
+                shell(["iptables", "-t", table, "-F", String(chain.dropFirst(3))])
+            }
+            for chain in new where chain.hasPrefix("-N ") {
+                shell(["iptables", "-t", table, "-X", String(chain.dropFirst(3))])
+            }
+        }
+        for table in IPTablesSnapshot.nftTables().subtracting(tablesBefore) where table.hasPrefix("table ") {
+            shell(["sh", "-c", "nft delete " + table])
+        }
+    }
+}
+
+@Suite("berth in a plugin chain", .serialized, .enabled(if: runningAsRoot, "needs root for namespaces and links"))
+struct ChainTests {
+    @Test("a conflist of berth then the reference portmap: ADD, CHECK, then DEL in reverse cleans everything")
+    func berthThenPortmap() throws {
+        let net = TestNetwork()
+        let iptables = IPTablesSnapshot()
+        defer {
+            iptables.restore()
+            net.cleanUp()
+        }
+        let ns = net.makeNamespace()
+        let id = "chain-\(net.id)"
+        let berth = try JSON.parse(net.config()).objectValue!
+        let conflist: JSONObject = [
+            "cniVersion": .string("1.0.0"), "name": .string(net.name),
+            "plugins": .array([
+                .object(berth),
+                .object(["type": .string("portmap"), "capabilities": .object(["portMappings": .bool(true)])]),
+            ]),
+        ]
+        let mapping: JSON = .array([.object(["hostPort": .int(18080), "containerPort": .int(80), "protocol": .string("tcp")])])
+        let runner = ConflistRunner(net: net, conflist: conflist, runtimeConfig: ["portMappings": mapping])
+
+        let (result, failure) = runner.add(netns: ns, containerID: id)
+        try #require(failure == nil, "\(failure?.stdout ?? "")")
+        let final = try #require(result)
+        // portmap passes berth's result on; the address is reachable.
+        #expect(final["interfaces"]?.arrayValue?.count == 3)
+        let address = try #require(firstAddress(final))
+        #expect(net.ping(from: ns, to: "\(net.subnetBase).1"))
+        #expect(iptables.added(in: "nat").contains { $0.contains(id) && $0.contains("18080") })
+
+        // CHECK of berth's own part of the chain against the final result. (The
+        // reference portmap 1.1.1 fails its own CHECK on IPv4-only networks: it
+        // looks for an IPv6 chain it never made.)
+        let check = net.run("CHECK", netns: ns, containerID: id, config: runner.pluginConfig(berth, prevResult: final))
+        #expect(check.status == 0, "\(check.stdout)")
+
+        let delFailure = runner.command("DEL", netns: ns, containerID: id, cached: final)
+        #expect(delFailure == nil, "\(delFailure?.stdout ?? "")")
+        #expect(!iptables.added(in: "nat").contains { $0.contains(id) })
+        #expect(net.portsOfBridge().isEmpty)
+        #expect(!FileManager.default.fileExists(atPath: "\(net.dataDir)/\(net.name)/\(address)"))
+    }
+}
