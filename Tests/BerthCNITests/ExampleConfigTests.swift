@@ -1,0 +1,37 @@
+import Foundation
+import Testing
+@testable import BerthCNI
+
+/// The conflists shipped in conf/ must be valid for the plugins they name.
+@Suite("Example configs in conf/")
+struct ExampleConfigTests {
+    static let confDirectory = URL(fileURLWithPath: #filePath)
+        .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("conf")
+
+    static var files: [String] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: confDirectory.path)) ?? []).sorted()
+    }
+
+    @Test("there are example conflists to check")
+    func present() {
+        #expect(ExampleConfigTests.files.count >= 3)
+    }
+
+    @Test("each berth plugin entry parses as libcni would hand it over", arguments: ExampleConfigTests.files)
+    func parses(file: String) throws {
+        let data = try Data(contentsOf: ExampleConfigTests.confDirectory.appendingPathComponent(file))
+        let list = try #require(try JSON.parse(Array(data)).objectValue)
+        let plugins = try #require(list["plugins"]?.arrayValue)
+        var berthEntries = 0
+        for plugin in plugins {
+            guard var object = plugin.objectValue, object["type"] == .string("berth") else { continue }
+            object["name"] = list["name"]
+            object["cniVersion"] = list["cniVersion"]
+            let config = try BridgeConfig(Array(JSON.object(object).serialized().utf8))
+            #expect(config.network.ipamType != nil)
+            berthEntries += 1
+        }
+        #expect(berthEntries == 1)
+    }
+}

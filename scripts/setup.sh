@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Installs everything Berth needs on a fresh Debian machine (as root) and
+# builds it. Safe to run again: it only installs what is missing.
+#   scripts/setup.sh            install packages, build release binaries
+#   scripts/setup.sh --no-build install packages only
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(
+  libnl-3-dev libnl-route-3-dev pkg-config   # netlink through libnl-3
+  containernetworking-plugins                # reference plugins: host-local, static, portmap, bridge
+  iproute2 iputils-ping                      # tests and the demo wire and probe namespaces
+  iptables nftables                          # the reference portmap in the chain test
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  if [[ $(id -u) -ne 0 ]]; then
+    echo "setup: these packages are missing and installing them needs root: ${missing[*]}" >&2
+    exit 1
+  fi
+  echo "setup: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if ! command -v swift >/dev/null 2>&1 && [[ -x /opt/swift/usr/bin/swift ]]; then
+  export PATH="/opt/swift/usr/bin:$PATH"
+fi
+command -v swift >/dev/null 2>&1 || { echo "setup: no Swift toolchain found (expected swift on PATH or in /opt/swift)" >&2; exit 1; }
+
+if [[ "${1:-}" != "--no-build" ]]; then
+  echo "setup: building release binaries"
+  swift build -c release --static-swift-stdlib 2>&1 | grep -vE '^(\[[0-9]+/[0-9]+\]|Building|Compiling|Write|Planning|Linking)' || true
+  test -x .build/release/berth || { echo "setup: build failed" >&2; exit 1; }
+fi
