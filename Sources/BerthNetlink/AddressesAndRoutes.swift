@@ -13,30 +13,6 @@ public struct RouteInfo: Equatable, Sendable {
     public var priority: UInt32
 }
 
-/// A route to install.
-public struct RouteSpec: Sendable {
-    public var dst: IPPrefix
-    public var gateway: IPAddress?
-    public var outputIndex: Int32
-    public var priority: Int?
-    public var mtu: Int?
-    public var advmss: Int?
-    public var table: Int?
-    public var scope: Int?
-
-    public init(dst: IPPrefix, gateway: IPAddress?, outputIndex: Int32, priority: Int? = nil, mtu: Int? = nil,
-                advmss: Int? = nil, table: Int? = nil, scope: Int? = nil) {
-        self.dst = dst
-        self.gateway = gateway
-        self.outputIndex = outputIndex
-        self.priority = priority
-        self.mtu = mtu
-        self.advmss = advmss
-        self.table = table
-        self.scope = scope
-    }
-}
-
 /// Owns one `nl_addr` and releases it.
 final class AddressObject {
     let pointer: OpaquePointer
@@ -109,8 +85,9 @@ extension RouteSocket {
         return out
     }
 
-    /// Adds a route. Throws `isExists` when the same route exists.
-    public func addRoute(_ spec: RouteSpec) throws(NetlinkError) {
+    /// Adds `spec` (a CNI route: destination, gateway, and the 1.1.0 extras)
+    /// leaving through link `outputIndex`. Throws `isExists` when the same route exists.
+    public func addRoute(_ spec: CNIResult.Route, outputIndex: Int32) throws(NetlinkError) {
         guard let route = rtnl_route_alloc() else { throw NetlinkError("allocate route", code: NLE_NOMEM) }
         defer { rtnl_route_put(route) }
         let family = spec.dst.family == .v4 ? AF_INET : AF_INET6
@@ -126,13 +103,13 @@ extension RouteSocket {
             try check(rtnl_route_set_metric(route, Int32(RTAX_ADVMSS), UInt32(advmss)), "set route advmss")
         }
         guard let hop = rtnl_route_nh_alloc() else { throw NetlinkError("allocate next hop", code: NLE_NOMEM) }
-        rtnl_route_nh_set_ifindex(hop, spec.outputIndex)
-        if let gw = spec.gateway {
+        rtnl_route_nh_set_ifindex(hop, outputIndex)
+        if let gw = spec.gw {
             let gateway = try AddressObject(gw, prefixLength: gw.bitWidth)
             rtnl_route_nh_set_gateway(hop, gateway.pointer)
         }
         rtnl_route_add_nexthop(route, hop)  // the route owns the hop from here
-        let via = spec.gateway.map { " via \($0)" } ?? ""
+        let via = spec.gw.map { " via \($0)" } ?? ""
         try check(rtnl_route_add(sk, route, NLM_F_EXCL), "add route \(spec.dst)\(via)")
     }
 

@@ -96,9 +96,7 @@ struct BridgeOperation {
         try kernel("bring up \(env.ifname)") { () throws(NetlinkError) in try container.setUp(index: inside.index) }
         for route in plan.installedRoutes {
             try kernel("add route \(route.dst) in \(env.netns)") { () throws(NetlinkError) in
-                try container.addRoute(RouteSpec(dst: route.dst, gateway: route.gw, outputIndex: inside.index,
-                                                  priority: route.priority, mtu: route.mtu, advmss: route.advmss,
-                                                  table: route.table, scope: route.scope))
+                try container.addRoute(route, outputIndex: inside.index)
             }
         }
         for gateway in plan.bridgeAddresses {

@@ -222,6 +222,12 @@ struct ResultTests {
         #expect(throws: CNIError.self) { try CNIResult(json: badIndex, field: "prevResult") }
     }
 
+    @Test("an error prints in the version of the config it answers", arguments: CNIVersion.supported)
+    func errorGolden(version: CNIVersion) {
+        let text = CNIError(.invalidEnvironment, "CNI_IFNAME is not set").json(cniVersion: version.description).serialized()
+        #expect(text == #"{"cniVersion":"\#(version)","code":4,"msg":"CNI_IFNAME is not set"}"#)
+    }
+
     @Test("errors print cniVersion, code and msg, and details only when there are some")
     func errorJSON() {
         #expect(CNIError(.invalidNetworkConfig, "bad").json(cniVersion: "0.4.0").serialized()
