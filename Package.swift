@@ -5,6 +5,7 @@ let package = Package(
     name: "Berth",
     products: [
         .executable(name: "berth", targets: ["berth"]),
+        .executable(name: "berth-ipam", targets: ["berth-ipam"]),
     ],
     targets: [
         // libnl-3 route library, found through pkg-config.
@@ -21,13 +22,17 @@ let package = Package(
         .target(name: "BerthSystem", dependencies: ["CBerthSys"]),
         // The only module that imports libnl.
         .target(name: "BerthNetlink", dependencies: ["CLibNL", "BerthCNI", "BerthSystem"]),
-        // The bridge plugin: ADD, DEL, CHECK, VERSION orchestration.
-        .target(name: "BerthPlugin", dependencies: ["BerthCNI", "BerthSystem", "BerthNetlink"]),
+        // Berth's IPAM: range arithmetic and config (pure), the allocation store, the operations.
+        .target(name: "BerthIPAM", dependencies: ["BerthCNI", "BerthSystem"]),
+        // The bridge plugin: ADD, DEL, CHECK, GC, STATUS orchestration.
+        .target(name: "BerthPlugin", dependencies: ["BerthCNI", "BerthSystem", "BerthNetlink", "BerthIPAM"]),
         .executableTarget(name: "berth", dependencies: ["BerthPlugin"]),
+        .executableTarget(name: "berth-ipam", dependencies: ["BerthIPAM"]),
         .testTarget(name: "BerthCNITests", dependencies: ["BerthCNI", "BerthPlugin"]),
+        .testTarget(name: "BerthIPAMTests", dependencies: ["BerthCNI", "BerthIPAM", "berth-ipam"]),
         .testTarget(
             name: "BerthEndToEndTests",
-            dependencies: ["BerthCNI", "berth"]
+            dependencies: ["BerthCNI", "berth", "berth-ipam"]
         ),
     ]
 )

@@ -10,15 +10,23 @@ import BerthSystem
 struct BridgeOperation {
     let config: BridgeConfig
     let env: CNIEnvironment
-    let processEnvironment: [String: String]
-    let stdin: [UInt8]
+    let ipam: IPAMBackend?
 
     /// The index of the container interface in the result's `interfaces`.
     static let containerInterfaceIndex = 2
 
-    var ipam: DelegatedPlugin? {
-        config.network.ipamType.map {
-            DelegatedPlugin(type: $0, searchPath: env.path, environment: processEnvironment, stdin: stdin)
+    init(config: BridgeConfig, invocation: PluginInvocation) throws(CNIError) {
+        self.config = config
+        env = invocation.env
+        switch config.network.ipamType {
+        case nil:
+            ipam = nil
+        case InProcessIPAM.type?:
+            ipam = try InProcessIPAM(invocation: invocation)
+        case let type?:
+            ipam = DelegatedIPAM(plugin: DelegatedPlugin(type: type, searchPath: env.path,
+                                                         environment: invocation.processEnvironment,
+                                                         stdin: invocation.input))
         }
     }
 
@@ -35,17 +43,11 @@ struct BridgeOperation {
         }
         let bridge = try ensureBridge(host)
 
-        var ipamResult = CNIResult()
-        if let ipam {
-            guard let json = try ipam.run(.add) else {
-                throw CNIError(.decodeFailure, "IPAM plugin \(ipam.type) printed no result")
-            }
-            ipamResult = try CNIResult(json: json, field: "result of IPAM plugin \(ipam.type)")
-        }
+        let ipamResult = try ipam?.add() ?? CNIResult()
         do {
             return try wire(ipamResult, host: host, container: container, netns: netns, bridge: bridge)
         } catch {
-            if let ipam { _ = try? ipam.run(.del) }
+            try? ipam?.del()
             throw error
         }
     }
@@ -169,7 +171,7 @@ struct BridgeOperation {
     // MARK: DEL
 
     func del() throws(CNIError) {
-        if let ipam { _ = try ipam.run(.del) }
+        try ipam?.del()
         guard let netns = try openNamespace(required: false) else { return }
         let container = try kernel("open a netlink socket in \(env.netns)") { () throws(NetlinkError) in
             try RouteSocket.opened(in: netns)
@@ -186,7 +188,7 @@ struct BridgeOperation {
             throw CNIError(.invalidNetworkConfig, "field \"prevResult\": is required for CHECK")
         }
         let prev = try CNIResult(json: prevJSON, field: "prevResult", code: .invalidNetworkConfig)
-        if let ipam { _ = try ipam.run(.check) }
+        try ipam?.check()
 
         let netns = try openNamespace(required: true)!
         let container = try kernel("open a netlink socket in \(env.netns)") { () throws(NetlinkError) in
@@ -243,6 +245,20 @@ struct BridgeOperation {
                 throw CNIError(.checkFailed, "host veth \(iface.name) is not attached to bridge \(config.bridge)")
             }
         }
+    }
+
+    // MARK: GC and STATUS
+
+    /// GC: the IPAM releases every allocation not in the valid list. The
+    /// bridge plugin itself keeps nothing per container outside the
+    /// container's namespace, which goes away with it.
+    func gc() throws(CNIError) {
+        try ipam?.gc()
+    }
+
+    /// STATUS: ready when the IPAM could hand out an address.
+    func status() throws(CNIError) {
+        try ipam?.status()
     }
 
     // MARK: Helpers

@@ -66,6 +66,13 @@ public func readAllBytes(from fd: Int32) throws(SystemError) -> [UInt8] {
     }
 }
 
+/// Reads standard input to its end. With `skipIfTerminal`, a terminal reads
+/// as empty (a person typing `CNI_COMMAND=VERSION berth` pipes nothing in).
+public func readStandardInput(skipIfTerminal: Bool) throws(SystemError) -> [UInt8] {
+    if skipIfTerminal && isatty(0) == 1 { return [] }
+    return try readAllBytes(from: 0)
+}
+
 /// Writes `text` to standard output in full.
 public func writeStandardOutput(_ text: String) {
     var bytes = Array(text.utf8)

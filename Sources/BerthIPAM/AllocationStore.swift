@@ -1,0 +1,209 @@
+import BerthCNI
+import BerthSystem
+
+/// Who an allocation belongs to: one interface of one container.
+public struct AttachmentKey: Hashable, Sendable, CustomStringConvertible {
+    public var containerID: String
+    public var ifname: String
+
+    public init(containerID: String, ifname: String) {
+        self.containerID = containerID
+        self.ifname = ifname
+    }
+
+    /// The record's file name. Neither part may contain ':' (CNI forbids it
+    /// in both), so the name is unambiguous.
+    var fileName: String { "\(containerID):\(ifname)" }
+
+    init?(fileName: String) {
+        guard let colon = fileName.firstIndex(of: ":") else { return nil }
+        containerID = String(fileName[..<colon])
+        ifname = String(fileName[fileName.index(after: colon)...])
+    }
+
+    public var description: String { "container \(containerID) interface \(ifname)" }
+
+    /// The longest key a file name can hold.
+    static let maximumLength = 250
+}
+
+/// What a store records for one attachment: its addresses with their gateways.
+public struct AttachmentRecord: Equatable, Sendable {
+    public var key: AttachmentKey
+    public var ips: [CNIResult.IPConfig]
+
+    func json() -> JSON {
+        .object([
+            "containerID": .string(key.containerID),
+            "ifname": .string(key.ifname),
+            "ips": .array(ips.map { ip in
+                var o: JSONObject = ["address": .string(ip.address.description)]
+                if let gw = ip.gateway { o["gateway"] = .string(gw.description) }
+                return .object(o)
+            }),
+        ])
+    }
+
+    init(key: AttachmentKey, ips: [CNIResult.IPConfig]) {
+        self.key = key
+        self.ips = ips
+    }
+
+    init?(json: JSON) {
+        guard let id = json["containerID"]?.stringValue, let ifname = json["ifname"]?.stringValue,
+              let list = json["ips"]?.arrayValue else { return nil }
+        var ips: [CNIResult.IPConfig] = []
+        for item in list {
+            guard let a = item["address"]?.stringValue, let address = IPPrefix(a) else { return nil }
+            ips.append(CNIResult.IPConfig(address: address, gateway: item["gateway"]?.stringValue.flatMap(IPAddress.init)))
+        }
+        self.init(key: AttachmentKey(containerID: id, ifname: ifname), ips: ips)
+    }
+}
+
+/// The persistent allocations of one network, under `DATADIR/NETWORK/`:
+///
+///     lock                       flock'd by every operation (process-safe)
+///     attachments/ID:IFNAME      the attachment's record (JSON), written before any address is claimed
+///     addresses/IP               "ID\nIFNAME\n": the address is taken, and by whom
+///     cursor-N                   the last address handed out from range set N (round-robin)
+///     scratch/                   files being written; published by rename or link
+///
+/// Every file appears whole or not at all (written in scratch/, then renamed
+/// or hard-linked into place), so a process killed at any instant leaves no
+/// torn file. The record is written before the addresses are claimed, so an
+/// address file never exists without a record that DEL or GC can find.
+/// Every lookup is by name: the cost of ADD, DEL and CHECK does not depend on
+/// how many allocations there are. Only GC and listing read whole directories.
+public final class AllocationStore {
+    public let network: String
+    public let directory: DirectoryHandle
+    let attachments: DirectoryHandle
+    let addresses: DirectoryHandle
+    let scratch: DirectoryHandle
+    private let lockHandle: OwnedDescriptor
+
+    /// Opens (creating) the store of `network` under `dataDir` and takes its
+    /// lock, held until the store is released.
+    public init(dataDir: String, network: String) throws(CNIError) {
+        if let problem = NetworkConfig.networkNameProblem(network) {
+            throw CNIError(.invalidNetworkConfig, "network name \"\(network)\" cannot name a store: \(problem)")
+        }
+        self.network = network
+        do {
+            directory = try DirectoryHandle(path: "\(dataDir)/\(network)", create: true)
+            lockHandle = try directory.lock("lock")
+            attachments = try directory.subdirectory("attachments")
+            addresses = try directory.subdirectory("addresses")
+            scratch = try directory.subdirectory("scratch")
+        } catch {
+            throw CNIError(.ioFailure, "IPAM store of network \(network): \(error)")
+        }
+    }
+
+    private func io<T>(_ body: () throws(SystemError) -> T) throws(CNIError) -> T {
+        do {
+            return try body()
+        } catch {
+            throw CNIError(.ioFailure, "IPAM store of network \(network): \(error)")
+        }
+    }
+
+    // MARK: Records
+
+    public func record(for key: AttachmentKey) throws(CNIError) -> AttachmentRecord? {
+        guard let bytes = try io({ () throws(SystemError) in try attachments.read(key.fileName) }) else { return nil }
+        guard let json = try? JSON.parse(bytes), let record = AttachmentRecord(json: json) else {
+            throw CNIError(.ioFailure, "IPAM store of network \(network): the record of \(key) is unreadable")
+        }
+        return record
+    }
+
+    public func write(_ record: AttachmentRecord) throws(CNIError) {
+        let bytes = Array(record.json().serialized().utf8)
+        try io { () throws(SystemError) in
+            let name = try scratch.writeScratch(bytes)
+            try scratch.publish(name, as: record.key.fileName, in: attachments)
+        }
+    }
+
+    public func removeRecord(_ key: AttachmentKey) throws(CNIError) {
+        try io { () throws(SystemError) in _ = try attachments.remove(key.fileName) }
+    }
+
+    /// The keys of every record, unreadable ones included (by file name).
+    public func allRecordKeys() throws(CNIError) -> [AttachmentKey] {
+        try io { () throws(SystemError) in try attachments.names() }.compactMap(AttachmentKey.init(fileName:))
+    }
+
+    // MARK: Addresses
+
+    /// Who holds `ip`, or nil when it is free.
+    public func owner(of ip: IPAddress) throws(CNIError) -> AttachmentKey? {
+        guard let bytes = try io({ () throws(SystemError) in try addresses.read(ip.description) }) else { return nil }
+        let lines = String(decoding: bytes, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false)
+        guard lines.count >= 2 else {
+            // Not one of ours (files are published whole): keep the address out of use, GC may reclaim it.
+            return AttachmentKey(containerID: "", ifname: "")
+        }
+        return AttachmentKey(containerID: String(lines[0]), ifname: String(lines[1]))
+    }
+
+    public func isTaken(_ ip: IPAddress) throws(CNIError) -> Bool {
+        try io { () throws(SystemError) in try addresses.exists(ip.description) }
+    }
+
+    /// Takes `ip` for `key`. Returns false when someone holds it already.
+    public func claim(_ ip: IPAddress, for key: AttachmentKey) throws(CNIError) -> Bool {
+        let bytes = Array("\(key.containerID)\n\(key.ifname)\n".utf8)
+        return try io { () throws(SystemError) in
+            let name = try scratch.writeScratch(bytes)
+            return try scratch.publishExclusive(name, as: ip.description, in: addresses)
+        }
+    }
+
+    /// Frees `ip` if `key` holds it; returns whether it did.
+    @discardableResult
+    public func release(_ ip: IPAddress, heldBy key: AttachmentKey) throws(CNIError) -> Bool {
+        guard try owner(of: ip) == key else { return false }
+        return try io { () throws(SystemError) in try addresses.remove(ip.description) }
+    }
+
+    /// Every taken address with its holder. Reads the whole directory.
+    public func allAddresses() throws(CNIError) -> [(ip: IPAddress, owner: AttachmentKey?)] {
+        var out: [(ip: IPAddress, owner: AttachmentKey?)] = []
+        for name in try io({ () throws(SystemError) in try addresses.names() }) {
+            guard let ip = IPAddress(name) else { continue }
+            out.append((ip, try owner(of: ip)))
+        }
+        return out.sorted { $0.ip < $1.ip }
+    }
+
+    /// Removes `ip` whoever holds it (GC of orphans).
+    public func forceRelease(_ ip: IPAddress) throws(CNIError) {
+        try io { () throws(SystemError) in _ = try addresses.remove(ip.description) }
+    }
+
+    // MARK: Round-robin cursor
+
+    public func cursor(forSet index: Int) throws(CNIError) -> IPAddress? {
+        guard let bytes = try io({ () throws(SystemError) in try directory.read("cursor-\(index)") }) else { return nil }
+        return IPAddress(String(decoding: bytes, as: UTF8.self))
+    }
+
+    public func setCursor(_ ip: IPAddress, forSet index: Int) throws(CNIError) {
+        let bytes = Array(ip.description.utf8)
+        try io { () throws(SystemError) in
+            let name = try scratch.writeScratch(bytes)
+            try scratch.publish(name, as: "cursor-\(index)", in: directory)
+        }
+    }
+
+    /// Removes scratch files of processes killed while writing. Only called
+    /// under the lock, when no other writer can be active.
+    public func sweepScratch() throws(CNIError) {
+        try io { () throws(SystemError) in
+            for name in try scratch.names() { try scratch.remove(name) }
+        }
+    }
+}

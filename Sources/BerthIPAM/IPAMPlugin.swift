@@ -1,0 +1,50 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import BerthCNI
+import BerthSystem
+
+/// The `berth-ipam` executable: a CNI IPAM plugin over `AddressAllocator`.
+public enum IPAMPlugin {
+    public static func main() -> Never {
+        let environment = processEnvironment()
+        let reply = run(environment: environment) {
+            try readStandardInput(skipIfTerminal: environment["CNI_COMMAND"] == "VERSION")
+        }
+        writeStandardOutput(reply.stdout)
+        exit(reply.status)
+    }
+
+    public static func run(environment: [String: String], readInput: () throws -> [UInt8]) -> PluginReply {
+        PluginDriver.run(environment: environment, readInput: readInput) { (invocation) throws(CNIError) -> JSON? in
+            let config = try IPAMConfig(network: invocation.network, reader: invocation.reader, cniArgs: invocation.env.args)
+            let allocator = AddressAllocator(config: config)
+            switch invocation.env.command {
+            case .add: return try add(allocator, invocation.env).json(version: invocation.network.cniVersion)
+            case .del: try del(allocator, invocation.env)
+            case .check: try check(allocator, invocation.env)
+            case .gc: try gc(allocator, invocation.reader)
+            case .status: try allocator.status()
+            case .version: break
+            }
+            return nil
+        }
+    }
+
+    public static func add(_ allocator: AddressAllocator, _ env: CNIEnvironment) throws(CNIError) -> CNIResult {
+        try allocator.add(try AddressAllocator.key(env))
+    }
+
+    public static func del(_ allocator: AddressAllocator, _ env: CNIEnvironment) throws(CNIError) {
+        try allocator.del(try AddressAllocator.key(env))
+    }
+
+    public static func check(_ allocator: AddressAllocator, _ env: CNIEnvironment) throws(CNIError) {
+        try allocator.check(try AddressAllocator.key(env))
+    }
+
+    public static func gc(_ allocator: AddressAllocator, _ reader: FieldReader) throws(CNIError) {
+        let valid = try NetworkConfig.validAttachments(reader)
+        try allocator.gc(keeping: Set(valid.map { AttachmentKey(containerID: $0.containerID, ifname: $0.ifname) }))
+    }
+}

@@ -1,0 +1,151 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+import CBerthSys
+
+/// An open directory. Every operation is relative to it (`openat`,
+/// `linkat`, `renameat`, ...) and never follows a symbolic link, so a link
+/// planted inside the directory cannot redirect Berth's writes.
+/// Files are created 0600 and directories 0700.
+public final class DirectoryHandle {
+    public let path: String
+    public let descriptor: OwnedDescriptor
+
+    /// Opens `path`, creating it and missing parents (0700) when `create`.
+    public init(path: String, create: Bool) throws(SystemError) {
+        self.path = path
+        if create { try DirectoryHandle.makeDirectories(path) }
+        let fd = try retryingOnInterrupt("open directory \(path)") {
+            open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW)
+        }
+        descriptor = OwnedDescriptor(adopting: fd)
+    }
+
+    private init(path: String, fd: Int32) {
+        self.path = path
+        descriptor = OwnedDescriptor(adopting: fd)
+    }
+
+    /// Creates every missing directory of `path` with mode 0700.
+    static func makeDirectories(_ path: String) throws(SystemError) {
+        var current = ""
+        for component in path.split(separator: "/") {
+            current += "/" + component
+            if mkdir(current, 0o700) != 0 && errno != EEXIST {
+                throw SystemError.last("create directory \(current)")
+            }
+        }
+    }
+
+    /// The subdirectory `name`, created (0700) if missing.
+    public func subdirectory(_ name: String) throws(SystemError) -> DirectoryHandle {
+        if mkdirat(descriptor.rawValue, name, 0o700) != 0 && errno != EEXIST {
+            throw SystemError.last("create directory \(path)/\(name)")
+        }
+        let fd = try retryingOnInterrupt("open directory \(path)/\(name)") {
+            openat(descriptor.rawValue, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW)
+        }
+        return DirectoryHandle(path: "\(path)/\(name)", fd: fd)
+    }
+
+    /// Opens (creating, 0600) file `name` for reading and writing.
+    public func openFile(_ name: String) throws(SystemError) -> OwnedDescriptor {
+        let fd = try retryingOnInterrupt("open \(path)/\(name)") {
+            openat(descriptor.rawValue, name, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0o600)
+        }
+        return OwnedDescriptor(adopting: fd)
+    }
+
+    /// The contents of file `name`, or nil when there is no such file.
+    public func read(_ name: String) throws(SystemError) -> [UInt8]? {
+        let fd = openat(descriptor.rawValue, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
+        if fd < 0 {
+            if errno == ENOENT { return nil }
+            throw SystemError.last("open \(path)/\(name)")
+        }
+        return try OwnedDescriptor(adopting: fd).readAll()
+    }
+
+    /// Whether an entry called `name` exists (without following links).
+    public func exists(_ name: String) throws(SystemError) -> Bool {
+        var st = stat()
+        if fstatat(descriptor.rawValue, name, &st, AT_SYMLINK_NOFOLLOW) == 0 { return true }
+        if errno == ENOENT { return false }
+        throw SystemError.last("stat \(path)/\(name)")
+    }
+
+    /// Writes a new file in `scratch` and returns its name there; the caller
+    /// then publishes it with `publish` or `publishExclusive`.
+    public func writeScratch(_ bytes: [UInt8]) throws(SystemError) -> String {
+        var rng = SystemRandomNumberGenerator()
+        let name = ".tmp-\(getpid())-\(UInt64.random(in: 0...UInt64.max, using: &rng))"
+        let fd = try retryingOnInterrupt("create \(path)/\(name)") {
+            openat(descriptor.rawValue, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0o600)
+        }
+        let handle = OwnedDescriptor(adopting: fd)
+        do {
+            try handle.writeAll(bytes)
+        } catch {
+            unlinkat(descriptor.rawValue, name, 0)
+            throw error
+        }
+        return name
+    }
+
+    /// Atomically replaces `name` in `target` with scratch file `scratch` of this directory.
+    public func publish(_ scratch: String, as name: String, in target: DirectoryHandle) throws(SystemError) {
+        if renameat(descriptor.rawValue, scratch, target.descriptor.rawValue, name) != 0 {
+            let e = SystemError.last("rename to \(target.path)/\(name)")
+            unlinkat(descriptor.rawValue, scratch, 0)
+            throw e
+        }
+    }
+
+    /// Atomically creates `name` in `target` with the contents of scratch file
+    /// `scratch`, only if `name` does not exist yet (a hard link: all or nothing).
+    /// Returns false when `name` exists. The scratch file is removed either way.
+    public func publishExclusive(_ scratch: String, as name: String, in target: DirectoryHandle) throws(SystemError) -> Bool {
+        defer { unlinkat(descriptor.rawValue, scratch, 0) }
+        if linkat(descriptor.rawValue, scratch, target.descriptor.rawValue, name, 0) == 0 { return true }
+        if errno == EEXIST { return false }
+        throw SystemError.last("link \(target.path)/\(name)")
+    }
+
+    /// Removes file `name`; returns false when it did not exist.
+    @discardableResult
+    public func remove(_ name: String) throws(SystemError) -> Bool {
+        if unlinkat(descriptor.rawValue, name, 0) == 0 { return true }
+        if errno == ENOENT { return false }
+        throw SystemError.last("remove \(path)/\(name)")
+    }
+
+    /// The names of the entries (without "." and ".."). Costs one pass over the directory.
+    public func names() throws(SystemError) -> [String] {
+        let fd = dup(descriptor.rawValue)
+        if fd < 0 { throw SystemError.last("dup") }
+        guard let dir = fdopendir(fd) else {
+            close(fd)
+            throw SystemError.last("read directory \(path)")
+        }
+        defer { closedir(dir) }
+        rewinddir(dir)
+        var out: [String] = []
+        while let entry = readdir(dir) {
+            let name = withUnsafePointer(to: entry.pointee.d_name) {
+                $0.withMemoryRebound(to: CChar.self, capacity: 256) { String(cString: $0) }
+            }
+            if name != "." && name != ".." { out.append(name) }
+        }
+        return out
+    }
+
+    /// Takes an exclusive lock on file `name` (created if missing), held until
+    /// the returned descriptor is released. The kernel drops it if the process dies.
+    public func lock(_ name: String) throws(SystemError) -> OwnedDescriptor {
+        let handle = try openFile(name)
+        try retryingOnInterrupt("lock \(path)/\(name)") { flock(handle.rawValue, LOCK_EX) }
+        return handle
+    }
+}

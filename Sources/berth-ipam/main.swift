@@ -1,0 +1,3 @@
+import BerthIPAM
+
+IPAMPlugin.main()

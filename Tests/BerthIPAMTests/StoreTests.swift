@@ -1,0 +1,148 @@
+import Foundation
+import Testing
+@testable import BerthCNI
+@testable import BerthIPAM
+
+/// A private data directory, removed afterwards.
+final class TemporaryDataDir {
+    let path = NSTemporaryDirectory() + "berthtest-store-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+    deinit { try? FileManager.default.removeItem(atPath: path) }
+}
+
+func key(_ id: String, _ ifname: String = "eth0") -> AttachmentKey {
+    AttachmentKey(containerID: id, ifname: ifname)
+}
+
+@Suite("Allocation store")
+struct StoreTests {
+    func allocator(_ dir: TemporaryDataDir, _ ranges: String = #"[[{"subnet":"10.5.0.0/29"}],[{"subnet":"fd05::/120"}]]"#,
+                   runtime: String = "") throws -> AddressAllocator {
+        AddressAllocator(config: try ipamConfig(#"{"type":"berth-ipam","dataDir":"\#(dir.path)","ranges":\#(ranges)}"#, runtime: runtime))
+    }
+
+    @Test("ADD gives one address per range set with the gateway; DEL frees them")
+    func addDel() throws {
+        let dir = TemporaryDataDir()
+        let a = try allocator(dir)
+        let r = try a.add(key("c1"))
+        #expect(r.ips.map(\.address.description) == ["10.5.0.2/29", "fd05::2/120"])
+        #expect(r.ips.map { $0.gateway?.description } == ["10.5.0.1", "fd05::1"])
+        try a.check(key("c1"))
+        try a.del(key("c1"))
+        #expect(try a.allocations().isEmpty)
+        #expect(throws: CNIError.self) { try a.check(key("c1")) }
+        try a.del(key("c1"))  // again: nothing held is fine
+    }
+
+    @Test("a repeated ADD for the same container and interface returns the same addresses")
+    func repeatedAdd() throws {
+        let dir = TemporaryDataDir()
+        let a = try allocator(dir)
+        let first = try a.add(key("c1"))
+        let again = try a.add(key("c1"))
+        #expect(first == again)
+        let otherInterface = try a.add(key("c1", "net1"))
+        #expect(otherInterface.ips[0] != first.ips[0])
+        #expect(try a.allocations().count == 4)
+    }
+
+    @Test("round-robin: a released address is not handed out before the rest of the range")
+    func roundRobin() throws {
+        let dir = TemporaryDataDir()
+        let a = try allocator(dir, #"[[{"subnet":"10.5.0.0/29"}]]"#)
+        let first = try a.add(key("c1")).ips[0].address.address
+        try a.del(key("c1"))
+        var seen: [IPAddress] = []
+        for i in 2...5 { seen.append(try a.add(key("c\(i)")).ips[0].address.address) }
+        #expect(!seen.contains(first))
+        #expect(try a.add(key("c6")).ips[0].address.address == first)
+    }
+
+    @Test("an exhausted range is a clear error naming the network and the range; STATUS says 50")
+    func exhausted() throws {
+        let dir = TemporaryDataDir()
+        let a = try allocator(dir, #"[[{"subnet":"10.5.0.0/30"}]]"#)
+        _ = try a.add(key("c1"))
+        do {
+            _ = try a.add(key("c2"))
+            Issue.record("allocated from a full range")
+        } catch {
+            #expect(error.code == 11)
+            #expect(error.msg.contains("net1") && error.msg.contains("10.5.0.0/30"))
+        }
+        do {
+            try a.status()
+            Issue.record("STATUS passed on a full range")
+        } catch {
+            #expect(error.code == 50)
+        }
+        try a.del(key("c1"))
+        try a.status()
+    }
+
+    @Test("a requested address is given when free and refused when another container holds it")
+    func requested() throws {
+        let dir = TemporaryDataDir()
+        let a = try allocator(dir, #"[[{"subnet":"10.5.0.0/24"}]]"#, runtime: #","runtimeConfig":{"ips":["10.5.0.77"]}"#)
+        #expect(try a.add(key("c1")).ips[0].address.description == "10.5.0.77/24")
+        #expect(try a.add(key("c1")).ips[0].address.description == "10.5.0.77/24")
+        do {
+            _ = try a.add(key("c2"))
+            Issue.record("gave a held address twice")
+        } catch {
+            #expect(error.msg.contains("10.5.0.77") && error.msg.contains("c1"))
+        }
+    }
+
+    @Test("GC releases every allocation not listed as valid, and orphaned addresses")
+    func gc() throws {
+        let dir = TemporaryDataDir()
+        let a = try allocator(dir)
+        for i in 1...3 { _ = try a.add(key("c\(i)")) }
+        // An address file with no record behind it (written by hand). The
+        // store holds the network's lock while it lives, so it is let go first.
+        do {
+            let store = try AllocationStore(dataDir: dir.path, network: "net1")
+            #expect(try store.claim(IPAddress("10.5.0.6")!, for: key("ghost")))
+        }
+        let released = try a.gc(keeping: [key("c2")])
+        #expect(released == 5)
+        #expect(Set(try a.allocations().compactMap { $0.owner }) == [key("c2")])
+        try a.check(key("c2"))
+    }
+
+    @Test("an interrupted ADD (record written, addresses not claimed) is completed by a retry and cleaned by DEL")
+    func interruptedAdd() throws {
+        let dir = TemporaryDataDir()
+        let a = try allocator(dir)
+        do {
+            let store = try AllocationStore(dataDir: dir.path, network: "net1")
+            try store.write(AttachmentRecord(key: key("c1"), ips: [.init(address: IPPrefix("10.5.0.4/29")!)]))
+        }
+        #expect(throws: CNIError.self) { try a.check(key("c1")) }
+        let r = try a.add(key("c1"))
+        #expect(r.ips.count == 2)
+        try a.check(key("c1"))
+        try a.del(key("c1"))
+        #expect(try a.allocations().isEmpty)
+        #expect(try AllocationStore(dataDir: dir.path, network: "net1").allRecordKeys().isEmpty)
+    }
+
+    @Test("the store is private: directories 0700, files 0600")
+    func modes() throws {
+        let dir = TemporaryDataDir()
+        _ = try allocator(dir).add(key("c1"))
+        let fm = FileManager.default
+        let root = "\(dir.path)/net1"
+        for path in [root, "\(root)/addresses", "\(root)/attachments"] {
+            #expect((try fm.attributesOfItem(atPath: path)[.posixPermissions] as? Int) == 0o700, "\(path)")
+        }
+        #expect((try fm.attributesOfItem(atPath: "\(root)/addresses/10.5.0.2")[.posixPermissions] as? Int) == 0o600)
+    }
+
+    @Test("a network name that would leave the data directory is refused")
+    func escapingName() {
+        #expect(throws: CNIError.self) { try AllocationStore(dataDir: "/tmp", network: "../etc") }
+        #expect(throws: CNIError.self) { try ipamConfig(#"{"type":"berth-ipam","subnet":"10.0.0.0/24"}"#, name: "a/b") }
+    }
+}
