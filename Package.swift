@@ -6,6 +6,10 @@ let package = Package(
     products: [
         .executable(name: "berth", targets: ["berth"]),
         .executable(name: "berth-ipam", targets: ["berth-ipam"]),
+        .executable(name: "berthctl", targets: ["berthctl"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
     ],
     targets: [
         // libnl-3 route library, found through pkg-config.
@@ -28,11 +32,16 @@ let package = Package(
         .target(name: "BerthPlugin", dependencies: ["BerthCNI", "BerthSystem", "BerthNetlink", "BerthIPAM"]),
         .executableTarget(name: "berth", dependencies: ["BerthPlugin"]),
         .executableTarget(name: "berth-ipam", dependencies: ["BerthIPAM"]),
+        // The human CLI.
+        .executableTarget(name: "berthctl", dependencies: [
+            "BerthCNI", "BerthIPAM",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
         .testTarget(name: "BerthCNITests", dependencies: ["BerthCNI", "BerthPlugin"]),
-        .testTarget(name: "BerthIPAMTests", dependencies: ["BerthCNI", "BerthIPAM", "berth-ipam"]),
+        .testTarget(name: "BerthIPAMTests", dependencies: ["BerthCNI", "BerthIPAM", "berth-ipam", "berthctl"]),
         .testTarget(
             name: "BerthEndToEndTests",
-            dependencies: ["BerthCNI", "berth", "berth-ipam"]
+            dependencies: ["BerthCNI", "berth", "berth-ipam", "berthctl"]
         ),
     ]
 )

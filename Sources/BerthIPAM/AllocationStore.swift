@@ -83,19 +83,26 @@ public final class AllocationStore {
     let scratch: DirectoryHandle
     private let lockHandle: OwnedDescriptor
 
-    /// Opens (creating) the store of `network` under `dataDir` and takes its
-    /// lock, held until the store is released.
-    public init(dataDir: String, network: String) throws(CNIError) {
+    /// Opens the store of `network` under `dataDir` and takes its lock, held
+    /// until the store is released. With `create` false, a missing store is
+    /// an error instead of being made (for read-only views).
+    public init(dataDir: String, network: String, create: Bool = true) throws(CNIError) {
         if let problem = NetworkConfig.networkNameProblem(network) {
             throw CNIError(.invalidNetworkConfig, "network name \"\(network)\" cannot name a store: \(problem)")
         }
         self.network = network
+        let path = "\(dataDir)/\(network)"
         do {
-            directory = try DirectoryHandle(path: "\(dataDir)/\(network)", create: true)
+            if !create, try !DirectoryHandle(path: dataDir, create: false).exists(network) {
+                throw CNIError(.ioFailure, "network \(network) has no IPAM store under \(dataDir)")
+            }
+            directory = try DirectoryHandle(path: path, create: create)
             lockHandle = try directory.lock("lock")
             attachments = try directory.subdirectory("attachments")
             addresses = try directory.subdirectory("addresses")
             scratch = try directory.subdirectory("scratch")
+        } catch let error as CNIError {
+            throw error
         } catch {
             throw CNIError(.ioFailure, "IPAM store of network \(network): \(error)")
         }

@@ -1,0 +1,75 @@
+import ArgumentParser
+import BerthCNI
+import BerthIPAM
+
+@main
+struct Berthctl: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "berthctl",
+        abstract: "Inspect and drive Berth container networking.",
+        subcommands: [IPAMCommand.self])
+}
+
+struct IPAMCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "ipam",
+        abstract: "Read berth-ipam's address stores.",
+        subcommands: [ListAllocations.self])
+}
+
+struct ListAllocations: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "ls",
+        abstract: "List the addresses allocated in a network.",
+        aliases: ["list"])
+
+    @Argument(help: "The network's name (the \"name\" of its config).")
+    var network: String
+
+    @Option(name: .customLong("data-dir"), help: "The IPAM data directory (the config's ipam.dataDir).")
+    var dataDir: String = IPAMConfig.defaultDataDir
+
+    @Flag(help: "Print JSON instead of a table.")
+    var json = false
+
+    func run() throws {
+        let allocations: [(ip: IPAddress, owner: AttachmentKey?)]
+        do {
+            allocations = try AllocationStore(dataDir: dataDir, network: network, create: false).allAddresses()
+        } catch {
+            throw CLIError(error.msg)
+        }
+        if json {
+            let items: [JSON] = allocations.map { item in
+                .object([
+                    "address": .string(item.ip.description),
+                    "containerID": .string(item.owner?.containerID ?? ""),
+                    "ifname": .string(item.owner?.ifname ?? ""),
+                ])
+            }
+            let out: JSON = .object(["network": .string(network), "dataDir": .string(dataDir), "allocations": .array(items)])
+            print(out.serialized(pretty: true))
+            return
+        }
+        let rows = [("ADDRESS", "CONTAINER", "INTERFACE")] + allocations.map {
+            ($0.ip.description, $0.owner?.containerID ?? "?", $0.owner?.ifname ?? "?")
+        }
+        let w0 = rows.map(\.0.count).max() ?? 0, w1 = rows.map(\.1.count).max() ?? 0
+        for row in rows {
+            print(row.0.padding(w0) + "  " + row.1.padding(w1) + "  " + row.2)
+        }
+        if allocations.isEmpty { print("(no allocations in network \(network))") }
+    }
+}
+
+extension String {
+    func padding(_ width: Int) -> String {
+        count >= width ? self : self + String(repeating: " ", count: width - count)
+    }
+}
+
+/// A failure reported as one line: "Error: <message>".
+struct CLIError: Error, CustomStringConvertible {
+    let description: String
+    init(_ message: String) { description = message }
+}
