@@ -37,7 +37,7 @@ let package = Package(
             "BerthCNI", "BerthIPAM",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
-        .testTarget(name: "BerthCNITests", dependencies: ["BerthCNI", "BerthPlugin"]),
+        .testTarget(name: "BerthCNITests", dependencies: ["BerthCNI", "BerthIPAM", "BerthPlugin"]),
         .testTarget(name: "BerthIPAMTests", dependencies: ["BerthCNI", "BerthIPAM", "berth-ipam", "berthctl"]),
         .testTarget(
             name: "BerthEndToEndTests",

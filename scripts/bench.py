@@ -19,20 +19,20 @@ def sh(*args, check=True):
 
 
 class Setup:
-    def __init__(self, label, plugin_dir, plugin, subnet, tag):
+    def __init__(self, label, plugin_dir, plugin, ipam, subnet, tag, letter):
         self.label, self.plugin_dir, self.plugin = label, plugin_dir, plugin
-        self.bridge = f"bb{tag}{label[0]}"[:15]
+        self.bridge = f"bb{tag}{letter}"[:15]
         self.data = tempfile.mkdtemp(prefix=f"berth-bench-{label}-")
         self.config = json.dumps({
-            "cniVersion": "1.0.0", "name": f"bench-{label}", "type": plugin,
+            "cniVersion": "1.0.0", "name": f"bench-{letter}", "type": plugin,
             "bridge": self.bridge, "isGateway": True,
-            "ipam": {"type": "host-local", "subnet": subnet, "dataDir": self.data},
+            "ipam": {"type": ipam, "subnet": subnet, "dataDir": self.data},
         })
         self.namespaces = []
         self.env = dict(os.environ, CNI_IFNAME="eth0", CNI_PATH=f"{plugin_dir}:{REF_DIR}")
 
     def new_ns(self):
-        name = f"berth-bench-{self.label}-{os.getpid()}-{len(self.namespaces)}"
+        name = f"berth-bench-{self.bridge}-{len(self.namespaces)}"
         sh("ip", "netns", "add", name)
         self.namespaces.append(name)
         return name
@@ -81,16 +81,18 @@ def main():
     args = ap.parse_args()
 
     tag = f"{random.randrange(16**4):04x}"
-    subnets = free_subnets(2)
-    setups = [Setup("berth", os.path.abspath(args.berth_dir), "berth", subnets[0], tag),
-              Setup("reference", REF_DIR, "bridge", subnets[1], tag)]
+    subnets = free_subnets(3)
+    berth_dir = os.path.abspath(args.berth_dir)
+    setups = [Setup("berth", berth_dir, "berth", "berth-ipam", subnets[0], tag, "b"),
+              Setup("berth+host-local", berth_dir, "berth", "host-local", subnets[1], tag, "h"),
+              Setup("reference", REF_DIR, "bridge", "host-local", subnets[2], tag, "r")]
     samples = {s.label: {"ADD": [], "DEL": []} for s in setups}
     try:
         for s in setups:
             for i in range(args.base):
                 s.run("ADD", s.new_ns(), f"base{i}")
         for i in range(args.iterations):
-            for s in (setups if i % 2 == 0 else reversed(setups)):
+            for s in (setups if i % 2 == 0 else setups[::-1]):
                 ns = s.new_ns()
                 samples[s.label]["ADD"].append(s.run("ADD", ns, f"it{i}"))
                 samples[s.label]["DEL"].append(s.run("DEL", ns, f"it{i}"))
@@ -104,16 +106,17 @@ def main():
     for op in ("ADD", "DEL"):
         for stat, fn in (("median", statistics.median), ("p90", lambda v: pct(v, 0.9))):
             b = fn(samples["berth"][op]) * 1000
+            h = fn(samples["berth+host-local"][op]) * 1000
             r = fn(samples["reference"][op]) * 1000
-            rows.append((f"{op} {stat}", b, r, b / r))
+            rows.append((f"{op} {stat}", b, h, r))
     lines = [
-        f"Machine: {platform.node()} {platform.machine()}, {os.cpu_count()} cores, kernel {platform.release()}",
-        f"{args.iterations} interleaved ADD+DEL cycles per plugin, {args.base} containers already on each bridge,",
-        "host-local IPAM in both; each figure is one whole plugin process as a runtime execs it.",
+        f"Machine: {platform.machine()}, {os.cpu_count()} cores, kernel {platform.release()}",
+        f"{args.iterations} interleaved ADD+DEL cycles per setup, {args.base} containers already on each bridge;",
+        "each figure is one whole plugin process as a runtime execs it (ms).",
         "",
-        "| figure | berth (ms) | reference bridge (ms) | berth / reference |",
-        "|---|---:|---:|---:|",
-    ] + [f"| {name} | {b:.2f} | {r:.2f} | {ratio:.2f}x |" for name, b, r, ratio in rows]
+        "| figure | berth + berth-ipam (in-process) | berth + host-local | reference bridge + host-local | berth / reference | berth+host-local / reference |",
+        "|---|---:|---:|---:|---:|---:|",
+    ] + [f"| {name} | {b:.2f} | {h:.2f} | {r:.2f} | {b / r:.2f}x | {h / r:.2f}x |" for name, b, h, r in rows]
     text = "\n".join(lines)
     print(text)
     if args.markdown:

@@ -1,8 +1,17 @@
 #!/usr/bin/env bash
-# Benchmark: ADD and DEL latency of berth against the reference bridge plugin
-# (Debian's containernetworking-plugins), same config, same run, interleaved.
-#   scripts/bench.sh [--iterations N] [--base N] [--markdown FILE]
+# Benchmarks, each measuring Berth and the reference plugins (Debian's
+# containernetworking-plugins) in the same run, interleaved:
+#   1. ADD and DEL latency of the bridge plugins (scripts/bench.py);
+#   2. ADD+DEL cost of the IPAM plugins as their stores fill (scripts/bench_ipam.py).
+#   scripts/bench.sh [--quick]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
-exec python3 scripts/bench.py "$@"
+if [[ "${1:-}" == "--quick" ]]; then
+  python3 scripts/bench.py --iterations 20
+  python3 scripts/bench_ipam.py --cycles 10 --sizes 10,500
+else
+  python3 scripts/bench.py --iterations 100
+  echo
+  python3 scripts/bench_ipam.py --cycles 60
+fi

@@ -36,13 +36,13 @@ cat > "$config" <<JSON
   "type": "berth",
   "bridge": "$bridge",
   "isDefaultGateway": true,
-  "ipam": {"type": "host-local", "subnet": "$subnet.0/24", "dataDir": "$datadir"}
+  "ipam": {"type": "berth-ipam", "subnet": "$subnet.0/24", "dataDir": "$datadir"}
 }
 JSON
 
 plugin() { # COMMAND NETNS CONTAINERID
   CNI_COMMAND="$1" CNI_NETNS="/run/netns/$2" CNI_CONTAINERID="$3" CNI_IFNAME=eth0 \
-    CNI_PATH=/opt/cni/bin:/usr/lib/cni /opt/cni/bin/berth < "$config"
+    CNI_PATH=/opt/cni/bin /opt/cni/bin/berth < "$config"
 }
 address_of() { ip netns exec "$1" ip -4 -o addr show dev eth0 | awk '{print $4}' | cut -d/ -f1; }
 
@@ -58,6 +58,8 @@ a1=$(address_of "$ns1"); a2=$(address_of "$ns2"); gw="$subnet.1"
 echo "   $ns1 has $a1, $ns2 has $a2, the bridge holds the gateway $gw"
 ip -br addr show dev "$bridge"
 ip -br link show master "$bridge"
+echo "== berthctl ipam ls berth-demo"
+/usr/local/bin/berthctl ipam ls berth-demo --data-dir "$datadir"
 
 echo "== $ns1 -> $ns2 ($a2)"
 ip netns exec "$ns1" ping -c 2 -W 2 "$a2"

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import BerthCNI
+import BerthIPAM
 
 /// The conflists shipped in conf/ must be valid for the plugins they name.
 @Suite("Example configs in conf/")
@@ -28,8 +29,12 @@ struct ExampleConfigTests {
             guard var object = plugin.objectValue, object["type"] == .string("berth") else { continue }
             object["name"] = list["name"]
             object["cniVersion"] = list["cniVersion"]
-            let config = try BridgeConfig(Array(JSON.object(object).serialized().utf8))
+            let (network, reader) = try NetworkConfig.decode(Array(JSON.object(object).serialized().utf8))
+            let config = try BridgeConfig(network: network, reader: reader)
             #expect(config.network.ipamType != nil)
+            if config.network.ipamType == "berth-ipam" {
+                _ = try IPAMConfig(network: network, reader: reader, cniArgs: [])
+            }
             berthEntries += 1
         }
         #expect(berthEntries == 1)
