@@ -18,6 +18,12 @@ let package = Package(
             pkgConfig: "libnl-route-3.0",
             providers: [.apt(["libnl-3-dev", "libnl-route-3-dev"])]
         ),
+        // libnftables, found through pkg-config.
+        .systemLibrary(
+            name: "CNFTables",
+            pkgConfig: "libnftables",
+            providers: [.apt(["libnftables-dev"])]
+        ),
         // The few syscalls Swift cannot make (setns, ioctl, memfd_create).
         .target(name: "CBerthSys"),
         // Pure: JSON, CNI types, versions, errors, config, results. No side effects.
@@ -26,10 +32,12 @@ let package = Package(
         .target(name: "BerthSystem", dependencies: ["CBerthSys"]),
         // The only module that imports libnl.
         .target(name: "BerthNetlink", dependencies: ["CLibNL", "BerthCNI", "BerthSystem"]),
+        // The only module that imports libnftables: masquerade and MAC spoof rules (and iptables for masquerade).
+        .target(name: "BerthFirewall", dependencies: ["CNFTables", "BerthCNI", "BerthSystem"]),
         // Berth's IPAM: range arithmetic and config (pure), the allocation store, the operations.
         .target(name: "BerthIPAM", dependencies: ["BerthCNI", "BerthSystem"]),
         // The bridge plugin: ADD, DEL, CHECK, GC, STATUS orchestration.
-        .target(name: "BerthPlugin", dependencies: ["BerthCNI", "BerthSystem", "BerthNetlink", "BerthIPAM"]),
+        .target(name: "BerthPlugin", dependencies: ["BerthCNI", "BerthSystem", "BerthNetlink", "BerthIPAM", "BerthFirewall"]),
         .executableTarget(name: "berth", dependencies: ["BerthPlugin"]),
         .executableTarget(name: "berth-ipam", dependencies: ["BerthIPAM"]),
         // The human CLI.

@@ -8,9 +8,11 @@ cd "$(dirname "$0")/.."
 
 packages=(
   libnl-3-dev libnl-route-3-dev pkg-config   # netlink through libnl-3
+  libnftables-dev                            # masquerade and MAC spoof rules through libnftables
   containernetworking-plugins                # reference plugins: host-local, static, portmap, bridge
   iproute2 iputils-ping                      # tests and the demo wire and probe namespaces
-  iptables nftables                          # the reference portmap in the chain test
+  iptables nftables                          # ipMasqBackend iptables; the reference portmap, firewall
+  python3                                    # the benchmarks, and small servers in traffic tests
 )
 
 missing=()

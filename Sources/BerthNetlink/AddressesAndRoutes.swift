@@ -13,6 +13,16 @@ public struct RouteInfo: Equatable, Sendable {
     public var priority: UInt32
 }
 
+/// An address on a link, with its duplicate address detection state.
+public struct AddressState: Equatable, Sendable {
+    public var prefix: IPPrefix
+    public var index: Int32
+    /// IPv6 DAD still running: the address cannot be used yet.
+    public var isTentative: Bool
+    /// IPv6 DAD found the address in use by another host.
+    public var dadFailed: Bool
+}
+
 /// Owns one `nl_addr` and releases it.
 final class AddressObject {
     let pointer: OpaquePointer
@@ -68,21 +78,41 @@ extension RouteSocket {
 
     /// The addresses of link `index` (all of them when `index` is 0).
     public func addresses(index: Int32) throws(NetlinkError) -> [IPPrefix] {
+        try addressStates(index: index).map(\.prefix)
+    }
+
+    /// The addresses of link `index` with their duplicate-address-detection state.
+    public func addressStates(index: Int32) throws(NetlinkError) -> [AddressState] {
         var cache: OpaquePointer?
         try check(rtnl_addr_alloc_cache(sk, &cache), "list addresses")
         guard let cache else { return [] }
         defer { nl_cache_free(cache) }
-        var out: [IPPrefix] = []
+        var out: [AddressState] = []
         var object = nl_cache_get_first(cache)
         while let current = object {
             let addr = current
             if index == 0 || rtnl_addr_get_ifindex(addr) == index,
                let p = readPrefix(rtnl_addr_get_local(addr), family: rtnl_addr_get_family(addr)) {
-                out.append(IPPrefix(address: p.address, prefixLength: Int(rtnl_addr_get_prefixlen(addr)))!)
+                let flags = rtnl_addr_get_flags(addr)
+                out.append(AddressState(
+                    prefix: IPPrefix(address: p.address, prefixLength: Int(rtnl_addr_get_prefixlen(addr)))!,
+                    index: rtnl_addr_get_ifindex(addr),
+                    isTentative: flags & UInt32(IFA_F_TENTATIVE) != 0,
+                    dadFailed: flags & UInt32(IFA_F_DADFAILED) != 0))
             }
             object = nl_cache_get_next(current)
         }
         return out
+    }
+
+    /// Removes `address` from link `index`.
+    public func deleteAddress(_ address: IPPrefix, index: Int32) throws(NetlinkError) {
+        guard let raw = rtnl_addr_alloc() else { throw NetlinkError("allocate address", code: NLE_NOMEM) }
+        defer { rtnl_addr_put(raw) }
+        let local = try AddressObject(address.address, prefixLength: address.prefixLength)
+        rtnl_addr_set_ifindex(raw, index)
+        try check(rtnl_addr_set_local(raw, local.pointer), "set address \(address)")
+        try check(rtnl_addr_delete(sk, raw, 0), "remove address \(address) from link \(index)")
     }
 
     /// Adds `spec` (a CNI route: destination, gateway, and the 1.1.0 extras)

@@ -16,6 +16,7 @@ public struct LinkInfo: Equatable, Sendable {
     /// Index of the bridge (or bond) this link is a port of; 0 when none.
     public var master: Int32
     public var isUp: Bool
+    public var isPromiscuous: Bool
 }
 
 /// Owns one `rtnl_link` object and releases it.
@@ -158,7 +159,8 @@ extension LinkInfo {
             mac: rtnl_link_get_addr(link).map(formatMAC) ?? "",
             mtu: Int(rtnl_link_get_mtu(link)),
             master: rtnl_link_get_master(link),
-            isUp: flags & UInt32(IFF_UP.rawValue) != 0)
+            isUp: flags & UInt32(IFF_UP.rawValue) != 0,
+            isPromiscuous: flags & UInt32(IFF_PROMISC.rawValue) != 0)
     }
 }
 

@@ -12,4 +12,9 @@
 #include <linux/if.h>
 #include <linux/if_addr.h>
 #include <linux/rtnetlink.h>
+#include <linux/if_link.h>
+#include <linux/if_bridge.h>
+#include <netlink/route/link/vlan.h>
+#include <netlink/msg.h>
+#include <netlink/attr.h>
 #endif

@@ -109,7 +109,10 @@ struct MultiProcessTests {
                 let d = try IPAMProcess("DEL", containerID: victim, config: config)
                 usleep(UInt32.random(in: 0...6000))
                 kill(d.process.processIdentifier, SIGKILL)
-                if d.finish().status == 0 { completed[victim] = nil }
+                // Finished or killed part-way, the victim may or may not still hold its
+                // address; the store must only stay consistent, checked below.
+                _ = d.finish()
+                completed[victim] = nil
             }
         }
         let held = try MultiProcessTests.verifyStore(dir)

@@ -1,0 +1,235 @@
+import BerthCNI
+import BerthSystem
+
+/// The rules Berth installs for one attachment, all tagged with a comment
+/// `berth:NETWORK:CONTAINERID:IFNAME` so that DEL and GC find them without
+/// the container's namespace, its interface or its addresses.
+///
+/// - Masquerade (`ipMasq`): with nftables, in table `inet berth`, chain
+///   `postrouting` (nat hook); with iptables, in chain `BERTH-MASQ` of the nat
+///   table, jumped to from POSTROUTING. Traffic from the container's address to
+///   anywhere outside its subnet (and not multicast) is masqueraded.
+/// - MAC spoof check (`macspoofchk`): in table `bridge berth`, chain
+///   `prerouting`: frames entering from the host veth with another source MAC are dropped.
+public struct AttachmentRules: Sendable {
+    public static let natTable = "berth"
+    public static let iptablesChain = "BERTH-MASQ"
+
+    public let network: String
+    public let containerID: String
+    public let ifname: String
+
+    public init(network: String, containerID: String, ifname: String) {
+        self.network = network
+        self.containerID = containerID
+        self.ifname = ifname
+    }
+
+    /// Network and container ID are restricted to `[A-Za-z0-9_.-]` by
+    /// validation; the interface name may hold other characters, so it is
+    /// hex-encoded when it does, keeping the comment safe inside a rule.
+    public var comment: String {
+        "\(AttachmentRules.prefix(network: network))\(containerID):\(AttachmentRules.encode(ifname))"
+    }
+
+    static func prefix(network: String) -> String { "berth:\(network):" }
+
+    static func encode(_ name: String) -> String {
+        let safe = name.utf8.allSatisfy { b in
+            (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5A) || (b >= 0x61 && b <= 0x7A) || b == 0x2D || b == 0x5F || b == 0x2E
+        }
+        if safe { return name }
+        return "x" + name.utf8.map { b in
+            let s = String(b, radix: 16)
+            return s.count == 1 ? "0" + s : s
+        }.joined()
+    }
+
+    static func decode(_ text: String) -> String {
+        guard text.hasPrefix("x"), text.count % 2 == 1 else { return text }
+        var bytes: [UInt8] = []
+        var chars = Array(text.dropFirst())
+        while chars.count >= 2 {
+            guard let b = UInt8(String(chars[0...1]), radix: 16) else { return text }
+            bytes.append(b)
+            chars.removeFirst(2)
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    /// The attachment a comment of `network` names, or nil for other comments.
+    static func attachment(fromComment comment: String, network: String) -> (containerID: String, ifname: String)? {
+        let prefix = AttachmentRules.prefix(network: network)
+        guard comment.hasPrefix(prefix) else { return nil }
+        let rest = comment.dropFirst(prefix.count)
+        guard let colon = rest.lastIndex(of: ":") else { return nil }
+        return (String(rest[..<colon]), decode(String(rest[rest.index(after: colon)...])))
+    }
+
+    // MARK: Masquerade
+
+    /// Masquerades traffic from each of `addresses` (the container's, with
+    /// its subnet's prefix length) that leaves the subnet.
+    public func addMasquerade(_ addresses: [IPPrefix], backend: BridgeConfig.MasqueradeBackend) throws(FirewallError) {
+        guard !addresses.isEmpty else { return }
+        switch backend {
+        case .nftables:
+            var commands = [
+                "add table inet \(AttachmentRules.natTable)",
+                "add chain inet \(AttachmentRules.natTable) postrouting { type nat hook postrouting priority srcnat ; policy accept ; }",
+            ]
+            for a in addresses {
+                let (ip, multicast) = a.family == .v4 ? ("ip", "224.0.0.0/4") : ("ip6", "ff00::/8")
+                commands.append("add rule inet \(AttachmentRules.natTable) postrouting \(ip) saddr \(a.address) "
+                                + "\(ip) daddr != \(a.network) \(ip) daddr != \(multicast) masquerade comment \"\(comment)\"")
+            }
+            try NFTContext().run(commands.joined(separator: "\n"))
+        case .iptables:
+            for a in addresses {
+                let tool = try IPTables(family: a.family)
+                try tool.ensureChain()
+                let multicast = a.family == .v4 ? "224.0.0.0/4" : "ff00::/8"
+                try tool.run(["-A", AttachmentRules.iptablesChain, "-s", a.address.description, "-d", multicast,
+                              "-m", "comment", "--comment", comment, "-j", "RETURN"])
+                try tool.run(["-A", AttachmentRules.iptablesChain, "-s", a.address.description, "!", "-d", a.network.description,
+                              "-m", "comment", "--comment", comment, "-j", "MASQUERADE"])
+            }
+        }
+    }
+
+    // MARK: MAC spoof check
+
+    /// Drops frames entering the bridge from `hostInterface` whose source MAC is not `mac`.
+    public func addMacSpoofCheck(hostInterface: String, mac: String) throws(FirewallError) {
+        try NFTContext().run([
+            "add table bridge \(AttachmentRules.natTable)",
+            "add chain bridge \(AttachmentRules.natTable) prerouting { type filter hook prerouting priority -300 ; policy accept ; }",
+            "add rule bridge \(AttachmentRules.natTable) prerouting iifname \"\(hostInterface)\" ether saddr != \(mac) drop comment \"\(comment)\"",
+        ].joined(separator: "\n"))
+    }
+
+    // MARK: Finding and removing
+
+    /// How many of this attachment's rules exist: masquerade (in `backend`) and MAC spoof.
+    public func count(backend: BridgeConfig.MasqueradeBackend) throws(FirewallError) -> (masquerade: Int, macSpoof: Int) {
+        let nft = try NFTContext(json: true)
+        let spoof = try nft.rules(family: "bridge", table: AttachmentRules.natTable).filter { $0.comment == comment }.count
+        switch backend {
+        case .nftables:
+            let masq = try nft.rules(family: "inet", table: AttachmentRules.natTable).filter { $0.comment == comment }.count
+            return (masq, spoof)
+        case .iptables:
+            var masq = 0
+            for family in [IPAddress.Family.v4, .v6] {
+                guard let tool = try? IPTables(family: family) else { continue }
+                masq += try tool.rules().filter { $0.comment == comment && $0.args.contains("MASQUERADE") }.count
+            }
+            return (masq, spoof)
+        }
+    }
+
+    /// Removes every rule of this attachment from Berth's nftables tables
+    /// and, with `iptables`, from BERTH-MASQ. Nothing to remove is not an error.
+    public func removeAll(iptables: Bool) throws(FirewallError) {
+        try AttachmentRules.remove(network: network, iptables: iptables) { $0.containerID == containerID && $0.ifname == ifname }
+    }
+
+    /// GC: removes the rules of `network` whose attachment (container ID and
+    /// interface name) is not in `valid`, from nftables and iptables.
+    public static func removeAll(network: String, except valid: [(containerID: String, ifname: String)]) throws(FirewallError) {
+        let keep = Set(valid.map { "\($0.containerID)\u{0}\($0.ifname)" })
+        try remove(network: network, iptables: true) { !keep.contains("\($0.containerID)\u{0}\($0.ifname)") }
+    }
+
+    static func remove(network: String, iptables: Bool,
+                       where matches: ((containerID: String, ifname: String)) -> Bool) throws(FirewallError) {
+        let nft = try NFTContext(json: true)
+        var deletions: [String] = []
+        for (family, table) in [("inet", natTable), ("bridge", natTable)] {
+            for rule in try nft.rules(family: family, table: table) {
+                if let a = attachment(fromComment: rule.comment, network: network), matches(a) {
+                    deletions.append("delete rule \(rule.family) \(rule.table) \(rule.chain) handle \(rule.handle)")
+                }
+            }
+        }
+        if !deletions.isEmpty { try NFTContext().run(deletions.joined(separator: "\n")) }
+        guard iptables else { return }
+        for family in [IPAddress.Family.v4, .v6] {
+            guard let tool = try? IPTables(family: family) else { continue }
+            for rule in try tool.rules() {
+                if let a = attachment(fromComment: rule.comment, network: network), matches(a) {
+                    try tool.run(["-D"] + rule.args.dropFirst())
+                }
+            }
+        }
+    }
+}
+
+/// iptables or ip6tables, run as a command with an argument list (no shell),
+/// waiting for the xtables lock.
+struct IPTables {
+    let path: String
+
+    init(family: IPAddress.Family) throws(FirewallError) {
+        let name = family == .v4 ? "iptables" : "ip6tables"
+        guard let path = findExecutable(name, in: ["/usr/sbin", "/sbin", "/usr/bin", "/bin"]) else {
+            throw FirewallError(operation: name, message: "\(name) is not installed (needed by \"ipMasqBackend\": \"iptables\")")
+        }
+        self.path = path
+    }
+
+    @discardableResult
+    func run(_ args: [String]) throws(FirewallError) -> String {
+        let output: ChildOutput
+        do {
+            output = try runExecutable(path, arguments: ["-w", "-t", "nat"] + args,
+                                       environment: ["PATH": "/usr/sbin:/usr/bin:/sbin:/bin"], input: [])
+        } catch {
+            throw FirewallError(operation: path, message: "\(error)")
+        }
+        if output.status != 0 {
+            throw FirewallError(operation: "\(path) \(args.joined(separator: " "))", message: "exit status \(output.status)")
+        }
+        return String(decoding: output.stdout, as: UTF8.self)
+    }
+
+    /// Creates BERTH-MASQ and the POSTROUTING jump to it when missing.
+    func ensureChain() throws(FirewallError) {
+        if (try? run(["-S", AttachmentRules.iptablesChain])) == nil {
+            _ = try? run(["-N", AttachmentRules.iptablesChain])
+        }
+        if (try? run(["-C", "POSTROUTING", "-j", AttachmentRules.iptablesChain])) == nil {
+            try run(["-A", "POSTROUTING", "-j", AttachmentRules.iptablesChain])
+        }
+    }
+
+    /// The rules of BERTH-MASQ as argument lists ("-A", chain, ...), with their comments.
+    func rules() throws(FirewallError) -> [(args: [String], comment: String)] {
+        guard let listing = try? run(["-S", AttachmentRules.iptablesChain]) else { return [] }
+        return listing.split(separator: "\n").compactMap { line in
+            let args = IPTables.split(String(line))
+            guard args.first == "-A", let i = args.firstIndex(of: "--comment"), i + 1 < args.count else { return nil }
+            return (args, args[i + 1])
+        }
+    }
+
+    /// Splits an `iptables -S` line into arguments, honouring double quotes.
+    static func split(_ line: String) -> [String] {
+        var out: [String] = []
+        var current = ""
+        var quoted = false
+        var escaped = false
+        for c in line {
+            if escaped { current.append(c); escaped = false; continue }
+            if c == "\\" { escaped = true; continue }
+            if c == "\"" { quoted.toggle(); continue }
+            if c == " " && !quoted {
+                if !current.isEmpty { out.append(current); current = "" }
+                continue
+            }
+            current.append(c)
+        }
+        if !current.isEmpty { out.append(current) }
+        return out
+    }
+}
