@@ -183,7 +183,8 @@ struct IPTables {
         let output: ChildOutput
         do {
             output = try runExecutable(path, arguments: ["-w", "-t", "nat"] + args,
-                                       environment: ["PATH": "/usr/sbin:/usr/bin:/sbin:/bin"], input: [])
+                                       environment: ["PATH": "/usr/sbin:/usr/bin:/sbin:/bin"], input: [],
+                                       discardStandardError: true)
         } catch {
             throw FirewallError(operation: path, message: "\(error)")
         }

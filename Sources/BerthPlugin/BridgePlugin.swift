@@ -172,10 +172,12 @@ struct BridgeOperation {
         }.filter { $0 != gateway && $0.family == gateway.family && $0.overlaps(gateway) }
         guard !conflicts.isEmpty else { return }
         if config.forceAddress {
-            for old in conflicts {
-                try kernel("remove \(old) from \(link.name)") { () throws(NetlinkError) in
-                    try host.deleteAddress(old, index: link.index)
-                }
+            // Removing a primary IPv4 address takes its secondaries (ours) with
+            // it, so the gateway address is given again afterwards.
+            try kernel("replace \(conflicts.map(\.description).joined(separator: ", ")) of \(link.name) with \(gateway)") {
+                () throws(NetlinkError) in
+                for old in conflicts { try host.deleteAddress(old, index: link.index) }
+                do throws(NetlinkError) { try host.addAddress(gateway, index: link.index) } catch let e where e.isExists {}
             }
             return
         }

@@ -13,12 +13,13 @@ public struct ChildOutput: Sendable {
 }
 
 /// Runs an executable with a given environment and standard input, and
-/// collects its standard output. Standard error is inherited (plugin logs).
+/// collects its standard output. Standard error is inherited (plugin logs)
+/// unless `discardStandardError`.
 ///
 /// The child's stdin is an in-memory file holding `input`, so a large input
 /// can never deadlock against a child that writes before reading everything.
 public func runExecutable(_ path: String, arguments: [String] = [], environment: [String: String],
-                          input: [UInt8]) throws(SystemError) -> ChildOutput {
+                          input: [UInt8], discardStandardError: Bool = false) throws(SystemError) -> ChildOutput {
     let stdinFD = berth_memfd("berth-stdin")
     if stdinFD < 0 { throw SystemError.last("memfd_create") }
     let stdinHandle = OwnedDescriptor(adopting: stdinFD)
@@ -35,6 +36,9 @@ public func runExecutable(_ path: String, arguments: [String] = [], environment:
     defer { posix_spawn_file_actions_destroy(&actions) }
     posix_spawn_file_actions_adddup2(&actions, stdinFD, 0)
     posix_spawn_file_actions_adddup2(&actions, writeEnd!.rawValue, 1)
+    if discardStandardError {
+        posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
+    }
 
     let argv = ([path] + arguments).map { strdup($0) } + [nil]
     let envp = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]

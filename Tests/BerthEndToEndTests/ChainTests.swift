@@ -93,7 +93,13 @@ struct IPTablesSnapshot {
     }
 }
 
-@Suite("berth in a plugin chain", .serialized, .enabled(if: runningAsRoot, "needs root for namespaces and links"))
+/// Tests that change nftables or iptables run one at a time: each restores
+/// the rule set it found, which must not undo another test's rules.
+@Suite("firewall-touching tests", .serialized, .enabled(if: runningAsRoot, "needs root for namespaces, links and rules"))
+struct FirewallTouchingTests {}
+
+extension FirewallTouchingTests {
+@Suite("berth in a plugin chain")
 struct ChainTests {
     @Test("a conflist of berth then the reference portmap: ADD, CHECK, then DEL in reverse cleans everything")
     func berthThenPortmap() throws {
@@ -137,4 +143,5 @@ struct ChainTests {
         #expect(net.portsOfBridge().isEmpty)
         #expect(!FileManager.default.fileExists(atPath: "\(net.dataDir)/\(net.name)/\(address)"))
     }
+}
 }
