@@ -134,6 +134,15 @@ struct BridgeOperation {
             try addGatewayAddress(gateway, to: gatewayLink, host: host)
         }
         if config.ipMasq {
+            // Masqueraded traffic is forwarded by the host. IPv6 forwarding is left
+            // alone: turning it on makes the host ignore router advertisements.
+            if plan.ips.contains(where: { $0.address.family == .v4 }) {
+                do {
+                    try Sysctl.ensure("net.ipv4.ip_forward", is: "1")
+                } catch {
+                    throw CNIError(.ioFailure, "turn on IPv4 forwarding for ipMasq: \(error)")
+                }
+            }
             try firewall("masquerade \(env.containerID)") { () throws(FirewallError) in
                 try rules.addMasquerade(plan.ips.map(\.address), backend: config.ipMasqBackend)
             }
