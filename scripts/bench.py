@@ -80,6 +80,9 @@ def main():
     ap.add_argument("--markdown", help="also write the table to this file")
     args = ap.parse_args()
 
+    # The reference bridge plugin turns IPv4 forwarding on (isGateway); put it back afterwards.
+    with open("/proc/sys/net/ipv4/ip_forward") as f:
+        forwarding = f.read().strip()
     tag = f"{random.randrange(16**4):04x}"
     subnets = free_subnets(3)
     berth_dir = os.path.abspath(args.berth_dir)
@@ -101,6 +104,8 @@ def main():
     finally:
         for s in setups:
             s.cleanup()
+        with open("/proc/sys/net/ipv4/ip_forward", "w") as f:
+            f.write(forwarding)
 
     rows = []
     for op in ("ADD", "DEL"):

@@ -77,6 +77,18 @@ public struct IPAddress: Hashable, Comparable, Sendable, CustomStringConvertible
     private init(unchecked bytes: [UInt8]) { self.bytes = bytes }
 }
 
+/// Parses a MAC address "aa:bb:cc:dd:ee:ff" (either case) into its 6 bytes.
+public func parseMAC(_ text: String) -> [UInt8]? {
+    let parts = text.split(separator: ":", omittingEmptySubsequences: false)
+    guard parts.count == 6 else { return nil }
+    var bytes: [UInt8] = []
+    for part in parts {
+        guard part.count == 2, let b = UInt8(part, radix: 16) else { return nil }
+        bytes.append(b)
+    }
+    return bytes
+}
+
 /// An address together with a prefix length, as CNI writes them:
 /// "10.1.0.5/24". The address may have host bits set (an interface address);
 /// `network` gives the prefix itself.
@@ -114,6 +126,20 @@ public struct IPPrefix: Hashable, Sendable, CustomStringConvertible {
         guard family == other.family else { return false }
         let shorter = min(prefixLength, other.prefixLength)
         return address.masked(to: shorter) == other.address.masked(to: shorter)
+    }
+
+    /// The last address of the prefix (every host bit set): the IPv4 broadcast address.
+    public var lastAddress: IPAddress {
+        var bytes = address.bytes
+        for i in 0..<bytes.count {
+            let before = i * 8
+            if before >= prefixLength {
+                bytes[i] = 0xFF
+            } else if before + 8 > prefixLength {
+                bytes[i] |= UInt8(0xFF >> (prefixLength - before))
+            }
+        }
+        return IPAddress(bytes: bytes)!
     }
 
     /// True for 0.0.0.0/0 and ::/0.

@@ -222,14 +222,7 @@ public struct BridgeConfig: Sendable {
 
     /// "AA:bb:..." in lower case when it is a 6-byte unicast MAC, else nil.
     public static func normalizedUnicastMAC(_ text: String) -> String? {
-        let parts = text.split(separator: ":", omittingEmptySubsequences: false)
-        guard parts.count == 6 else { return nil }
-        var bytes: [UInt8] = []
-        for part in parts {
-            guard part.count == 2, let b = UInt8(part, radix: 16) else { return nil }
-            bytes.append(b)
-        }
-        guard bytes[0] & 1 == 0, bytes != [0, 0, 0, 0, 0, 0] else { return nil }
+        guard let bytes = parseMAC(text), bytes[0] & 1 == 0, bytes != [0, 0, 0, 0, 0, 0] else { return nil }
         return text.lowercased()
     }
 

@@ -36,7 +36,7 @@ public struct AddressRange: Equatable, Sendable, CustomStringConvertible {
         }
         self.subnet = subnet
         let network = subnet.address
-        let last = AddressRange.lastAddress(of: subnet)
+        let last = subnet.lastAddress
         // IPv4 keeps the network and broadcast addresses out; IPv6 only the subnet-router anycast (the network address).
         let firstUsable = network.advanced(by: 1)!
         let lastUsable = subnet.family == .v4 ? AddressRange.previous(last) : last
@@ -64,19 +64,6 @@ public struct AddressRange: Equatable, Sendable, CustomStringConvertible {
         self.start = start
         self.end = end
         self.gateway = gateway
-    }
-
-    static func lastAddress(of prefix: IPPrefix) -> IPAddress {
-        var bytes = prefix.address.bytes
-        for i in 0..<bytes.count {
-            let before = i * 8
-            if before >= prefix.prefixLength {
-                bytes[i] = 0xFF
-            } else if before + 8 > prefix.prefixLength {
-                bytes[i] |= UInt8(0xFF >> (prefix.prefixLength - before))
-            }
-        }
-        return IPAddress(bytes: bytes)!
     }
 
     static func previous(_ ip: IPAddress) -> IPAddress {

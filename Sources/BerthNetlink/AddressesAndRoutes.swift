@@ -67,7 +67,7 @@ extension RouteSocket {
         rtnl_addr_set_ifindex(raw, index)
         try check(rtnl_addr_set_local(raw, local.pointer), "set address \(address)")
         if address.family == .v4, address.prefixLength < 31 {
-            let broadcast = try AddressObject(broadcastAddress(of: address), prefixLength: 32)
+            let broadcast = try AddressObject(address.lastAddress, prefixLength: 32)
             try check(rtnl_addr_set_broadcast(raw, broadcast.pointer), "set broadcast of \(address)")
         }
         if address.family == .v6, skipDAD {
@@ -166,18 +166,4 @@ extension RouteSocket {
         }
         return out
     }
-}
-
-/// The IPv4 broadcast address of `prefix` (all host bits set).
-func broadcastAddress(of prefix: IPPrefix) -> IPAddress {
-    var bytes = prefix.address.bytes
-    for i in 0..<bytes.count {
-        let bitsBefore = i * 8
-        if bitsBefore >= prefix.prefixLength {
-            bytes[i] = 0xFF
-        } else if bitsBefore + 8 > prefix.prefixLength {
-            bytes[i] |= UInt8(0xFF >> (prefix.prefixLength - bitsBefore))
-        }
-    }
-    return IPAddress(bytes: bytes)!
 }

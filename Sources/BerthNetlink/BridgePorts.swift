@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import CLibNL
+import BerthCNI
 import BerthSystem
 
 /// A VLAN on a bridge port.

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import CLibNL
+import BerthCNI
 import BerthSystem
 
 /// What the kernel reports about one network interface.
@@ -176,18 +177,6 @@ func formatMAC(_ addr: OpaquePointer) -> String {
         out.append(hex[Int(b & 0xF)])
     }
     return out
-}
-
-/// Parses "aa:bb:cc:dd:ee:ff" (either case) into 6 bytes.
-public func parseMAC(_ text: String) -> [UInt8]? {
-    let parts = text.split(separator: ":", omittingEmptySubsequences: false)
-    guard parts.count == 6 else { return nil }
-    var bytes: [UInt8] = []
-    for part in parts {
-        guard part.count == 2, let b = UInt8(part, radix: 16) else { return nil }
-        bytes.append(b)
-    }
-    return bytes
 }
 
 /// A random locally administered unicast MAC, as the kernel makes for veths.

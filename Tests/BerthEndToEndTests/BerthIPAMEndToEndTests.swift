@@ -72,7 +72,11 @@ struct BerthIPAMEndToEndTests {
     @Test("the berth-ipam executable works as the delegate of the reference bridge plugin")
     func referenceBridgeWithBerthIPAM() throws {
         let net = TestNetwork()
-        defer { net.cleanUp() }
+        let forwarding = IPv4Forwarding()  // the reference bridge turns forwarding on with isGateway
+        defer {
+            forwarding.restore()
+            net.cleanUp()
+        }
         let ns = net.makeNamespace()
         let config = #"{"cniVersion":"1.0.0","name":"\#(net.name)","type":"bridge","bridge":"\#(net.bridge)","isGateway":true,"ipam":{"type":"berth-ipam","dataDir":"\#(net.dataDir)","subnet":"\#(net.subnetBase).0/24"}}"#
         let r = net.run("ADD", netns: ns, containerID: "ref-\(net.id)", config: config, plugin: "bridge")

@@ -33,9 +33,9 @@ struct BridgeOptionTests {
     @Test("ipMasq with nftables: a rule per container address, IPv4 forwarding on, checked by CHECK, removed by DEL after the namespace is gone")
     func masqueradeNFTables() throws {
         let net = TestNetwork(), firewall = IPTablesSnapshot()
-        let forwarding = shell(["cat", "/proc/sys/net/ipv4/ip_forward"]).out.trimmingCharacters(in: .whitespacesAndNewlines)
+        let forwarding = IPv4Forwarding()
         defer {
-            shell(["sh", "-c", "echo \(forwarding) > /proc/sys/net/ipv4/ip_forward"])
+            forwarding.restore()
             firewall.restore()
             net.cleanUp()
         }
@@ -62,9 +62,9 @@ struct BridgeOptionTests {
     @Test("ipMasq with the iptables backend: rules in BERTH-MASQ, removed by DEL after the namespace is gone")
     func masqueradeIPTables() throws {
         let net = TestNetwork(), firewall = IPTablesSnapshot()
-        let forwarding = shell(["cat", "/proc/sys/net/ipv4/ip_forward"]).out.trimmingCharacters(in: .whitespacesAndNewlines)
+        let forwarding = IPv4Forwarding()
         defer {
-            shell(["sh", "-c", "echo \(forwarding) > /proc/sys/net/ipv4/ip_forward"])
+            forwarding.restore()
             firewall.restore()
             net.cleanUp()
         }
@@ -86,9 +86,9 @@ struct BridgeOptionTests {
     @Test("GC removes the masquerade rules of attachments that are no longer valid")
     func gcRules() throws {
         let net = TestNetwork(), firewall = IPTablesSnapshot()
-        let forwarding = shell(["cat", "/proc/sys/net/ipv4/ip_forward"]).out.trimmingCharacters(in: .whitespacesAndNewlines)
+        let forwarding = IPv4Forwarding()
         defer {
-            shell(["sh", "-c", "echo \(forwarding) > /proc/sys/net/ipv4/ip_forward"])
+            forwarding.restore()
             firewall.restore()
             net.cleanUp()
         }

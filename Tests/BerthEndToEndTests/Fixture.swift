@@ -36,6 +36,12 @@ func shell(_ args: [String], input: String? = nil, environment: [String: String]
     return (p.terminationStatus, String(decoding: data, as: UTF8.self))
 }
 
+/// The host's IPv4 forwarding setting, put back as it was (ipMasq and the reference bridge plugin turn it on).
+struct IPv4Forwarding {
+    let original = shell(["cat", "/proc/sys/net/ipv4/ip_forward"]).out.trimmingCharacters(in: .whitespacesAndNewlines)
+    func restore() { shell(["sh", "-c", "echo \(original) > /proc/sys/net/ipv4/ip_forward"]) }
+}
+
 /// What a plugin invocation printed.
 struct PluginRun {
     var status: Int32
