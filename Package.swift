@@ -36,17 +36,20 @@ let package = Package(
         .target(name: "BerthFirewall", dependencies: ["CNFTables", "BerthCNI", "BerthSystem"]),
         // Berth's IPAM: range arithmetic and config (pure), the allocation store, the operations.
         .target(name: "BerthIPAM", dependencies: ["BerthCNI", "BerthSystem"]),
+        // The namespace runtime: containers, cgroups, their state.
+        .target(name: "BerthRuntime", dependencies: ["BerthCNI", "BerthSystem", "CBerthSys"]),
         // The bridge plugin: ADD, DEL, CHECK, GC, STATUS orchestration.
         .target(name: "BerthPlugin", dependencies: ["BerthCNI", "BerthSystem", "BerthNetlink", "BerthIPAM", "BerthFirewall"]),
         .executableTarget(name: "berth", dependencies: ["BerthPlugin"]),
         .executableTarget(name: "berth-ipam", dependencies: ["BerthIPAM"]),
         // The human CLI.
         .executableTarget(name: "berthctl", dependencies: [
-            "BerthCNI", "BerthIPAM",
+            "BerthCNI", "BerthIPAM", "BerthRuntime",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .testTarget(name: "BerthCNITests", dependencies: ["BerthCNI", "BerthIPAM", "BerthPlugin"]),
         .testTarget(name: "BerthIPAMTests", dependencies: ["BerthCNI", "BerthIPAM", "berth-ipam", "berthctl"]),
+        .testTarget(name: "BerthRuntimeTests", dependencies: ["BerthRuntime", "berthctl"]),
         .testTarget(
             name: "BerthEndToEndTests",
             dependencies: ["BerthCNI", "berth", "berth-ipam", "berthctl"]

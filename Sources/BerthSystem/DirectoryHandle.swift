@@ -29,7 +29,7 @@ public final class DirectoryHandle {
     }
 
     /// Creates every missing directory of `path` with mode 0700.
-    static func makeDirectories(_ path: String) throws(SystemError) {
+    public static func makeDirectories(_ path: String) throws(SystemError) {
         var current = ""
         for component in path.split(separator: "/") {
             current += "/" + component

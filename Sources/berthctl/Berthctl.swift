@@ -1,13 +1,14 @@
 import ArgumentParser
 import BerthCNI
 import BerthIPAM
+import BerthRuntime
 
 @main
 struct Berthctl: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "berthctl",
         abstract: "Inspect and drive Berth container networking.",
-        subcommands: [IPAMCommand.self])
+        subcommands: [Run.self, PS.self, Kill.self, Remove.self, Inspect.self, IPAMCommand.self])
 }
 
 struct IPAMCommand: ParsableCommand {

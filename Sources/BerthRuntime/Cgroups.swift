@@ -1,0 +1,246 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import BerthSystem
+
+/// The resource limits of a container.
+public struct ResourceLimits: Equatable, Sendable {
+    /// Memory limit in bytes.
+    public var memory: UInt64?
+    /// CPU time as a number of CPUs (0.5 = half of one CPU), enforced by the CFS quota.
+    public var cpus: Double?
+    /// Relative CPU weight, in cgroup v1 shares (2-262144; 1024 is the default).
+    public var cpuShares: Int?
+    /// Maximum number of processes.
+    public var pids: Int?
+
+    public init(memory: UInt64? = nil, cpus: Double? = nil, cpuShares: Int? = nil, pids: Int? = nil) {
+        self.memory = memory
+        self.cpus = cpus
+        self.cpuShares = cpuShares
+        self.pids = pids
+    }
+
+    /// The CFS period used for `cpus`, in microseconds.
+    public static let cpuPeriod = 100_000
+
+    /// The CFS quota for `cpus` (at least 1000 us, the kernel's minimum).
+    public var cpuQuota: Int? {
+        cpus.map { max(1000, Int(($0 * Double(ResourceLimits.cpuPeriod)).rounded())) }
+    }
+
+    /// cgroup v2 `cpu.weight` for `cpuShares` (the mapping runc and systemd use).
+    public var cpuWeight: Int? {
+        cpuShares.map { 1 + (($0 - 2) * 9999) / 262142 }
+    }
+
+    /// Parses "512m", "1g", "1048576", "64k" (binary units).
+    public static func parseSize(_ text: String) -> UInt64? {
+        let lower = text.lowercased()
+        var digits = Substring(lower)
+        var multiplier: UInt64 = 1
+        if let last = lower.last, !last.isNumber {
+            switch last {
+            case "k": multiplier = 1 << 10
+            case "m": multiplier = 1 << 20
+            case "g": multiplier = 1 << 30
+            case "t": multiplier = 1 << 40
+            default: return nil
+            }
+            digits = digits.dropLast()
+            if digits.last == "i" || digits.last == "b" { return nil }
+        }
+        guard !digits.isEmpty, digits.allSatisfy(\.isNumber), let n = UInt64(digits) else { return nil }
+        let (value, overflow) = n.multipliedReportingOverflow(by: multiplier)
+        return overflow ? nil : value
+    }
+}
+
+/// Where the cgroup hierarchies are mounted, read from /proc/self/mountinfo.
+///
+/// On a cgroup v2 ("unified") host one cgroup2 file system holds every
+/// controller. On a hybrid or legacy host each v1 controller has its own
+/// mount (cpu and cpuacct may share one), and a cgroup2 file system without
+/// controllers may sit beside them (/sys/fs/cgroup/unified).
+public struct CgroupLayout: Equatable, Sendable {
+    /// The cgroup2 mount, if any.
+    public var unified: String?
+    /// v1 controller name -> its mount point.
+    public var v1: [String: String]
+
+    /// True when the v2 hierarchy holds the controllers (no v1 controller mounted).
+    public var isUnified: Bool { unified != nil && v1.isEmpty }
+
+    public static func parse(mountinfo: String) -> CgroupLayout {
+        var layout = CgroupLayout(unified: nil, v1: [:])
+        for line in mountinfo.split(separator: "\n") {
+            // ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS [OPTIONAL...] - FSTYPE SOURCE SUPEROPTIONS
+            let fields = line.split(separator: " ", omittingEmptySubsequences: false)
+            guard let dash = fields.firstIndex(of: "-"), fields.count > dash + 3, fields.count > 4 else { continue }
+            let mountPoint = unescape(String(fields[4]))
+            let fsType = fields[dash + 1]
+            if fsType == "cgroup2" {
+                if layout.unified == nil { layout.unified = mountPoint }
+            } else if fsType == "cgroup" {
+                for option in fields[dash + 3].split(separator: ",") {
+                    let name = String(option)
+                    if ["cpu", "cpuacct", "memory", "pids", "cpuset", "blkio", "devices", "freezer"].contains(name),
+                       layout.v1[name] == nil {
+                        layout.v1[name] = mountPoint
+                    }
+                }
+            }
+        }
+        return layout
+    }
+
+    /// mountinfo writes space, tab, newline and backslash as octal escapes.
+    static func unescape(_ s: String) -> String {
+        guard s.contains("\\") else { return s }
+        var out = ""
+        var chars = Array(s)[...]
+        while let c = chars.popFirst() {
+            if c == "\\", chars.count >= 3, let code = UInt8(String(chars.prefix(3)), radix: 8) {
+                out.append(Character(Unicode.Scalar(code)))
+                chars = chars.dropFirst(3)
+            } else {
+                out.append(c)
+            }
+        }
+        return out
+    }
+
+    public static func current() throws(SystemError) -> CgroupLayout {
+        let bytes = try OwnedDescriptor(openingForReading: "/proc/self/mountinfo").readAll()
+        return parse(mountinfo: String(decoding: bytes, as: UTF8.self))
+    }
+}
+
+/// A container's cgroup: one directory in the v2 hierarchy, or one per v1
+/// controller it limits, all named `berth/NAME`.
+public struct Cgroup: Sendable {
+    public static let parentName = "berth"
+    /// The v1 controllers a container gets a cgroup in.
+    static let v1Controllers = ["cpu", "cpuacct", "memory", "pids"]
+
+    public let name: String
+    public let layout: CgroupLayout
+    /// The directories, keyed by controller ("unified" for v2).
+    public let directories: [String: String]
+
+    public init(name: String, layout: CgroupLayout) {
+        self.name = name
+        self.layout = layout
+        var dirs: [String: String] = [:]
+        if layout.isUnified, let root = layout.unified {
+            dirs["unified"] = "\(root)/\(Cgroup.parentName)/\(name)"
+        } else {
+            for controller in Cgroup.v1Controllers {
+                if let mount = layout.v1[controller] { dirs[controller] = "\(mount)/\(Cgroup.parentName)/\(name)" }
+            }
+        }
+        directories = dirs
+    }
+
+    /// Creates the directories and writes the limits.
+    public func create(limits: ResourceLimits) throws(SystemError) {
+        if directories.isEmpty { throw SystemError("find a cgroup hierarchy in /proc/self/mountinfo", errno: ENOENT) }
+        if layout.isUnified, let root = layout.unified {
+            // Controllers must be enabled on every level above the container's cgroup.
+            let parent = "\(root)/\(Cgroup.parentName)"
+            try makeDirectory(parent)
+            for dir in [root, parent] {
+                try? write("+cpu +memory +pids", to: "\(dir)/cgroup.subtree_control")
+            }
+        }
+        for dir in Set(directories.values) {
+            let parent = String(dir[..<dir.lastIndex(of: "/")!])
+            // `rm` of the last container removes the parent: make it again if that raced us.
+            for attempt in 0..<3 {
+                try makeDirectory(parent)
+                if mkdir(dir, 0o755) == 0 || errno == EEXIST { break }
+                if errno != ENOENT || attempt == 2 { throw SystemError.last("create cgroup \(dir)") }
+            }
+        }
+        try apply(limits)
+    }
+
+    func apply(_ limits: ResourceLimits) throws(SystemError) {
+        if let dir = directories["unified"] {
+            if let quota = limits.cpuQuota { try write("\(quota) \(ResourceLimits.cpuPeriod)", to: "\(dir)/cpu.max") }
+            if let weight = limits.cpuWeight { try write("\(weight)", to: "\(dir)/cpu.weight") }
+            if let memory = limits.memory {
+                try write("\(memory)", to: "\(dir)/memory.max")
+                try? write("0", to: "\(dir)/memory.swap.max")
+            }
+            if let pids = limits.pids { try write("\(pids)", to: "\(dir)/pids.max") }
+            return
+        }
+        if let dir = directories["cpu"] {
+            if let quota = limits.cpuQuota {
+                try write("\(ResourceLimits.cpuPeriod)", to: "\(dir)/cpu.cfs_period_us")
+                try write("\(quota)", to: "\(dir)/cpu.cfs_quota_us")
+            }
+            if let shares = limits.cpuShares { try write("\(shares)", to: "\(dir)/cpu.shares") }
+        }
+        if let dir = directories["memory"], let memory = limits.memory {
+            try write("\(memory)", to: "\(dir)/memory.limit_in_bytes")
+            try? write("\(memory)", to: "\(dir)/memory.memsw.limit_in_bytes")
+        }
+        if let dir = directories["pids"], let pids = limits.pids { try write("\(pids)", to: "\(dir)/pids.max") }
+    }
+
+    /// Moves process `pid` into every directory of this cgroup.
+    public func add(pid: pid_t) throws(SystemError) {
+        for dir in Set(directories.values) { try write("\(pid)", to: "\(dir)/cgroup.procs") }
+    }
+
+    /// How many processes the kernel's OOM killer killed in this cgroup.
+    public func oomKills() -> Int {
+        let file = directories["unified"].map { "\($0)/memory.events" } ?? directories["memory"].map { "\($0)/memory.oom_control" }
+        guard let file, let text = try? readText(file) else { return 0 }
+        for line in text.split(separator: "\n") where line.hasPrefix("oom_kill ") {
+            return Int(line.split(separator: " ").last ?? "0") ?? 0
+        }
+        return 0
+    }
+
+    /// The processes in the cgroup.
+    public func pids() -> [pid_t] {
+        guard let dir = directories["unified"] ?? directories["pids"] ?? directories.values.first,
+              let text = try? readText("\(dir)/cgroup.procs") else { return [] }
+        return text.split(separator: "\n").compactMap { pid_t($0) }
+    }
+
+    /// Removes the directories (the cgroup must be empty). Missing ones are fine.
+    /// The shared `berth` parent goes too once it is empty.
+    public func remove() throws(SystemError) {
+        for dir in Set(directories.values) where rmdir(dir) != 0 && errno != ENOENT {
+            throw SystemError.last("remove cgroup \(dir)")
+        }
+        for dir in Set(directories.values) {
+            rmdir(String(dir[..<dir.lastIndex(of: "/")!]))  // fails harmlessly while other containers use it
+        }
+    }
+
+    // MARK: Files
+
+    func makeDirectory(_ path: String) throws(SystemError) {
+        if mkdir(path, 0o755) != 0 && errno != EEXIST { throw SystemError.last("create cgroup \(path)") }
+    }
+}
+
+func write(_ text: String, to path: String) throws(SystemError) {
+    let fd = open(path, O_WRONLY | O_CLOEXEC)
+    if fd < 0 { throw SystemError.last("open \(path)") }
+    let handle = OwnedDescriptor(adopting: fd)
+    do {
+        try handle.writeAll(Array(text.utf8))
+    } catch {
+        throw SystemError("write \"\(text)\" to \(path)", errno: error.errno)
+    }
+}
+
+func readText(_ path: String) throws(SystemError) -> String {
+    String(decoding: try OwnedDescriptor(openingForReading: path).readAll(), as: UTF8.self)
+}

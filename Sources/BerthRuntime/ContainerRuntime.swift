@@ -1,0 +1,293 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import BerthCNI
+import BerthSystem
+import CBerthSys
+
+/// A runtime failure, said in one line.
+public struct RuntimeError: Error, CustomStringConvertible, Sendable {
+    public let description: String
+    public init(_ message: String) { description = message }
+}
+
+/// What to run.
+public struct ContainerSpec: Sendable {
+    public var name: String
+    public var command: [String]
+    public var environment: [String]
+    public var hostname: String?
+    public var limits: ResourceLimits
+    /// A small init as PID 1 (the workload is PID 2); false makes the workload PID 1.
+    public var useInit: Bool
+
+    public init(name: String, command: [String], environment: [String] = [], hostname: String? = nil,
+                limits: ResourceLimits = ResourceLimits(), useInit: Bool = true) {
+        self.name = name
+        self.command = command
+        self.environment = environment
+        self.hostname = hostname
+        self.limits = limits
+        self.useInit = useInit
+    }
+}
+
+/// A container's recorded state (`/run/berth/containers/NAME/state.json`).
+public struct ContainerState: Sendable {
+    public var name: String
+    public var pid: Int32
+    public var status: String
+    public var exitCode: Int?
+    public var command: [String]
+    public var hostname: String
+    public var limits: ResourceLimits
+    public var cgroups: [String: String]
+    public var oomKills: Int
+
+    public func json() -> JSON {
+        var limitsJSON = JSONObject()
+        if let m = limits.memory { limitsJSON["memory"] = .number(String(m)) }
+        if let c = limits.cpus { limitsJSON["cpus"] = .number(String(c)) }
+        if let s = limits.cpuShares { limitsJSON["cpuShares"] = .int(s) }
+        if let p = limits.pids { limitsJSON["pids"] = .int(p) }
+        var cgroupJSON = JSONObject()
+        for (k, v) in cgroups.sorted(by: { $0.key < $1.key }) { cgroupJSON[k] = .string(v) }
+        var o: JSONObject = [
+            "name": .string(name), "pid": .int(Int(pid)), "status": .string(status),
+            "command": .array(command.map(JSON.string)), "hostname": .string(hostname),
+            "limits": .object(limitsJSON), "cgroups": .object(cgroupJSON), "oomKills": .int(oomKills),
+        ]
+        if let exitCode { o["exitCode"] = .int(exitCode) }
+        return .object(o)
+    }
+
+    init?(json: JSON) {
+        guard let name = json["name"]?.stringValue, let pid = json["pid"]?.intValue,
+              let status = json["status"]?.stringValue else { return nil }
+        self.name = name
+        self.pid = Int32(pid)
+        self.status = status
+        exitCode = json["exitCode"]?.intValue
+        command = json["command"]?.arrayValue?.compactMap(\.stringValue) ?? []
+        hostname = json["hostname"]?.stringValue ?? ""
+        let l = json["limits"]
+        limits = ResourceLimits(memory: l?["memory"].flatMap { if case .number(let n) = $0 { return UInt64(n) }; return nil },
+                                cpus: l?["cpus"].flatMap { if case .number(let n) = $0 { return Double(n) }; return nil },
+                                cpuShares: l?["cpuShares"]?.intValue, pids: l?["pids"]?.intValue)
+        cgroups = [:]
+        for (k, v) in json["cgroups"]?.objectValue?.entries ?? [] { cgroups[k] = v.stringValue }
+        oomKills = json["oomKills"]?.intValue ?? 0
+    }
+
+    init(spec: ContainerSpec, pid: Int32, cgroup: Cgroup) {
+        name = spec.name
+        self.pid = pid
+        status = "running"
+        exitCode = nil
+        command = spec.command
+        hostname = spec.hostname ?? spec.name
+        limits = spec.limits
+        cgroups = cgroup.directories
+        oomKills = 0
+    }
+}
+
+/// Starts, lists, signals and removes containers.
+public enum ContainerRuntime {
+    /// Where container state lives.
+    public static let stateRoot = "/run/berth/containers"
+
+    static func requireRoot(_ what: String) throws(RuntimeError) {
+        if geteuid() != 0 { throw RuntimeError("\(what) needs root: it creates namespaces and cgroups") }
+    }
+
+    static func stateDirectory(_ name: String) -> String { "\(stateRoot)/\(name)" }
+
+    /// Runs a container in the foreground: returns the workload's exit code
+    /// (128+N when killed by signal N). Signals the caller receives are
+    /// passed on to it. `started` is told once the workload runs.
+    public static func run(_ spec: ContainerSpec, started: (ContainerState) -> Void = { _ in }) throws(RuntimeError) -> Int32 {
+        try requireRoot("berthctl run")
+        if let problem = CNIEnvironment.containerIDProblem(spec.name) {
+            throw RuntimeError("container name \"\(spec.name)\" is invalid: \(problem)")
+        }
+        if spec.command.isEmpty { throw RuntimeError("no command to run (give it after --)") }
+        let dir = stateDirectory(spec.name)
+        do {
+            try DirectoryHandle.makeDirectories(stateRoot)
+        } catch {
+            throw RuntimeError("cannot create \(stateRoot): \(error)")
+        }
+        if mkdir(dir, 0o700) != 0 {
+            if errno == EEXIST { throw RuntimeError("a container named \(spec.name) exists already (berthctl rm \(spec.name))") }
+            throw RuntimeError("cannot create \(dir): \(SystemError.last("mkdir"))")
+        }
+        let layout: CgroupLayout
+        do {
+            layout = try CgroupLayout.current()
+        } catch {
+            rmdir(dir)
+            throw RuntimeError("cannot read the cgroup mounts: \(error)")
+        }
+        let cgroup = Cgroup(name: spec.name, layout: layout)
+        do {
+            try cgroup.create(limits: spec.limits)
+        } catch {
+            try? cgroup.remove()
+            rmdir(dir)
+            throw RuntimeError("cannot set up the cgroup: \(error)")
+        }
+
+        let handle: berth_container_handle
+        do {
+            handle = try start(spec)
+        } catch {
+            try? cgroup.remove()
+            rmdir(dir)
+            throw error
+        }
+        func abandon(_ message: String) -> RuntimeError {
+            _ = berth_kill(handle.pid, SIGKILL)
+            var status: Int32 = 0
+            waitpid(handle.pid, &status, 0)
+            try? cgroup.remove()
+            removeState(spec.name)
+            return RuntimeError(message)
+        }
+        do {
+            try cgroup.add(pid: handle.pid)
+        } catch {
+            close(handle.go_fd)
+            close(handle.status_fd)
+            throw abandon("cannot put the container into its cgroup: \(error)")
+        }
+        var state = ContainerState(spec: spec, pid: handle.pid, cgroup: cgroup)
+        saveState(state)
+        var go: UInt8 = 1
+        _ = write(handle.go_fd, &go, 1)
+        close(handle.go_fd)
+        let report = (try? readAllBytes(from: handle.status_fd)) ?? []
+        close(handle.status_fd)
+        if !report.isEmpty {
+            let text = String(decoding: report, as: UTF8.self)
+            let parts = text.split(separator: ":", maxSplits: 1)
+            let code = Int32(parts.first ?? "") ?? 0
+            let what = parts.count > 1 ? String(parts[1]) : text
+            throw abandon("could not \(what) (\(spec.command[0])): \(String(cString: strerror(code)))")
+        }
+        started(state)
+
+        let status = berth_wait_forwarding(handle.pid)
+        let code = status < 0 ? 255 : berth_exit_code(status)
+        state.status = "exited"
+        state.exitCode = Int(code)
+        state.oomKills = cgroup.oomKills()
+        saveState(state)
+        return code
+    }
+
+    private static func start(_ spec: ContainerSpec) throws(RuntimeError) -> berth_container_handle {
+        let argv = spec.command.map { strdup($0) } + [nil]
+        var environment = spec.environment
+        if !environment.contains(where: { $0.hasPrefix("PATH=") }) {
+            environment.append("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+        }
+        let envp = environment.map { strdup($0) } + [nil]
+        let hostname = strdup(spec.hostname ?? spec.name)
+        defer {
+            for p in argv { free(p) }
+            for p in envp { free(p) }
+            free(hostname)
+        }
+        var handle = berth_container_handle()
+        let rc = argv.withUnsafeBufferPointer { a in
+            envp.withUnsafeBufferPointer { e in
+                var cSpec = berth_container_spec()
+                cSpec.argv = a.baseAddress
+                cSpec.envp = e.baseAddress
+                cSpec.hostname = UnsafePointer(hostname)
+                cSpec.use_init = spec.useInit ? 1 : 0
+                return berth_container_start(&cSpec, &handle)
+            }
+        }
+        if rc != 0 { throw RuntimeError("cannot create the container's namespaces: \(SystemError.last("clone"))") }
+        return handle
+    }
+
+    // MARK: State
+
+    static func saveState(_ state: ContainerState) {
+        let path = "\(stateDirectory(state.name))/state.json"
+        let tmp = path + ".tmp"
+        let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0o600)
+        guard fd >= 0 else { return }
+        try? OwnedDescriptor(adopting: fd).writeAll(Array(state.json().serialized(pretty: true).utf8))
+        rename(tmp, path)
+    }
+
+    static func removeState(_ name: String) {
+        let dir = stateDirectory(name)
+        unlink("\(dir)/state.json")
+        unlink("\(dir)/state.json.tmp")
+        rmdir(dir)
+    }
+
+    /// The recorded state of `name`, with a running container's liveness re-checked.
+    public static func state(_ name: String) throws(RuntimeError) -> ContainerState {
+        if CNIEnvironment.containerIDProblem(name) != nil { throw RuntimeError("no container named \(name)") }
+        guard let fd = try? OwnedDescriptor(openingForReading: "\(stateDirectory(name))/state.json"),
+              let bytes = try? fd.readAll() else {
+            throw RuntimeError("no container named \(name)")
+        }
+        guard let json = try? JSON.parse(bytes), var state = ContainerState(json: json) else {
+            throw RuntimeError("the state of container \(name) is unreadable")
+        }
+        if state.status == "running" && berth_kill(state.pid, 0) != 0 {
+            state.status = "exited"
+        }
+        state.oomKills = max(state.oomKills, Cgroup(existing: state).oomKills())
+        return state
+    }
+
+    /// Every container with recorded state, by name.
+    public static func list() -> [ContainerState] {
+        guard let dir = try? DirectoryHandle(path: stateRoot, create: false), let names = try? dir.names() else { return [] }
+        return names.sorted().compactMap { try? state($0) }
+    }
+
+    /// Sends `signal` to the container's PID 1 (the init passes it on to the workload).
+    public static func kill(_ name: String, signal: Int32) throws(RuntimeError) {
+        let s = try state(name)
+        guard s.status == "running" else { throw RuntimeError("container \(name) is not running") }
+        if berth_kill(s.pid, signal) != 0 { throw RuntimeError("cannot signal container \(name): \(SystemError.last("kill"))") }
+    }
+
+    /// Stops the container if it runs, then removes its cgroup and state.
+    public static func remove(_ name: String) throws(RuntimeError) {
+        try requireRoot("berthctl rm")
+        let s = try state(name)
+        let cgroup = Cgroup(existing: s)
+        if s.status == "running" { _ = berth_kill(s.pid, SIGKILL) }
+        for pid in cgroup.pids() { _ = berth_kill(pid, SIGKILL) }
+        var removed = false
+        for _ in 0..<200 {
+            if (try? cgroup.remove()) != nil { removed = true; break }
+            usleep(25_000)
+        }
+        if !removed { throw RuntimeError("cannot remove the cgroup of \(name): processes are still in it") }
+        removeState(name)
+    }
+}
+
+extension Cgroup {
+    /// The cgroup recorded in a container's state.
+    init(existing state: ContainerState) {
+        self.init(name: state.name, directories: state.cgroups)
+    }
+
+    init(name: String, directories: [String: String]) {
+        self.name = name
+        self.layout = CgroupLayout(unified: directories["unified"].map { _ in "" }, v1: [:])
+        self.directories = directories
+    }
+}

@@ -1,0 +1,184 @@
+#define _GNU_SOURCE
+#include "berth_container.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <pthread.h>
+#include <time.h>
+
+/* Everything below runs in the cloned child, which may have been cloned from
+ * a multi-threaded process: only async-signal-safe calls until execve. */
+
+struct child_args {
+    const struct berth_container_spec *spec;
+    int go_read;
+    int status_write;
+};
+
+static void report(int fd, int err, const char *what) {
+    /* "errno:what" without stdio: snprintf is not async-signal-safe. */
+    char buf[256];
+    size_t n = 0;
+    char digits[16];
+    int d = 0, e = err;
+    do { digits[d++] = (char)('0' + e % 10); e /= 10; } while (e > 0 && d < 15);
+    while (d > 0 && n < sizeof(buf) - 1) buf[n++] = digits[--d];
+    if (n < sizeof(buf) - 1) buf[n++] = ':';
+    for (const char *p = what; *p && n < sizeof(buf) - 1; p++) buf[n++] = *p;
+    ssize_t ignored = write(fd, buf, n);
+    (void)ignored;
+}
+
+/* The workload starts with every signal at its default action and none
+ * blocked, whatever the caller ignored or blocked (ignored dispositions
+ * survive execve). */
+static void reset_signals(const sigset_t *mask) {
+    struct sigaction dfl;
+    memset(&dfl, 0, sizeof(dfl));
+    dfl.sa_handler = SIG_DFL;
+    for (int sig = 1; sig < NSIG; sig++) {
+        if (sig != SIGKILL && sig != SIGSTOP) sigaction(sig, &dfl, NULL);
+    }
+    sigprocmask(SIG_SETMASK, mask, NULL);
+}
+
+static _Noreturn void fail(int fd, const char *what) {
+    report(fd, errno, what);
+    _exit(127);
+}
+
+/* PID 1 of the container: runs the workload as its child, forwards every
+ * signal it can catch to it, reaps every orphan, and exits with the
+ * workload's status (which makes the kernel kill whatever is left). */
+static _Noreturn void run_init(const struct berth_container_spec *spec, int status_fd) {
+    sigset_t all, old;
+    sigfillset(&all);
+    sigprocmask(SIG_BLOCK, &all, &old);
+    pid_t workload = fork();
+    if (workload < 0) fail(status_fd, "fork the workload");
+    if (workload == 0) {
+        sigset_t none;
+        sigemptyset(&none);
+        reset_signals(&none);
+        setsid();
+        execvpe(spec->argv[0], spec->argv, spec->envp);
+        fail(status_fd, "execute the workload");
+    }
+    close(status_fd);
+    for (;;) {
+        siginfo_t info;
+        int sig = sigwaitinfo(&all, &info);
+        if (sig < 0) continue;
+        if (sig != SIGCHLD) {
+            kill(workload, sig);
+            continue;
+        }
+        for (;;) {
+            int status;
+            pid_t reaped = waitpid(-1, &status, WNOHANG);
+            if (reaped <= 0) break;
+            if (reaped == workload) _exit(berth_exit_code(status));
+        }
+    }
+}
+
+static int child_main(void *arg) {
+    struct child_args *a = arg;
+    const struct berth_container_spec *spec = a->spec;
+    int fd = a->status_write;
+
+    /* Wait until the parent has put us into our cgroup and wired the network. */
+    char go;
+    ssize_t n;
+    do { n = read(a->go_read, &go, 1); } while (n < 0 && errno == EINTR);
+    if (n != 1) _exit(126);
+    close(a->go_read);
+
+    if (unshare(CLONE_NEWCGROUP) != 0) fail(fd, "create the cgroup namespace");
+    if (spec->hostname && sethostname(spec->hostname, strlen(spec->hostname)) != 0) fail(fd, "set the host name");
+    if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0) fail(fd, "make mounts private");
+    if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) != 0) fail(fd, "mount /proc");
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) fail(fd, "set no_new_privs");
+    if (chdir(spec->workdir ? spec->workdir : "/") != 0) fail(fd, "change to the working directory");
+
+    if (spec->use_init) run_init(spec, fd);
+    sigset_t none;
+    sigemptyset(&none);
+    reset_signals(&none);
+    execvpe(spec->argv[0], spec->argv, spec->envp);
+    fail(fd, "execute the workload");
+}
+
+int berth_container_start(const struct berth_container_spec *spec, struct berth_container_handle *out) {
+    int go[2], status[2];
+    if (pipe2(go, O_CLOEXEC) != 0) return -1;
+    if (pipe2(status, O_CLOEXEC) != 0) {
+        close(go[0]);
+        close(go[1]);
+        return -1;
+    }
+    const size_t stack_size = 256 * 1024;
+    void *stack = mmap(NULL, stack_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+    if (stack == MAP_FAILED) {
+        close(go[0]); close(go[1]); close(status[0]); close(status[1]);
+        return -1;
+    }
+    struct child_args args = { spec, go[0], status[1] };
+    int flags = CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWNET | spec->extra_flags | SIGCHLD;
+    /* Without CLONE_VM the child has its own copy of memory, `args` included. */
+    pid_t pid = clone(child_main, (char *)stack + stack_size, flags, &args);
+    int saved = errno;
+    munmap(stack, stack_size);
+    close(go[0]);
+    close(status[1]);
+    if (pid < 0) {
+        close(go[1]);
+        close(status[0]);
+        errno = saved;
+        return -1;
+    }
+    out->pid = pid;
+    out->go_fd = go[1];
+    out->status_fd = status[0];
+    return 0;
+}
+
+int berth_exit_code(int wait_status) {
+    if (WIFEXITED(wait_status)) return WEXITSTATUS(wait_status);
+    if (WIFSIGNALED(wait_status)) return 128 + WTERMSIG(wait_status);
+    return 255;
+}
+
+int berth_kill(pid_t pid, int sig) {
+    return kill(pid, sig);
+}
+
+int berth_wait_forwarding(pid_t pid) {
+    sigset_t forwarded, old;
+    sigemptyset(&forwarded);
+    int list[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGCHLD };
+    for (size_t i = 0; i < sizeof(list) / sizeof(list[0]); i++) sigaddset(&forwarded, list[i]);
+    pthread_sigmask(SIG_BLOCK, &forwarded, &old);
+    int status = 0;
+    for (;;) {
+        pid_t done = waitpid(pid, &status, WNOHANG);
+        if (done == pid) break;
+        if (done < 0 && errno != EINTR) { pthread_sigmask(SIG_SETMASK, &old, NULL); return -1; }
+        struct timespec tick = { 0, 200 * 1000 * 1000 };
+        siginfo_t info;
+        int sig = sigtimedwait(&forwarded, &info, &tick);
+        if (sig > 0 && sig != SIGCHLD) kill(pid, sig);
+    }
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return status;
+}

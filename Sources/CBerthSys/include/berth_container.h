@@ -1,0 +1,57 @@
+#ifndef BERTH_CONTAINER_H
+#define BERTH_CONTAINER_H
+
+#include <sys/types.h>
+
+/// What the container's first process does between clone and exec.
+/// Everything here runs in C in the child: no Swift runs after clone.
+struct berth_container_spec {
+    /// The workload: argv[0] is looked up on PATH of `envp`. NULL-terminated.
+    char *const *argv;
+    /// The workload's environment. NULL-terminated.
+    char *const *envp;
+    /// Host name inside the new UTS namespace (NULL keeps it).
+    const char *hostname;
+    /// Extra CLONE_NEW* flags on top of pid, mount, uts, ipc and net
+    /// (CLONE_NEWUSER for a user namespace).
+    int extra_flags;
+    /// 1: a small init is PID 1 (reaps orphans, forwards signals, exits with
+    /// the workload's status). 0: the workload itself is PID 1.
+    int use_init;
+    /// Working directory of the workload (NULL: /).
+    const char *workdir;
+};
+
+/// A started container: its first process, and the descriptors the caller
+/// uses to finish setting it up.
+struct berth_container_handle {
+    /// The container's PID 1, as seen from the caller's PID namespace.
+    pid_t pid;
+    /// Write one byte to let the child go on (after putting it into its
+    /// cgroup and wiring its network); close it to make the child exit.
+    int go_fd;
+    /// Read end: reaches end of file once the workload has been exec'd;
+    /// carries "errno:message" if the child failed before that.
+    int status_fd;
+};
+
+/// Clones the container's first process into new pid, mount, uts, ipc and
+/// net namespaces. The child waits on `go_fd` before going on; then it takes
+/// a new cgroup namespace (so its cgroup, joined by the parent meanwhile, is
+/// its root), sets the host name, makes every mount private, mounts a fresh
+/// /proc, sets no_new_privs, and executes the workload (under the init when
+/// `use_init`). Returns 0, or -1 with errno set.
+int berth_container_start(const struct berth_container_spec *spec, struct berth_container_handle *out);
+
+/// Decodes a wait status: the exit code, or 128+N for a process killed by signal N.
+int berth_exit_code(int wait_status);
+
+/// Waits for child `pid` to exit while forwarding SIGINT, SIGTERM, SIGHUP,
+/// SIGQUIT, SIGUSR1 and SIGUSR2 received by the caller to it. Returns the
+/// wait status, or -1 with errno. Call with no other thread expecting those signals.
+int berth_wait_forwarding(pid_t pid);
+
+/// Sends `sig` to `pid`; 0 or -1 with errno.
+int berth_kill(pid_t pid, int sig);
+
+#endif

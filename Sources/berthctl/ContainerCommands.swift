@@ -1,0 +1,151 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import ArgumentParser
+import BerthCNI
+import BerthRuntime
+
+struct Run: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run a command in a new container (its own pid, mount, uts, ipc, net and cgroup namespaces).",
+        discussion: "Runs in the foreground and exits with the command's exit code (128+N when it was killed by signal N).")
+
+    @Option(help: "The container's name (default: berth-<random>).")
+    var name: String?
+
+    @Option(help: "Host name inside the container (default: the name).")
+    var hostname: String?
+
+    @Option(help: "Memory limit, like 512m or 2g.")
+    var memory: String?
+
+    @Option(help: "CPU time limit in CPUs, like 0.5.")
+    var cpus: Double?
+
+    @Option(name: .customLong("cpu-shares"), help: "Relative CPU weight (2-262144, default 1024).")
+    var cpuShares: Int?
+
+    @Option(name: .customLong("pids-limit"), help: "Maximum number of processes.")
+    var pidsLimit: Int?
+
+    @Option(name: .customLong("env"), help: "An environment variable K=V (repeatable).")
+    var environment: [String] = []
+
+    @Flag(name: .customLong("no-init"), help: "Make the command PID 1 itself instead of running it under Berth's init.")
+    var noInit = false
+
+    @Argument(parsing: .postTerminator, help: "The command and its arguments, after --.")
+    var command: [String] = []
+
+    func validate() throws {
+        if command.isEmpty { throw ValidationError("give the command to run after --") }
+        if let memory, ResourceLimits.parseSize(memory) == nil { throw ValidationError("--memory \(memory) is not a size like 512m or 2g") }
+        if let cpus, !(cpus > 0 && cpus <= 1024) { throw ValidationError("--cpus must be above 0") }
+        if let cpuShares, !(2...262144).contains(cpuShares) { throw ValidationError("--cpu-shares must be within 2-262144") }
+        if let pidsLimit, pidsLimit < 1 { throw ValidationError("--pids-limit must be at least 1") }
+        for e in environment where !e.contains("=") { throw ValidationError("--env \(e) is not K=V") }
+    }
+
+    func run() throws {
+        var rng = SystemRandomNumberGenerator()
+        let spec = ContainerSpec(
+            name: name ?? "berth-" + String(UInt32.random(in: 0...UInt32.max, using: &rng), radix: 16),
+            command: command, environment: environment, hostname: hostname,
+            limits: ResourceLimits(memory: memory.flatMap(ResourceLimits.parseSize), cpus: cpus,
+                                   cpuShares: cpuShares, pids: pidsLimit),
+            useInit: !noInit)
+        let code: Int32
+        do {
+            code = try ContainerRuntime.run(spec)
+        } catch {
+            throw CLIError(error.description)
+        }
+        if let state = try? ContainerRuntime.state(spec.name), state.oomKills > 0 {
+            writeError("berthctl: container \(spec.name) ran out of memory: \(state.oomKills) process(es) OOM-killed")
+        }
+        throw ExitCode(code)
+    }
+}
+
+struct PS: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "ps", abstract: "List containers.")
+
+    @Flag(help: "Print JSON instead of a table.")
+    var json = false
+
+    func run() throws {
+        let states = ContainerRuntime.list()
+        if json {
+            print(JSON.array(states.map { $0.json() }).serialized(pretty: true))
+            return
+        }
+        var rows = [["NAME", "PID", "STATE", "LIMITS", "OOM KILLS", "COMMAND"]]
+        for s in states {
+            var limits: [String] = []
+            if let m = s.limits.memory { limits.append("mem=\(m)") }
+            if let c = s.limits.cpus { limits.append("cpus=\(c)") }
+            if let c = s.limits.cpuShares { limits.append("shares=\(c)") }
+            if let p = s.limits.pids { limits.append("pids=\(p)") }
+            let state = s.status == "exited" ? "exited (\(s.exitCode.map(String.init) ?? "?"))" : s.status
+            rows.append([s.name, String(s.pid), state, limits.isEmpty ? "-" : limits.joined(separator: ","),
+                         String(s.oomKills), s.command.joined(separator: " ")])
+        }
+        printTable(rows)
+    }
+}
+
+struct Kill: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Send a signal to a container (default TERM).")
+
+    @Argument var name: String
+    @Argument(help: "Signal name or number (TERM, SIGKILL, 9).") var signal: String = "TERM"
+
+    func run() throws {
+        guard let number = signalNumber(signal) else { throw CLIError("unknown signal \(signal)") }
+        do { try ContainerRuntime.kill(name, signal: number) } catch { throw CLIError(error.description) }
+    }
+}
+
+struct Remove: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "rm", abstract: "Stop a container if needed and remove it: processes, cgroup, state.")
+
+    @Argument var names: [String]
+
+    func run() throws {
+        for name in names {
+            do { try ContainerRuntime.remove(name) } catch { throw CLIError(error.description) }
+        }
+    }
+}
+
+struct Inspect: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Print a container's state as JSON.")
+
+    @Argument var name: String
+
+    func run() throws {
+        do { print(try ContainerRuntime.state(name).json().serialized(pretty: true)) } catch { throw CLIError(error.description) }
+    }
+}
+
+func signalNumber(_ text: String) -> Int32? {
+    if let n = Int32(text), n > 0, n < 65 { return n }
+    let names: [String: Int32] = ["HUP": SIGHUP, "INT": SIGINT, "QUIT": SIGQUIT, "KILL": SIGKILL, "USR1": SIGUSR1,
+                                  "USR2": SIGUSR2, "TERM": SIGTERM, "STOP": SIGSTOP, "CONT": SIGCONT]
+    var key = text.uppercased()
+    if key.hasPrefix("SIG") { key.removeFirst(3) }
+    return names[key]
+}
+
+func printTable(_ rows: [[String]]) {
+    guard let columns = rows.first?.count else { return }
+    let widths = (0..<columns).map { c in rows.map { $0[c].count }.max() ?? 0 }
+    for row in rows {
+        print(row.enumerated().map { c, cell in c == columns - 1 ? cell : cell.padding(widths[c]) }.joined(separator: "  "))
+    }
+}
+
+func writeError(_ line: String) {
+    var bytes = Array((line + "\n").utf8)
+    _ = write(2, &bytes, bytes.count)
+}

@@ -1,0 +1,228 @@
+import Foundation
+import Testing
+@testable import BerthRuntime
+
+@Suite("Resource limits and cgroup layout")
+struct CgroupUnitTests {
+    @Test("sizes parse with binary units and reject nonsense")
+    func sizes() {
+        #expect(ResourceLimits.parseSize("512m") == 512 << 20)
+        #expect(ResourceLimits.parseSize("2G") == 2 << 30)
+        #expect(ResourceLimits.parseSize("4096") == 4096)
+        #expect(ResourceLimits.parseSize("64k") == 64 << 10)
+        #expect(ResourceLimits.parseSize("") == nil)
+        #expect(ResourceLimits.parseSize("1.5g") == nil)
+        #expect(ResourceLimits.parseSize("12mb") == nil)
+        #expect(ResourceLimits.parseSize("99999999999999999999t") == nil)
+    }
+
+    @Test("CPUs become a CFS quota (at least 1 ms), shares become a v2 weight")
+    func cpu() {
+        #expect(ResourceLimits(cpus: 0.5).cpuQuota == 50_000)
+        #expect(ResourceLimits(cpus: 0.001).cpuQuota == 1000)
+        #expect(ResourceLimits(cpuShares: 1024).cpuWeight == 39)
+        #expect(ResourceLimits(cpuShares: 2).cpuWeight == 1)
+        #expect(ResourceLimits(cpuShares: 262144).cpuWeight == 10000)
+    }
+
+    static let hybrid = """
+    24 30 0:22 / /sys rw,nosuid,nodev,noexec,relatime shared:7 - sysfs sysfs rw
+    31 24 0:26 / /sys/fs/cgroup ro,nosuid,nodev,noexec shared:9 - tmpfs tmpfs ro,mode=755
+    32 31 0:27 / /sys/fs/cgroup/unified rw,nosuid,nodev,noexec,relatime shared:10 - cgroup2 cgroup2 rw,nsdelegate
+    35 31 0:30 / /sys/fs/cgroup/cpu rw,nosuid,nodev,noexec,relatime shared:14 - cgroup cgroup rw,cpu
+    36 31 0:31 / /sys/fs/cgroup/cpuacct rw,nosuid,nodev,noexec,relatime shared:15 - cgroup cgroup rw,cpuacct
+    37 31 0:32 / /sys/fs/cgroup/memory rw,nosuid,nodev,noexec,relatime shared:16 - cgroup cgroup rw,memory
+    38 31 0:33 / /sys/fs/cgroup/pids rw,nosuid,nodev,noexec,relatime shared:17 - cgroup cgroup rw,pids
+    """
+
+    @Test("a hybrid host: v1 controllers each on their own mount, cgroup2 beside them")
+    func hybridLayout() {
+        let layout = CgroupLayout.parse(mountinfo: CgroupUnitTests.hybrid)
+        #expect(!layout.isUnified)
+        #expect(layout.unified == "/sys/fs/cgroup/unified")
+        #expect(layout.v1["memory"] == "/sys/fs/cgroup/memory")
+        #expect(layout.v1["cpu"] == "/sys/fs/cgroup/cpu")
+        let cg = Cgroup(name: "c1", layout: layout)
+        #expect(cg.directories["pids"] == "/sys/fs/cgroup/pids/berth/c1")
+        #expect(cg.directories["unified"] == nil)
+    }
+
+    @Test("a cgroup v2 host: one tree; a joint cpu,cpuacct v1 mount is found for both; escapes in paths are decoded")
+    func otherLayouts() {
+        let v2 = CgroupLayout.parse(mountinfo: "30 24 0:26 / /sys/fs/cgroup rw,nosuid - cgroup2 cgroup2 rw,nsdelegate")
+        #expect(v2.isUnified)
+        #expect(Cgroup(name: "x", layout: v2).directories == ["unified": "/sys/fs/cgroup/berth/x"])
+        let joint = CgroupLayout.parse(mountinfo: "35 31 0:30 / /sys/fs/cgroup/cpu\\040acct rw - cgroup cgroup rw,cpu,cpuacct")
+        #expect(joint.v1["cpu"] == "/sys/fs/cgroup/cpu acct")
+        #expect(joint.v1["cpuacct"] == "/sys/fs/cgroup/cpu acct")
+    }
+}
+
+/// The built `berthctl`.
+let berthctlPath: String = {
+    if let dir = ProcessInfo.processInfo.environment["BERTH_BIN_DIR"] { return dir + "/berthctl" }
+    let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+    return URL(fileURLWithPath: exe).deletingLastPathComponent().appendingPathComponent("berthctl").path
+}()
+
+func berthctl(_ args: [String]) -> (status: Int32, out: String, err: String) {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: berthctlPath)
+    p.arguments = args
+    let out = Pipe(), err = Pipe()
+    p.standardOutput = out
+    p.standardError = err
+    p.standardInput = FileHandle.nullDevice
+    do { try p.run() } catch { return (127, "", "\(error)") }
+    let o = out.fileHandleForReading.readDataToEndOfFile(), e = err.fileHandleForReading.readDataToEndOfFile()
+    p.waitUntilExit()
+    return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
+}
+
+/// A container name unique to this test; `remove()` cleans it up.
+struct TestContainer {
+    let name = "berthtest-\(getpid())-\(UInt32.random(in: 0...UInt32.max) % 100_000)"
+    func run(_ options: [String] = [], _ command: String) -> (status: Int32, out: String, err: String) {
+        berthctl(["run", "--name", name] + options + ["--", "sh", "-c", command])
+    }
+    func remove() { _ = berthctl(["rm", name]) }
+    func cgroupFile(_ controller: String, _ file: String) -> String? {
+        try? String(contentsOfFile: "/sys/fs/cgroup/\(controller)/berth/\(name)/\(file)", encoding: .utf8)
+    }
+}
+
+@Suite("berthctl run end to end", .serialized, .enabled(if: getuid() == 0, "needs root for namespaces and cgroups"))
+struct RuntimeEndToEndTests {
+    @Test("the workload is PID 2 under the init, sees only its own processes, and has its own host name")
+    func namespaces() {
+        let c = TestContainer()
+        defer { c.remove() }
+        let r = c.run(["--hostname", "inside"], "echo pid=$$; hostname; ls /proc | grep -c '^[0-9]'")
+        #expect(r.status == 0, "\(r.err)")
+        let lines = r.out.split(separator: "\n").map(String.init)
+        #expect(lines.first == "pid=2")
+        #expect(lines.dropFirst().first == "inside")
+        #expect((Int(lines.last ?? "") ?? 99) <= 4)  // init, sh, ls, grep
+        #expect(ProcessInfo.processInfo.hostName != "inside")
+    }
+
+    @Test("with --no-init the workload is PID 1")
+    func noInit() {
+        let c = TestContainer()
+        defer { c.remove() }
+        #expect(c.run(["--no-init"], "echo $$").out == "1\n")
+    }
+
+    @Test("exit codes pass through, 128+N for a workload killed by signal N")
+    func exitCodes() {
+        for (command, code) in [("exit 0", Int32(0)), ("exit 3", 3), ("kill -TERM $$", 143)] {
+            let c = TestContainer()
+            defer { c.remove() }
+            #expect(c.run([], command).status == code, "\(command)")
+            #expect(berthctl(["inspect", c.name]).out.contains("\"exitCode\": \(code)"))
+        }
+    }
+
+    @Test("SIGTERM to run reaches the workload")
+    func sigterm() throws {
+        let c = TestContainer()
+        defer { c.remove() }
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: berthctlPath)
+        p.arguments = ["run", "--name", c.name, "--", "sh", "-c", "trap 'exit 42' TERM; while true; do sleep 0.1; done"]
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        for _ in 0..<50 where !berthctl(["ps"]).out.contains(c.name) { usleep(100_000) }
+        usleep(300_000)
+        kill(p.processIdentifier, SIGTERM)
+        p.waitUntilExit()
+        #expect(p.terminationStatus == 42)
+    }
+
+    @Test("limits land in the cgroup files: memory, CPU quota and shares, pids")
+    func limitFiles() {
+        let c = TestContainer()
+        defer { c.remove() }
+        let r = c.run(["--memory", "64m", "--cpus", "0.25", "--cpu-shares", "512", "--pids-limit", "40"], "cat /proc/self/cgroup")
+        #expect(r.status == 0, "\(r.err)")
+        #expect(c.cgroupFile("memory", "memory.limit_in_bytes") == "67108864\n")
+        #expect(c.cgroupFile("cpu", "cpu.cfs_quota_us") == "25000\n")
+        #expect(c.cgroupFile("cpu", "cpu.cfs_period_us") == "100000\n")
+        #expect(c.cgroupFile("cpu", "cpu.shares") == "512\n")
+        #expect(c.cgroupFile("pids", "pids.max") == "40\n")
+        // Its own cgroup is the root of its cgroup namespace.
+        #expect(r.out.contains("pids:/\n"))
+    }
+
+    @Test("a CPU-bound workload over its quota is throttled")
+    func throttling() {
+        let c = TestContainer()
+        defer { c.remove() }
+        _ = c.run(["--cpus", "0.1"], "timeout 1 sh -c 'while :; do :; done'; true")
+        let stat = c.cgroupFile("cpu", "cpu.stat") ?? ""
+        let throttled = stat.split(separator: "\n").first { $0.hasPrefix("nr_throttled ") }.flatMap { Int($0.split(separator: " ")[1]) } ?? 0
+        #expect(throttled > 0, "\(stat)")
+    }
+
+    @Test("a fork bomb stops at the pids limit")
+    func pidsLimit() {
+        let c = TestContainer()
+        defer { c.remove() }
+        // 60 background processes under a limit of 20: the shell's fork is refused
+        // (dash gives up with "can't fork"), and the kernel counts the refusal.
+        let r = c.run(["--pids-limit", "20"], "for i in $(seq 1 60); do sleep 1 & done; wait")
+        #expect(r.status != 0)
+        #expect(r.err.contains("fork"), "\(r.err)")
+        let events = c.cgroupFile("pids", "pids.events") ?? ""
+        let refused = events.split(separator: "\n").first { $0.hasPrefix("max ") }.flatMap { Int($0.split(separator: " ")[1]) } ?? 0
+        #expect(refused >= 1, "\(events)")
+    }
+
+    @Test("a process over the memory limit is OOM-killed and reported by run and ps")
+    func oomKill() {
+        let c = TestContainer()
+        defer { c.remove() }
+        let r = c.run(["--memory", "32m"], "head -c 200m /dev/zero | tail > /dev/null")
+        #expect(r.status != 0)
+        #expect(r.err.contains("OOM"))
+        let inspect = berthctl(["inspect", c.name]).out
+        #expect(inspect.contains("\"oomKills\"") && !inspect.contains("\"oomKills\": 0"), "\(inspect)")
+        let ps = berthctl(["ps", "--json"]).out
+        #expect(ps.contains(c.name))
+    }
+
+    @Test("1,000 orphaned grandchildren leave no zombies")
+    func orphans() {
+        let c = TestContainer()
+        defer { c.remove() }
+        let r = c.run([], "for i in $(seq 1 1000); do (sh -c 'exit 0' &) ; done; sleep 1; ps -e -o stat= | grep -c '^Z' || true")
+        #expect(r.status == 0, "\(r.err)")
+        #expect(r.out.split(separator: "\n").last == "0")
+    }
+
+    @Test("rm leaves nothing: no cgroup directories, no state; a second rm is a one-line error")
+    func removal() {
+        let c = TestContainer()
+        _ = c.run(["--memory", "16m"], "true")
+        #expect(c.cgroupFile("memory", "memory.limit_in_bytes") != nil)
+        let rm = berthctl(["rm", c.name])
+        #expect(rm.status == 0, "\(rm.err)")
+        #expect(c.cgroupFile("memory", "memory.limit_in_bytes") == nil)
+        #expect(!FileManager.default.fileExists(atPath: "/run/berth/containers/\(c.name)"))
+        let again = berthctl(["rm", c.name])
+        #expect(again.status != 0)
+        #expect(again.err.split(separator: "\n").count == 1 && again.err.contains(c.name))
+    }
+
+    @Test("a missing command is a clear error and leaves nothing")
+    func badCommand() {
+        let c = TestContainer()
+        defer { c.remove() }
+        let r = berthctl(["run", "--name", c.name, "--", "/no/such/program"])
+        #expect(r.status != 0)
+        #expect(r.err.contains("/no/such/program"))
+        #expect(!FileManager.default.fileExists(atPath: "/run/berth/containers/\(c.name)"))
+        #expect(c.cgroupFile("memory", "cgroup.procs") == nil)
+    }
+}
