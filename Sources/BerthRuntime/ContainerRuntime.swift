@@ -20,15 +20,25 @@ public struct ContainerSpec: Sendable {
     public var limits: ResourceLimits
     /// A small init as PID 1 (the workload is PID 2); false makes the workload PID 1.
     public var useInit: Bool
+    /// CNI networks to attach, as eth0, eth1, ... (names of conflists).
+    public var networks: [String]
+    /// Where the conflists are (default /etc/cni/net.d).
+    public var cniConfDirectory: String
+    /// Where the plugins are (CNI_PATH).
+    public var cniPath: [String]
 
     public init(name: String, command: [String], environment: [String] = [], hostname: String? = nil,
-                limits: ResourceLimits = ResourceLimits(), useInit: Bool = true) {
+                limits: ResourceLimits = ResourceLimits(), useInit: Bool = true, networks: [String] = [],
+                cniConfDirectory: String = NetworkList.defaultDirectory, cniPath: [String] = PluginChain.defaultSearchPath) {
         self.name = name
         self.command = command
         self.environment = environment
         self.hostname = hostname
         self.limits = limits
         self.useInit = useInit
+        self.networks = networks
+        self.cniConfDirectory = cniConfDirectory
+        self.cniPath = cniPath
     }
 }
 
@@ -43,6 +53,16 @@ public struct ContainerState: Sendable {
     public var limits: ResourceLimits
     public var cgroups: [String: String]
     public var oomKills: Int
+    /// The attached networks: name, interface, addresses; cleared once DEL ran.
+    public var networks: [NetworkAttachment]
+    public var cniConfDirectory: String
+    public var cniPath: [String]
+
+    public struct NetworkAttachment: Sendable {
+        public var network: String
+        public var ifname: String
+        public var addresses: [String]
+    }
 
     public func json() -> JSON {
         var limitsJSON = JSONObject()
@@ -58,6 +78,11 @@ public struct ContainerState: Sendable {
             "limits": .object(limitsJSON), "cgroups": .object(cgroupJSON), "oomKills": .int(oomKills),
         ]
         if let exitCode { o["exitCode"] = .int(exitCode) }
+        o["networks"] = .array(networks.map {
+            .object(["network": .string($0.network), "ifname": .string($0.ifname), "addresses": .array($0.addresses.map(JSON.string))])
+        })
+        o["cniConfDirectory"] = .string(cniConfDirectory)
+        o["cniPath"] = .array(cniPath.map(JSON.string))
         return .object(o)
     }
 
@@ -77,6 +102,13 @@ public struct ContainerState: Sendable {
         cgroups = [:]
         for (k, v) in json["cgroups"]?.objectValue?.entries ?? [] { cgroups[k] = v.stringValue }
         oomKills = json["oomKills"]?.intValue ?? 0
+        networks = (json["networks"]?.arrayValue ?? []).compactMap { n in
+            guard let network = n["network"]?.stringValue, let ifname = n["ifname"]?.stringValue else { return nil }
+            return NetworkAttachment(network: network, ifname: ifname,
+                                     addresses: n["addresses"]?.arrayValue?.compactMap(\.stringValue) ?? [])
+        }
+        cniConfDirectory = json["cniConfDirectory"]?.stringValue ?? NetworkList.defaultDirectory
+        cniPath = json["cniPath"]?.arrayValue?.compactMap(\.stringValue) ?? PluginChain.defaultSearchPath
     }
 
     init(spec: ContainerSpec, pid: Int32, cgroup: Cgroup) {
@@ -89,6 +121,9 @@ public struct ContainerState: Sendable {
         limits = spec.limits
         cgroups = cgroup.directories
         oomKills = 0
+        networks = []
+        cniConfDirectory = spec.cniConfDirectory
+        cniPath = spec.cniPath
     }
 }
 
@@ -163,6 +198,16 @@ public enum ContainerRuntime {
         }
         var state = ContainerState(spec: spec, pid: handle.pid, cgroup: cgroup)
         saveState(state)
+        if !spec.networks.isEmpty {
+            do {
+                state.networks = try attachNetworks(spec, pid: handle.pid)
+            } catch {
+                close(handle.go_fd)
+                close(handle.status_fd)
+                throw abandon(error.description)
+            }
+            saveState(state)
+        }
         var go: UInt8 = 1
         _ = write(handle.go_fd, &go, 1)
         close(handle.go_fd)
@@ -173,6 +218,7 @@ public enum ContainerRuntime {
             let parts = text.split(separator: ":", maxSplits: 1)
             let code = Int32(parts.first ?? "") ?? 0
             let what = parts.count > 1 ? String(parts[1]) : text
+            detachNetworks(state)
             throw abandon("could not \(what) (\(spec.command[0])): \(String(cString: strerror(code)))")
         }
         started(state)
@@ -182,6 +228,10 @@ public enum ContainerRuntime {
         state.status = "exited"
         state.exitCode = Int(code)
         state.oomKills = cgroup.oomKills()
+        saveState(state)
+        // The container has ended: its networks are detached now, as libcni's users do.
+        detachNetworks(state)
+        state.networks = []
         saveState(state)
         return code
     }
@@ -212,6 +262,63 @@ public enum ContainerRuntime {
         }
         if rc != 0 { throw RuntimeError("cannot create the container's namespaces: \(SystemError.last("clone"))") }
         return handle
+    }
+
+    // MARK: Networks
+
+    static let netnsRoot = "/run/berth/netns"
+
+    /// Pins the container's network namespace at /run/berth/netns/NAME (so
+    /// DEL can reach it after the container ends), then runs each network's
+    /// plugin chain ADD. On failure, what was attached is detached again.
+    static func attachNetworks(_ spec: ContainerSpec, pid: pid_t) throws(RuntimeError) -> [ContainerState.NetworkAttachment] {
+        let pinned = "\(netnsRoot)/\(spec.name)"
+        do {
+            try DirectoryHandle.makeDirectories(netnsRoot)
+        } catch {
+            throw RuntimeError("cannot create \(netnsRoot): \(error)")
+        }
+        let fd = open(pinned, O_RDONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o444)
+        if fd < 0 { throw RuntimeError("cannot create \(pinned): \(SystemError.last("open"))") }
+        close(fd)
+        if mount("/proc/\(pid)/ns/net", pinned, nil, UInt(MS_BIND), nil) != 0 {
+            let e = SystemError.last("bind-mount the network namespace")
+            unlink(pinned)
+            throw RuntimeError("\(e)")
+        }
+        var attached: [(PluginChain, PluginChain.Attachment, ContainerState.NetworkAttachment)] = []
+        do {
+            for (i, network) in spec.networks.enumerated() {
+                let list = try NetworkList.load(name: network, directory: spec.cniConfDirectory)
+                let chain = PluginChain(list: list, searchPath: spec.cniPath)
+                let attachment = PluginChain.Attachment(containerID: spec.name, netns: pinned, ifname: "eth\(i)")
+                let result = try chain.add(attachment)
+                let addresses = (result["ips"]?.arrayValue ?? []).compactMap { $0["address"]?.stringValue }
+                    + ["ip4", "ip6"].compactMap { result[$0]?["ip"]?.stringValue }
+                attached.append((chain, attachment, .init(network: network, ifname: attachment.ifname, addresses: addresses)))
+            }
+        } catch {
+            for (chain, attachment, _) in attached.reversed() { try? chain.del(attachment) }
+            unpin(pinned)
+            throw error
+        }
+        return attached.map(\.2)
+    }
+
+    /// Runs DEL for every network of the container (in reverse), then unpins its namespace.
+    static func detachNetworks(_ state: ContainerState) {
+        let pinned = "\(netnsRoot)/\(state.name)"
+        for n in state.networks.reversed() {
+            guard let list = try? NetworkList.load(name: n.network, directory: state.cniConfDirectory) else { continue }
+            let chain = PluginChain(list: list, searchPath: state.cniPath)
+            try? chain.del(PluginChain.Attachment(containerID: state.name, netns: pinned, ifname: n.ifname))
+        }
+        unpin(pinned)
+    }
+
+    static func unpin(_ path: String) {
+        umount2(path, Int32(MNT_DETACH))
+        unlink(path)
     }
 
     // MARK: State
@@ -275,6 +382,7 @@ public enum ContainerRuntime {
             usleep(25_000)
         }
         if !removed { throw RuntimeError("cannot remove the cgroup of \(name): processes are still in it") }
+        detachNetworks(s)
         removeState(name)
     }
 }

@@ -11,6 +11,9 @@
 #include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <net/if.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <pthread.h>
@@ -92,6 +95,22 @@ static _Noreturn void run_init(const struct berth_container_spec *spec, int stat
     }
 }
 
+/* The new network namespace starts with lo down. */
+static int bring_up_loopback(void) {
+    int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    if (s < 0) return -1;
+    struct ifreq ifr;
+    memset(&ifr, 0, sizeof(ifr));
+    strncpy(ifr.ifr_name, "lo", IFNAMSIZ - 1);
+    int rc = ioctl(s, SIOCGIFFLAGS, &ifr);
+    if (rc == 0) {
+        ifr.ifr_flags |= IFF_UP;
+        rc = ioctl(s, SIOCSIFFLAGS, &ifr);
+    }
+    close(s);
+    return rc;
+}
+
 static int child_main(void *arg) {
     struct child_args *a = arg;
     const struct berth_container_spec *spec = a->spec;
@@ -108,6 +127,7 @@ static int child_main(void *arg) {
     if (spec->hostname && sethostname(spec->hostname, strlen(spec->hostname)) != 0) fail(fd, "set the host name");
     if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0) fail(fd, "make mounts private");
     if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) != 0) fail(fd, "mount /proc");
+    if (bring_up_loopback() != 0) fail(fd, "bring up the loopback interface");
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) fail(fd, "set no_new_privs");
     if (chdir(spec->workdir ? spec->workdir : "/") != 0) fail(fd, "change to the working directory");
 

@@ -34,6 +34,12 @@ struct Run: ParsableCommand {
     @Flag(name: .customLong("no-init"), help: "Make the command PID 1 itself instead of running it under Berth's init.")
     var noInit = false
 
+    @Option(name: .customLong("net"), help: "Attach this CNI network (the name in its conflist); repeatable: eth0, eth1, ...")
+    var networks: [String] = []
+
+    @Option(name: .customLong("cni-conf-dir"), help: "Where the network configs are.")
+    var cniConfDirectory: String = NetworkList.defaultDirectory
+
     @Argument(parsing: .postTerminator, help: "The command and its arguments, after --.")
     var command: [String] = []
 
@@ -53,7 +59,9 @@ struct Run: ParsableCommand {
             command: command, environment: environment, hostname: hostname,
             limits: ResourceLimits(memory: memory.flatMap(ResourceLimits.parseSize), cpus: cpus,
                                    cpuShares: cpuShares, pids: pidsLimit),
-            useInit: !noInit)
+            useInit: !noInit, networks: networks, cniConfDirectory: cniConfDirectory,
+            cniPath: (ProcessInfo.environment["CNI_PATH"] ?? "").split(separator: ":").map(String.init).nonEmpty
+                ?? PluginChain.defaultSearchPath)
         let code: Int32
         do {
             code = try ContainerRuntime.run(spec)
@@ -79,7 +87,7 @@ struct PS: ParsableCommand {
             print(JSON.array(states.map { $0.json() }).serialized(pretty: true))
             return
         }
-        var rows = [["NAME", "PID", "STATE", "LIMITS", "OOM KILLS", "COMMAND"]]
+        var rows = [["NAME", "PID", "STATE", "ADDRESSES", "LIMITS", "OOM KILLS", "COMMAND"]]
         for s in states {
             var limits: [String] = []
             if let m = s.limits.memory { limits.append("mem=\(m)") }
@@ -87,7 +95,9 @@ struct PS: ParsableCommand {
             if let c = s.limits.cpuShares { limits.append("shares=\(c)") }
             if let p = s.limits.pids { limits.append("pids=\(p)") }
             let state = s.status == "exited" ? "exited (\(s.exitCode.map(String.init) ?? "?"))" : s.status
-            rows.append([s.name, String(s.pid), state, limits.isEmpty ? "-" : limits.joined(separator: ","),
+            let addresses = s.networks.flatMap(\.addresses)
+            rows.append([s.name, String(s.pid), state, addresses.isEmpty ? "-" : addresses.joined(separator: ","),
+                         limits.isEmpty ? "-" : limits.joined(separator: ","),
                          String(s.oomKills), s.command.joined(separator: " ")])
         }
         printTable(rows)
@@ -126,6 +136,23 @@ struct Inspect: ParsableCommand {
     func run() throws {
         do { print(try ContainerRuntime.state(name).json().serialized(pretty: true)) } catch { throw CLIError(error.description) }
     }
+}
+
+enum ProcessInfo {
+    static var environment: [String: String] {
+        var env: [String: String] = [:]
+        var p = environ
+        while let entry = p.pointee {
+            let s = String(cString: entry)
+            if let eq = s.firstIndex(of: "=") { env[String(s[..<eq])] = String(s[s.index(after: eq)...]) }
+            p += 1
+        }
+        return env
+    }
+}
+
+extension Array {
+    var nonEmpty: Self? { isEmpty ? nil : self }
 }
 
 func signalNumber(_ text: String) -> Int32? {

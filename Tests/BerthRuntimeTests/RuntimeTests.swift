@@ -226,3 +226,78 @@ struct RuntimeEndToEndTests {
         #expect(c.cgroupFile("memory", "cgroup.procs") == nil)
     }
 }
+
+@Suite("berthctl run with networks", .serialized, .enabled(if: getuid() == 0, "needs root for namespaces and cgroups"))
+struct RuntimeNetworkTests {
+    @Test("two containers on one Berth network reach each other; the network is detached when a container ends; rm leaves nothing")
+    func twoContainers() throws {
+        let tag = "\(getpid() % 10000)\(UInt32.random(in: 0...999))"
+        let confDir = NSTemporaryDirectory() + "berthtest-conf-\(tag)"
+        let ipamDir = NSTemporaryDirectory() + "berthtest-ipam-\(tag)"
+        let bridge = "btrt\(tag)"
+        let network = "berthtest-net-\(tag)"
+        let routes = (try? String(contentsOfFile: "/proc/net/route", encoding: .utf8)) ?? ""
+        var third = Int.random(in: 0...255)
+        while routes.contains(String(format: "%02X%02X", third, 243)) { third = Int.random(in: 0...255) }
+        let subnet = "10.243.\(third)"
+        try FileManager.default.createDirectory(atPath: confDir, withIntermediateDirectories: true)
+        try #"{"cniVersion":"1.0.0","name":"\#(network)","plugins":[{"type":"berth","bridge":"\#(bridge)","isGateway":true,"ipam":{"type":"berth-ipam","dataDir":"\#(ipamDir)","subnet":"\#(subnet).0/24"}}]}"#
+            .write(toFile: "\(confDir)/net.conflist", atomically: true, encoding: .utf8)
+        let first = TestContainer(), second = TestContainer()
+        let binDir = URL(fileURLWithPath: berthctlPath).deletingLastPathComponent().path
+        var server: Process?
+        defer {
+            if let server { kill(server.processIdentifier, SIGKILL); server.waitUntilExit() }
+            first.remove()
+            second.remove()
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
+            p.arguments = ["link", "del", bridge]
+            try? p.run()
+            p.waitUntilExit()
+            try? FileManager.default.removeItem(atPath: confDir)
+            try? FileManager.default.removeItem(atPath: ipamDir)
+        }
+        setenv("CNI_PATH", "\(binDir):/usr/lib/cni", 1)
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: berthctlPath)
+        p.arguments = ["run", "--name", first.name, "--net", network, "--cni-conf-dir", confDir, "--", "sleep", "60"]
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        server = p
+        var address: String?
+        for _ in 0..<50 where address == nil {
+            let inspect = berthctl(["inspect", first.name]).out
+            if let range = inspect.range(of: "\(subnet)."), let end = inspect[range.lowerBound...].firstIndex(of: "/") {
+                address = String(inspect[range.lowerBound..<end])
+            }
+            if address == nil { usleep(100_000) }
+        }
+        let target = try #require(address)
+        let r = berthctl(["run", "--name", second.name, "--net", network, "--cni-conf-dir", confDir, "--",
+                          "sh", "-c", "ping -c 1 -W 2 \(target) >/dev/null && ping -c 1 -W 2 \(subnet).1 >/dev/null && echo reached"])
+        #expect(r.out.contains("reached"), "\(r.err)")
+        // The second container has ended: its address is released and its result uncached.
+        let allocations = (try? FileManager.default.contentsOfDirectory(atPath: "\(ipamDir)/\(network)/addresses")) ?? []
+        #expect(allocations == [target])
+        #expect(!FileManager.default.fileExists(atPath: "/run/berth/netns/\(second.name)"))
+
+        #expect(berthctl(["rm", first.name]).status == 0)
+        let after = (try? FileManager.default.contentsOfDirectory(atPath: "\(ipamDir)/\(network)/addresses")) ?? []
+        #expect(after.isEmpty)
+        #expect(!FileManager.default.fileExists(atPath: "/run/berth/netns/\(first.name)"))
+        #expect(!FileManager.default.fileExists(atPath: "/var/lib/berth/results/\(network)-\(first.name)-eth0"))
+    }
+
+    @Test("an unknown network is a one-line error naming it and the directory, and leaves nothing")
+    func unknownNetwork() {
+        let c = TestContainer()
+        defer { c.remove() }
+        let r = berthctl(["run", "--name", c.name, "--net", "nosuchnet", "--cni-conf-dir", "/nonexistent-dir", "--", "true"])
+        #expect(r.status != 0)
+        #expect(r.err.contains("nosuchnet") && r.err.contains("/nonexistent-dir"))
+        #expect(!FileManager.default.fileExists(atPath: "/run/berth/containers/\(c.name)"))
+        #expect(!FileManager.default.fileExists(atPath: "/run/berth/netns/\(c.name)"))
+    }
+}

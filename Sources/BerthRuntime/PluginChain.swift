@@ -1,0 +1,170 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import BerthCNI
+import BerthSystem
+
+/// A network configuration list (`.conflist`), or a single `.conf` taken as a list of one.
+public struct NetworkList: Sendable {
+    public var name: String
+    public var cniVersion: String
+    public var plugins: [JSONObject]
+    /// The file it came from.
+    public var path: String
+
+    public static let defaultDirectory = "/etc/cni/net.d"
+
+    /// Finds the network called `name` among the *.conflist, *.conf and *.json
+    /// files of `directory` (in name order, as libcni does).
+    public static func load(name: String, directory: String) throws(RuntimeError) -> NetworkList {
+        guard let dir = try? DirectoryHandle(path: directory, create: false), let files = try? dir.names() else {
+            throw RuntimeError("unknown network \(name): cannot read the config directory \(directory)")
+        }
+        for file in files.sorted() where file.hasSuffix(".conflist") || file.hasSuffix(".conf") || file.hasSuffix(".json") {
+            guard let bytes = (try? dir.read(file)) ?? nil, let json = try? JSON.parse(bytes),
+                  let object = json.objectValue, object["name"]?.stringValue == name else { continue }
+            return try NetworkList(object, path: "\(directory)/\(file)")
+        }
+        throw RuntimeError("unknown network \(name): no config in \(directory) has \"name\": \"\(name)\"")
+    }
+
+    public init(_ object: JSONObject, path: String) throws(RuntimeError) {
+        self.path = path
+        name = object["name"]?.stringValue ?? ""
+        cniVersion = object["cniVersion"]?.stringValue ?? CNIVersion.implicit.description
+        if let list = object["plugins"]?.arrayValue {
+            plugins = list.compactMap(\.objectValue)
+            if plugins.count != list.count { throw RuntimeError("\(path): every entry of \"plugins\" must be an object") }
+        } else {
+            plugins = [object]  // a single-plugin .conf
+        }
+        if plugins.isEmpty { throw RuntimeError("\(path): \"plugins\" is empty") }
+        for (i, p) in plugins.enumerated() {
+            guard let type = p["type"]?.stringValue, !type.isEmpty, !type.contains("/") else {
+                throw RuntimeError("\(path): plugin \(i) has no valid \"type\"")
+            }
+        }
+    }
+}
+
+/// Runs a network list's plugins the way libcni does: each gets the list's
+/// `name` and `cniVersion`, the `runtimeConfig` of the capabilities it
+/// declares, and the previous result as `prevResult`; the final ADD result is
+/// cached, and DEL and CHECK run with it (DEL in reverse order).
+public struct PluginChain: Sendable {
+    public let list: NetworkList
+    public let searchPath: [String]
+    public let cacheDirectory: String
+
+    public static let defaultCacheDirectory = "/var/lib/berth/results"
+    public static let defaultSearchPath = ["/opt/cni/bin", "/usr/lib/cni"]
+
+    public init(list: NetworkList, searchPath: [String], cacheDirectory: String = PluginChain.defaultCacheDirectory) {
+        self.list = list
+        self.searchPath = searchPath
+        self.cacheDirectory = cacheDirectory
+    }
+
+    /// One attachment: which container, where, under which name.
+    public struct Attachment: Sendable {
+        public var containerID: String
+        public var netns: String
+        public var ifname: String
+        public var runtimeConfig: JSONObject
+
+        public init(containerID: String, netns: String, ifname: String, runtimeConfig: JSONObject = [:]) {
+            self.containerID = containerID
+            self.netns = netns
+            self.ifname = ifname
+            self.runtimeConfig = runtimeConfig
+        }
+    }
+
+    func cacheFile(_ a: Attachment) -> String { "\(list.name)-\(a.containerID)-\(a.ifname)" }
+
+    /// ADD through every plugin; caches and returns the final result. If a
+    /// plugin fails, the ones before it are deleted again (in reverse).
+    @discardableResult
+    public func add(_ a: Attachment) throws(RuntimeError) -> JSON {
+        var previous: JSON?
+        for (i, plugin) in list.plugins.enumerated() {
+            do {
+                previous = try run(.add, plugin, a, prevResult: previous)
+            } catch {
+                for done in list.plugins[..<i].reversed() { _ = try? run(.del, done, a, prevResult: previous) }
+                throw error
+            }
+        }
+        let result = previous ?? .object([:])
+        do {
+            let dir = try DirectoryHandle(path: cacheDirectory, create: true)
+            let scratch = try dir.writeScratch(Array(result.serialized().utf8))
+            try dir.publish(scratch, as: cacheFile(a), in: dir)
+        } catch {
+            throw RuntimeError("cannot cache the result of network \(list.name): \(error)")
+        }
+        return result
+    }
+
+    /// The cached result of an attachment, if any.
+    public func cachedResult(_ a: Attachment) -> JSON? {
+        guard let dir = try? DirectoryHandle(path: cacheDirectory, create: false),
+              let bytes = (try? dir.read(cacheFile(a))) ?? nil else { return nil }
+        return try? JSON.parse(bytes)
+    }
+
+    /// DEL through every plugin in reverse, with the cached result; keeps
+    /// going past a failing plugin and reports the first failure.
+    public func del(_ a: Attachment) throws(RuntimeError) {
+        let cached = cachedResult(a)
+        var firstError: RuntimeError?
+        for plugin in list.plugins.reversed() {
+            do { _ = try run(.del, plugin, a, prevResult: cached) } catch { firstError = firstError ?? error }
+        }
+        if let firstError { throw firstError }
+        if let dir = try? DirectoryHandle(path: cacheDirectory, create: false) { _ = try? dir.remove(cacheFile(a)) }
+    }
+
+    /// CHECK through every plugin with the cached result.
+    public func check(_ a: Attachment) throws(RuntimeError) {
+        guard let cached = cachedResult(a) else {
+            throw RuntimeError("network \(list.name) has no cached result for \(a.containerID) \(a.ifname)")
+        }
+        for plugin in list.plugins { _ = try run(.check, plugin, a, prevResult: cached) }
+    }
+
+    func run(_ command: CNICommand, _ plugin: JSONObject, _ a: Attachment, prevResult: JSON?) throws(RuntimeError) -> JSON? {
+        let type = plugin["type"]?.stringValue ?? ""
+        guard let executable = findExecutable(type, in: searchPath) else {
+            throw RuntimeError("network \(list.name): plugin \(type) not found on CNI_PATH \(searchPath.joined(separator: ":"))")
+        }
+        var config = plugin
+        config["name"] = .string(list.name)
+        config["cniVersion"] = .string(list.cniVersion)
+        var runtime = JSONObject()
+        for (capability, enabled) in plugin["capabilities"]?.objectValue?.entries ?? [] where enabled == .bool(true) {
+            if let value = a.runtimeConfig[capability] { runtime[capability] = value }
+        }
+        if !runtime.isEmpty { config["runtimeConfig"] = .object(runtime) }
+        if let prevResult { config["prevResult"] = prevResult }
+        let environment = [
+            "CNI_COMMAND": command.rawValue, "CNI_CONTAINERID": a.containerID, "CNI_NETNS": a.netns,
+            "CNI_IFNAME": a.ifname, "CNI_PATH": searchPath.joined(separator: ":"),
+            "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        ]
+        let output: ChildOutput
+        do {
+            output = try runExecutable(executable, environment: environment, input: Array(JSON.object(config).serialized().utf8))
+        } catch {
+            throw RuntimeError("network \(list.name): cannot run \(executable): \(error)")
+        }
+        let json = try? JSON.parse(output.stdout)
+        if output.status != 0 {
+            if let json, let error = CNIError(json: json) {
+                throw RuntimeError("network \(list.name): \(type) \(command.rawValue) failed with CNI error \(error.code): \(error)")
+            }
+            throw RuntimeError("network \(list.name): \(type) \(command.rawValue) failed with exit status \(output.status)")
+        }
+        return json
+    }
+}
