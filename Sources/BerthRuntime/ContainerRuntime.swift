@@ -369,6 +369,39 @@ public enum ContainerRuntime {
         if berth_kill(s.pid, signal) != 0 { throw RuntimeError("cannot signal container \(name): \(SystemError.last("kill"))") }
     }
 
+    /// Runs `command` inside a running container: in all its namespaces and
+    /// in its cgroup, so it counts against the limits. Returns its exit code.
+    public static func exec(_ name: String, command: [String], environment: [String] = []) throws(RuntimeError) -> Int32 {
+        try requireRoot("berthctl exec")
+        let s = try state(name)
+        guard s.status == "running" else { throw RuntimeError("container \(name) is not running") }
+        if command.isEmpty { throw RuntimeError("no command to run (give it after --)") }
+        var env = environment
+        if !env.contains(where: { $0.hasPrefix("PATH=") }) {
+            env.append("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+        }
+        let procs = Set(s.cgroups.values).sorted().map { strdup("\($0)/cgroup.procs") }
+        let argv = command.map { strdup($0) } + [nil]
+        let envp = env.map { strdup($0) } + [nil]
+        defer {
+            for p in procs { free(p) }
+            for p in argv { free(p) }
+            for p in envp { free(p) }
+        }
+        let constProcs = procs.map { UnsafePointer<CChar>($0) }
+        let status = constProcs.withUnsafeBufferPointer { cg in
+            argv.withUnsafeBufferPointer { a in
+                envp.withUnsafeBufferPointer { e in
+                    berth_exec_in(s.pid, cg.baseAddress, Int32(cg.count), a.baseAddress, e.baseAddress)
+                }
+            }
+        }
+        if status < 0 { throw RuntimeError("cannot enter container \(name): \(SystemError.last("setns"))") }
+        let code = berth_exit_code(status)
+        if code == 125 { throw RuntimeError("cannot enter container \(name): joining its cgroup or namespaces failed") }
+        return code
+    }
+
     /// Stops the container if it runs, then removes its cgroup and state.
     public static func remove(_ name: String) throws(RuntimeError) {
         try requireRoot("berthctl rm")

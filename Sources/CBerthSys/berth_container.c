@@ -16,6 +16,7 @@
 #include <net/if.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <linux/close_range.h>
 #include <pthread.h>
 #include <time.h>
 
@@ -60,6 +61,26 @@ static _Noreturn void fail(int fd, const char *what) {
     _exit(127);
 }
 
+/* Forwards every catchable signal to `workload`, reaps every child, and
+ * exits with the workload's status once it ends. `all` must be blocked. */
+static _Noreturn void supervise(pid_t workload, const sigset_t *all) {
+    for (;;) {
+        siginfo_t info;
+        int sig = sigwaitinfo(all, &info);
+        if (sig < 0) continue;
+        if (sig != SIGCHLD) {
+            kill(workload, sig);
+            continue;
+        }
+        for (;;) {
+            int status;
+            pid_t reaped = waitpid(-1, &status, WNOHANG);
+            if (reaped <= 0) break;
+            if (reaped == workload) _exit(berth_exit_code(status));
+        }
+    }
+}
+
 /* PID 1 of the container: runs the workload as its child, forwards every
  * signal it can catch to it, reaps every orphan, and exits with the
  * workload's status (which makes the kernel kill whatever is left). */
@@ -78,21 +99,7 @@ static _Noreturn void run_init(const struct berth_container_spec *spec, int stat
         fail(status_fd, "execute the workload");
     }
     close(status_fd);
-    for (;;) {
-        siginfo_t info;
-        int sig = sigwaitinfo(&all, &info);
-        if (sig < 0) continue;
-        if (sig != SIGCHLD) {
-            kill(workload, sig);
-            continue;
-        }
-        for (;;) {
-            int status;
-            pid_t reaped = waitpid(-1, &status, WNOHANG);
-            if (reaped <= 0) break;
-            if (reaped == workload) _exit(berth_exit_code(status));
-        }
-    }
+    supervise(workload, &all);
 }
 
 /* The new network namespace starts with lo down. */
@@ -122,6 +129,9 @@ static int child_main(void *arg) {
     do { n = read(a->go_read, &go, 1); } while (n < 0 && errno == EINTR);
     if (n != 1) _exit(126);
     close(a->go_read);
+    /* Nothing the caller had open reaches the container but stdio and the status pipe. */
+    if (fd > 3) close_range(3, (unsigned)fd - 1, 0);
+    close_range((unsigned)fd + 1, ~0U, 0);
 
     if (unshare(CLONE_NEWCGROUP) != 0) fail(fd, "create the cgroup namespace");
     if (spec->hostname && sethostname(spec->hostname, strlen(spec->hostname)) != 0) fail(fd, "set the host name");
@@ -201,4 +211,73 @@ int berth_wait_forwarding(pid_t pid) {
     }
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     return status;
+}
+
+static void format_pid(pid_t pid, char *buf, size_t size) {
+    char digits[16];
+    int d = 0;
+    do { digits[d++] = (char)('0' + pid % 10); pid /= 10; } while (pid > 0 && d < 15);
+    size_t n = 0;
+    while (d > 0 && n < size - 1) buf[n++] = digits[--d];
+    buf[n] = 0;
+}
+
+int berth_exec_in(pid_t target, const char *const *cgroup_procs, int cgroup_count,
+                  char *const *argv, char *const *envp) {
+    static const char *kinds[] = { "cgroup", "ipc", "uts", "net", "pid", "mnt" };
+    enum { KINDS = 6 };
+    int ns[KINDS];
+    int cg[64];
+    if (cgroup_count > 64) { errno = EINVAL; return -1; }
+    for (int i = 0; i < KINDS; i++) ns[i] = -1;
+    for (int i = 0; i < cgroup_count; i++) cg[i] = -1;
+    int rc = -1;
+    char path[64];
+    for (int i = 0; i < KINDS; i++) {
+        char pidbuf[16];
+        format_pid(target, pidbuf, sizeof(pidbuf));
+        snprintf(path, sizeof(path), "/proc/%s/ns/%s", pidbuf, kinds[i]);
+        ns[i] = open(path, O_RDONLY | O_CLOEXEC);
+        if (ns[i] < 0) goto out;
+    }
+    for (int i = 0; i < cgroup_count; i++) {
+        cg[i] = open(cgroup_procs[i], O_WRONLY | O_CLOEXEC);
+        if (cg[i] < 0) goto out;
+    }
+    pid_t child = fork();
+    if (child < 0) goto out;
+    if (child == 0) {
+        char me[16];
+        format_pid(getpid(), me, sizeof(me));
+        for (int i = 0; i < cgroup_count; i++) {
+            if (write(cg[i], me, strlen(me)) < 0) _exit(125);
+        }
+        for (int i = 0; i < KINDS; i++) {
+            if (setns(ns[i], 0) != 0) _exit(125);
+        }
+        sigset_t all;
+        sigfillset(&all);
+        sigprocmask(SIG_BLOCK, &all, NULL);
+        pid_t inner = fork();  /* joining a pid namespace applies to children */
+        if (inner < 0) _exit(125);
+        if (inner == 0) {
+            sigset_t none;
+            sigemptyset(&none);
+            reset_signals(&none);
+            if (chdir("/") != 0) _exit(125);
+            prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+            execvpe(argv[0], argv, envp);
+            _exit(127);
+        }
+        supervise(inner, &all);
+    }
+    rc = berth_wait_forwarding(child);
+out:
+    {
+        int saved = errno;
+        for (int i = 0; i < KINDS; i++) if (ns[i] >= 0) close(ns[i]);
+        for (int i = 0; i < cgroup_count; i++) if (cg[i] >= 0) close(cg[i]);
+        errno = saved;
+    }
+    return rc;
 }

@@ -8,7 +8,7 @@ struct Berthctl: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "berthctl",
         abstract: "Inspect and drive Berth container networking.",
-        subcommands: [Run.self, PS.self, Kill.self, Remove.self, Inspect.self, IPAMCommand.self])
+        subcommands: [Run.self, Exec.self, PS.self, Kill.self, Remove.self, Inspect.self, IPAMCommand.self])
 }
 
 struct IPAMCommand: ParsableCommand {

@@ -75,6 +75,29 @@ struct Run: ParsableCommand {
     }
 }
 
+struct Exec: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run a command inside a running container: all its namespaces and its cgroup.")
+
+    @Argument var name: String
+
+    @Option(name: .customLong("env"), help: "An environment variable K=V (repeatable).")
+    var environment: [String] = []
+
+    @Argument(parsing: .postTerminator, help: "The command and its arguments, after --.")
+    var command: [String] = []
+
+    func validate() throws {
+        if command.isEmpty { throw ValidationError("give the command to run after --") }
+    }
+
+    func run() throws {
+        let code: Int32
+        do { code = try ContainerRuntime.exec(name, command: command, environment: environment) } catch { throw CLIError(error.description) }
+        throw ExitCode(code)
+    }
+}
+
 struct PS: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "ps", abstract: "List containers.")
 

@@ -201,6 +201,63 @@ struct RuntimeEndToEndTests {
         #expect(r.out.split(separator: "\n").last == "0")
     }
 
+    @Test("exec lands in the container's namespaces and in its cgroup, and passes the exit code through")
+    func exec() throws {
+        let c = TestContainer()
+        var runner: Process?
+        defer {
+            if let runner { kill(runner.processIdentifier, SIGKILL); runner.waitUntilExit() }
+            c.remove()
+        }
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: berthctlPath)
+        p.arguments = ["run", "--name", c.name, "--hostname", "exectest", "--memory", "48m", "--", "sleep", "30"]
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        runner = p
+        var initPID: Int32?
+        for _ in 0..<50 where initPID == nil {
+            let inspect = berthctl(["inspect", c.name]).out
+            if inspect.contains("\"running\""), let json = inspect.range(of: "\"pid\": ") {
+                initPID = Int32(inspect[json.upperBound...].prefix { $0.isNumber })
+            }
+            if initPID == nil { usleep(100_000) }
+        }
+        let pid = try #require(initPID)
+        let namespaces = ["ipc", "mnt", "net", "pid", "uts"]
+        let expected = namespaces.map { (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/ns/\($0)")) ?? "?" }
+        let script = namespaces.map { "readlink /proc/self/ns/\($0)" }.joined(separator: "; ")
+            + "; hostname; grep -qx $$ /sys/fs/cgroup/memory/berth/\(c.name)/cgroup.procs && echo in-cgroup; exit 9"
+        let r = berthctl(["exec", c.name, "--", "sh", "-c", script])
+        #expect(r.status == 9, "\(r.err)")
+        let lines = r.out.split(separator: "\n").map(String.init)
+        #expect(Array(lines.prefix(5)) == expected.map { $0 }.enumerated().map { i, _ in expected[i] })
+        #expect(lines.contains("exectest"))
+        #expect(lines.contains("in-cgroup"))
+        #expect(berthctl(["exec", "berthtest-nosuch", "--", "true"]).status != 0)
+    }
+
+    @Test("no file descriptor of the caller leaks into the container")
+    func noDescriptorLeak() {
+        let c = TestContainer()
+        defer { c.remove() }
+        // fd 7 is open, without close-on-exec, in berthctl's parent and so in berthctl.
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/bin/sh")
+        p.arguments = ["-c", "exec 7</dev/null; exec \(berthctlPath) run --name \(c.name) -- sh -c 'ls /proc/1/fd; echo --; ls /proc/$$/fd'"]
+        let out = Pipe()
+        p.standardOutput = out
+        p.standardError = FileHandle.nullDevice
+        try? p.run()
+        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        let parts = text.components(separatedBy: "--\n")
+        #expect(parts.count == 2)
+        #expect(parts.first?.split(separator: "\n") == ["0", "1", "2"], "init: \(parts.first ?? "")")
+        #expect(parts.last?.split(separator: "\n") == ["0", "1", "2"], "workload: \(parts.last ?? "")")
+    }
+
     @Test("rm leaves nothing: no cgroup directories, no state; a second rm is a one-line error")
     func removal() {
         let c = TestContainer()

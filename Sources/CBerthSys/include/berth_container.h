@@ -43,6 +43,15 @@ struct berth_container_handle {
 /// `use_init`). Returns 0, or -1 with errno set.
 int berth_container_start(const struct berth_container_spec *spec, struct berth_container_handle *out);
 
+/// Runs `argv` inside the container whose PID 1 is `target`: the process
+/// first joins the cgroups whose `cgroup.procs` files are listed (so it counts
+/// against the container's limits), then the container's cgroup, ipc, uts,
+/// net, pid and mount namespaces, and is executed as a child of a small
+/// supervisor that forwards signals. Returns the wait status of that
+/// supervisor (the command's status), or -1 with errno.
+int berth_exec_in(pid_t target, const char *const *cgroup_procs, int cgroup_count,
+                  char *const *argv, char *const *envp);
+
 /// Decodes a wait status: the exit code, or 128+N for a process killed by signal N.
 int berth_exit_code(int wait_status);
 
