@@ -26,10 +26,19 @@ public struct ContainerSpec: Sendable {
     public var cniConfDirectory: String
     /// Where the plugins are (CNI_PATH).
     public var cniPath: [String]
+    /// A root file system to pivot_root into; nil keeps the host's root.
+    public var rootfs: String?
+    /// Show the container's limits in /proc through lxcfs.
+    public var lxcfs: Bool
+
+    public static let lxcfsDirectory = "/var/lib/lxcfs"
 
     public init(name: String, command: [String], environment: [String] = [], hostname: String? = nil,
                 limits: ResourceLimits = ResourceLimits(), useInit: Bool = true, networks: [String] = [],
-                cniConfDirectory: String = NetworkList.defaultDirectory, cniPath: [String] = PluginChain.defaultSearchPath) {
+                cniConfDirectory: String = NetworkList.defaultDirectory, cniPath: [String] = PluginChain.defaultSearchPath,
+                rootfs: String? = nil, lxcfs: Bool = false) {
+        self.rootfs = rootfs
+        self.lxcfs = lxcfs
         self.name = name
         self.command = command
         self.environment = environment
@@ -147,6 +156,15 @@ public enum ContainerRuntime {
             throw RuntimeError("container name \"\(spec.name)\" is invalid: \(problem)")
         }
         if spec.command.isEmpty { throw RuntimeError("no command to run (give it after --)") }
+        if let rootfs = spec.rootfs {
+            var st = stat()
+            guard rootfs.hasPrefix("/"), stat(rootfs, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR else {
+                throw RuntimeError("--rootfs \(rootfs) is not an absolute path to a directory")
+            }
+        }
+        if spec.lxcfs && access("\(ContainerSpec.lxcfsDirectory)/proc/meminfo", R_OK) != 0 {
+            throw RuntimeError("--lxcfs: lxcfs is not serving \(ContainerSpec.lxcfsDirectory) (install lxcfs and start it: lxcfs \(ContainerSpec.lxcfsDirectory))")
+        }
         let dir = stateDirectory(spec.name)
         do {
             try DirectoryHandle.makeDirectories(stateRoot)
@@ -244,10 +262,12 @@ public enum ContainerRuntime {
         }
         let envp = environment.map { strdup($0) } + [nil]
         let hostname = strdup(spec.hostname ?? spec.name)
+        let rootfs = spec.rootfs.flatMap { strdup($0) }
         defer {
             for p in argv { free(p) }
             for p in envp { free(p) }
             free(hostname)
+            if let rootfs { free(rootfs) }
         }
         var handle = berth_container_handle()
         let rc = argv.withUnsafeBufferPointer { a in
@@ -257,6 +277,8 @@ public enum ContainerRuntime {
                 cSpec.envp = e.baseAddress
                 cSpec.hostname = UnsafePointer(hostname)
                 cSpec.use_init = spec.useInit ? 1 : 0
+                cSpec.rootfs = rootfs.map { UnsafePointer($0) }
+                cSpec.lxcfs = spec.lxcfs ? 1 : 0
                 return berth_container_start(&cSpec, &handle)
             }
         }

@@ -15,6 +15,9 @@
 #include <sys/socket.h>
 #include <net/if.h>
 #include <sys/wait.h>
+#include <sys/syscall.h>
+#include <sys/stat.h>
+#include <linux/capability.h>
 #include <unistd.h>
 #include <linux/close_range.h>
 #include <pthread.h>
@@ -102,6 +105,92 @@ static _Noreturn void run_init(const struct berth_container_spec *spec, int stat
     supervise(workload, &all);
 }
 
+
+/* Docker's default capability set. */
+static const int default_caps[] = {
+    CAP_CHOWN, CAP_DAC_OVERRIDE, CAP_FSETID, CAP_FOWNER, CAP_MKNOD, CAP_NET_RAW, CAP_SETGID, CAP_SETUID,
+    CAP_SETFCAP, CAP_SETPCAP, CAP_NET_BIND_SERVICE, CAP_SYS_CHROOT, CAP_KILL, CAP_AUDIT_WRITE,
+};
+
+unsigned long long berth_default_capabilities(void) {
+    unsigned long long mask = 0;
+    for (size_t i = 0; i < sizeof(default_caps) / sizeof(default_caps[0]); i++) mask |= 1ULL << default_caps[i];
+    return mask;
+}
+
+/* Drops every capability outside the default set from the bounding set and
+ * from the effective, permitted and inheritable sets. */
+static int drop_capabilities(void) {
+    unsigned long long keep = berth_default_capabilities();
+    for (int cap = 0; cap <= 63; cap++) {
+        if (keep & (1ULL << cap)) continue;
+        if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 && errno != EINVAL) return -1;
+    }
+    struct __user_cap_header_struct header = { _LINUX_CAPABILITY_VERSION_3, 0 };
+    struct __user_cap_data_struct data[2];
+    memset(data, 0, sizeof(data));
+    data[0].effective = data[0].permitted = data[0].inheritable = (unsigned)(keep & 0xffffffffULL);
+    data[1].effective = data[1].permitted = data[1].inheritable = (unsigned)(keep >> 32);
+    return (int)syscall(SYS_capset, &header, data);
+}
+
+/* Joins `a` and `b` into `out` (no allocation, no locks: safe after clone). */
+static const char *join(char *out, size_t size, const char *a, const char *b) {
+    size_t n = 0;
+    for (const char *p = a; *p && n < size - 1; p++) out[n++] = *p;
+    for (const char *p = b; *p && n < size - 1; p++) out[n++] = *p;
+    out[n] = 0;
+    return out;
+}
+
+/* Mounts the container's own root: the rootfs bound onto itself, a fresh
+ * /proc, a minimal /dev (tmpfs with the usual nodes bound from the host's,
+ * devpts, shm), a fresh read-only /sys; then pivot_root into it and drop
+ * the old root. */
+static int enter_rootfs(const char *rootfs, int fd) {
+    char path[4096];
+    if (mount(rootfs, rootfs, NULL, MS_BIND | MS_REC, NULL) != 0) fail(fd, "bind-mount the root file system");
+    mkdir(join(path, sizeof(path), rootfs, "/proc"), 0555);
+    if (mount("proc", path, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) != 0) fail(fd, "mount /proc in the root file system");
+    mkdir(join(path, sizeof(path), rootfs, "/dev"), 0755);
+    if (mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_STRICTATIME, "mode=755,size=65536k") != 0) fail(fd, "mount /dev");
+    static const char *nodes[] = { "/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom", "/dev/tty" };
+    for (size_t i = 0; i < sizeof(nodes) / sizeof(nodes[0]); i++) {
+        join(path, sizeof(path), rootfs, nodes[i]);
+        int created = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0666);
+        if (created >= 0) close(created);
+        if (mount(nodes[i], path, NULL, MS_BIND, NULL) != 0) fail(fd, "bind a device node into /dev");
+    }
+    mkdir(join(path, sizeof(path), rootfs, "/dev/pts"), 0755);
+    if (mount("devpts", path, "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620") != 0) fail(fd, "mount /dev/pts");
+    if (symlink("pts/ptmx", join(path, sizeof(path), rootfs, "/dev/ptmx")) != 0) fail(fd, "link /dev/ptmx");
+    mkdir(join(path, sizeof(path), rootfs, "/dev/shm"), 01777);
+    if (mount("shm", path, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=1777,size=65536k") != 0) fail(fd, "mount /dev/shm");
+    mkdir(join(path, sizeof(path), rootfs, "/sys"), 0555);
+    if (mount("sysfs", path, "sysfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) != 0) fail(fd, "mount /sys read-only");
+    if (chdir(rootfs) != 0) fail(fd, "enter the root file system");
+    if (syscall(SYS_pivot_root, ".", ".") != 0) fail(fd, "pivot_root");
+    if (umount2(".", MNT_DETACH) != 0) fail(fd, "detach the old root");
+    if (chdir("/") != 0) fail(fd, "change to /");
+    return 0;
+}
+
+/* lxcfs serves cgroup-aware copies of /proc files: bind them over the container's. */
+static int bind_lxcfs(int fd) {
+    static const char *files[] = { "meminfo", "cpuinfo", "stat", "uptime", "loadavg", "diskstats", "swaps" };
+    char from[256], to[256];
+    for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
+        join(from, sizeof(from), "/var/lib/lxcfs/proc/", files[i]);
+        join(to, sizeof(to), "/proc/", files[i]);
+        if (access(from, R_OK) != 0) continue;
+        if (mount(from, to, NULL, MS_BIND, NULL) != 0) fail(fd, "bind an lxcfs /proc file");
+    }
+    if (access("/var/lib/lxcfs/sys/devices/system/cpu/online", R_OK) == 0) {
+        mount("/var/lib/lxcfs/sys/devices/system/cpu/online", "/sys/devices/system/cpu/online", NULL, MS_BIND, NULL);
+    }
+    return 0;
+}
+
 /* The new network namespace starts with lo down. */
 static int bring_up_loopback(void) {
     int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
@@ -136,9 +225,15 @@ static int child_main(void *arg) {
     if (unshare(CLONE_NEWCGROUP) != 0) fail(fd, "create the cgroup namespace");
     if (spec->hostname && sethostname(spec->hostname, strlen(spec->hostname)) != 0) fail(fd, "set the host name");
     if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0) fail(fd, "make mounts private");
-    if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) != 0) fail(fd, "mount /proc");
+    if (spec->rootfs) {
+        enter_rootfs(spec->rootfs, fd);
+    } else if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) != 0) {
+        fail(fd, "mount /proc");
+    }
+    if (spec->lxcfs) bind_lxcfs(fd);
     if (bring_up_loopback() != 0) fail(fd, "bring up the loopback interface");
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) fail(fd, "set no_new_privs");
+    if (drop_capabilities() != 0) fail(fd, "drop capabilities");
     if (chdir(spec->workdir ? spec->workdir : "/") != 0) fail(fd, "change to the working directory");
 
     if (spec->use_init) run_init(spec, fd);
@@ -266,6 +361,7 @@ int berth_exec_in(pid_t target, const char *const *cgroup_procs, int cgroup_coun
             reset_signals(&none);
             if (chdir("/") != 0) _exit(125);
             prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+            if (drop_capabilities() != 0) _exit(125);
             execvpe(argv[0], argv, envp);
             _exit(127);
         }

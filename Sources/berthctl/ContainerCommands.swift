@@ -40,6 +40,12 @@ struct Run: ParsableCommand {
     @Option(name: .customLong("cni-conf-dir"), help: "Where the network configs are.")
     var cniConfDirectory: String = NetworkList.defaultDirectory
 
+    @Option(help: "A root file system to pivot_root into (scripts/make-rootfs.sh builds one).")
+    var rootfs: String?
+
+    @Flag(help: "Show the container's limits in /proc (free, top) through lxcfs at /var/lib/lxcfs.")
+    var lxcfs = false
+
     @Argument(parsing: .postTerminator, help: "The command and its arguments, after --.")
     var command: [String] = []
 
@@ -61,7 +67,8 @@ struct Run: ParsableCommand {
                                    cpuShares: cpuShares, pids: pidsLimit),
             useInit: !noInit, networks: networks, cniConfDirectory: cniConfDirectory,
             cniPath: (ProcessInfo.environment["CNI_PATH"] ?? "").split(separator: ":").map(String.init).nonEmpty
-                ?? PluginChain.defaultSearchPath)
+                ?? PluginChain.defaultSearchPath,
+            rootfs: rootfs, lxcfs: lxcfs)
         let code: Int32
         do {
             code = try ContainerRuntime.run(spec)

@@ -358,3 +358,103 @@ struct RuntimeNetworkTests {
         #expect(!FileManager.default.fileExists(atPath: "/run/berth/netns/\(c.name)"))
     }
 }
+
+@Suite("berthctl run isolation", .serialized, .enabled(if: getuid() == 0, "needs root for namespaces and cgroups"))
+struct RuntimeIsolationTests {
+    static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+
+    @Test("--rootfs pivots into a busybox root: the host's files are gone, /sys is read-only, /dev is minimal")
+    func rootfs() throws {
+        let dir = NSTemporaryDirectory() + "berthtest-rootfs-\(getpid())"
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let make = Process()
+        make.executableURL = URL(fileURLWithPath: "/bin/bash")
+        make.arguments = ["\(RuntimeIsolationTests.repository)/scripts/make-rootfs.sh", dir]
+        make.standardOutput = FileHandle.nullDevice
+        try make.run()
+        make.waitUntilExit()
+        try #require(make.terminationStatus == 0)
+        let c = TestContainer()
+        defer { c.remove() }
+        let r = berthctl(["run", "--name", c.name, "--rootfs", dir, "--", "/bin/sh", "-c",
+                          "ls / | tr '\\n' ' '; echo; ls /dev | tr '\\n' ' '; echo; touch /sys/x 2>/dev/null && echo sys-writable || echo sys-readonly; test -e \(RuntimeIsolationTests.repository) && echo host-visible || echo host-hidden; echo hi > /dev/null && echo devnull-ok"])
+        #expect(r.status == 0, "\(r.err)")
+        let lines = r.out.split(separator: "\n").map(String.init)
+        #expect(lines.first?.contains("bin") == true && lines.first?.contains("work") == false)
+        #expect(lines.dropFirst().first?.split(separator: " ").sorted() == ["full", "null", "ptmx", "pts", "random", "shm", "tty", "urandom", "zero"])
+        #expect(lines.contains("sys-readonly"))
+        #expect(lines.contains("host-hidden"))
+        #expect(lines.contains("devnull-ok"))
+    }
+
+    @Test("the workload has no_new_privs and only Docker's default capabilities, in run and in exec")
+    func capabilities() throws {
+        let c = TestContainer()
+        var runner: Process?
+        defer {
+            if let runner { kill(runner.processIdentifier, SIGKILL); runner.waitUntilExit() }
+            c.remove()
+        }
+        let r = c.run([], "grep -E '^(CapEff|CapBnd|NoNewPrivs)' /proc/self/status")
+        #expect(r.out.contains("CapEff:\t00000000a80425fb"))
+        #expect(r.out.contains("CapBnd:\t00000000a80425fb"))
+        #expect(r.out.contains("NoNewPrivs:\t1"))
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: berthctlPath)
+        p.arguments = ["run", "--name", c.name + "x", "--", "sleep", "20"]
+        p.standardOutput = FileHandle.nullDevice
+        try p.run()
+        runner = p
+        defer { _ = berthctl(["rm", c.name + "x"]) }
+        var out = ""
+        for _ in 0..<50 where !out.contains("CapEff") {
+            out = berthctl(["exec", c.name + "x", "--", "grep", "CapEff", "/proc/self/status"]).out
+            if !out.contains("CapEff") { usleep(100_000) }
+        }
+        #expect(out.contains("00000000a80425fb"))
+    }
+
+    @Test("with lxcfs (started by the test) /proc/meminfo inside shows the memory limit")
+    func lxcfs() throws {
+        var lxcfs: Process?
+        if access("/var/lib/lxcfs/proc/meminfo", R_OK) != 0 {
+            try FileManager.default.createDirectory(atPath: "/var/lib/lxcfs", withIntermediateDirectories: true)
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: "/usr/bin/lxcfs")
+            p.arguments = ["--foreground", "/var/lib/lxcfs"]
+            p.standardOutput = FileHandle.nullDevice
+            p.standardError = FileHandle.nullDevice
+            try p.run()
+            lxcfs = p
+            for _ in 0..<50 where access("/var/lib/lxcfs/proc/meminfo", R_OK) != 0 { usleep(100_000) }
+        }
+        defer {
+            if let lxcfs {
+                kill(lxcfs.processIdentifier, SIGKILL)  // SIGTERM may be ignored, inherited from the test runner
+                lxcfs.waitUntilExit()
+                umount2("/var/lib/lxcfs", Int32(MNT_DETACH))
+            }
+        }
+        let c = TestContainer()
+        defer { c.remove() }
+        let r = c.run(["--memory", "96m", "--lxcfs"], "grep MemTotal /proc/meminfo")
+        #expect(r.status == 0, "\(r.err)")
+        #expect(r.out.contains("98304 kB"), "\(r.out)")
+    }
+
+    @Test("a non-root user gets a one-line message")
+    func nonRoot() {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
+        p.arguments = ["--reuid=65534", "--regid=65534", "--clear-groups", berthctlPath, "run", "--", "true"]
+        let err = Pipe()
+        p.standardError = err
+        p.standardOutput = FileHandle.nullDevice
+        try? p.run()
+        let text = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        #expect(p.terminationStatus != 0)
+        #expect(text.contains("needs root"))
+        #expect(text.split(separator: "\n").count == 1)
+    }
+}

@@ -20,7 +20,15 @@ struct berth_container_spec {
     int use_init;
     /// Working directory of the workload (NULL: /).
     const char *workdir;
+    /// A root file system to pivot_root into (NULL: keep the host's root,
+    /// with private mount propagation and a fresh /proc).
+    const char *rootfs;
+    /// Bind-mount lxcfs's /proc files (and cpu online) over the container's.
+    int lxcfs;
 };
+
+/// The capabilities a container keeps (Docker's default set), as a bit mask.
+unsigned long long berth_default_capabilities(void);
 
 /// A started container: its first process, and the descriptors the caller
 /// uses to finish setting it up.
