@@ -30,6 +30,8 @@ public struct ContainerSpec: Sendable {
     public var rootfs: String?
     /// Show the container's limits in /proc through lxcfs.
     public var lxcfs: Bool
+    /// Send the workload's output to `output.log` in the state directory (detached runs).
+    public var logOutput = false
 
     public static let lxcfsDirectory = "/var/lib/lxcfs"
 
@@ -174,6 +176,14 @@ public enum ContainerRuntime {
         if mkdir(dir, 0o700) != 0 {
             if errno == EEXIST { throw RuntimeError("a container named \(spec.name) exists already (berthctl rm \(spec.name))") }
             throw RuntimeError("cannot create \(dir): \(SystemError.last("mkdir"))")
+        }
+        if spec.logOutput {
+            let log = open("\(dir)/output.log", O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
+            if log >= 0 {
+                dup2(log, 1)
+                dup2(log, 2)
+                close(log)
+            }
         }
         let layout: CgroupLayout
         do {
@@ -356,6 +366,7 @@ public enum ContainerRuntime {
 
     static func removeState(_ name: String) {
         let dir = stateDirectory(name)
+        unlink("\(dir)/output.log")
         unlink("\(dir)/state.json")
         unlink("\(dir)/state.json.tmp")
         rmdir(dir)
@@ -422,6 +433,39 @@ public enum ContainerRuntime {
         let code = berth_exit_code(status)
         if code == 125 { throw RuntimeError("cannot enter container \(name): joining its cgroup or namespaces failed") }
         return code
+    }
+
+    /// Starts `arguments` (a `berthctl run` without --detach) as a monitor in
+    /// its own session, waits until it reports the container running (or an
+    /// error), and returns. The monitor stays the container's parent.
+    public static func runDetached(executable: String, arguments: [String]) throws(RuntimeError) {
+        var fds: [Int32] = [0, 0]
+        if pipe(&fds) != 0 { throw RuntimeError("cannot create a pipe: \(SystemError.last("pipe"))") }
+        let argv = ([executable] + arguments).map { strdup($0) } + [nil]
+        var environment = processEnvironment()
+        environment["BERTH_READY_FD"] = "3"
+        let envp = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer {
+            for p in argv { free(p) }
+            for p in envp { free(p) }
+        }
+        let pid = berth_spawn_detached(executable, argv, envp, fds[1])
+        close(fds[1])
+        defer { close(fds[0]) }
+        if pid < 0 { throw RuntimeError("cannot start the container's monitor: \(SystemError.last("fork"))") }
+        let report = String(decoding: (try? readAllBytes(from: fds[0])) ?? [], as: UTF8.self)
+        if report.hasPrefix("ok") { return }
+        var status: Int32 = 0
+        waitpid(pid, &status, 0)
+        throw RuntimeError(report.isEmpty ? "the container's monitor exited before the container started" : report)
+    }
+
+    /// In a monitor started by `runDetached`: tells the waiting caller how the start went.
+    public static func reportToLauncher(_ text: String) {
+        guard processEnvironment()["BERTH_READY_FD"] == "3" else { return }
+        var bytes = Array(text.utf8)
+        _ = write(3, &bytes, bytes.count)
+        close(3)
     }
 
     /// Stops the container if it runs, then removes its cgroup and state.

@@ -377,3 +377,19 @@ out:
     }
     return rc;
 }
+
+pid_t berth_spawn_detached(const char *path, char *const *argv, char *const *envp, int keep_fd) {
+    pid_t pid = fork();
+    if (pid != 0) return pid;
+    setsid();
+    int null = open("/dev/null", O_RDONLY);
+    if (null >= 0 && null != 0) { dup2(null, 0); close(null); }
+    if (keep_fd != 3) {
+        if (dup2(keep_fd, 3) < 0) _exit(127);
+    } else {
+        fcntl(3, F_SETFD, 0);
+    }
+    close_range(4, ~0U, 0);
+    execve(path, argv, envp);
+    _exit(127);
+}

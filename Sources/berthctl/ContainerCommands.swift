@@ -46,6 +46,9 @@ struct Run: ParsableCommand {
     @Flag(help: "Show the container's limits in /proc (free, top) through lxcfs at /var/lib/lxcfs.")
     var lxcfs = false
 
+    @Flag(name: [.customShort("d"), .long], help: "Run in the background: print the name once the command runs; its output goes to the state directory's output.log.")
+    var detach = false
+
     @Argument(parsing: .postTerminator, help: "The command and its arguments, after --.")
     var command: [String] = []
 
@@ -58,10 +61,38 @@ struct Run: ParsableCommand {
         for e in environment where !e.contains("=") { throw ValidationError("--env \(e) is not K=V") }
     }
 
+    /// The options again, for the monitor a detached run starts.
+    func monitorArguments(name: String) -> [String] {
+        var args = ["run", "--name", name]
+        if let hostname { args += ["--hostname", hostname] }
+        if let memory { args += ["--memory", memory] }
+        if let cpus { args += ["--cpus", String(cpus)] }
+        if let cpuShares { args += ["--cpu-shares", String(cpuShares)] }
+        if let pidsLimit { args += ["--pids-limit", String(pidsLimit)] }
+        for e in environment { args += ["--env", e] }
+        if noInit { args.append("--no-init") }
+        for n in networks { args += ["--net", n] }
+        args += ["--cni-conf-dir", cniConfDirectory]
+        if let rootfs { args += ["--rootfs", rootfs] }
+        if lxcfs { args.append("--lxcfs") }
+        return args + ["--"] + command
+    }
+
     func run() throws {
         var rng = SystemRandomNumberGenerator()
-        let spec = ContainerSpec(
-            name: name ?? "berth-" + String(UInt32.random(in: 0...UInt32.max, using: &rng), radix: 16),
+        let containerName = name ?? "berth-" + String(UInt32.random(in: 0...UInt32.max, using: &rng), radix: 16)
+        if detach {
+            do {
+                try ContainerRuntime.runDetached(executable: "/proc/self/exe", arguments: monitorArguments(name: containerName))
+            } catch {
+                throw CLIError(error.description)
+            }
+            print(containerName)
+            return
+        }
+        let monitoring = ProcessInfo.environment["BERTH_READY_FD"] == "3"
+        var spec = ContainerSpec(
+            name: containerName,
             command: command, environment: environment, hostname: hostname,
             limits: ResourceLimits(memory: memory.flatMap(ResourceLimits.parseSize), cpus: cpus,
                                    cpuShares: cpuShares, pids: pidsLimit),
@@ -69,10 +100,12 @@ struct Run: ParsableCommand {
             cniPath: (ProcessInfo.environment["CNI_PATH"] ?? "").split(separator: ":").map(String.init).nonEmpty
                 ?? PluginChain.defaultSearchPath,
             rootfs: rootfs, lxcfs: lxcfs)
+        spec.logOutput = monitoring
         let code: Int32
         do {
-            code = try ContainerRuntime.run(spec)
+            code = try ContainerRuntime.run(spec) { _ in ContainerRuntime.reportToLauncher("ok\n") }
         } catch {
+            ContainerRuntime.reportToLauncher(error.description)
             throw CLIError(error.description)
         }
         if let state = try? ContainerRuntime.state(spec.name), state.oomKills > 0 {

@@ -258,6 +258,27 @@ struct RuntimeEndToEndTests {
         #expect(parts.last?.split(separator: "\n") == ["0", "1", "2"], "workload: \(parts.last ?? "")")
     }
 
+    @Test("--detach returns once the command runs; ps shows it running, then exited with its code; kill reaches it")
+    func detached() {
+        let c = TestContainer()
+        defer { c.remove() }
+        let r = berthctl(["run", "--detach", "--name", c.name, "--", "sh", "-c", "echo started; trap 'exit 7' TERM; while :; do sleep 0.1; done"])
+        #expect(r.status == 0, "\(r.err)")
+        #expect(r.out == c.name + "\n")
+        #expect(berthctl(["ps"]).out.split(separator: "\n").contains { $0.hasPrefix(c.name + " ") && $0.contains("running") })
+        #expect(berthctl(["kill", c.name, "TERM"]).status == 0)
+        var exited = false
+        for _ in 0..<50 where !exited {
+            exited = berthctl(["inspect", c.name]).out.contains("\"exitCode\": 7")
+            if !exited { usleep(100_000) }
+        }
+        #expect(exited)
+        #expect((try? String(contentsOfFile: "/run/berth/containers/\(c.name)/output.log", encoding: .utf8)) == "started\n")
+        let bad = berthctl(["run", "--detach", "--name", c.name + "b", "--", "/no/such/program"])
+        #expect(bad.status != 0)
+        #expect(bad.err.contains("/no/such/program"))
+    }
+
     @Test("rm leaves nothing: no cgroup directories, no state; a second rm is a one-line error")
     func removal() {
         let c = TestContainer()

@@ -68,6 +68,11 @@ int berth_exit_code(int wait_status);
 /// wait status, or -1 with errno. Call with no other thread expecting those signals.
 int berth_wait_forwarding(pid_t pid);
 
+/// Starts `path` in a new session, stdin from /dev/null, with `keep_fd`
+/// placed at descriptor 3 and every other descriptor but 1 and 2 closed.
+/// Returns its pid, or -1 with errno.
+pid_t berth_spawn_detached(const char *path, char *const *argv, char *const *envp, int keep_fd);
+
 /// Sends `sig` to `pid`; 0 or -1 with errno.
 int berth_kill(pid_t pid, int sig);
 
