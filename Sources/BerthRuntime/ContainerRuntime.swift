@@ -32,6 +32,11 @@ public struct ContainerSpec: Sendable {
     public var lxcfs: Bool
     /// Send the workload's output to `output.log` in the state directory (detached runs).
     public var logOutput = false
+    /// A user namespace in which the container's root is host uid and gid
+    /// `userNamespaceBase` (and 65,535 more ids above it).
+    public var userNamespace = false
+    public static let userNamespaceBase = 100_000
+    public static let userNamespaceSize = 65_536
 
     public static let lxcfsDirectory = "/var/lib/lxcfs"
 
@@ -218,11 +223,16 @@ public enum ContainerRuntime {
             return RuntimeError(message)
         }
         do {
+            if spec.userNamespace {
+                let map = "0 \(ContainerSpec.userNamespaceBase) \(ContainerSpec.userNamespaceSize)"
+                try write(map, to: "/proc/\(handle.pid)/uid_map")
+                try write(map, to: "/proc/\(handle.pid)/gid_map")
+            }
             try cgroup.add(pid: handle.pid)
         } catch {
             close(handle.go_fd)
             close(handle.status_fd)
-            throw abandon("cannot put the container into its cgroup: \(error)")
+            throw abandon("cannot set up the container's user mapping or cgroup: \(error)")
         }
         var state = ContainerState(spec: spec, pid: handle.pid, cgroup: cgroup)
         saveState(state)
@@ -289,6 +299,7 @@ public enum ContainerRuntime {
                 cSpec.use_init = spec.useInit ? 1 : 0
                 cSpec.rootfs = rootfs.map { UnsafePointer($0) }
                 cSpec.lxcfs = spec.lxcfs ? 1 : 0
+                cSpec.user_ns = spec.userNamespace ? 1 : 0
                 return berth_container_start(&cSpec, &handle)
             }
         }

@@ -17,6 +17,7 @@
 #include <sys/wait.h>
 #include <sys/syscall.h>
 #include <sys/stat.h>
+#include <grp.h>
 #include <linux/capability.h>
 #include <unistd.h>
 #include <linux/close_range.h>
@@ -222,6 +223,12 @@ static int child_main(void *arg) {
     if (fd > 3) close_range(3, (unsigned)fd - 1, 0);
     close_range((unsigned)fd + 1, ~0U, 0);
 
+    if (spec->user_ns) {
+        /* The maps are written: become the namespace's root (host uid 100000). */
+        if (setgroups(0, NULL) != 0) fail(fd, "drop supplementary groups");
+        if (setresgid(0, 0, 0) != 0) fail(fd, "become gid 0 in the user namespace");
+        if (setresuid(0, 0, 0) != 0) fail(fd, "become uid 0 in the user namespace");
+    }
     if (unshare(CLONE_NEWCGROUP) != 0) fail(fd, "create the cgroup namespace");
     if (spec->hostname && sethostname(spec->hostname, strlen(spec->hostname)) != 0) fail(fd, "set the host name");
     if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0) fail(fd, "make mounts private");
@@ -259,7 +266,8 @@ int berth_container_start(const struct berth_container_spec *spec, struct berth_
         return -1;
     }
     struct child_args args = { spec, go[0], status[1] };
-    int flags = CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWNET | spec->extra_flags | SIGCHLD;
+    int flags = CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWNET | SIGCHLD;
+    if (spec->user_ns) flags |= CLONE_NEWUSER;
     /* Without CLONE_VM the child has its own copy of memory, `args` included. */
     pid_t pid = clone(child_main, (char *)stack + stack_size, flags, &args);
     int saved = errno;

@@ -46,6 +46,9 @@ struct Run: ParsableCommand {
     @Flag(help: "Show the container's limits in /proc (free, top) through lxcfs at /var/lib/lxcfs.")
     var lxcfs = false
 
+    @Flag(name: .customLong("user-ns"), help: "Also a user namespace: the container's root is host uid/gid 100000.")
+    var userNamespace = false
+
     @Flag(name: [.customShort("d"), .long], help: "Run in the background: print the name once the command runs; its output goes to the state directory's output.log.")
     var detach = false
 
@@ -75,6 +78,7 @@ struct Run: ParsableCommand {
         args += ["--cni-conf-dir", cniConfDirectory]
         if let rootfs { args += ["--rootfs", rootfs] }
         if lxcfs { args.append("--lxcfs") }
+        if userNamespace { args.append("--user-ns") }
         return args + ["--"] + command
     }
 
@@ -101,6 +105,7 @@ struct Run: ParsableCommand {
                 ?? PluginChain.defaultSearchPath,
             rootfs: rootfs, lxcfs: lxcfs)
         spec.logOutput = monitoring
+        spec.userNamespace = userNamespace
         let code: Int32
         do {
             code = try ContainerRuntime.run(spec) { _ in ContainerRuntime.reportToLauncher("ok\n") }

@@ -463,6 +463,17 @@ struct RuntimeIsolationTests {
         #expect(r.out.contains("98304 kB"), "\(r.out)")
     }
 
+    @Test("--user-ns: root inside is an unprivileged uid outside")
+    func userNamespace() throws {
+        let c = TestContainer()
+        defer { c.remove() }
+        let r = c.run(["--user-ns"], "id -u; cat /proc/self/uid_map; stat -c %u /proc/self")
+        #expect(r.status == 0, "\(r.err)")
+        let lines = r.out.split(separator: "\n").map { $0.split(separator: " ").joined(separator: " ") }
+        #expect(lines.first == "0")
+        #expect(lines.dropFirst().first == "0 100000 65536")
+    }
+
     @Test("a non-root user gets a one-line message")
     func nonRoot() {
         let p = Process()

@@ -12,9 +12,9 @@ struct berth_container_spec {
     char *const *envp;
     /// Host name inside the new UTS namespace (NULL keeps it).
     const char *hostname;
-    /// Extra CLONE_NEW* flags on top of pid, mount, uts, ipc and net
-    /// (CLONE_NEWUSER for a user namespace).
-    int extra_flags;
+    /// 1: also a new user namespace (the caller writes its uid and gid maps
+    /// before letting the child go on).
+    int user_ns;
     /// 1: a small init is PID 1 (reaps orphans, forwards signals, exits with
     /// the workload's status). 0: the workload itself is PID 1.
     int use_init;
