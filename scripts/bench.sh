@@ -2,7 +2,8 @@
 # Benchmarks, each measuring Berth and the reference plugins (Debian's
 # containernetworking-plugins) in the same run, interleaved:
 #   1. ADD and DEL latency of the bridge plugins (scripts/bench.py);
-#   2. ADD+DEL cost of the IPAM plugins as their stores fill (scripts/bench_ipam.py).
+#   2. ADD+DEL cost of the IPAM plugins as their stores fill (scripts/bench_ipam.py);
+#   3. the whole container cycle of berthctl against unshare + ip netns (scripts/bench_runtime.py).
 #   scripts/bench.sh [--quick]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,8 +11,11 @@ scripts/setup.sh
 if [[ "${1:-}" == "--quick" ]]; then
   python3 scripts/bench.py --iterations 20
   python3 scripts/bench_ipam.py --cycles 10 --sizes 10,500
+  python3 scripts/bench_runtime.py --cycles 10
 else
   python3 scripts/bench.py --iterations 100
   echo
   python3 scripts/bench_ipam.py --cycles 60
+  echo
+  python3 scripts/bench_runtime.py --cycles 40
 fi

@@ -68,7 +68,13 @@ struct BerthIPAMEndToEndTests {
         let tooOld = net.run("STATUS", netns: "", containerID: "", config: net.config(version: "1.0.0", ipam: full))
         #expect(tooOld.errorCode == 1)
     }
+}
 
+/// The reference bridge plugin turns IPv4 forwarding on: this test saves and
+/// restores it, so it runs with the other tests that do.
+extension FirewallTouchingTests {
+@Suite("berth-ipam as the reference bridge's delegate")
+struct ReferenceBridgeDelegateTests {
     @Test("the berth-ipam executable works as the delegate of the reference bridge plugin")
     func referenceBridgeWithBerthIPAM() throws {
         let net = TestNetwork()
@@ -87,4 +93,5 @@ struct BerthIPAMEndToEndTests {
         let addresses = try FileManager.default.contentsOfDirectory(atPath: "\(net.dataDir)/\(net.name)/addresses")
         #expect(addresses.isEmpty)
     }
+}
 }
