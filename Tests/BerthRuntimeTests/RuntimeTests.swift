@@ -106,6 +106,22 @@ struct RuntimeEndToEndTests {
         #expect(ProcessInfo.processInfo.hostName != "inside")
     }
 
+    @Test("the container's mounts are private: its fresh /proc is not seen by the host")
+    func privateMounts() {
+        let c = TestContainer()
+        defer { c.remove() }
+        let before = (try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8)) ?? ""
+        let r = berthctl(["run", "--detach", "--name", c.name, "--", "sleep", "10"])
+        #expect(r.status == 0, "\(r.err)")
+        let during = (try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8)) ?? ""
+        // Other suites mount namespaces and lxcfs meanwhile: count only proc mounts.
+        func procMounts(_ text: String) -> Int { text.split(separator: "\n").filter { $0.contains(" - proc ") }.count }
+        #expect(procMounts(before) == procMounts(during))
+        // Inside, /proc is its own: the host's processes are not in it.
+        let inside = berthctl(["exec", c.name, "--", "sh", "-c", "ls /proc | grep -c '^[0-9]'"]).out
+        #expect((Int(inside.trimmingCharacters(in: .whitespacesAndNewlines)) ?? 99) <= 5)
+    }
+
     @Test("with --no-init the workload is PID 1")
     func noInit() {
         let c = TestContainer()
@@ -362,10 +378,51 @@ struct RuntimeNetworkTests {
         #expect(!FileManager.default.fileExists(atPath: "/run/berth/netns/\(second.name)"))
 
         #expect(berthctl(["rm", first.name]).status == 0)
+        let ports = Process()
+        ports.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
+        ports.arguments = ["-o", "link", "show", "master", bridge]
+        let portsOut = Pipe()
+        ports.standardOutput = portsOut
+        try ports.run()
+        let portList = String(decoding: portsOut.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        ports.waitUntilExit()
+        #expect(portList.isEmpty, "host veths left on the bridge: \(portList)")
         let after = (try? FileManager.default.contentsOfDirectory(atPath: "\(ipamDir)/\(network)/addresses")) ?? []
         #expect(after.isEmpty)
         #expect(!FileManager.default.fileExists(atPath: "/run/berth/netns/\(first.name)"))
         #expect(!FileManager.default.fileExists(atPath: "/var/lib/berth/results/\(network)-\(first.name)-eth0"))
+    }
+
+    @Test("a network of the reference bridge plugin works the same way")
+    func referencePlugins() throws {
+        let tag = "\(getpid() % 10000)\(UInt32.random(in: 0...999))"
+        let confDir = NSTemporaryDirectory() + "berthtest-conf-\(tag)"
+        let ipamDir = NSTemporaryDirectory() + "berthtest-ipam-\(tag)"
+        let bridge = "btrr\(tag)"
+        let network = "berthtest-ref-\(tag)"
+        let forwarding = (try? String(contentsOfFile: "/proc/sys/net/ipv4/ip_forward", encoding: .utf8)) ?? "0"
+        let c = TestContainer()
+        defer {
+            c.remove()
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
+            p.arguments = ["link", "del", bridge]
+            try? p.run()
+            p.waitUntilExit()
+            try? FileManager.default.removeItem(atPath: confDir)
+            try? FileManager.default.removeItem(atPath: ipamDir)
+            try? forwarding.write(toFile: "/proc/sys/net/ipv4/ip_forward", atomically: false, encoding: .utf8)
+        }
+        try FileManager.default.createDirectory(atPath: confDir, withIntermediateDirectories: true)
+        try #"{"cniVersion":"1.0.0","name":"\#(network)","plugins":[{"type":"bridge","bridge":"\#(bridge)","isGateway":true,"ipam":{"type":"host-local","dataDir":"\#(ipamDir)","subnet":"10.242.\#(Int.random(in: 0...255)).0/24"}},{"type":"tuning","sysctl":{"net.ipv4.conf.eth0.arp_notify":"1"}}]}"#
+            .write(toFile: "\(confDir)/ref.conflist", atomically: true, encoding: .utf8)
+        setenv("CNI_PATH", "/usr/lib/cni", 1)
+        let r = berthctl(["run", "--name", c.name, "--net", network, "--cni-conf-dir", confDir, "--",
+                          "sh", "-c", "cat /proc/sys/net/ipv4/conf/eth0/arp_notify; ip -4 -o addr show dev eth0 | grep -c 10.242."])
+        #expect(r.status == 0, "\(r.err)")
+        #expect(r.out == "1\n1\n")
+        let allocations = (try? FileManager.default.contentsOfDirectory(atPath: "\(ipamDir)/\(network)")) ?? []
+        #expect(allocations.filter { $0.hasPrefix("10.") }.isEmpty, "host-local still holds \(allocations)")
     }
 
     @Test("an unknown network is a one-line error naming it and the directory, and leaves nothing")
@@ -439,6 +496,11 @@ struct RuntimeIsolationTests {
     func lxcfs() throws {
         var lxcfs: Process?
         if access("/var/lib/lxcfs/proc/meminfo", R_OK) != 0 {
+            let without = TestContainer()
+            let refused = without.run(["--lxcfs"], "true")
+            #expect(refused.status != 0)
+            #expect(refused.err.contains("lxcfs") && refused.err.contains("/var/lib/lxcfs"))
+            #expect(!FileManager.default.fileExists(atPath: "/run/berth/containers/\(without.name)"))
             try FileManager.default.createDirectory(atPath: "/var/lib/lxcfs", withIntermediateDirectories: true)
             let p = Process()
             p.executableURL = URL(fileURLWithPath: "/usr/bin/lxcfs")
