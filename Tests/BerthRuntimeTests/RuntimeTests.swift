@@ -58,6 +58,33 @@ struct CgroupUnitTests {
     }
 }
 
+@Suite("cgroup v2 files")
+struct CgroupV2FileTests {
+    @Test("on a v2 host the limits go to cpu.max, cpu.weight, memory.max, pids.max, and OOM kills come from memory.events")
+    func v2Files() throws {
+        // This machine is hybrid (all controllers on v1), so the v2 writes are checked against a
+        // directory laid out as the kernel lays out a cgroup2 tree.
+        let root = NSTemporaryDirectory() + "berthtest-cgroup2-\(getpid())"
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let layout = CgroupLayout(unified: root, v1: [:])
+        let cgroup = Cgroup(name: "c1", layout: layout)
+        let dir = try #require(cgroup.directories["unified"])
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        for file in ["cpu.max", "cpu.weight", "memory.max", "memory.swap.max", "pids.max", "cgroup.procs"] {
+            FileManager.default.createFile(atPath: "\(dir)/\(file)", contents: Data())
+        }
+        try cgroup.apply(ResourceLimits(memory: 64 << 20, cpus: 1.5, cpuShares: 512, pids: 30))
+        func read(_ f: String) -> String { (try? String(contentsOfFile: "\(dir)/\(f)", encoding: .utf8)) ?? "" }
+        #expect(read("cpu.max") == "150000 100000")
+        #expect(read("cpu.weight") == "20")
+        #expect(read("memory.max") == "67108864")
+        #expect(read("memory.swap.max") == "0")
+        #expect(read("pids.max") == "30")
+        try "low 0\nhigh 0\nmax 3\noom 2\noom_kill 2\n".write(toFile: "\(dir)/memory.events", atomically: false, encoding: .utf8)
+        #expect(cgroup.oomKills() == 2)
+    }
+}
+
 /// The built `berthctl`.
 let berthctlPath: String = {
     if let dir = ProcessInfo.processInfo.environment["BERTH_BIN_DIR"] { return dir + "/berthctl" }
