@@ -116,6 +116,18 @@ struct TestContainer {
     func cgroupFile(_ controller: String, _ file: String) -> String? {
         try? String(contentsOfFile: "/sys/fs/cgroup/\(controller)/berth/\(name)/\(file)", encoding: .utf8)
     }
+    /// The number after `key` in a flat-keyed cgroup file (cpu.stat, pids.events).
+    func counter(_ controller: String, _ file: String, _ key: String) -> Int {
+        let text = cgroupFile(controller, file) ?? ""
+        return text.split(separator: "\n").first { $0.hasPrefix(key + " ") }.flatMap { Int($0.split(separator: " ")[1]) } ?? 0
+    }
+    /// Starts the container detached (`sleep` by default); returns the PID of its init.
+    func startDetached(_ options: [String] = [], _ command: [String] = ["sleep", "30"]) -> Int32? {
+        let r = berthctl(["run", "--detach", "--name", name] + options + ["--"] + command)
+        guard r.status == 0, let json = try? JSONSerialization.jsonObject(with: Data(berthctl(["inspect", name]).out.utf8)) as? [String: Any]
+        else { return nil }
+        return (json["pid"] as? Int).map(Int32.init)
+    }
 }
 
 @Suite("berthctl run end to end", .serialized, .enabled(if: getuid() == 0, "needs root for namespaces and cgroups"))
@@ -203,9 +215,7 @@ struct RuntimeEndToEndTests {
         let c = TestContainer()
         defer { c.remove() }
         _ = c.run(["--cpus", "0.1"], "timeout 1 sh -c 'while :; do :; done'; true")
-        let stat = c.cgroupFile("cpu", "cpu.stat") ?? ""
-        let throttled = stat.split(separator: "\n").first { $0.hasPrefix("nr_throttled ") }.flatMap { Int($0.split(separator: " ")[1]) } ?? 0
-        #expect(throttled > 0, "\(stat)")
+        #expect(c.counter("cpu", "cpu.stat", "nr_throttled") > 0, "\(c.cgroupFile("cpu", "cpu.stat") ?? "")")
     }
 
     @Test("a fork bomb stops at the pids limit")
@@ -217,9 +227,7 @@ struct RuntimeEndToEndTests {
         let r = c.run(["--pids-limit", "20"], "for i in $(seq 1 60); do sleep 1 & done; wait")
         #expect(r.status != 0)
         #expect(r.err.contains("fork"), "\(r.err)")
-        let events = c.cgroupFile("pids", "pids.events") ?? ""
-        let refused = events.split(separator: "\n").first { $0.hasPrefix("max ") }.flatMap { Int($0.split(separator: " ")[1]) } ?? 0
-        #expect(refused >= 1, "\(events)")
+        #expect(c.counter("pids", "pids.events", "max") >= 1, "\(c.cgroupFile("pids", "pids.events") ?? "")")
     }
 
     @Test("a process over the memory limit is OOM-killed and reported by run and ps")
@@ -247,27 +255,8 @@ struct RuntimeEndToEndTests {
     @Test("exec lands in the container's namespaces and in its cgroup, and passes the exit code through")
     func exec() throws {
         let c = TestContainer()
-        var runner: Process?
-        defer {
-            if let runner { kill(runner.processIdentifier, SIGKILL); runner.waitUntilExit() }
-            c.remove()
-        }
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: berthctlPath)
-        p.arguments = ["run", "--name", c.name, "--hostname", "exectest", "--memory", "48m", "--", "sleep", "30"]
-        p.standardOutput = FileHandle.nullDevice
-        p.standardError = FileHandle.nullDevice
-        try p.run()
-        runner = p
-        var initPID: Int32?
-        for _ in 0..<50 where initPID == nil {
-            let inspect = berthctl(["inspect", c.name]).out
-            if inspect.contains("\"running\""), let json = inspect.range(of: "\"pid\": ") {
-                initPID = Int32(inspect[json.upperBound...].prefix { $0.isNumber })
-            }
-            if initPID == nil { usleep(100_000) }
-        }
-        let pid = try #require(initPID)
+        defer { c.remove() }
+        let pid = try #require(c.startDetached(["--hostname", "exectest", "--memory", "48m"]))
         let namespaces = ["ipc", "mnt", "net", "pid", "uts"]
         let expected = namespaces.map { (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/ns/\($0)")) ?? "?" }
         let script = namespaces.map { "readlink /proc/self/ns/\($0)" }.joined(separator: "; ")
@@ -494,29 +483,17 @@ struct RuntimeIsolationTests {
 
     @Test("the workload has no_new_privs and only Docker's default capabilities, in run and in exec")
     func capabilities() throws {
-        let c = TestContainer()
-        var runner: Process?
+        let c = TestContainer(), running = TestContainer()
         defer {
-            if let runner { kill(runner.processIdentifier, SIGKILL); runner.waitUntilExit() }
             c.remove()
+            running.remove()
         }
         let r = c.run([], "grep -E '^(CapEff|CapBnd|NoNewPrivs)' /proc/self/status")
         #expect(r.out.contains("CapEff:\t00000000a80425fb"))
         #expect(r.out.contains("CapBnd:\t00000000a80425fb"))
         #expect(r.out.contains("NoNewPrivs:\t1"))
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: berthctlPath)
-        p.arguments = ["run", "--name", c.name + "x", "--", "sleep", "20"]
-        p.standardOutput = FileHandle.nullDevice
-        try p.run()
-        runner = p
-        defer { _ = berthctl(["rm", c.name + "x"]) }
-        var out = ""
-        for _ in 0..<50 where !out.contains("CapEff") {
-            out = berthctl(["exec", c.name + "x", "--", "grep", "CapEff", "/proc/self/status"]).out
-            if !out.contains("CapEff") { usleep(100_000) }
-        }
-        #expect(out.contains("00000000a80425fb"))
+        _ = try #require(running.startDetached())
+        #expect(berthctl(["exec", running.name, "--", "grep", "CapEff", "/proc/self/status"]).out.contains("00000000a80425fb"))
     }
 
     @Test("with lxcfs (started by the test) /proc/meminfo inside shows the memory limit")
