@@ -133,6 +133,31 @@ public struct PluginChain: Sendable {
         for plugin in list.plugins { _ = try run(.check, plugin, a, prevResult: cached) }
     }
 
+    /// STATUS of every plugin (cniVersion 1.1.0 and later): the first that is not ready fails.
+    public func status() throws(RuntimeError) {
+        guard let version = CNIVersion(list.cniVersion), version.supportsStatusAndGC else {
+            throw RuntimeError("network \(list.name): STATUS needs cniVersion 1.1.0 or later (it has \(list.cniVersion))")
+        }
+        let none = Attachment(containerID: "", netns: "", ifname: "")
+        for plugin in list.plugins { _ = try run(.status, plugin, none, prevResult: nil) }
+    }
+
+    /// GC of every plugin (cniVersion 1.1.0 and later): everything not in `valid` is released.
+    public func gc(valid: [(containerID: String, ifname: String)]) throws(RuntimeError) {
+        guard let version = CNIVersion(list.cniVersion), version.supportsStatusAndGC else {
+            throw RuntimeError("network \(list.name): GC needs cniVersion 1.1.0 or later (it has \(list.cniVersion))")
+        }
+        let none = Attachment(containerID: "", netns: "", ifname: "")
+        let attachments = JSON.array(valid.map { .object(["containerID": .string($0.containerID), "ifname": .string($0.ifname)]) })
+        var firstError: RuntimeError?
+        for plugin in list.plugins {
+            var withList = plugin
+            withList["cni.dev/valid-attachments"] = attachments
+            do { _ = try run(.gc, withList, none, prevResult: nil) } catch { firstError = firstError ?? error }
+        }
+        if let firstError { throw firstError }
+    }
+
     func run(_ command: CNICommand, _ plugin: JSONObject, _ a: Attachment, prevResult: JSON?) throws(RuntimeError) -> JSON? {
         let type = plugin["type"]?.stringValue ?? ""
         guard let executable = findExecutable(type, in: searchPath) else {

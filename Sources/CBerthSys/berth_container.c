@@ -401,3 +401,43 @@ pid_t berth_spawn_detached(const char *path, char *const *argv, char *const *env
     execve(path, argv, envp);
     _exit(127);
 }
+
+int berth_netns_create(const char *path) {
+    int report[2];
+    if (pipe2(report, O_CLOEXEC) != 0) return -1;
+    pid_t pid = fork();
+    if (pid < 0) { close(report[0]); close(report[1]); return -1; }
+    if (pid == 0) {
+        int err = 0;
+        if (unshare(CLONE_NEWNET) != 0 || mount("/proc/self/ns/net", path, NULL, MS_BIND, NULL) != 0) err = errno;
+        ssize_t ignored = write(report[1], &err, sizeof(err));
+        (void)ignored;
+        _exit(err ? 1 : 0);
+    }
+    close(report[1]);
+    int err = 0;
+    ssize_t n = read(report[0], &err, sizeof(err));
+    close(report[0]);
+    int status;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
+    if (n != sizeof(err)) { errno = ECHILD; return -1; }
+    if (err) { errno = err; return -1; }
+    return 0;
+}
+
+int berth_netns_exec(const char *path, char *const *argv, char *const *envp) {
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    pid_t pid = fork();
+    if (pid < 0) { close(fd); return -1; }
+    if (pid == 0) {
+        if (setns(fd, CLONE_NEWNET) != 0) _exit(126);
+        sigset_t none;
+        sigemptyset(&none);
+        reset_signals(&none);
+        execvpe(argv[0], argv, envp);
+        _exit(127);
+    }
+    close(fd);
+    return berth_wait_forwarding(pid);
+}

@@ -92,10 +92,16 @@ let berthctlPath: String = {
     return URL(fileURLWithPath: exe).deletingLastPathComponent().appendingPathComponent("berthctl").path
 }()
 
-func berthctl(_ args: [String]) -> (status: Int32, out: String, err: String) {
+/// Runs berthctl; `cniPath` sets its CNI_PATH (per process: suites run in parallel).
+func berthctl(_ args: [String], cniPath: String? = nil) -> (status: Int32, out: String, err: String) {
     let p = Process()
     p.executableURL = URL(fileURLWithPath: berthctlPath)
     p.arguments = args
+    if let cniPath {
+        var env = ProcessInfo.processInfo.environment
+        env["CNI_PATH"] = cniPath
+        p.environment = env
+    }
     let out = Pipe(), err = Pipe()
     p.standardOutput = out
     p.standardError = err
@@ -355,9 +361,7 @@ struct RuntimeNetworkTests {
             .write(toFile: "\(confDir)/net.conflist", atomically: true, encoding: .utf8)
         let first = TestContainer(), second = TestContainer()
         let binDir = URL(fileURLWithPath: berthctlPath).deletingLastPathComponent().path
-        var server: Process?
         defer {
-            if let server { kill(server.processIdentifier, SIGKILL); server.waitUntilExit() }
             first.remove()
             second.remove()
             let p = Process()
@@ -368,14 +372,9 @@ struct RuntimeNetworkTests {
             try? FileManager.default.removeItem(atPath: confDir)
             try? FileManager.default.removeItem(atPath: ipamDir)
         }
-        setenv("CNI_PATH", "\(binDir):/usr/lib/cni", 1)
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: berthctlPath)
-        p.arguments = ["run", "--name", first.name, "--net", network, "--cni-conf-dir", confDir, "--", "sleep", "60"]
-        p.standardOutput = FileHandle.nullDevice
-        p.standardError = FileHandle.nullDevice
-        try p.run()
-        server = p
+        let cniPath = "\(binDir):/usr/lib/cni"
+        #expect(berthctl(["run", "--detach", "--name", first.name, "--net", network, "--cni-conf-dir", confDir, "--", "sleep", "60"],
+                         cniPath: cniPath).status == 0)
         var address: String?
         for _ in 0..<50 where address == nil {
             let inspect = berthctl(["inspect", first.name]).out
@@ -386,14 +385,15 @@ struct RuntimeNetworkTests {
         }
         let target = try #require(address)
         let r = berthctl(["run", "--name", second.name, "--net", network, "--cni-conf-dir", confDir, "--",
-                          "sh", "-c", "ping -c 1 -W 2 \(target) >/dev/null && ping -c 1 -W 2 \(subnet).1 >/dev/null && echo reached"])
+                          "sh", "-c", "ping -c 1 -W 2 \(target) >/dev/null && ping -c 1 -W 2 \(subnet).1 >/dev/null && echo reached"],
+                         cniPath: cniPath)
         #expect(r.out.contains("reached"), "\(r.err)")
         // The second container has ended: its address is released and its result uncached.
         let allocations = (try? FileManager.default.contentsOfDirectory(atPath: "\(ipamDir)/\(network)/addresses")) ?? []
         #expect(allocations == [target])
         #expect(!FileManager.default.fileExists(atPath: "/run/berth/netns/\(second.name)"))
 
-        #expect(berthctl(["rm", first.name]).status == 0)
+        #expect(berthctl(["rm", first.name], cniPath: cniPath).status == 0)
         let ports = Process()
         ports.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
         ports.arguments = ["-o", "link", "show", "master", bridge]
@@ -416,7 +416,8 @@ struct RuntimeNetworkTests {
         let ipamDir = NSTemporaryDirectory() + "berthtest-ipam-\(tag)"
         let bridge = "btrr\(tag)"
         let network = "berthtest-ref-\(tag)"
-        let forwarding = (try? String(contentsOfFile: "/proc/sys/net/ipv4/ip_forward", encoding: .utf8)) ?? "0"
+        // isGateway false: the reference plugin would turn IPv4 forwarding on, which tests running
+        // in parallel save and restore.
         let c = TestContainer()
         defer {
             c.remove()
@@ -427,14 +428,13 @@ struct RuntimeNetworkTests {
             p.waitUntilExit()
             try? FileManager.default.removeItem(atPath: confDir)
             try? FileManager.default.removeItem(atPath: ipamDir)
-            try? forwarding.write(toFile: "/proc/sys/net/ipv4/ip_forward", atomically: false, encoding: .utf8)
         }
         try FileManager.default.createDirectory(atPath: confDir, withIntermediateDirectories: true)
-        try #"{"cniVersion":"1.0.0","name":"\#(network)","plugins":[{"type":"bridge","bridge":"\#(bridge)","isGateway":true,"ipam":{"type":"host-local","dataDir":"\#(ipamDir)","subnet":"10.242.\#(Int.random(in: 0...255)).0/24"}},{"type":"tuning","sysctl":{"net.ipv4.conf.eth0.arp_notify":"1"}}]}"#
+        try #"{"cniVersion":"1.0.0","name":"\#(network)","plugins":[{"type":"bridge","bridge":"\#(bridge)","isGateway":false,"ipam":{"type":"host-local","dataDir":"\#(ipamDir)","subnet":"10.242.\#(Int.random(in: 0...255)).0/24"}},{"type":"tuning","sysctl":{"net.ipv4.conf.eth0.arp_notify":"1"}}]}"#
             .write(toFile: "\(confDir)/ref.conflist", atomically: true, encoding: .utf8)
-        setenv("CNI_PATH", "/usr/lib/cni", 1)
         let r = berthctl(["run", "--name", c.name, "--net", network, "--cni-conf-dir", confDir, "--",
-                          "sh", "-c", "cat /proc/sys/net/ipv4/conf/eth0/arp_notify; ip -4 -o addr show dev eth0 | grep -c 10.242."])
+                          "sh", "-c", "cat /proc/sys/net/ipv4/conf/eth0/arp_notify; ip -4 -o addr show dev eth0 | grep -c 10.242."],
+                         cniPath: "/usr/lib/cni")
         #expect(r.status == 0, "\(r.err)")
         #expect(r.out == "1\n1\n")
         let allocations = (try? FileManager.default.contentsOfDirectory(atPath: "\(ipamDir)/\(network)")) ?? []

@@ -73,6 +73,15 @@ int berth_wait_forwarding(pid_t pid);
 /// Returns its pid, or -1 with errno.
 pid_t berth_spawn_detached(const char *path, char *const *argv, char *const *envp, int keep_fd);
 
+/// Creates a network namespace and binds it onto the existing file `path`
+/// (as `ip netns add` does), from a forked single-threaded child.
+/// Returns 0, or -1 with errno.
+int berth_netns_create(const char *path);
+
+/// Runs `argv` in the network namespace at `path` (as `ip netns exec`) and
+/// returns its wait status, or -1 with errno.
+int berth_netns_exec(const char *path, char *const *argv, char *const *envp);
+
 /// Sends `sig` to `pid`; 0 or -1 with errno.
 int berth_kill(pid_t pid, int sig);
 

@@ -1,0 +1,166 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import BerthCNI
+import BerthSystem
+
+/// Networks attached by hand to network namespaces (`berthctl attach`),
+/// through the same plugin chains the runtime uses, with a record each under
+/// /var/lib/berth/attachments so that `detach`, `check`, `ls` and `gc` know them.
+public enum Attachments {
+    public static let directory = "/var/lib/berth/attachments"
+
+    /// One attachment as recorded.
+    public struct Record: Sendable {
+        public var network: String
+        public var containerID: String
+        public var netns: String
+        public var ifname: String
+        public var cniConfDirectory: String
+        public var cniPath: [String]
+        public var result: JSON
+
+        var fileName: String { "\(network):\(containerID):\(ifname)" }
+
+        /// The addresses of the result (any version).
+        public var addresses: [String] {
+            (result["ips"]?.arrayValue ?? []).compactMap { $0["address"]?.stringValue }
+                + ["ip4", "ip6"].compactMap { result[$0]?["ip"]?.stringValue }
+        }
+
+        func json() -> JSON {
+            .object([
+                "network": .string(network), "containerID": .string(containerID), "netns": .string(netns),
+                "ifname": .string(ifname), "cniConfDirectory": .string(cniConfDirectory),
+                "cniPath": .array(cniPath.map(JSON.string)), "result": result,
+            ])
+        }
+
+        init?(json: JSON) {
+            guard let network = json["network"]?.stringValue, let id = json["containerID"]?.stringValue,
+                  let netns = json["netns"]?.stringValue, let ifname = json["ifname"]?.stringValue else { return nil }
+            self.network = network
+            containerID = id
+            self.netns = netns
+            self.ifname = ifname
+            cniConfDirectory = json["cniConfDirectory"]?.stringValue ?? NetworkList.defaultDirectory
+            cniPath = json["cniPath"]?.arrayValue?.compactMap(\.stringValue) ?? PluginChain.defaultSearchPath
+            result = json["result"] ?? .object([:])
+        }
+
+        init(network: String, containerID: String, netns: String, ifname: String, cniConfDirectory: String,
+             cniPath: [String], result: JSON) {
+            self.network = network
+            self.containerID = containerID
+            self.netns = netns
+            self.ifname = ifname
+            self.cniConfDirectory = cniConfDirectory
+            self.cniPath = cniPath
+            self.result = result
+        }
+    }
+
+    /// The container ID libcni needs, made from the namespace: its name under
+    /// /run/netns, or its path, with every character CNI does not allow replaced.
+    public static func containerID(forNamespace path: String) -> String {
+        let source = path.hasPrefix(NamedNamespaces.directory + "/")
+            ? String(path.dropFirst(NamedNamespaces.directory.count + 1)) : path
+        let cleaned = String(source.map { c -> Character in
+            c.isASCII && (c.isLetter || c.isNumber || c == "_" || c == "." || c == "-") ? c : "-"
+        })
+        return "netns-" + cleaned.trimmingPrefix(while: { $0 == "-" })
+    }
+
+    static func store() throws(RuntimeError) -> DirectoryHandle {
+        do { return try DirectoryHandle(path: directory, create: true) } catch {
+            throw RuntimeError("cannot open \(directory): \(error)")
+        }
+    }
+
+    /// ADD of `network`'s whole chain for the namespace; records the result.
+    @discardableResult
+    public static func attach(network: String, netns: String, ifname: String = "eth0", ip: String? = nil, mac: String? = nil,
+                              cniConfDirectory: String = NetworkList.defaultDirectory,
+                              cniPath: [String] = PluginChain.defaultSearchPath) throws(RuntimeError) -> Record {
+        try ContainerRuntime.requireRoot("berthctl attach")
+        if let problem = CNIEnvironment.interfaceNameProblem(ifname) { throw RuntimeError("--ifname \(ifname): \(problem)") }
+        let path = try NamedNamespaces.resolve(netns)
+        let list = try NetworkList.load(name: network, directory: cniConfDirectory)
+        let id = containerID(forNamespace: path)
+        var record = Record(network: network, containerID: id, netns: path, ifname: ifname,
+                            cniConfDirectory: cniConfDirectory, cniPath: cniPath, result: .null)
+        let dir = try store()
+        if (try? dir.exists(record.fileName)) == true {
+            throw RuntimeError("\(netns) is attached to \(network) as \(ifname) already (berthctl detach first)")
+        }
+        var runtime = JSONObject()
+        if let ip { runtime["ips"] = .array([.string(ip)]) }
+        if let mac { runtime["mac"] = .string(mac) }
+        let chain = PluginChain(list: list, searchPath: cniPath)
+        record.result = try chain.add(PluginChain.Attachment(containerID: id, netns: path, ifname: ifname, runtimeConfig: runtime))
+        do {
+            let scratch = try dir.writeScratch(Array(record.json().serialized(pretty: true).utf8))
+            try dir.publish(scratch, as: record.fileName, in: dir)
+        } catch {
+            try? chain.del(PluginChain.Attachment(containerID: id, netns: path, ifname: ifname))
+            throw RuntimeError("cannot record the attachment: \(error)")
+        }
+        return record
+    }
+
+    static func find(network: String, netns: String, ifname: String) throws(RuntimeError) -> Record {
+        let path = netns.hasPrefix("/") ? netns : NamedNamespaces.path(netns)
+        let id = containerID(forNamespace: path)
+        guard let dir = try? DirectoryHandle(path: directory, create: false),
+              let bytes = (try? dir.read("\(network):\(id):\(ifname)")) ?? nil,
+              let json = try? JSON.parse(bytes), let record = Record(json: json) else {
+            throw RuntimeError("\(netns) is not attached to \(network) as \(ifname)")
+        }
+        return record
+    }
+
+    /// DEL of the chain in reverse with the cached result; the record goes.
+    /// Works when the namespace is already gone.
+    public static func detach(network: String, netns: String, ifname: String = "eth0") throws(RuntimeError) {
+        try ContainerRuntime.requireRoot("berthctl detach")
+        let record = try find(network: network, netns: netns, ifname: ifname)
+        let list = try NetworkList.load(name: network, directory: record.cniConfDirectory)
+        let existing = access(record.netns, F_OK) == 0 ? record.netns : ""
+        try PluginChain(list: list, searchPath: record.cniPath)
+            .del(PluginChain.Attachment(containerID: record.containerID, netns: existing, ifname: ifname))
+        _ = try? store().remove(record.fileName)
+    }
+
+    /// CHECK of the chain with the cached result.
+    public static func check(network: String, netns: String, ifname: String = "eth0") throws(RuntimeError) {
+        let record = try find(network: network, netns: netns, ifname: ifname)
+        let list = try NetworkList.load(name: network, directory: record.cniConfDirectory)
+        try PluginChain(list: list, searchPath: record.cniPath)
+            .check(PluginChain.Attachment(containerID: record.containerID, netns: record.netns, ifname: ifname))
+    }
+
+    /// STATUS of the network's plugins.
+    public static func status(network: String, cniConfDirectory: String, cniPath: [String]) throws(RuntimeError) {
+        try PluginChain(list: try NetworkList.load(name: network, directory: cniConfDirectory), searchPath: cniPath).status()
+    }
+
+    /// GC of the network's plugins, keeping the recorded attachments of that
+    /// network and the runtime's running containers on it.
+    public static func gc(network: String, cniConfDirectory: String, cniPath: [String]) throws(RuntimeError) {
+        let list = try NetworkList.load(name: network, directory: cniConfDirectory)
+        var valid = self.list().filter { $0.network == network }.map { (containerID: $0.containerID, ifname: $0.ifname) }
+        for c in ContainerRuntime.list() where c.status == "running" {
+            for n in c.networks where n.network == network { valid.append((c.name, n.ifname)) }
+        }
+        try PluginChain(list: list, searchPath: cniPath).gc(valid: valid)
+    }
+
+    /// Every recorded attachment.
+    public static func list() -> [Record] {
+        guard let dir = try? DirectoryHandle(path: directory, create: false), let names = try? dir.names() else { return [] }
+        return names.sorted().compactMap { name in
+            guard let bytes = (try? dir.read(name)) ?? nil, let json = try? JSON.parse(bytes) else { return nil }
+            return Record(json: json)
+        }
+    }
+}

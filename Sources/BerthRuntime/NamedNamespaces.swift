@@ -1,0 +1,80 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import BerthCNI
+import BerthSystem
+import CBerthSys
+
+/// Named network namespaces in the same files as `ip netns` (/run/netns/NAME),
+/// so either tool sees the other's.
+public enum NamedNamespaces {
+    public static let directory = "/run/netns"
+
+    public static func path(_ name: String) -> String { "\(directory)/\(name)" }
+
+    static func checkName(_ name: String) throws(RuntimeError) {
+        if name.isEmpty || name.contains("/") || name == "." || name == ".." || name.utf8.count > 200 {
+            throw RuntimeError("\"\(name)\" is not a namespace name (no '/', not . or ..)")
+        }
+    }
+
+    /// Resolves NETNS as `attach` takes it: a name under /run/netns, or a path.
+    public static func resolve(_ nameOrPath: String) throws(RuntimeError) -> String {
+        let path = nameOrPath.hasPrefix("/") ? nameOrPath : Self.path(nameOrPath)
+        do {
+            _ = try NetworkNamespace(path: path)
+        } catch {
+            throw RuntimeError("network namespace \(nameOrPath): \(error)")
+        }
+        return path
+    }
+
+    public static func add(_ name: String) throws(RuntimeError) {
+        try ContainerRuntime.requireRoot("berthctl netns add")
+        try checkName(name)
+        do { try DirectoryHandle.makeDirectories(directory) } catch { throw RuntimeError("cannot create \(directory): \(error)") }
+        let file = path(name)
+        let fd = open(file, O_RDONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o444)
+        if fd < 0 {
+            if errno == EEXIST { throw RuntimeError("network namespace \(name) exists already") }
+            throw RuntimeError("cannot create \(file): \(SystemError.last("open"))")
+        }
+        close(fd)
+        if berth_netns_create(file) != 0 {
+            let e = SystemError.last("create the network namespace")
+            unlink(file)
+            throw RuntimeError("\(e)")
+        }
+    }
+
+    public static func delete(_ name: String) throws(RuntimeError) {
+        try ContainerRuntime.requireRoot("berthctl netns del")
+        try checkName(name)
+        let file = path(name)
+        if access(file, F_OK) != 0 { throw RuntimeError("no network namespace \(name) in \(directory)") }
+        umount2(file, Int32(MNT_DETACH))
+        if unlink(file) != 0 { throw RuntimeError("cannot remove \(file): \(SystemError.last("unlink"))") }
+    }
+
+    public static func list() -> [String] {
+        guard let dir = try? DirectoryHandle(path: directory, create: false), let names = try? dir.names() else { return [] }
+        return names.sorted()
+    }
+
+    /// Runs `command` inside namespace `nameOrPath`; returns its exit code.
+    public static func exec(_ nameOrPath: String, command: [String]) throws(RuntimeError) -> Int32 {
+        let file = try resolve(nameOrPath)
+        let argv = command.map { strdup($0) } + [nil]
+        let envp = processEnvironment().map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer {
+            for p in argv { free(p) }
+            for p in envp { free(p) }
+        }
+        let status = berth_netns_exec(file, argv, envp)
+        if status < 0 { throw RuntimeError("cannot enter \(nameOrPath): \(SystemError.last("setns"))") }
+        let code = berth_exit_code(status)
+        if code == 126 { throw RuntimeError("cannot enter network namespace \(nameOrPath)") }
+        if code == 127 { throw RuntimeError("cannot execute \(command[0])") }
+        return code
+    }
+}

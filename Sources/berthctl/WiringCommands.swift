@@ -1,0 +1,134 @@
+import ArgumentParser
+import BerthCNI
+import BerthRuntime
+
+/// Options every command that runs a network's plugins shares.
+struct NetworkOptions: ParsableArguments {
+    @Option(name: .customLong("cni-conf-dir"), help: "Where the network configs are.")
+    var cniConfDirectory: String = NetworkList.defaultDirectory
+
+    var cniPath: [String] {
+        (ProcessInfo.environment["CNI_PATH"] ?? "").split(separator: ":").map(String.init).nonEmpty ?? PluginChain.defaultSearchPath
+    }
+}
+
+/// Runs `body`, turning a runtime failure into a one-line error.
+func oneLine<T>(_ body: () throws(RuntimeError) -> T) throws -> T {
+    do { return try body() } catch { throw CLIError(error.description) }
+}
+
+struct NetnsCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "netns",
+        abstract: "Named network namespaces, in the same files as `ip netns` (/run/netns).",
+        subcommands: [Add.self, Delete.self, List.self, ExecIn.self])
+
+    struct Add: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Create a named network namespace.")
+        @Argument var name: String
+        func run() throws { try oneLine { () throws(RuntimeError) in try NamedNamespaces.add(name) } }
+    }
+
+    struct Delete: ParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "del", abstract: "Remove a named network namespace.")
+        @Argument var name: String
+        func run() throws { try oneLine { () throws(RuntimeError) in try NamedNamespaces.delete(name) } }
+    }
+
+    struct List: ParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "ls", abstract: "List the named network namespaces.")
+        func run() throws { for name in NamedNamespaces.list() { print(name) } }
+    }
+
+    struct ExecIn: ParsableCommand {
+        static let configuration = CommandConfiguration(commandName: "exec", abstract: "Run a command inside a network namespace.")
+        @Argument var name: String
+        @Argument(parsing: .postTerminator) var command: [String] = []
+        func validate() throws { if command.isEmpty { throw ValidationError("give the command to run after --") } }
+        func run() throws {
+            let code = try oneLine { () throws(RuntimeError) in try NamedNamespaces.exec(name, command: command) }
+            throw ExitCode(code)
+        }
+    }
+}
+
+struct Attach: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Attach a network namespace to a CNI network: its whole plugin chain runs, as libcni runs it.")
+
+    @Argument(help: "The network's name (in its conflist).") var network: String
+    @Argument(help: "A namespace name under /run/netns, or a path.") var netns: String
+    @Option var ifname: String = "eth0"
+    @Option(help: "Ask for this address (passed as runtimeConfig.ips to plugins declaring the ips capability).") var ip: String?
+    @Option(help: "Ask for this MAC (runtimeConfig.mac, for plugins declaring the mac capability).") var mac: String?
+    @OptionGroup var options: NetworkOptions
+
+    func run() throws {
+        let record = try oneLine { () throws(RuntimeError) in
+            try Attachments.attach(network: network, netns: netns, ifname: ifname, ip: ip, mac: mac,
+                                   cniConfDirectory: options.cniConfDirectory, cniPath: options.cniPath)
+        }
+        print(record.result.serialized(pretty: true))
+    }
+}
+
+struct Detach: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Detach a network namespace from a network (DEL in reverse, with the cached result).")
+    @Argument var network: String
+    @Argument var netns: String
+    @Option var ifname: String = "eth0"
+    func run() throws { try oneLine { () throws(RuntimeError) in try Attachments.detach(network: network, netns: netns, ifname: ifname) } }
+}
+
+struct Check: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Run CHECK of a network's plugins for an attachment.")
+    @Argument var network: String
+    @Argument var netns: String
+    @Option var ifname: String = "eth0"
+    func run() throws {
+        try oneLine { () throws(RuntimeError) in try Attachments.check(network: network, netns: netns, ifname: ifname) }
+        print("ok")
+    }
+}
+
+struct Status: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Run STATUS of a network's plugins (cniVersion 1.1.0).")
+    @Argument var network: String
+    @OptionGroup var options: NetworkOptions
+    func run() throws {
+        try oneLine { () throws(RuntimeError) in
+            try Attachments.status(network: network, cniConfDirectory: options.cniConfDirectory, cniPath: options.cniPath)
+        }
+        print("ready")
+    }
+}
+
+struct GC: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "gc", abstract: "Run GC of a network's plugins, keeping the recorded attachments and running containers.")
+    @Argument var network: String
+    @OptionGroup var options: NetworkOptions
+    func run() throws {
+        try oneLine { () throws(RuntimeError) in
+            try Attachments.gc(network: network, cniConfDirectory: options.cniConfDirectory, cniPath: options.cniPath)
+        }
+    }
+}
+
+struct ListAttachments: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "ls", abstract: "List the attachments made with attach.")
+    @Flag(help: "Print JSON instead of a table.") var json = false
+    func run() throws {
+        let records = Attachments.list()
+        if json {
+            print(JSON.array(records.map { r in
+                .object(["network": .string(r.network), "netns": .string(r.netns), "ifname": .string(r.ifname),
+                         "containerID": .string(r.containerID), "addresses": .array(r.addresses.map(JSON.string))])
+            }).serialized(pretty: true))
+            return
+        }
+        printTable([["NETWORK", "NETNS", "INTERFACE", "ADDRESSES"]] + records.map {
+            [$0.network, $0.netns, $0.ifname, $0.addresses.isEmpty ? "-" : $0.addresses.joined(separator: ",")]
+        })
+    }
+}

@@ -1,0 +1,156 @@
+import Foundation
+import Testing
+@testable import BerthRuntime
+
+func ip(_ args: [String]) -> (status: Int32, out: String) {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
+    p.arguments = args
+    let out = Pipe()
+    p.standardOutput = out
+    p.standardError = FileHandle.nullDevice
+    do { try p.run() } catch { return (127, "") }
+    let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    p.waitUntilExit()
+    return (p.terminationStatus, text)
+}
+
+@Suite("attachment container IDs")
+struct AttachmentIDTests {
+    @Test("a namespace name or path becomes a valid CNI container ID")
+    func ids() {
+        #expect(Attachments.containerID(forNamespace: "/run/netns/web") == "netns-web")
+        #expect(Attachments.containerID(forNamespace: "/proc/123/ns/net") == "netns-proc-123-ns-net")
+        #expect(Attachments.containerID(forNamespace: "/run/netns/a b:c") == "netns-a-b-c")
+    }
+}
+
+@Suite("berthctl netns and attach", .serialized, .enabled(if: getuid() == 0, "needs root for namespaces and links"))
+struct WiringTests {
+    @Test("netns add/ls/exec/del use /run/netns, so ip netns sees berthctl's namespaces and the other way round")
+    func netnsCompatibility() {
+        let mine = "berthtest-ns-\(getpid())", theirs = "berthtest-ipns-\(getpid())"
+        defer {
+            _ = berthctl(["netns", "del", mine])
+            _ = ip(["netns", "del", theirs])
+        }
+        #expect(berthctl(["netns", "add", mine]).status == 0)
+        #expect(ip(["netns", "list"]).out.contains(mine))
+        #expect(ip(["netns", "add", theirs]).status == 0)
+        #expect(berthctl(["netns", "ls"]).out.split(separator: "\n").contains { $0 == theirs })
+        let inside = berthctl(["netns", "exec", mine, "--", "ip", "-o", "link"])
+        #expect(inside.status == 0)
+        #expect(inside.out.contains("lo") && !inside.out.contains("eth0"))
+        #expect(berthctl(["netns", "exec", theirs, "--", "sh", "-c", "exit 4"]).status == 4)
+        #expect(berthctl(["netns", "add", mine]).err.contains("exists"))
+        #expect(berthctl(["netns", "del", mine]).status == 0)
+        #expect(!ip(["netns", "list"]).out.contains(mine))
+        #expect(berthctl(["netns", "del", mine]).err.split(separator: "\n").count == 1)
+    }
+
+    @Test("attach and detach through a whole chain, with a requested address and MAC; check, status, gc, ls")
+    func attachDetach() throws {
+        let cni = URL(fileURLWithPath: berthctlPath).deletingLastPathComponent().path + ":/usr/lib/cni"
+        let tag = "\(getpid() % 10000)"
+        let confDir = NSTemporaryDirectory() + "berthtest-wconf-\(tag)"
+        let ipamDir = NSTemporaryDirectory() + "berthtest-wipam-\(tag)"
+        let bridge = "btwr\(tag)", network = "berthtest-wire-\(tag)"
+        let a = "berthtest-wa-\(tag)", b = "berthtest-wb-\(tag)"
+        let subnet = "10.241.\(Int.random(in: 0...255))"
+        defer {
+            _ = berthctl(["detach", network, a], cniPath: cni)
+            _ = berthctl(["detach", network, b], cniPath: cni)
+            _ = ip(["netns", "del", a])
+            _ = ip(["netns", "del", b])
+            _ = ip(["link", "del", bridge])
+            try? FileManager.default.removeItem(atPath: confDir)
+            try? FileManager.default.removeItem(atPath: ipamDir)
+        }
+        try FileManager.default.createDirectory(atPath: confDir, withIntermediateDirectories: true)
+        try #"{"cniVersion":"1.1.0","name":"\#(network)","plugins":[{"type":"berth","bridge":"\#(bridge)","isGateway":true,"capabilities":{"ips":true,"mac":true},"ipam":{"type":"berth-ipam","dataDir":"\#(ipamDir)","subnet":"\#(subnet).0/24"}}]}"#
+            .write(toFile: "\(confDir)/w.conflist", atomically: true, encoding: .utf8)
+        _ = ip(["netns", "add", a])
+        #expect(berthctl(["netns", "add", b]).status == 0)
+
+        let ra = berthctl(["attach", network, a, "--cni-conf-dir", confDir], cniPath: cni)
+        #expect(ra.status == 0, "\(ra.err)")
+        let rb = berthctl(["attach", network, "/run/netns/\(b)", "--ip", "\(subnet).77/24", "--mac", "0a:58:00:00:00:77", "--cni-conf-dir", confDir], cniPath: cni)
+        #expect(rb.status == 0, "\(rb.err)")
+        #expect(rb.out.contains("\(subnet).77/24") && rb.out.contains("0a:58:00:00:00:77"))
+        #expect(berthctl(["netns", "exec", a, "--", "ping", "-c", "1", "-W", "2", "\(subnet).77"]).status == 0)
+
+        let listing = berthctl(["ls"]).out
+        #expect(listing.contains("/run/netns/\(a)") && listing.contains("\(subnet).77/24"))
+        #expect(berthctl(["check", network, a], cniPath: cni).status == 0)
+        #expect(berthctl(["status", network, "--cni-conf-dir", confDir], cniPath: cni).status == 0)
+        #expect(berthctl(["gc", network, "--cni-conf-dir", confDir], cniPath: cni).status == 0)
+        // GC kept both: they are recorded attachments.
+        #expect((try? FileManager.default.contentsOfDirectory(atPath: "\(ipamDir)/\(network)/addresses").count) == 2)
+
+        let again = berthctl(["attach", network, a, "--cni-conf-dir", confDir], cniPath: cni)
+        #expect(again.status != 0 && again.err.contains("already"))
+
+        // Detach after the namespace is gone still releases everything.
+        _ = ip(["netns", "del", a])
+        #expect(berthctl(["detach", network, a], cniPath: cni).status == 0)
+        #expect(berthctl(["detach", network, b], cniPath: cni).status == 0)
+        #expect((try? FileManager.default.contentsOfDirectory(atPath: "\(ipamDir)/\(network)/addresses").count) == 0)
+        #expect(!berthctl(["ls"]).out.contains(network))
+        #expect(ip(["-o", "link", "show", "master", bridge]).out.isEmpty)
+    }
+
+    @Test("attach works with the reference bridge plugin and host-local too")
+    func referencePlugins() throws {
+        let cni = "/usr/lib/cni"
+        let tag = "\(getpid() % 10000)"
+        let confDir = NSTemporaryDirectory() + "berthtest-rconf-\(tag)"
+        let ipamDir = NSTemporaryDirectory() + "berthtest-ripam-\(tag)"
+        let bridge = "btwf\(tag)", network = "berthtest-wref-\(tag)"
+        let a = "berthtest-ra-\(tag)", b = "berthtest-rb-\(tag)"
+        let subnet = "10.238.\(Int.random(in: 0...255))"
+        defer {
+            _ = berthctl(["detach", network, a], cniPath: cni)
+            _ = berthctl(["detach", network, b], cniPath: cni)
+            _ = ip(["netns", "del", a])
+            _ = ip(["netns", "del", b])
+            _ = ip(["link", "del", bridge])
+            try? FileManager.default.removeItem(atPath: confDir)
+            try? FileManager.default.removeItem(atPath: ipamDir)
+        }
+        try FileManager.default.createDirectory(atPath: confDir, withIntermediateDirectories: true)
+        // isGateway false: with it the reference plugin turns IPv4 forwarding on.
+        try #"{"cniVersion":"1.0.0","name":"\#(network)","plugins":[{"type":"bridge","bridge":"\#(bridge)","ipam":{"type":"host-local","dataDir":"\#(ipamDir)","subnet":"\#(subnet).0/24"}}]}"#
+            .write(toFile: "\(confDir)/r.conflist", atomically: true, encoding: .utf8)
+        _ = berthctl(["netns", "add", a])
+        _ = berthctl(["netns", "add", b])
+        #expect(berthctl(["attach", network, a, "--cni-conf-dir", confDir], cniPath: cni).status == 0)
+        let rb = berthctl(["attach", network, b, "--cni-conf-dir", confDir], cniPath: cni)
+        #expect(rb.status == 0, "\(rb.err)")
+        let target = try #require(rb.out.range(of: "\(subnet).").map { String(rb.out[$0.lowerBound...].prefix { $0 != "/" }) })
+        #expect(berthctl(["netns", "exec", a, "--", "ping", "-c", "1", "-W", "2", target]).status == 0)
+        #expect(berthctl(["detach", network, a], cniPath: cni).status == 0)
+        #expect(berthctl(["detach", network, b], cniPath: cni).status == 0)
+        #expect(ip(["-o", "link", "show", "master", bridge]).out.isEmpty)
+    }
+
+    @Test("errors name what is wrong: unknown network and the directory, missing namespace, plugin not on CNI_PATH")
+    func errors() throws {
+        let ns = "berthtest-we-\(getpid())"
+        let confDir = NSTemporaryDirectory() + "berthtest-weconf-\(getpid())"
+        defer {
+            _ = ip(["netns", "del", ns])
+            try? FileManager.default.removeItem(atPath: confDir)
+        }
+        try FileManager.default.createDirectory(atPath: confDir, withIntermediateDirectories: true)
+        try #"{"cniVersion":"1.0.0","name":"berthtest-noplugin","plugins":[{"type":"no-such-plugin"}]}"#
+            .write(toFile: "\(confDir)/n.conflist", atomically: true, encoding: .utf8)
+        _ = ip(["netns", "add", ns])
+        let unknown = berthctl(["attach", "berthtest-nonet", ns, "--cni-conf-dir", confDir])
+        #expect(unknown.err.contains("berthtest-nonet") && unknown.err.contains(confDir))
+        let missing = berthctl(["attach", "berthtest-noplugin", "berthtest-missing-ns", "--cni-conf-dir", confDir])
+        #expect(missing.err.contains("berthtest-missing-ns"))
+        let noPlugin = berthctl(["attach", "berthtest-noplugin", ns, "--cni-conf-dir", confDir], cniPath: "/nonexistent")
+        #expect(noPlugin.err.contains("no-such-plugin") && noPlugin.err.contains("CNI_PATH"))
+        #expect(!berthctl(["ls"]).out.contains("berthtest-noplugin"))
+    }
+}
