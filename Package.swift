@@ -7,9 +7,11 @@ let package = Package(
         .executable(name: "berth", targets: ["berth"]),
         .executable(name: "berth-ipam", targets: ["berth-ipam"]),
         .executable(name: "berthctl", targets: ["berthctl"]),
+        .library(name: "BerthLab", targets: ["BerthLab"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "5.0.0"),
     ],
     targets: [
         // libnl-3 route library, found through pkg-config.
@@ -38,18 +40,21 @@ let package = Package(
         .target(name: "BerthIPAM", dependencies: ["BerthCNI", "BerthSystem"]),
         // The namespace runtime: containers, cgroups, their state.
         .target(name: "BerthRuntime", dependencies: ["BerthCNI", "BerthSystem", "CBerthSys"]),
+        // Test labs: topologies of namespaces and networks, for berthctl lab and Swift test suites.
+        .target(name: "BerthLab", dependencies: ["BerthCNI", "BerthRuntime", "BerthSystem", "BerthNetlink", "CBerthSys",
+                                                 .product(name: "Yams", package: "Yams")]),
         // The bridge plugin: ADD, DEL, CHECK, GC, STATUS orchestration.
         .target(name: "BerthPlugin", dependencies: ["BerthCNI", "BerthSystem", "BerthNetlink", "BerthIPAM", "BerthFirewall"]),
         .executableTarget(name: "berth", dependencies: ["BerthPlugin"]),
         .executableTarget(name: "berth-ipam", dependencies: ["BerthIPAM"]),
         // The human CLI.
         .executableTarget(name: "berthctl", dependencies: [
-            "BerthCNI", "BerthIPAM", "BerthRuntime",
+            "BerthCNI", "BerthIPAM", "BerthRuntime", "BerthLab",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .testTarget(name: "BerthCNITests", dependencies: ["BerthCNI", "BerthIPAM", "BerthPlugin"]),
         .testTarget(name: "BerthIPAMTests", dependencies: ["BerthCNI", "BerthIPAM", "berth-ipam", "berthctl"]),
-        .testTarget(name: "BerthRuntimeTests", dependencies: ["BerthRuntime", "berthctl"]),
+        .testTarget(name: "BerthRuntimeTests", dependencies: ["BerthRuntime", "BerthLab", "berthctl", "berth", "berth-ipam"]),
         .testTarget(
             name: "BerthEndToEndTests",
             dependencies: ["BerthCNI", "berth", "berth-ipam", "berthctl"]

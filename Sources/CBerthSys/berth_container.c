@@ -425,13 +425,14 @@ int berth_netns_create(const char *path) {
     return 0;
 }
 
-int berth_netns_exec(const char *path, char *const *argv, char *const *envp) {
+int berth_netns_exec(const char *path, char *const *argv, char *const *envp, int out_fd) {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) return -1;
     pid_t pid = fork();
     if (pid < 0) { close(fd); return -1; }
     if (pid == 0) {
         if (setns(fd, CLONE_NEWNET) != 0) _exit(126);
+        if (out_fd >= 0) { dup2(out_fd, 1); dup2(out_fd, 2); }
         sigset_t none;
         sigemptyset(&none);
         reset_signals(&none);

@@ -10,7 +10,7 @@ struct Berthctl: ParsableCommand {
         abstract: "Inspect and drive Berth container networking.",
         subcommands: [Run.self, Exec.self, PS.self, Kill.self, Remove.self, Inspect.self,
                       NetnsCommand.self, Attach.self, Detach.self, Check.self, Status.self, GC.self, ListAttachments.self,
-                      IPAMCommand.self])
+                      LabCommand.self, IPAMCommand.self])
 }
 
 struct IPAMCommand: ParsableCommand {

@@ -79,8 +79,9 @@ pid_t berth_spawn_detached(const char *path, char *const *argv, char *const *env
 int berth_netns_create(const char *path);
 
 /// Runs `argv` in the network namespace at `path` (as `ip netns exec`) and
-/// returns its wait status, or -1 with errno.
-int berth_netns_exec(const char *path, char *const *argv, char *const *envp);
+/// returns its wait status, or -1 with errno. With `out_fd` >= 0 its stdout
+/// and stderr go there.
+int berth_netns_exec(const char *path, char *const *argv, char *const *envp, int out_fd);
 
 /// Sends `sig` to `pid`; 0 or -1 with errno.
 int berth_kill(pid_t pid, int sig);

@@ -1,0 +1,163 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import BerthCNI
+import BerthNetlink
+import BerthRuntime
+import BerthSystem
+import CBerthSys
+
+/// A lab on this machine: builds a topology's bridges, namespaces and
+/// attachments through the `berth` plugin, runs commands on its hosts, and
+/// removes everything again (also after a partial `up` or a crash: what `up`
+/// makes is recorded as it goes, and names carry the lab's name).
+///
+///     let lab = Lab(topology)
+///     try lab.up()
+///     defer { try? lab.down() }
+///     let (status, output) = try lab.run(on: "web", ["ping", "-c1", "10.1.0.3"])
+public final class Lab {
+    public let topology: Topology
+    /// Where `berth` and `berth-ipam` are (CNI_PATH).
+    public var searchPath: [String]
+
+    public static let stateRoot = "/run/berth/labs"
+
+    public init(_ topology: Topology, searchPath: [String] = PluginChain.defaultSearchPath) {
+        self.topology = topology
+        self.searchPath = searchPath
+    }
+
+    var directory: String { "\(Lab.stateRoot)/\(topology.name)" }
+    var confDirectory: String { "\(directory)/net.d" }
+
+    /// The CNI network name of lab network `name` (unique on the machine).
+    public func networkName(_ name: String) -> String { "lab-\(topology.name)-\(name)" }
+    /// The namespace (under /run/netns) of host `name`.
+    public func namespace(_ host: String) -> String { "lab-\(topology.name)-\(host)" }
+    /// The bridge of network number `index`: "bl" + a hash of the lab name + the index (at most 15 characters).
+    public func bridgeName(_ index: Int) -> String {
+        var hash: UInt32 = 2166136261
+        for b in topology.name.utf8 { hash = (hash ^ UInt32(b)) &* 16777619 }
+        return "bl" + String(hash & 0xFFFFFF, radix: 16) + "x" + String(index)
+    }
+
+    /// Creates everything. `progress(done, total, what)` is told after each step.
+    public func up(progress: (Int, Int, String) -> Void = { _, _, _ in }) throws(RuntimeError) {
+        if geteuid() != 0 { throw RuntimeError("lab up needs root: it creates namespaces and bridges") }
+        if access(directory, F_OK) == 0 { throw RuntimeError("lab \(topology.name) is up already (berthctl lab down first)") }
+        try checkRoutes()
+        do {
+            try DirectoryHandle.makeDirectories(confDirectory)
+        } catch {
+            throw RuntimeError("cannot create \(confDirectory): \(error)")
+        }
+        for (i, net) in topology.networks.enumerated() {
+            var plugin: JSONObject = ["type": .string("berth"), "bridge": .string(bridgeName(i)), "isGateway": .bool(true),
+                                      "capabilities": .object(["ips": .bool(true)])]
+            for (k, v) in net.options.entries { plugin[k] = v }
+            plugin["ipam"] = .object(["type": .string("berth-ipam"), "dataDir": .string("\(directory)/ipam"),
+                                      "subnet": .string(net.subnet.description)])
+            let list: JSON = .object(["cniVersion": .string("1.1.0"), "name": .string(networkName(net.name)),
+                                      "plugins": .array([.object(plugin)])])
+            do {
+                let dir = try DirectoryHandle(path: confDirectory, create: false)
+                let scratch = try dir.writeScratch(Array(list.serialized(pretty: true).utf8))
+                try dir.publish(scratch, as: "\(net.name).conflist", in: dir)
+            } catch {
+                throw RuntimeError("cannot write the config of network \(net.name): \(error)")
+            }
+        }
+        let total = topology.hosts.reduce(0) { $0 + 1 + $1.networks.count }
+        var done = 0
+        for host in topology.hosts {
+            try NamedNamespaces.add(namespace(host.name))
+            done += 1
+            progress(done, total, "host \(host.name)")
+            for (j, net) in host.networks.enumerated() {
+                try Attachments.attach(network: networkName(net), netns: namespace(host.name), ifname: "eth\(j)",
+                                       ip: host.addresses[net].map { address in
+                                           let subnet = topology.networks.first { $0.name == net }!.subnet
+                                           return "\(address)/\(subnet.prefixLength)"
+                                       },
+                                       cniConfDirectory: confDirectory, cniPath: searchPath)
+                done += 1
+                progress(done, total, "\(host.name) on \(net)")
+            }
+        }
+    }
+
+    /// Refuses subnets that overlap a route this machine already has.
+    func checkRoutes() throws(RuntimeError) {
+        guard let fd = try? OwnedDescriptor(openingForReading: "/proc/net/route"), let bytes = try? fd.readAll() else { return }
+        for line in String(decoding: bytes, as: UTF8.self).split(separator: "\n").dropFirst() {
+            let f = line.split(whereSeparator: { $0 == " " || $0 == "\t" })
+            guard f.count > 7, let dst = UInt32(f[1], radix: 16), let mask = UInt32(f[7], radix: 16), mask != 0 else { continue }
+            let d = dst.littleEndian, m = mask.littleEndian
+            let route = IPAddress(bytes: [UInt8(d & 0xFF), UInt8(d >> 8 & 0xFF), UInt8(d >> 16 & 0xFF), UInt8(d >> 24)])!
+            let length = m.nonzeroBitCount
+            let prefix = IPPrefix(address: route, prefixLength: length)!
+            for net in topology.networks where net.subnet.overlaps(prefix) {
+                throw RuntimeError("network \(net.name): \(net.subnet) overlaps the route to \(prefix) via \(f[0]) on this machine")
+            }
+        }
+    }
+
+    /// Removes everything the lab made: attachments, namespaces, bridges,
+    /// its IPAM store and configs. Finds them by record and by name, so it
+    /// works after a partial `up` too. Nothing to remove is fine.
+    public func down() throws(RuntimeError) {
+        if geteuid() != 0 { throw RuntimeError("lab down needs root") }
+        let prefix = "lab-\(topology.name)-"
+        for record in Attachments.list() where record.network.hasPrefix(prefix) {
+            try? Attachments.detach(network: record.network,
+                                    netns: record.netns, ifname: record.ifname)
+        }
+        for name in NamedNamespaces.list() where name.hasPrefix(prefix) {
+            try? NamedNamespaces.delete(name)
+        }
+        if let socket = try? RouteSocket() {
+            for i in 0..<max(topology.networks.count, 64) { _ = try? socket.deleteLink(named: bridgeName(i)) }
+        }
+        removeTree(directory)
+    }
+
+    /// Runs `command` on `host` with its output going to this process's.
+    public func exec(on host: String, _ command: [String]) throws(RuntimeError) -> Int32 {
+        try NamedNamespaces.exec(namespace(host), command: command)
+    }
+
+    /// Runs `command` on `host` and returns its exit code and output (stdout and stderr).
+    public func run(on host: String, _ command: [String]) throws(RuntimeError) -> (status: Int32, output: String) {
+        let fd = berth_memfd("berth-lab-output")
+        if fd < 0 { throw RuntimeError("cannot create an output buffer: \(SystemError.last("memfd_create"))") }
+        let handle = OwnedDescriptor(adopting: fd)
+        let status = try NamedNamespaces.exec(namespace(host), command: command, output: fd)
+        lseek(fd, 0, SEEK_SET)
+        let bytes = (try? handle.readAll()) ?? []
+        return (status, String(decoding: bytes, as: UTF8.self))
+    }
+
+    /// The labs that are up on this machine.
+    public static func list() -> [String] {
+        guard let dir = try? DirectoryHandle(path: stateRoot, create: false), let names = try? dir.names() else { return [] }
+        return names.sorted()
+    }
+}
+
+/// Removes a directory tree (the lab's own state; no links are followed).
+func removeTree(_ path: String) {
+    guard let dir = try? DirectoryHandle(path: path, create: false), let names = try? dir.names() else {
+        unlink(path)
+        return
+    }
+    for name in names {
+        var st = stat()
+        if lstat("\(path)/\(name)", &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR {
+            removeTree("\(path)/\(name)")
+        } else {
+            unlink("\(path)/\(name)")
+        }
+    }
+    rmdir(path)
+}

@@ -1,0 +1,182 @@
+import BerthCNI
+import Yams
+
+/// A lab: networks (each a Berth bridge with its own subnet) and hosts (each
+/// a network namespace attached to some of them). Pure: reading and checking
+/// a topology touches nothing.
+public struct Topology: Equatable, Sendable {
+    public struct Network: Equatable, Sendable {
+        public var name: String
+        public var subnet: IPPrefix
+        /// Extra `berth` options (isGateway, ipMasq, mtu, ...), merged into its config.
+        public var options: JSONObject
+
+        public init(name: String, subnet: IPPrefix, options: JSONObject = [:]) {
+            self.name = name
+            self.subnet = subnet
+            self.options = options
+        }
+    }
+
+    public struct Host: Equatable, Sendable {
+        public var name: String
+        /// The networks it is on, in interface order (eth0, eth1, ...).
+        public var networks: [String]
+        /// Fixed addresses per network (the rest are allocated).
+        public var addresses: [String: IPAddress]
+
+        public init(name: String, networks: [String], addresses: [String: IPAddress] = [:]) {
+            self.name = name
+            self.networks = networks
+            self.addresses = addresses
+        }
+    }
+
+    public var name: String
+    public var networks: [Network]
+    public var hosts: [Host]
+
+    public init(name: String, networks: [Network] = [], hosts: [Host] = []) {
+        self.name = name
+        self.networks = networks
+        self.hosts = hosts
+    }
+
+    /// A problem in a lab file, naming the key (and line, for YAML) where it is.
+    public struct Problem: Error, Equatable, CustomStringConvertible, Sendable {
+        public var location: String
+        public var message: String
+        public var description: String { "\(location): \(message)" }
+    }
+
+    /// The longest lab, network and host names: they go into interface and namespace names.
+    public static let maximumNameLength = 12
+
+    /// Reads a lab file: JSON when it starts with `{`, YAML otherwise.
+    public static func parse(_ text: String) throws(Problem) -> Topology {
+        let trimmed = text.drop { $0 == " " || $0 == "\n" || $0 == "\t" || $0 == "\r" }
+        if trimmed.hasPrefix("{") {
+            do {
+                return try Topology(json: try JSON.parse(text))
+            } catch let p as Problem {
+                throw p
+            } catch {
+                throw Problem(location: "file", message: "not valid JSON: \(error)")
+            }
+        }
+        let node: Node?
+        do {
+            node = try Yams.compose(yaml: text)
+        } catch {
+            throw Problem(location: "file", message: "not valid YAML: \(error)")
+        }
+        guard let node else { throw Problem(location: "file", message: "empty") }
+        var lines: [String: Int] = [:]
+        let json = convert(node, path: "", lines: &lines)
+        do {
+            return try Topology(json: json)
+        } catch var p {
+            if let line = lines[p.location] { p.location += " (line \(line))" }
+            throw p
+        }
+    }
+
+    /// YAML to JSON values, remembering each key path's line.
+    static func convert(_ node: Node, path: String, lines: inout [String: Int]) -> JSON {
+        if let line = node.mark?.line { lines[path.isEmpty ? "file" : path] = line }
+        switch node {
+        case .mapping(let mapping):
+            var o = JSONObject()
+            for (k, v) in mapping {
+                let key = k.string ?? ""
+                o[key] = convert(v, path: path.isEmpty ? key : "\(path).\(key)", lines: &lines)
+            }
+            return .object(o)
+        case .sequence(let sequence):
+            return .array(sequence.enumerated().map { i, v in convert(v, path: "\(path)[\(i)]", lines: &lines) })
+        case .scalar(let scalar):
+            if scalar.style == .plain {
+                if let b = Bool.construct(from: scalar) { return .bool(b) }
+                if let i = Int.construct(from: scalar) { return .int(i) }
+                if scalar.string == "null" || scalar.string == "~" { return .null }
+            }
+            return .string(scalar.string)
+        }
+    }
+
+    init(json: JSON) throws(Problem) {
+        guard let top = json.objectValue else { throw Problem(location: "file", message: "expected a mapping with name, networks and hosts") }
+        func string(_ o: JSONObject, _ key: String, _ path: String) throws(Problem) -> String {
+            guard let s = o[key]?.stringValue, !s.isEmpty else { throw Problem(location: path, message: "a non-empty string is required") }
+            return s
+        }
+        func checkName(_ name: String, _ path: String) throws(Problem) {
+            if let problem = CNIEnvironment.containerIDProblem(name) { throw Problem(location: path, message: "\"\(name)\": \(problem)") }
+            if name.utf8.count > Topology.maximumNameLength {
+                throw Problem(location: path, message: "\"\(name)\" is longer than \(Topology.maximumNameLength) characters")
+            }
+        }
+        name = try string(top, "name", "name")
+        try checkName(name, "name")
+        networks = []
+        for (i, item) in (top["networks"]?.arrayValue ?? []).enumerated() {
+            let path = "networks[\(i)]"
+            guard let o = item.objectValue else { throw Problem(location: path, message: "expected a mapping") }
+            let n = try string(o, "name", "\(path).name")
+            try checkName(n, "\(path).name")
+            if networks.contains(where: { $0.name == n }) { throw Problem(location: "\(path).name", message: "network \(n) is declared twice") }
+            let subnetText = try string(o, "subnet", "\(path).subnet")
+            guard let subnet = IPPrefix(subnetText)?.network, subnet.prefixLength < subnet.address.bitWidth - 1 else {
+                throw Problem(location: "\(path).subnet", message: "\"\(subnetText)\" is not a subnet with room for hosts")
+            }
+            if let other = networks.first(where: { $0.subnet.overlaps(subnet) }) {
+                throw Problem(location: "\(path).subnet", message: "\(subnet) overlaps network \(other.name)'s \(other.subnet)")
+            }
+            var options = JSONObject()
+            if let given = o["options"] {
+                guard let obj = given.objectValue else { throw Problem(location: "\(path).options", message: "expected a mapping of berth options") }
+                for key in obj.keys where ["type", "name", "cniVersion", "bridge", "ipam"].contains(key) {
+                    throw Problem(location: "\(path).options.\(key)", message: "is set by the lab")
+                }
+                options = obj
+            }
+            networks.append(Network(name: n, subnet: subnet, options: options))
+        }
+        if networks.isEmpty { throw Problem(location: "networks", message: "a lab needs at least one network") }
+        hosts = []
+        for (i, item) in (top["hosts"]?.arrayValue ?? []).enumerated() {
+            let path = "hosts[\(i)]"
+            guard let o = item.objectValue else { throw Problem(location: path, message: "expected a mapping") }
+            let h = try string(o, "name", "\(path).name")
+            try checkName(h, "\(path).name")
+            if hosts.contains(where: { $0.name == h }) { throw Problem(location: "\(path).name", message: "host \(h) is declared twice") }
+            guard let list = o["networks"]?.arrayValue, !list.isEmpty else {
+                throw Problem(location: "\(path).networks", message: "a host needs at least one network")
+            }
+            var nets: [String] = []
+            for (j, n) in list.enumerated() {
+                guard let name = n.stringValue, networks.contains(where: { $0.name == name }) else {
+                    throw Problem(location: "\(path).networks[\(j)]", message: "unknown network \(n.stringValue ?? n.typeName)")
+                }
+                if nets.contains(name) { throw Problem(location: "\(path).networks[\(j)]", message: "\(name) is listed twice") }
+                nets.append(name)
+            }
+            var addresses: [String: IPAddress] = [:]
+            for (key, value) in o["addresses"]?.objectValue?.entries ?? [] {
+                let at = "\(path).addresses.\(key)"
+                guard let net = networks.first(where: { $0.name == key }), nets.contains(key) else {
+                    throw Problem(location: at, message: "the host is not on a network \(key)")
+                }
+                guard let text = value.stringValue, let ip = IPAddress(text.split(separator: "/").first.map(String.init) ?? text),
+                      net.subnet.contains(ip), ip != net.subnet.address, ip != net.subnet.address.advanced(by: 1) else {
+                    throw Problem(location: at, message: "\(value.stringValue ?? value.typeName) is not a host address of \(net.subnet) (the first address is the gateway)")
+                }
+                if hosts.contains(where: { $0.addresses[key] == ip }) {
+                    throw Problem(location: at, message: "\(ip) is given to another host too")
+                }
+                addresses[key] = ip
+            }
+            hosts.append(Host(name: h, networks: nets, addresses: addresses))
+        }
+    }
+}

@@ -1,0 +1,150 @@
+import Foundation
+import Testing
+import BerthCNI
+@testable import BerthLab
+
+@Suite("lab topology files")
+struct TopologyTests {
+    @Test("YAML and JSON describe the same lab")
+    func formats() throws {
+        let yaml = """
+        name: t1
+        networks:
+          - name: a
+            subnet: 10.9.1.0/24
+            options: {mtu: 1400}
+          - name: b
+            subnet: 10.9.2.0/24
+        hosts:
+          - name: h1
+            networks: [a, b]
+            addresses: {b: 10.9.2.9}
+        """
+        let json = #"{"name":"t1","networks":[{"name":"a","subnet":"10.9.1.0/24","options":{"mtu":1400}},{"name":"b","subnet":"10.9.2.0/24"}],"hosts":[{"name":"h1","networks":["a","b"],"addresses":{"b":"10.9.2.9"}}]}"#
+        let fromYAML = try Topology.parse(yaml), fromJSON = try Topology.parse(json)
+        #expect(fromYAML == fromJSON)
+        #expect(fromYAML.networks[0].options["mtu"] == .int(1400))
+        #expect(fromYAML.hosts[0].addresses["b"] == IPAddress("10.9.2.9"))
+    }
+
+    @Test("mistakes are refused naming the key, and the line in YAML",
+          arguments: [
+            ("name: x\nnetworks:\n  - name: a\n    subnet: 10.9.1.0/24\nhosts:\n  - name: h\n    networks: [a, nope]\n", "hosts[0].networks[1] (line 7)", "unknown network nope"),
+            ("name: x\nnetworks:\n  - name: a\n    subnet: 10.9.1.0/24\nhosts:\n  - name: h\n    networks: [a]\n  - name: h\n    networks: [a]\n", "hosts[1].name (line 8)", "declared twice"),
+            ("name: x\nnetworks:\n  - name: a\n    subnet: 10.9.0.0/16\n  - name: b\n    subnet: 10.9.4.0/24\nhosts: []\n", "networks[1].subnet (line 6)", "overlaps"),
+            (#"{"name":"x","networks":[{"name":"a","subnet":"10.9.1.0/24"}],"hosts":[{"name":"h","networks":["a"],"addresses":{"a":"10.9.9.9"}}]}"#, "hosts[0].addresses.a", "not a host address"),
+            (#"{"name":"x","networks":[{"name":"a","subnet":"10.9.1.0/24","options":{"bridge":"x"}}],"hosts":[]}"#, "networks[0].options.bridge", "set by the lab"),
+            (#"{"name":"averyveryverylongname","networks":[{"name":"a","subnet":"10.9.1.0/24"}]}"#, "name", "longer than"),
+            ("name: x\nhosts: []\n", "networks", "at least one network"),
+          ])
+    func mistakes(text: String, location: String, message: String) {
+        do {
+            _ = try Topology.parse(text)
+            Issue.record("accepted")
+        } catch {
+            #expect(error.location == location, "\(error)")
+            #expect(error.message.contains(message), "\(error)")
+        }
+    }
+}
+
+@Suite("labs end to end", .serialized, .enabled(if: getuid() == 0, "needs root for namespaces and bridges"))
+struct LabEndToEndTests {
+    static let binDir = URL(fileURLWithPath: berthctlPath).deletingLastPathComponent().path
+
+    func topology(_ name: String) -> Topology {
+        let third = Int.random(in: 0...250)
+        return Topology(name: name, networks: [
+            .init(name: "front", subnet: IPPrefix("10.236.\(third).0/24")!),
+            .init(name: "back", subnet: IPPrefix("10.236.\(third + 1).0/24")!),
+        ], hosts: [
+            .init(name: "f1", networks: ["front"], addresses: ["front": IPAddress("10.236.\(third).11")!]),
+            .init(name: "f2", networks: ["front"]),
+            .init(name: "both", networks: ["front", "back"]),
+            .init(name: "b1", networks: ["back"], addresses: ["back": IPAddress("10.236.\(third + 1).21")!]),
+        ])
+    }
+
+    @Test("the Swift API: hosts of one network reach each other, a host on both reaches either side, down leaves nothing")
+    func swiftAPI() throws {
+        let t = topology("bt\(getpid() % 100000)")
+        let lab = Lab(t, searchPath: [LabEndToEndTests.binDir])
+        defer { try? lab.down() }
+        try lab.up()
+        let front = t.networks[0].subnet.address.description.dropLast(2), back = t.networks[1].subnet.address.description.dropLast(2)
+        #expect(try lab.run(on: "f2", ["ping", "-c", "1", "-W", "2", "\(front).11"]).status == 0)
+        #expect(try lab.run(on: "both", ["ping", "-c", "1", "-W", "2", "\(front).11"]).status == 0)
+        #expect(try lab.run(on: "both", ["ping", "-c", "1", "-W", "2", "\(back).21"]).status == 0)
+        let addresses = try lab.run(on: "both", ["ip", "-4", "-o", "addr"]).output
+        #expect(addresses.contains(" eth0 ") && addresses.contains(" eth1 "))
+        #expect(Lab.list().contains(t.name))
+
+        try lab.down()
+        #expect(!NamedNamespacesSnapshot.any(prefix: "lab-\(t.name)-"))
+        #expect(!Lab.list().contains(t.name))
+        #expect(!FileManager.default.fileExists(atPath: "/sys/class/net/\(lab.bridgeName(0))"))
+        #expect(!FileManager.default.fileExists(atPath: "/sys/class/net/\(lab.bridgeName(1))"))
+        #expect(!FileManager.default.fileExists(atPath: "/run/berth/labs/\(t.name)"))
+        let records = (try? FileManager.default.contentsOfDirectory(atPath: "/var/lib/berth/attachments")) ?? []
+        #expect(!records.contains { $0.contains("lab-\(t.name)-") })
+    }
+
+    @Test("berthctl lab up, exec, down from a YAML file; down also cleans up after a partial up")
+    func cli() throws {
+        let name = "bc\(getpid() % 100000)"
+        let third = Int.random(in: 0...250)
+        let file = NSTemporaryDirectory() + "berthtest-lab-\(name).yaml"
+        defer {
+            _ = berthctl(["lab", "down", file])
+            try? FileManager.default.removeItem(atPath: file)
+        }
+        try """
+        name: \(name)
+        networks:
+          - name: n1
+            subnet: 10.235.\(third).0/24
+        hosts:
+          - name: a
+            networks: [n1]
+          - name: b
+            networks: [n1]
+            addresses: {n1: 10.235.\(third).99}
+        """.write(toFile: file, atomically: true, encoding: .utf8)
+        let up = berthctl(["lab", "up", file], cniPath: LabEndToEndTests.binDir)
+        #expect(up.status == 0, "\(up.err)")
+        #expect(up.out.contains("2 hosts on 1 networks"))
+        #expect(berthctl(["lab", "exec", name, "a", "--", "ping", "-c", "1", "-W", "2", "10.235.\(third).99"]).status == 0)
+        #expect(berthctl(["lab", "down", file]).status == 0)
+        #expect(!NamedNamespacesSnapshot.any(prefix: "lab-\(name)-"))
+
+        // A partial up: the plugins are not on CNI_PATH, so the first attachment fails after
+        // the first namespace was made. down removes it.
+        let partial = berthctl(["lab", "up", file], cniPath: "/nonexistent")
+        #expect(partial.status != 0)
+        #expect(partial.err.contains("lab down"))
+        #expect(NamedNamespacesSnapshot.any(prefix: "lab-\(name)-"))
+        #expect(berthctl(["lab", "down", name]).status == 0)
+        #expect(!NamedNamespacesSnapshot.any(prefix: "lab-\(name)-"))
+        #expect(!FileManager.default.fileExists(atPath: "/run/berth/labs/\(name)"))
+    }
+
+    @Test("a lab file with mistakes is refused before anything is created")
+    func refusedFile() throws {
+        let name = "br\(getpid() % 100000)"
+        let file = NSTemporaryDirectory() + "berthtest-badlab-\(name).yaml"
+        defer { try? FileManager.default.removeItem(atPath: file) }
+        try "name: \(name)\nnetworks:\n  - name: n1\n    subnet: 10.234.1.0/24\nhosts:\n  - name: a\n    networks: [n2]\n"
+            .write(toFile: file, atomically: true, encoding: .utf8)
+        let r = berthctl(["lab", "up", file], cniPath: LabEndToEndTests.binDir)
+        #expect(r.status != 0)
+        #expect(r.err.contains("hosts[0].networks[0]") && r.err.contains("line 7") && r.err.contains("n2"))
+        #expect(!NamedNamespacesSnapshot.any(prefix: "lab-\(name)-"))
+        #expect(!FileManager.default.fileExists(atPath: "/run/berth/labs/\(name)"))
+    }
+}
+
+enum NamedNamespacesSnapshot {
+    static func any(prefix: String) -> Bool {
+        ((try? FileManager.default.contentsOfDirectory(atPath: "/run/netns")) ?? []).contains { $0.hasPrefix(prefix) }
+    }
+}
