@@ -152,5 +152,11 @@ struct WiringTests {
         let noPlugin = berthctl(["attach", "berthtest-noplugin", ns, "--cni-conf-dir", confDir], cniPath: "/nonexistent")
         #expect(noPlugin.err.contains("no-such-plugin") && noPlugin.err.contains("CNI_PATH"))
         #expect(!berthctl(["ls"]).out.contains("berthtest-noplugin"))
+        // The plugin's own CNI error, with its code.
+        try #"{"cniVersion":"1.0.0","name":"berthtest-badconf","plugins":[{"type":"berth","mtu":"big"}]}"#
+            .write(toFile: "\(confDir)/b.conflist", atomically: true, encoding: .utf8)
+        let binDir = URL(fileURLWithPath: berthctlPath).deletingLastPathComponent().path
+        let bad = berthctl(["attach", "berthtest-badconf", ns, "--cni-conf-dir", confDir], cniPath: binDir)
+        #expect(bad.err.contains("CNI error 7") && bad.err.contains("mtu"), "\(bad.err)")
     }
 }

@@ -1,0 +1,87 @@
+#!/usr/bin/env python3
+"""200 hosts on 4 networks, up and down: `berthctl lab` against the same
+topology built by a shell script of `ip` commands and the reference bridge
+plugin with host-local, in the same run. Everything is removed at the end.
+"""
+import argparse, json, os, platform, random, shutil, subprocess, tempfile, time
+
+def sh(*args, check=True, env=None, input=None):
+    return subprocess.run(args, check=check, capture_output=True, text=True, env=env, input=input)
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--berth-dir", default=".build/release")
+    ap.add_argument("--hosts", type=int, default=200)
+    ap.add_argument("--networks", type=int, default=4)
+    args = ap.parse_args()
+    bindir = os.path.abspath(args.berth_dir)
+    tag = f"{random.randrange(16**3):03x}"
+    used = sh("ip", "-4", "route", "show", "table", "all").stdout
+    seconds = [s for s in range(200, 230) if f"10.{s}." not in used]
+    if len(seconds) < 2:
+        raise SystemExit("bench_lab: no free 10.x.0.0/16 ranges")
+    work = tempfile.mkdtemp(prefix="berth-bench-lab-")
+    name = f"bl{tag}"
+    # Berth's lab file.
+    lines = [f"name: {name}", "networks:"]
+    for n in range(args.networks):
+        lines += [f"  - name: n{n}", f"    subnet: 10.{seconds[0]}.{n}.0/24"]
+    lines.append("hosts:")
+    for h in range(args.hosts):
+        lines += [f"  - name: h{h}", f"    networks: [n{h % args.networks}]"]
+    labfile = f"{work}/lab.yaml"
+    with open(labfile, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    env = dict(os.environ, CNI_PATH=bindir)
+    berthctl = f"{bindir}/berthctl"
+    # The reference: one config per network, a namespace per host.
+    confs = [json.dumps({"cniVersion": "1.0.0", "name": f"ref{tag}n{n}", "type": "bridge", "bridge": f"br{tag}r{n}",
+                         "ipam": {"type": "host-local", "dataDir": f"{work}/ref-ipam",
+                                  "subnet": f"10.{seconds[1]}.{n}.0/24"}}) for n in range(args.networks)]
+    def ref(command, h):
+        ns = f"ref{tag}-h{h}"
+        e = dict(os.environ, CNI_COMMAND=command, CNI_CONTAINERID=ns, CNI_NETNS=f"/run/netns/{ns}",
+                 CNI_IFNAME="eth0", CNI_PATH="/usr/lib/cni")
+        sh("/usr/lib/cni/bridge", env=e, input=confs[h % args.networks])
+    results = {}
+    try:
+        t = time.perf_counter()
+        sh(berthctl, "lab", "up", labfile, env=env)
+        results["berth up"] = time.perf_counter() - t
+        t = time.perf_counter()
+        sh(berthctl, "lab", "down", labfile, env=env)
+        results["berth down"] = time.perf_counter() - t
+
+        t = time.perf_counter()
+        for h in range(args.hosts):
+            sh("ip", "netns", "add", f"ref{tag}-h{h}")
+            ref("ADD", h)
+        results["reference up"] = time.perf_counter() - t
+        t = time.perf_counter()
+        for h in range(args.hosts):
+            ref("DEL", h)
+            sh("ip", "netns", "del", f"ref{tag}-h{h}")
+        for n in range(args.networks):
+            sh("ip", "link", "del", f"br{tag}r{n}", check=False)
+        results["reference down"] = time.perf_counter() - t
+    finally:
+        sh(berthctl, "lab", "down", name, check=False, env=env)
+        for ns in sh("ip", "netns", "list").stdout.split():
+            if ns.startswith(f"ref{tag}-"):
+                sh("ip", "netns", "del", ns, check=False)
+        for n in range(args.networks):
+            sh("ip", "link", "del", f"br{tag}r{n}", check=False)
+        shutil.rmtree(work, ignore_errors=True)
+    print(f"Machine: {platform.machine()}, {os.cpu_count()} cores, kernel {platform.release()}")
+    print(f"{args.hosts} hosts on {args.networks} networks, one run, seconds.")
+    print()
+    print("| step | berthctl lab | shell script: ip netns + reference bridge + host-local | berth / reference |")
+    print("|---|---:|---:|---:|")
+    for step in ("up", "down"):
+        b, r = results[f"berth {step}"], results[f"reference {step}"]
+        print(f"| {step} | {b:.2f} | {r:.2f} | {b / r:.2f}x |")
+
+if __name__ == "__main__":
+    if os.geteuid() != 0:
+        raise SystemExit("bench_lab: run as root")
+    main()
