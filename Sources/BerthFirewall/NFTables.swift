@@ -1,5 +1,47 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import CNFTables
 import BerthCNI
+
+/// libnftables, opened with dlopen on first use.
+struct LibNFTables {
+    typealias New = @convention(c) (UInt32) -> OpaquePointer?
+    typealias Free = @convention(c) (OpaquePointer?) -> Void
+    typealias Buffer = @convention(c) (OpaquePointer?) -> Int32
+    typealias SetFlags = @convention(c) (OpaquePointer?, UInt32) -> Void
+    typealias Run = @convention(c) (OpaquePointer?, UnsafePointer<CChar>?) -> Int32
+    typealias Get = @convention(c) (OpaquePointer?) -> UnsafePointer<CChar>?
+
+    let new: New, free: Free, bufferOutput: Buffer, bufferError: Buffer, setOutputFlags: SetFlags
+    let run: Run, outputBuffer: Get, errorBuffer: Get
+
+    nonisolated(unsafe) static var loaded: LibNFTables?
+
+    static func load() throws(FirewallError) -> LibNFTables {
+        if let loaded { return loaded }
+        guard let handle = dlopen("libnftables.so.1", RTLD_NOW | RTLD_LOCAL) else {
+            let why = dlerror().map { String(cString: $0) } ?? "not found"
+            throw FirewallError(operation: "nftables", message: "cannot load libnftables.so.1 (install libnftables1): \(why)")
+        }
+        func symbol<T>(_ name: String, _ type: T.Type) throws(FirewallError) -> T {
+            guard let p = dlsym(handle, name) else {
+                throw FirewallError(operation: "nftables", message: "libnftables.so.1 has no \(name)")
+            }
+            return unsafeBitCast(p, to: type)
+        }
+        let lib = LibNFTables(
+            new: try symbol("nft_ctx_new", New.self), free: try symbol("nft_ctx_free", Free.self),
+            bufferOutput: try symbol("nft_ctx_buffer_output", Buffer.self),
+            bufferError: try symbol("nft_ctx_buffer_error", Buffer.self),
+            setOutputFlags: try symbol("nft_ctx_output_set_flags", SetFlags.self),
+            run: try symbol("nft_run_cmd_from_buffer", Run.self),
+            outputBuffer: try symbol("nft_ctx_get_output_buffer", Get.self),
+            errorBuffer: try symbol("nft_ctx_get_error_buffer", Get.self))
+        loaded = lib
+        return lib
+    }
+}
 
 /// A failed nftables or iptables operation.
 public struct FirewallError: Error, Equatable, CustomStringConvertible {
@@ -13,30 +55,32 @@ public struct FirewallError: Error, Equatable, CustomStringConvertible {
 /// call) and captures their output and errors instead of printing them.
 final class NFTContext {
     private let ctx: OpaquePointer
+    private let lib: LibNFTables
 
     init(json: Bool = false) throws(FirewallError) {
-        guard let ctx = nft_ctx_new(0) else {
+        lib = try LibNFTables.load()
+        guard let ctx = lib.new(0) else {
             throw FirewallError(operation: "nftables", message: "could not create a libnftables context")
         }
         self.ctx = ctx
-        nft_ctx_buffer_output(ctx)
-        nft_ctx_buffer_error(ctx)
+        _ = lib.bufferOutput(ctx)
+        _ = lib.bufferError(ctx)
         if json {
-            nft_ctx_output_set_flags(ctx, UInt32(NFT_CTX_OUTPUT_JSON | NFT_CTX_OUTPUT_HANDLE))
+            lib.setOutputFlags(ctx, UInt32(NFT_CTX_OUTPUT_JSON | NFT_CTX_OUTPUT_HANDLE))
         }
     }
 
-    deinit { nft_ctx_free(ctx) }
+    deinit { lib.free(ctx) }
 
     /// Runs `commands` (newline separated, applied as one transaction); returns stdout.
     @discardableResult
     func run(_ commands: String) throws(FirewallError) -> String {
-        let rc = nft_run_cmd_from_buffer(ctx, commands)
+        let rc = lib.run(ctx, commands)
         if rc != 0 {
-            let message = nft_ctx_get_error_buffer(ctx).map { String(cString: $0) } ?? "failed"
+            let message = lib.errorBuffer(ctx).map { String(cString: $0) } ?? "failed"
             throw FirewallError(operation: "nft", message: message.trimmingCharacters())
         }
-        return nft_ctx_get_output_buffer(ctx).map { String(cString: $0) } ?? ""
+        return lib.outputBuffer(ctx).map { String(cString: $0) } ?? ""
     }
 }
 
