@@ -1,18 +1,13 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import BerthCNI
 import BerthSystem
 
 /// The `berth-ipam` executable: a CNI IPAM plugin over `AddressAllocator`.
 public enum IPAMPlugin {
     public static func main() -> Never {
-        let environment = processEnvironment()
-        let reply = run(environment: environment) {
-            try readStandardInput(skipIfTerminal: environment["CNI_COMMAND"] == "VERSION")
+        runPluginProcess { environment, readInput in
+            let reply = run(environment: environment, readInput: readInput)
+            return (reply.status, reply.stdout)
         }
-        writeStandardOutput(reply.stdout)
-        exit(reply.status)
     }
 
     public static func run(environment: [String: String], readInput: () throws -> [UInt8]) -> PluginReply {

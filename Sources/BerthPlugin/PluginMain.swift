@@ -1,6 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import BerthCNI
 import BerthSystem
 
@@ -8,12 +5,10 @@ import BerthSystem
 public enum BerthPlugin {
     /// Reads the real environment and stdin, prints the reply and exits.
     public static func main() -> Never {
-        let environment = processEnvironment()
-        let reply = run(environment: environment) {
-            try readStandardInput(skipIfTerminal: environment["CNI_COMMAND"] == "VERSION")
+        runPluginProcess { environment, readInput in
+            let reply = run(environment: environment, readInput: readInput)
+            return (reply.status, reply.stdout)
         }
-        writeStandardOutput(reply.stdout)
-        exit(reply.status)
     }
 
     /// Runs one invocation of the bridge plugin.

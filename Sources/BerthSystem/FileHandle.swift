@@ -106,3 +106,15 @@ public func processEnvironment() -> [String: String] {
     }
     return env
 }
+
+/// The life of a plugin process: reads the environment and (lazily) stdin,
+/// lets `body` answer, prints the answer on stdout and exits with its status.
+/// A person typing `CNI_COMMAND=VERSION plugin` at a terminal pipes nothing in.
+public func runPluginProcess(_ body: ([String: String], () throws -> [UInt8]) -> (status: Int32, stdout: String)) -> Never {
+    let environment = processEnvironment()
+    let (status, stdout) = body(environment) {
+        try readStandardInput(skipIfTerminal: environment["CNI_COMMAND"] == "VERSION")
+    }
+    writeStandardOutput(stdout)
+    exit(status)
+}

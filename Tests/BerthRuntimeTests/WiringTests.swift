@@ -25,6 +25,52 @@ struct AttachmentIDTests {
     }
 }
 
+/// A network with two namespaces a and b, under names unique to the test,
+/// all removed by `cleanUp()` (attachments, namespaces, bridge, configs, IPAM data).
+final class WiringFixture {
+    let cni: String
+    let confDir: String, ipamDir: String
+    let bridge: String, network: String
+    let a: String, b: String
+    let subnet: String
+
+    /// `plugin` is the conflist's plugin object, given BRIDGE, IPAMDIR and SUBNET to fill in.
+    init(prefix: String, cniPath: String, plugin: String, subnetBase: String, cniVersion: String = "1.1.0") throws {
+        let tag = "\(getpid() % 10000)"
+        cni = cniPath
+        confDir = NSTemporaryDirectory() + "berthtest-\(prefix)conf-\(tag)"
+        ipamDir = NSTemporaryDirectory() + "berthtest-\(prefix)ipam-\(tag)"
+        bridge = "bt\(prefix)\(tag)"
+        network = "berthtest-\(prefix)-\(tag)"
+        a = "berthtest-\(prefix)a-\(tag)"
+        b = "berthtest-\(prefix)b-\(tag)"
+        subnet = "\(subnetBase).\(Int.random(in: 0...255))"
+        try FileManager.default.createDirectory(atPath: confDir, withIntermediateDirectories: true)
+        let filled = plugin.replacingOccurrences(of: "BRIDGE", with: bridge).replacingOccurrences(of: "IPAMDIR", with: ipamDir)
+            .replacingOccurrences(of: "SUBNET", with: "\(subnet).0/24")
+        try #"{"cniVersion":"\#(cniVersion)","name":"\#(network)","plugins":[\#(filled)]}"#
+            .write(toFile: "\(confDir)/net.conflist", atomically: true, encoding: .utf8)
+    }
+
+    func attach(_ ns: String, _ extra: [String] = []) -> (status: Int32, out: String, err: String) {
+        berthctl(["attach", network, ns, "--cni-conf-dir", confDir] + extra, cniPath: cni)
+    }
+
+    func detach(_ ns: String) -> (status: Int32, out: String, err: String) {
+        berthctl(["detach", network, ns], cniPath: cni)
+    }
+
+    func cleanUp() {
+        _ = detach(a)
+        _ = detach(b)
+        _ = ip(["netns", "del", a])
+        _ = ip(["netns", "del", b])
+        _ = ip(["link", "del", bridge])
+        try? FileManager.default.removeItem(atPath: confDir)
+        try? FileManager.default.removeItem(atPath: ipamDir)
+    }
+}
+
 @Suite("berthctl netns and attach", .serialized, .enabled(if: getuid() == 0, "needs root for namespaces and links"))
 struct WiringTests {
     @Test("netns add/ls/exec/del use /run/netns, so ip netns sees berthctl's namespaces and the other way round")
@@ -50,25 +96,11 @@ struct WiringTests {
 
     @Test("attach and detach through a whole chain, with a requested address and MAC; check, status, gc, ls")
     func attachDetach() throws {
-        let cni = URL(fileURLWithPath: berthctlPath).deletingLastPathComponent().path + ":/usr/lib/cni"
-        let tag = "\(getpid() % 10000)"
-        let confDir = NSTemporaryDirectory() + "berthtest-wconf-\(tag)"
-        let ipamDir = NSTemporaryDirectory() + "berthtest-wipam-\(tag)"
-        let bridge = "btwr\(tag)", network = "berthtest-wire-\(tag)"
-        let a = "berthtest-wa-\(tag)", b = "berthtest-wb-\(tag)"
-        let subnet = "10.241.\(Int.random(in: 0...255))"
-        defer {
-            _ = berthctl(["detach", network, a], cniPath: cni)
-            _ = berthctl(["detach", network, b], cniPath: cni)
-            _ = ip(["netns", "del", a])
-            _ = ip(["netns", "del", b])
-            _ = ip(["link", "del", bridge])
-            try? FileManager.default.removeItem(atPath: confDir)
-            try? FileManager.default.removeItem(atPath: ipamDir)
-        }
-        try FileManager.default.createDirectory(atPath: confDir, withIntermediateDirectories: true)
-        try #"{"cniVersion":"1.1.0","name":"\#(network)","plugins":[{"type":"berth","bridge":"\#(bridge)","isGateway":true,"capabilities":{"ips":true,"mac":true},"ipam":{"type":"berth-ipam","dataDir":"\#(ipamDir)","subnet":"\#(subnet).0/24"}}]}"#
-            .write(toFile: "\(confDir)/w.conflist", atomically: true, encoding: .utf8)
+        let f = try WiringFixture(prefix: "wr", cniPath: URL(fileURLWithPath: berthctlPath).deletingLastPathComponent().path + ":/usr/lib/cni",
+                                  plugin: #"{"type":"berth","bridge":"BRIDGE","isGateway":true,"capabilities":{"ips":true,"mac":true},"ipam":{"type":"berth-ipam","dataDir":"IPAMDIR","subnet":"SUBNET"}}"#,
+                                  subnetBase: "10.241")
+        defer { f.cleanUp() }
+        let (cni, confDir, ipamDir, bridge, network, a, b, subnet) = (f.cni, f.confDir, f.ipamDir, f.bridge, f.network, f.a, f.b, f.subnet)
         _ = ip(["netns", "add", a])
         #expect(berthctl(["netns", "add", b]).status == 0)
 
@@ -101,26 +133,12 @@ struct WiringTests {
 
     @Test("attach works with the reference bridge plugin and host-local too")
     func referencePlugins() throws {
-        let cni = "/usr/lib/cni"
-        let tag = "\(getpid() % 10000)"
-        let confDir = NSTemporaryDirectory() + "berthtest-rconf-\(tag)"
-        let ipamDir = NSTemporaryDirectory() + "berthtest-ripam-\(tag)"
-        let bridge = "btwf\(tag)", network = "berthtest-wref-\(tag)"
-        let a = "berthtest-ra-\(tag)", b = "berthtest-rb-\(tag)"
-        let subnet = "10.238.\(Int.random(in: 0...255))"
-        defer {
-            _ = berthctl(["detach", network, a], cniPath: cni)
-            _ = berthctl(["detach", network, b], cniPath: cni)
-            _ = ip(["netns", "del", a])
-            _ = ip(["netns", "del", b])
-            _ = ip(["link", "del", bridge])
-            try? FileManager.default.removeItem(atPath: confDir)
-            try? FileManager.default.removeItem(atPath: ipamDir)
-        }
-        try FileManager.default.createDirectory(atPath: confDir, withIntermediateDirectories: true)
         // isGateway false: with it the reference plugin turns IPv4 forwarding on.
-        try #"{"cniVersion":"1.0.0","name":"\#(network)","plugins":[{"type":"bridge","bridge":"\#(bridge)","ipam":{"type":"host-local","dataDir":"\#(ipamDir)","subnet":"\#(subnet).0/24"}}]}"#
-            .write(toFile: "\(confDir)/r.conflist", atomically: true, encoding: .utf8)
+        let f = try WiringFixture(prefix: "wf", cniPath: "/usr/lib/cni",
+                                  plugin: #"{"type":"bridge","bridge":"BRIDGE","ipam":{"type":"host-local","dataDir":"IPAMDIR","subnet":"SUBNET"}}"#,
+                                  subnetBase: "10.238", cniVersion: "1.0.0")  // Debian's reference plugins stop at 1.0.0
+        defer { f.cleanUp() }
+        let (cni, confDir, bridge, network, a, b, subnet) = (f.cni, f.confDir, f.bridge, f.network, f.a, f.b, f.subnet)
         _ = berthctl(["netns", "add", a])
         _ = berthctl(["netns", "add", b])
         #expect(berthctl(["attach", network, a, "--cni-conf-dir", confDir], cniPath: cni).status == 0)
