@@ -334,7 +334,8 @@ struct BridgeOperation {
         let container = try kernel("open a netlink socket in \(env.netns)") { () throws(NetlinkError) in
             try RouteSocket.opened(in: netns)
         }
-        try kernel("delete \(env.ifname) in \(env.netns)") { () throws(NetlinkError) in
+        // Already gone is fine: DEL must succeed when repeated.
+        _ = try kernel("delete \(env.ifname) in \(env.netns)") { () throws(NetlinkError) in
             try container.deleteLink(named: env.ifname)
         }
     }
