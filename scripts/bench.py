@@ -78,6 +78,7 @@ def main():
     ap.add_argument("--iterations", type=int, default=100)
     ap.add_argument("--base", type=int, default=10, help="containers already on each bridge")
     ap.add_argument("--markdown", help="also write the table to this file")
+    ap.add_argument("--parallel", type=int, default=64, help="ADDs started at once (0 to skip)")
     args = ap.parse_args()
 
     # The reference bridge plugin turns IPv4 forwarding on (isGateway); put it back afterwards.
@@ -90,7 +91,13 @@ def main():
               Setup("berth+host-local", berth_dir, "berth", "host-local", subnets[1], tag, "h"),
               Setup("reference", REF_DIR, "bridge", "host-local", subnets[2], tag, "r")]
     samples = {s.label: {"ADD": [], "DEL": []} for s in setups}
+    floor = {"ADD": [], "DEL": []}
+    floor_bridge = f"bb{tag}f"
+    parallel = {}
+    memory = {}
     try:
+        sh("ip", "link", "add", floor_bridge, "type", "bridge")
+        sh("ip", "link", "set", floor_bridge, "up")
         for s in setups:
             for i in range(args.base):
                 s.run("ADD", s.new_ns(), f"base{i}")
@@ -101,9 +108,58 @@ def main():
                 samples[s.label]["DEL"].append(s.run("DEL", ns, f"it{i}"))
                 sh("ip", "netns", "del", ns)
                 s.namespaces.remove(ns)
+            # The kernel floor: the same netlink work in one `ip -batch` (veth with its peer
+            # in the namespace, enslaved and up, address, up, route), and one plain veth deletion.
+            ns = f"berth-bench-floor-{tag}"
+            sh("ip", "netns", "add", ns)
+            host_side = f"link add vf{tag} up master {floor_bridge} type veth peer name eth0 netns {ns}\n"
+            container_side = (f"addr add 10.{subnets[0].split('.')[1]}.200.{i % 250 + 1}/16 dev eth0\n"
+                              f"link set eth0 up\n"
+                              f"route add 10.{subnets[0].split('.')[1]}.201.0/24 dev eth0\n")
+            start = time.perf_counter()
+            subprocess.run(["ip", "-batch", "-"], input=host_side, text=True, check=True, capture_output=True)
+            subprocess.run(["ip", "-n", ns, "-batch", "-"], input=container_side, text=True, check=True, capture_output=True)
+            floor["ADD"].append(time.perf_counter() - start)
+            start = time.perf_counter()
+            sh("ip", "link", "del", f"vf{tag}")
+            floor["DEL"].append(time.perf_counter() - start)
+            sh("ip", "netns", "del", ns)
+        # Peak resident memory of one plugin process (ADD), by /usr/bin/time.
+        for s in setups:
+            ns = s.new_ns()
+            env = dict(s.env, CNI_COMMAND="ADD", CNI_NETNS=f"/run/netns/{ns}", CNI_CONTAINERID="mem")
+            p = subprocess.run(["/usr/bin/time", "-f", "%M", f"{s.plugin_dir}/{s.plugin}"], input=s.config,
+                               env=env, capture_output=True, text=True)
+            memory[s.label] = int(p.stderr.strip().splitlines()[-1])
+            s.run("DEL", ns, "mem")
+        # N ADDs started at once on a fresh bridge, then N DELs at once.
+        if args.parallel:
+            for s in setups:
+                sh("ip", "link", "del", s.bridge, check=False)
+                names = [s.new_ns() for _ in range(args.parallel)]
+                def start_all(command):
+                    procs = []
+                    t0 = time.perf_counter()
+                    for i, ns in enumerate(names):
+                        env = dict(s.env, CNI_COMMAND=command, CNI_NETNS=f"/run/netns/{ns}", CNI_CONTAINERID=f"par{i}")
+                        procs.append(subprocess.Popen([f"{s.plugin_dir}/{s.plugin}"], stdin=subprocess.PIPE,
+                                                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, text=True))
+                    for p in procs:
+                        p.stdin.write(s.config)
+                        p.stdin.close()
+                    outs = [(p.wait(), p.stdout.read()) for p in procs]
+                    return time.perf_counter() - t0, outs
+                add_wall, outs = start_all("ADD")
+                addresses = [json.loads(o)["ips"][0]["address"] for rc, o in outs if rc == 0]
+                del_wall, douts = start_all("DEL")
+                parallel[s.label] = (add_wall, del_wall, sum(1 for rc, _ in outs if rc == 0),
+                                     len(set(addresses)) == len(addresses), sum(1 for rc, _ in douts if rc == 0))
     finally:
         for s in setups:
             s.cleanup()
+        sh("ip", "link", "del", floor_bridge, check=False)
+        sh("ip", "link", "del", f"vf{tag}", check=False)
+        sh("ip", "netns", "del", f"berth-bench-floor-{tag}", check=False)
         with open("/proc/sys/net/ipv4/ip_forward", "w") as f:
             f.write(forwarding)
 
@@ -122,6 +178,26 @@ def main():
         "| figure | berth + berth-ipam (in-process) | berth + host-local | reference bridge + host-local | berth / reference | berth+host-local / reference |",
         "|---|---:|---:|---:|---:|---:|",
     ] + [f"| {name} | {b:.2f} | {h:.2f} | {r:.2f} | {b / r:.2f}x | {h / r:.2f}x |" for name, b, h, r in rows]
+    fa, fd = statistics.median(floor["ADD"]) * 1000, statistics.median(floor["DEL"]) * 1000
+    b_add, b_del = statistics.median(samples["berth"]["ADD"]) * 1000, statistics.median(samples["berth"]["DEL"]) * 1000
+    lines += [
+        "",
+        "| kernel floor (same run) | ms | berth / floor |",
+        "|---|---:|---:|",
+        f"| two `ip -batch` runs: veth with peer in the netns, enslaved and up; then address, up, route inside | {fa:.2f} | ADD {b_add / fa:.2f}x |",
+        f"| plain veth deletion (`ip link del`) | {fd:.2f} | DEL {b_del / fd:.2f}x |",
+        "",
+        "| peak resident memory of one ADD process | KB |",
+        "|---|---:|",
+    ] + [f"| {label} | {kb} |" for label, kb in memory.items()]
+    if parallel:
+        ref = parallel["reference"]
+        lines += [
+            "",
+            f"| {args.parallel} processes at once | ADD wall (ms) | ADDs ok | addresses distinct | DEL wall (ms) | DELs ok | ADD wall / reference |",
+            "|---|---:|---:|---:|---:|---:|---:|",
+        ] + [f"| {label} | {a * 1000:.0f} | {ok}/{args.parallel} | {'yes' if distinct else 'NO'} | {d * 1000:.0f} | {dok}/{args.parallel} | {a / ref[0]:.2f}x |"
+             for label, (a, d, ok, distinct, dok) in parallel.items()]
     text = "\n".join(lines)
     print(text)
     if args.markdown:
