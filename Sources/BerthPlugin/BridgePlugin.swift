@@ -81,9 +81,9 @@ struct BridgeOperation {
     /// Removes the veth and any rule again if a later step fails.
     private func wire(_ ipamResult: CNIResult, host: RouteSocket, container: RouteSocket,
                       netns: NetworkNamespace, bridge: LinkInfo) throws(CNIError) -> CNIResult {
-        let hostName = try createVeth(host: host, container: container, netns: netns, bridge: bridge)
+        let (hostName, hostMAC) = try createVeth(host: host, container: container, netns: netns, bridge: bridge)
         do {
-            return try configure(ipamResult, hostName: hostName, host: host, container: container, bridge: bridge)
+            return try configure(ipamResult, hostName: hostName, hostMAC: hostMAC, host: host, container: container, bridge: bridge)
         } catch {
             if hasFirewallRules { try? rules.removeAll(iptables: config.ipMasqBackend == .iptables) }
             _ = try? container.deleteLink(named: env.ifname)
@@ -92,24 +92,27 @@ struct BridgeOperation {
         }
     }
 
-    private func configure(_ ipamResult: CNIResult, hostName: String, host: RouteSocket, container: RouteSocket,
-                           bridge: LinkInfo) throws(CNIError) -> CNIResult {
+    private func configure(_ ipamResult: CNIResult, hostName: String, hostMAC: String, host: RouteSocket,
+                           container: RouteSocket, bridge: LinkInfo) throws(CNIError) -> CNIResult {
         guard let inside = try kernel("look up \(env.ifname)", { () throws(NetlinkError) in
             try container.link(named: env.ifname)
         }) else {
             throw CNIError(.ioFailure, "the veth end \(env.ifname) vanished from \(env.netns) right after it was made")
         }
-        guard let outside = try kernel("look up \(hostName)", { () throws(NetlinkError) in try host.link(named: hostName) })
-        else {
-            throw CNIError(.ioFailure, "the veth end \(hostName) vanished right after it was made")
-        }
-
-        if config.hairpinMode || config.portIsolation {
-            try kernel("set hairpin/isolation on \(hostName)") { () throws(NetlinkError) in
-                try host.setBridgePort(index: outside.index, hairpin: config.hairpinMode, isolated: config.portIsolation)
+        var gatewayLink = bridge
+        if config.hairpinMode || config.portIsolation || config.usesVLANs {
+            // Port options need the host end's index: one look-up, only then.
+            guard let outside = try kernel("look up \(hostName)", { () throws(NetlinkError) in try host.link(named: hostName) })
+            else {
+                throw CNIError(.ioFailure, "the veth end \(hostName) vanished right after it was made")
             }
+            if config.hairpinMode || config.portIsolation {
+                try kernel("set hairpin/isolation on \(hostName)") { () throws(NetlinkError) in
+                    try host.setBridgePort(index: outside.index, hairpin: config.hairpinMode, isolated: config.portIsolation)
+                }
+            }
+            gatewayLink = try configureVLANs(host: host, port: outside, bridge: bridge)
         }
-        let gatewayLink = try configureVLANs(host: host, port: outside, bridge: bridge)
 
         let plan = AddressPlan(ipamResult: ipamResult, isGateway: config.isGateway,
                                isDefaultGateway: config.isDefaultGateway,
@@ -155,7 +158,7 @@ struct BridgeOperation {
 
         var result = CNIResult(interfaces: [
             .init(name: bridge.name, mac: bridge.mac, mtu: config.mtu),
-            .init(name: outside.name, mac: outside.mac, mtu: config.mtu),
+            .init(name: hostName, mac: hostMAC, mtu: config.mtu),
             .init(name: inside.name, mac: inside.mac, mtu: config.mtu, sandbox: env.netns),
         ])
         result.ips = plan.ips
@@ -294,19 +297,22 @@ struct BridgeOperation {
     /// Creates the veth pair; returns the host end's name. Host names are
     /// `veth` + 8 random hex digits, drawn again if taken.
     private func createVeth(host: RouteSocket, container: RouteSocket, netns: NetworkNamespace,
-                            bridge: LinkInfo) throws(CNIError) -> String {
+                            bridge: LinkInfo) throws(CNIError) -> (name: String, mac: String) {
         var lastError: NetlinkError?
         for _ in 0..<8 {
             let hostName = randomVethName()
+            // Berth picks the host end's MAC (as the kernel would: random, locally
+            // administered), so it need not look the link up again for the result.
+            let hostMAC = randomLocalMAC()
             do {
                 try host.createVethPair(
-                    host: VethEnd(name: hostName, mtu: config.mtu),
+                    host: VethEnd(name: hostName, mtu: config.mtu, mac: hostMAC),
                     master: bridge.index,
                     // Up at creation is refused (ENOTCONN) for an end made in another
                     // namespace: it is brought up once its addresses are on.
                     peer: VethEnd(name: env.ifname, mtu: config.mtu, mac: config.mac, up: false),
                     peerNamespace: netns)
-                return hostName
+                return (hostName, hostMAC)
             } catch let e where e.isExists {
                 lastError = e
                 if (try? container.link(named: env.ifname)) != nil {

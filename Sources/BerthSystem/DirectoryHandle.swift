@@ -16,10 +16,13 @@ public final class DirectoryHandle {
     /// Opens `path`, creating it and missing parents (0700) when `create`.
     public init(path: String, create: Bool) throws(SystemError) {
         self.path = path
-        if create { try DirectoryHandle.makeDirectories(path) }
-        let fd = try retryingOnInterrupt("open directory \(path)") {
-            open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW)
+        // Open first: the directory usually exists, and creating costs a mkdir per path component.
+        var fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW)
+        if fd < 0 && errno == ENOENT && create {
+            try DirectoryHandle.makeDirectories(path)
+            fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW)
         }
+        if fd < 0 { throw SystemError.last("open directory \(path)") }
         descriptor = OwnedDescriptor(adopting: fd)
     }
 
@@ -41,12 +44,14 @@ public final class DirectoryHandle {
 
     /// The subdirectory `name`, created (0700) if missing.
     public func subdirectory(_ name: String) throws(SystemError) -> DirectoryHandle {
-        if mkdirat(descriptor.rawValue, name, 0o700) != 0 && errno != EEXIST {
-            throw SystemError.last("create directory \(path)/\(name)")
+        var fd = openat(descriptor.rawValue, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW)
+        if fd < 0 && errno == ENOENT {
+            if mkdirat(descriptor.rawValue, name, 0o700) != 0 && errno != EEXIST {
+                throw SystemError.last("create directory \(path)/\(name)")
+            }
+            fd = openat(descriptor.rawValue, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW)
         }
-        let fd = try retryingOnInterrupt("open directory \(path)/\(name)") {
-            openat(descriptor.rawValue, name, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW)
-        }
+        if fd < 0 { throw SystemError.last("open directory \(path)/\(name)") }
         return DirectoryHandle(path: "\(path)/\(name)", fd: fd)
     }
 
