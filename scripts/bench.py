@@ -54,6 +54,27 @@ class Setup:
         sh("rm", "-rf", self.data, check=False)
 
 
+def floor_cycle(tag, i, bridge, second):
+    """The kernel floor of one container: the same netlink work as an ADD done by
+    `ip -batch` (veth with its peer in the namespace, enslaved and up; then, in
+    the namespace, address, up, route), and one plain veth deletion."""
+    ns = f"berth-bench-floor-{tag}"
+    sh("ip", "netns", "add", ns)
+    host_side = f"link add vf{tag} up master {bridge} type veth peer name eth0 netns {ns}\n"
+    container_side = (f"addr add 10.{second}.200.{i % 250 + 1}/16 dev eth0\n"
+                      f"link set eth0 up\n"
+                      f"route add 10.{second}.201.0/24 dev eth0\n")
+    start = time.perf_counter()
+    subprocess.run(["ip", "-batch", "-"], input=host_side, text=True, check=True, capture_output=True)
+    subprocess.run(["ip", "-n", ns, "-batch", "-"], input=container_side, text=True, check=True, capture_output=True)
+    add = time.perf_counter() - start
+    start = time.perf_counter()
+    sh("ip", "link", "del", f"vf{tag}")
+    delete = time.perf_counter() - start
+    sh("ip", "netns", "del", ns)
+    return add, delete
+
+
 def free_subnets(count):
     used = sh("ip", "-4", "route", "show", "table", "all").stdout
     out = []
@@ -79,6 +100,7 @@ def main():
     ap.add_argument("--base", type=int, default=10, help="containers already on each bridge")
     ap.add_argument("--markdown", help="also write the table to this file")
     ap.add_argument("--parallel", type=int, default=64, help="ADDs started at once (0 to skip)")
+    ap.add_argument("--large", type=int, default=1000, help="then fill each bridge to this many containers and measure again (0 to skip)")
     args = ap.parse_args()
 
     # The reference bridge plugin turns IPv4 forwarding on (isGateway); put it back afterwards.
@@ -91,6 +113,9 @@ def main():
               Setup("berth+host-local", berth_dir, "berth", "host-local", subnets[1], tag, "h"),
               Setup("reference", REF_DIR, "bridge", "host-local", subnets[2], tag, "r")]
     samples = {s.label: {"ADD": [], "DEL": []} for s in setups}
+    second = subnets[0].split(".")[1]
+    def measure_floor(i, ports_bridge):
+        return floor_cycle(tag, i, ports_bridge, second)
     floor = {"ADD": [], "DEL": []}
     floor_bridge = f"bb{tag}f"
     parallel = {}
@@ -108,22 +133,9 @@ def main():
                 samples[s.label]["DEL"].append(s.run("DEL", ns, f"it{i}"))
                 sh("ip", "netns", "del", ns)
                 s.namespaces.remove(ns)
-            # The kernel floor: the same netlink work in one `ip -batch` (veth with its peer
-            # in the namespace, enslaved and up, address, up, route), and one plain veth deletion.
-            ns = f"berth-bench-floor-{tag}"
-            sh("ip", "netns", "add", ns)
-            host_side = f"link add vf{tag} up master {floor_bridge} type veth peer name eth0 netns {ns}\n"
-            container_side = (f"addr add 10.{subnets[0].split('.')[1]}.200.{i % 250 + 1}/16 dev eth0\n"
-                              f"link set eth0 up\n"
-                              f"route add 10.{subnets[0].split('.')[1]}.201.0/24 dev eth0\n")
-            start = time.perf_counter()
-            subprocess.run(["ip", "-batch", "-"], input=host_side, text=True, check=True, capture_output=True)
-            subprocess.run(["ip", "-n", ns, "-batch", "-"], input=container_side, text=True, check=True, capture_output=True)
-            floor["ADD"].append(time.perf_counter() - start)
-            start = time.perf_counter()
-            sh("ip", "link", "del", f"vf{tag}")
-            floor["DEL"].append(time.perf_counter() - start)
-            sh("ip", "netns", "del", ns)
+            floor_add, floor_del = measure_floor(i, ports_bridge=floor_bridge)
+            floor["ADD"].append(floor_add)
+            floor["DEL"].append(floor_del)
         # Peak resident memory of one plugin process (ADD), by /usr/bin/time.
         for s in setups:
             ns = s.new_ns()
@@ -154,6 +166,21 @@ def main():
                 del_wall, douts = start_all("DEL")
                 parallel[s.label] = (add_wall, del_wall, sum(1 for rc, _ in outs if rc == 0),
                                      len(set(addresses)) == len(addresses), sum(1 for rc, _ in douts if rc == 0))
+        # The same cycles with `--large` containers on each bridge.
+        large = {s.label: {"ADD": [], "DEL": []} for s in setups}
+        floor_large = []
+        if args.large > args.base:
+            for s in setups:
+                for i in range(args.base, args.large):
+                    s.run("ADD", s.new_ns(), f"fill{i}")
+            for i in range(min(args.iterations, 40)):
+                for s in (setups if i % 2 == 0 else setups[::-1]):
+                    ns = s.new_ns()
+                    large[s.label]["ADD"].append(s.run("ADD", ns, f"big{i}"))
+                    large[s.label]["DEL"].append(s.run("DEL", ns, f"big{i}"))
+                    sh("ip", "netns", "del", ns)
+                    s.namespaces.remove(ns)
+                floor_large.append(measure_floor(i, ports_bridge=setups[0].bridge)[0])
     finally:
         for s in setups:
             s.cleanup()
@@ -190,6 +217,19 @@ def main():
         "| peak resident memory of one ADD process | KB |",
         "|---|---:|",
     ] + [f"| {label} | {kb} |" for label, kb in memory.items()]
+    if large["berth"]["ADD"]:
+        lines += [
+            "",
+            f"| ADD median with {args.large} containers on the bridge | ms | / its own at {args.base} | / reference at {args.large} |",
+            "|---|---:|---:|---:|",
+        ]
+        ref_large = statistics.median(large["reference"]["ADD"])
+        for s in setups:
+            at_large = statistics.median(large[s.label]["ADD"])
+            at_base = statistics.median(samples[s.label]["ADD"])
+            lines.append(f"| {s.label} | {at_large * 1000:.2f} | {at_large / at_base:.2f}x | {at_large / ref_large:.2f}x |")
+        fl = statistics.median(floor_large)
+        lines.append(f"| kernel floor on berth's bridge ({args.large} ports) | {fl * 1000:.2f} | {fl / statistics.median(floor['ADD']):.2f}x | |")
     if parallel:
         ref = parallel["reference"]
         lines += [
