@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 if [[ "${1:-}" == "--quick" ]]; then
-  python3 scripts/bench.py --iterations 20
+  python3 scripts/bench.py --iterations 20 --large 100 --parallel 16
   python3 scripts/bench_ipam.py --cycles 10 --sizes 10,500
   python3 scripts/bench_runtime.py --cycles 10
   python3 scripts/bench_lab.py --hosts 40
