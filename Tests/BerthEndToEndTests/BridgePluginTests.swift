@@ -247,7 +247,7 @@ struct BridgePluginEndToEndTests {
         let net = TestNetwork()
         defer { net.cleanUp() }
         let file = NSTemporaryDirectory() + "berthtest-file-\(net.id)"
-        FileManager.default.createFile(atPath: file, contents: Data())
+        touchFile(file)
         defer { try? FileManager.default.removeItem(atPath: file) }
         for path in [file, NSTemporaryDirectory()] {
             let r = net.run("ADD", netns: path, containerID: "c-\(net.id)", config: net.config())

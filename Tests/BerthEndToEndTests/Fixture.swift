@@ -162,3 +162,11 @@ func firstAddress(_ result: JSON?, family: IPAddress.Family = .v4) -> String? {
     let key = family == .v4 ? "ip4" : "ip6"
     return result?[key]?["ip"]?.stringValue.flatMap(IPPrefix.init)?.address.description
 }
+
+/// Creates an empty file (FileManager.createFile writes atomically and leaves a TemporaryDirectory.* behind in /tmp).
+@discardableResult
+func touchFile(_ path: String) -> Bool {
+    let fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0o600)
+    if fd >= 0 { close(fd) }
+    return fd >= 0
+}

@@ -109,7 +109,7 @@ struct LabEndToEndTests {
           - name: b
             networks: [n1]
             addresses: {n1: 10.235.\(third).99}
-        """.write(toFile: file, atomically: true, encoding: .utf8)
+        """.write(toFile: file, atomically: false, encoding: .utf8)
         let up = berthctl(["lab", "up", file], cniPath: LabEndToEndTests.binDir)
         #expect(up.status == 0, "\(up.err)")
         #expect(up.out.contains("2 hosts on 1 networks"))
@@ -134,7 +134,7 @@ struct LabEndToEndTests {
         let file = NSTemporaryDirectory() + "berthtest-badlab-\(name).yaml"
         defer { try? FileManager.default.removeItem(atPath: file) }
         try "name: \(name)\nnetworks:\n  - name: n1\n    subnet: 10.234.1.0/24\nhosts:\n  - name: a\n    networks: [n2]\n"
-            .write(toFile: file, atomically: true, encoding: .utf8)
+            .write(toFile: file, atomically: false, encoding: .utf8)
         let r = berthctl(["lab", "up", file], cniPath: LabEndToEndTests.binDir)
         #expect(r.status != 0)
         #expect(r.err.contains("hosts[0].networks[0]") && r.err.contains("line 7") && r.err.contains("n2"))

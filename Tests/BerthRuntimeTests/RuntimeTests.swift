@@ -71,7 +71,7 @@ struct CgroupV2FileTests {
         let dir = try #require(cgroup.directories["unified"])
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         for file in ["cpu.max", "cpu.weight", "memory.max", "memory.swap.max", "pids.max", "cgroup.procs"] {
-            FileManager.default.createFile(atPath: "\(dir)/\(file)", contents: Data())
+            touchFile("\(dir)/\(file)")
         }
         try cgroup.apply(ResourceLimits(memory: 64 << 20, cpus: 1.5, cpuShares: 512, pids: 30))
         func read(_ f: String) -> String { (try? String(contentsOfFile: "\(dir)/\(f)", encoding: .utf8)) ?? "" }
@@ -358,7 +358,7 @@ struct RuntimeNetworkTests {
         let subnet = "10.243.\(third)"
         try FileManager.default.createDirectory(atPath: confDir, withIntermediateDirectories: true)
         try #"{"cniVersion":"1.0.0","name":"\#(network)","plugins":[{"type":"berth","bridge":"\#(bridge)","isGateway":true,"ipam":{"type":"berth-ipam","dataDir":"\#(ipamDir)","subnet":"\#(subnet).0/24"}}]}"#
-            .write(toFile: "\(confDir)/net.conflist", atomically: true, encoding: .utf8)
+            .write(toFile: "\(confDir)/net.conflist", atomically: false, encoding: .utf8)
         let first = TestContainer(), second = TestContainer()
         let binDir = URL(fileURLWithPath: berthctlPath).deletingLastPathComponent().path
         defer {
@@ -431,7 +431,7 @@ struct RuntimeNetworkTests {
         }
         try FileManager.default.createDirectory(atPath: confDir, withIntermediateDirectories: true)
         try #"{"cniVersion":"1.0.0","name":"\#(network)","plugins":[{"type":"bridge","bridge":"\#(bridge)","isGateway":false,"ipam":{"type":"host-local","dataDir":"\#(ipamDir)","subnet":"10.242.\#(Int.random(in: 0...255)).0/24"}},{"type":"tuning","sysctl":{"net.ipv4.conf.eth0.arp_notify":"1"}}]}"#
-            .write(toFile: "\(confDir)/ref.conflist", atomically: true, encoding: .utf8)
+            .write(toFile: "\(confDir)/ref.conflist", atomically: false, encoding: .utf8)
         let r = berthctl(["run", "--name", c.name, "--net", network, "--cni-conf-dir", confDir, "--",
                           "sh", "-c", "cat /proc/sys/net/ipv4/conf/eth0/arp_notify; ip -4 -o addr show dev eth0 | grep -c 10.242."],
                          cniPath: "/usr/lib/cni")
@@ -555,4 +555,12 @@ struct RuntimeIsolationTests {
         #expect(text.contains("needs root"))
         #expect(text.split(separator: "\n").count == 1)
     }
+}
+
+/// Creates an empty file (FileManager.createFile writes atomically and leaves a TemporaryDirectory.* behind in /tmp).
+@discardableResult
+func touchFile(_ path: String) -> Bool {
+    let fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0o600)
+    if fd >= 0 { close(fd) }
+    return fd >= 0
 }

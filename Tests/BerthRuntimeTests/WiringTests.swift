@@ -49,7 +49,7 @@ final class WiringFixture {
         let filled = plugin.replacingOccurrences(of: "BRIDGE", with: bridge).replacingOccurrences(of: "IPAMDIR", with: ipamDir)
             .replacingOccurrences(of: "SUBNET", with: "\(subnet).0/24")
         try #"{"cniVersion":"\#(cniVersion)","name":"\#(network)","plugins":[\#(filled)]}"#
-            .write(toFile: "\(confDir)/net.conflist", atomically: true, encoding: .utf8)
+            .write(toFile: "\(confDir)/net.conflist", atomically: false, encoding: .utf8)
     }
 
     func attach(_ ns: String, _ extra: [String] = []) -> (status: Int32, out: String, err: String) {
@@ -161,7 +161,7 @@ struct WiringTests {
         }
         try FileManager.default.createDirectory(atPath: confDir, withIntermediateDirectories: true)
         try #"{"cniVersion":"1.0.0","name":"berthtest-noplugin","plugins":[{"type":"no-such-plugin"}]}"#
-            .write(toFile: "\(confDir)/n.conflist", atomically: true, encoding: .utf8)
+            .write(toFile: "\(confDir)/n.conflist", atomically: false, encoding: .utf8)
         _ = ip(["netns", "add", ns])
         let unknown = berthctl(["attach", "berthtest-nonet", ns, "--cni-conf-dir", confDir])
         #expect(unknown.err.contains("berthtest-nonet") && unknown.err.contains(confDir))
@@ -172,7 +172,7 @@ struct WiringTests {
         #expect(!berthctl(["ls"]).out.contains("berthtest-noplugin"))
         // The plugin's own CNI error, with its code.
         try #"{"cniVersion":"1.0.0","name":"berthtest-badconf","plugins":[{"type":"berth","mtu":"big"}]}"#
-            .write(toFile: "\(confDir)/b.conflist", atomically: true, encoding: .utf8)
+            .write(toFile: "\(confDir)/b.conflist", atomically: false, encoding: .utf8)
         let binDir = URL(fileURLWithPath: berthctlPath).deletingLastPathComponent().path
         let bad = berthctl(["attach", "berthtest-badconf", ns, "--cni-conf-dir", confDir], cniPath: binDir)
         #expect(bad.err.contains("CNI error 7") && bad.err.contains("mtu"), "\(bad.err)")
