@@ -18,7 +18,7 @@ public struct AddressAllocator {
         try AllocationStore(dataDir: config.dataDir, network: config.network.name)
     }
 
-    static func key(_ env: CNIEnvironment) throws(CNIError) -> AttachmentKey {
+    public static func key(_ env: CNIEnvironment) throws(CNIError) -> AttachmentKey {
         let key = AttachmentKey(containerID: env.containerID, ifname: env.ifname)
         if key.fileName.utf8.count > AttachmentKey.maximumLength {
             throw CNIError(.invalidEnvironment, "CNI_CONTAINERID is too long: with CNI_IFNAME it may have at most \(AttachmentKey.maximumLength - 1) characters")

@@ -34,6 +34,13 @@ struct BridgeOperation {
                                                          environment: invocation.processEnvironment,
                                                          stdin: invocation.input))
         }
+        // A missing IPAM plugin is found out before anything is touched (ADD would
+        // otherwise create the bridge first).
+        if env.command == .add || env.command == .check, let type = config.network.ipamType, type != InProcessIPAM.type,
+           findExecutable(type, in: env.path) == nil {
+            throw CNIError(.invalidNetworkConfig, "plugin \"\(type)\" was not found on CNI_PATH",
+                           details: "searched: " + env.path.joined(separator: ":"))
+        }
     }
 
     var hasFirewallRules: Bool { config.ipMasq || config.macSpoofCheck }

@@ -25,6 +25,8 @@ struct InProcessIPAM: IPAMBackend {
         self.invocation = invocation
         allocator = AddressAllocator(config: try IPAMConfig(network: invocation.network, reader: invocation.reader,
                                                             cniArgs: invocation.env.args))
+        // An attachment the store cannot name is refused before anything is touched.
+        if [.add, .del, .check].contains(invocation.env.command) { _ = try AddressAllocator.key(invocation.env) }
     }
 
     func add() throws(CNIError) -> CNIResult { try IPAMPlugin.add(allocator, invocation.env) }
