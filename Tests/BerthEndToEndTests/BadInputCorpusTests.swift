@@ -30,21 +30,27 @@ struct BadInputCase: CustomStringConvertible, Sendable {
     }()
 }
 
-/// Everything on the machine a bad input must leave as it was.
-func machineState(dataDir: String) -> String {
-    let links = shell(["ip", "-o", "link"]).out.split(separator: "\n")
-        .map { $0.split(separator: " ").prefix(3).joined(separator: " ") }.joined(separator: "\n")
-    let addresses = shell(["ip", "-o", "addr"]).out.split(separator: "\n")
-        .map { $0.split(separator: " ").prefix(4).joined(separator: " ") }.joined(separator: "\n")
+/// Everything a bad input could have touched and must leave as it was: the
+/// test's bridge (whether it exists, its addresses, its ports), the links and
+/// addresses of the test's namespace, the nftables ruleset, and the IPAM store.
+/// (Host-wide link and address lists would also see other suites running in parallel.)
+func machineState(net: TestNetwork, netns: String) -> String {
+    func lines(_ text: String, _ fields: Int) -> String {
+        text.split(separator: "\n").map { $0.split(separator: " ").prefix(fields).joined(separator: " ") }.joined(separator: "\n")
+    }
+    let bridge = lines(shell(["ip", "-o", "link", "show", "dev", net.bridge]).out, 3)
+        + "\n" + lines(shell(["ip", "-o", "addr", "show", "dev", net.bridge]).out, 4)
+        + "\n" + lines(shell(["ip", "-o", "link", "show", "master", net.bridge]).out, 2)
+    let inside = lines(net.inNamespace(netns, ["ip", "-o", "link"]).out, 3) + "\n" + lines(net.inNamespace(netns, ["ip", "-o", "addr"]).out, 4)
     let rules = shell(["nft", "list", "ruleset"]).out
     var files: [String] = []
-    if let walker = FileManager.default.enumerator(atPath: dataDir) {
+    if let walker = FileManager.default.enumerator(atPath: net.dataDir) {
         for case let path as String in walker where !path.contains("scratch/") {
-            let contents = (try? String(contentsOfFile: "\(dataDir)/\(path)", encoding: .utf8)) ?? "<dir>"
+            let contents = (try? String(contentsOfFile: "\(net.dataDir)/\(path)", encoding: .utf8)) ?? "<dir>"
             files.append("\(path)=\(contents)")
         }
     }
-    return [links, addresses, rules, files.sorted().joined(separator: "\n")].joined(separator: "\n---\n")
+    return [bridge, inside, rules, files.sorted().joined(separator: "\n")].joined(separator: "\n---\n")
 }
 
 extension FirewallTouchingTests {
@@ -107,7 +113,7 @@ struct BadInputCorpusTests {
         ]
         for (k, v) in c.env { env[k] = v.map(fill) }
 
-        let before = machineState(dataDir: net.dataDir)
+        let before = machineState(net: net, netns: netns)
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "\(productsDirectory)/berth")
         p.environment = env.compactMapValues { $0 }
@@ -121,7 +127,7 @@ struct BadInputCorpusTests {
         writer.start()
         let out = output.fileHandleForReading.readDataToEndOfFile()
         p.waitUntilExit()
-        let after = machineState(dataDir: net.dataDir)
+        let after = machineState(net: net, netns: netns)
 
         #expect(p.terminationStatus != 0)
         let json = try #require(try? JSON.parse(Array(out)), "stdout is not JSON: \(String(decoding: out, as: UTF8.self))")
