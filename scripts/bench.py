@@ -126,16 +126,23 @@ def main():
         for s in setups:
             for i in range(args.base):
                 s.run("ADD", s.new_ns(), f"base{i}")
-        for i in range(args.iterations):
-            for s in (setups if i % 2 == 0 else setups[::-1]):
-                ns = s.new_ns()
-                samples[s.label]["ADD"].append(s.run("ADD", ns, f"it{i}"))
-                samples[s.label]["DEL"].append(s.run("DEL", ns, f"it{i}"))
-                sh("ip", "netns", "del", ns)
-                s.namespaces.remove(ns)
+        def interleaved(rounds, into, prefix, after_round):
+            """ADD+DEL cycles, alternating the setups' order each round so noise hits all alike."""
+            for i in range(rounds):
+                for s in (setups if i % 2 == 0 else setups[::-1]):
+                    ns = s.new_ns()
+                    into[s.label]["ADD"].append(s.run("ADD", ns, f"{prefix}{i}"))
+                    into[s.label]["DEL"].append(s.run("DEL", ns, f"{prefix}{i}"))
+                    sh("ip", "netns", "del", ns)
+                    s.namespaces.remove(ns)
+                after_round(i)
+
+        def floor_round(i):
             floor_add, floor_del = measure_floor(i, ports_bridge=floor_bridge)
             floor["ADD"].append(floor_add)
             floor["DEL"].append(floor_del)
+
+        interleaved(args.iterations, samples, "it", floor_round)
         # Peak resident memory of one plugin process (ADD), by /usr/bin/time.
         for s in setups:
             ns = s.new_ns()
@@ -173,14 +180,8 @@ def main():
             for s in setups:
                 for i in range(args.base, args.large):
                     s.run("ADD", s.new_ns(), f"fill{i}")
-            for i in range(min(args.iterations, 40)):
-                for s in (setups if i % 2 == 0 else setups[::-1]):
-                    ns = s.new_ns()
-                    large[s.label]["ADD"].append(s.run("ADD", ns, f"big{i}"))
-                    large[s.label]["DEL"].append(s.run("DEL", ns, f"big{i}"))
-                    sh("ip", "netns", "del", ns)
-                    s.namespaces.remove(ns)
-                floor_large.append(measure_floor(i, ports_bridge=setups[0].bridge)[0])
+            interleaved(min(args.iterations, 40), large, "big",
+                        lambda i: floor_large.append(measure_floor(i, ports_bridge=setups[0].bridge)[0]))
     finally:
         for s in setups:
             s.cleanup()

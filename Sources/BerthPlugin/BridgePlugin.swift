@@ -30,16 +30,10 @@ struct BridgeOperation {
         case InProcessIPAM.type?:
             ipam = try InProcessIPAM(invocation: invocation)
         case let type?:
-            ipam = DelegatedIPAM(plugin: DelegatedPlugin(type: type, searchPath: env.path,
-                                                         environment: invocation.processEnvironment,
-                                                         stdin: invocation.input))
-        }
-        // A missing IPAM plugin is found out before anything is touched (ADD would
-        // otherwise create the bridge first).
-        if env.command == .add || env.command == .check, let type = config.network.ipamType, type != InProcessIPAM.type,
-           findExecutable(type, in: env.path) == nil {
-            throw CNIError(.invalidNetworkConfig, "plugin \"\(type)\" was not found on CNI_PATH",
-                           details: "searched: " + env.path.joined(separator: ":"))
+            // Resolved here, so a missing plugin is refused before anything is touched.
+            ipam = DelegatedIPAM(plugin: try DelegatedPlugin(type: type, searchPath: env.path,
+                                                             environment: invocation.processEnvironment,
+                                                             stdin: invocation.input))
         }
     }
 

@@ -6,16 +6,25 @@ import BerthSystem
 /// CNI_COMMAND set, its stdout read as a result or an error.
 struct DelegatedPlugin {
     let type: String
-    let searchPath: [String]
+    /// The executable, found on CNI_PATH once, before anything is touched.
+    let executable: String
     let environment: [String: String]
     let stdin: [UInt8]
 
-    /// Runs `command`; returns the parsed stdout (nil when it printed nothing).
-    func run(_ command: CNICommand) throws(CNIError) -> JSON? {
+    /// Finds `type` on `searchPath`; a missing plugin is an error 7 naming the path searched.
+    init(type: String, searchPath: [String], environment: [String: String], stdin: [UInt8]) throws(CNIError) {
         guard let executable = findExecutable(type, in: searchPath) else {
             throw CNIError(.invalidNetworkConfig, "plugin \"\(type)\" was not found on CNI_PATH",
                            details: "searched: " + searchPath.joined(separator: ":"))
         }
+        self.type = type
+        self.executable = executable
+        self.environment = environment
+        self.stdin = stdin
+    }
+
+    /// Runs `command`; returns the parsed stdout (nil when it printed nothing).
+    func run(_ command: CNICommand) throws(CNIError) -> JSON? {
         var env = environment
         env["CNI_COMMAND"] = command.rawValue
         let output: ChildOutput

@@ -21,6 +21,16 @@ let kernelHasBridgeVLANFiltering: Bool = {
 
 func hostVeth(_ r: PluginRun) -> String? { r.json?["interfaces"]?.arrayValue?[1]["name"]?.stringValue }
 
+/// The host state an ipMasq test changes: rules and tables, IPv4 forwarding.
+struct HostFirewallState {
+    let rules = IPTablesSnapshot()
+    let forwarding = IPv4Forwarding()
+    func restore() {
+        forwarding.restore()
+        rules.restore()
+    }
+}
+
 /// One test per bridge option: the kernel state after ADD, CHECK, and DEL
 /// (also DEL after the namespace is gone), with traffic where the option is about traffic.
 extension FirewallTouchingTests {
@@ -32,11 +42,9 @@ struct BridgeOptionTests {
 
     @Test("ipMasq with nftables: a rule per container address, IPv4 forwarding on, checked by CHECK, removed by DEL after the namespace is gone")
     func masqueradeNFTables() throws {
-        let net = TestNetwork(), firewall = IPTablesSnapshot()
-        let forwarding = IPv4Forwarding()
+        let net = TestNetwork(), host = HostFirewallState()
         defer {
-            forwarding.restore()
-            firewall.restore()
+            host.restore()
             net.cleanUp()
         }
         let ns = net.makeNamespace()
@@ -61,11 +69,9 @@ struct BridgeOptionTests {
 
     @Test("ipMasq with the iptables backend: rules in BERTH-MASQ, removed by DEL after the namespace is gone")
     func masqueradeIPTables() throws {
-        let net = TestNetwork(), firewall = IPTablesSnapshot()
-        let forwarding = IPv4Forwarding()
+        let net = TestNetwork(), host = HostFirewallState()
         defer {
-            forwarding.restore()
-            firewall.restore()
+            host.restore()
             net.cleanUp()
         }
         let ns = net.makeNamespace()
@@ -85,11 +91,9 @@ struct BridgeOptionTests {
 
     @Test("GC removes the masquerade rules of attachments that are no longer valid")
     func gcRules() throws {
-        let net = TestNetwork(), firewall = IPTablesSnapshot()
-        let forwarding = IPv4Forwarding()
+        let net = TestNetwork(), host = HostFirewallState()
         defer {
-            forwarding.restore()
-            firewall.restore()
+            host.restore()
             net.cleanUp()
         }
         let config = net.config(version: "1.1.0", ipam: berthIPAM(net), extra: #","ipMasq":true"#)
