@@ -100,7 +100,7 @@ extension NFTContext {
         do {
             output = try run("list table \(family) \(table)")
         } catch {
-            if error.message.contains("No such file or directory") { return [] }
+            if error.message.containsText("No such file or directory") { return [] }
             throw error
         }
         guard let json = try? JSON.parse(output), let items = json["nftables"]?.arrayValue else {

@@ -65,14 +65,19 @@ public struct AttachmentRecord: Equatable, Sendable {
 ///
 ///     lock                       flock'd by every operation (process-safe)
 ///     attachments/ID:IFNAME      the attachment's record (JSON), written before any address is claimed
-///     addresses/IP               "ID\nIFNAME\n": the address is taken, and by whom
-///     cursor-N                   the last address handed out from range set N (round-robin)
-///     scratch/                   files being written; published by rename or link
+///     addresses/IP               a hard link to the record of the attachment holding IP
+///                                (stores of earlier versions: a file "ID\nIFNAME\n")
+///     cursor-N                   the last address handed out from range set N (round-robin hint)
+///     scratch/                   records being written; published by rename
 ///
-/// Every file appears whole or not at all (written in scratch/, then renamed
-/// or hard-linked into place), so a process killed at any instant leaves no
-/// torn file. The record is written before the addresses are claimed, so an
-/// address file never exists without a record that DEL or GC can find.
+/// A record appears whole or not at all (written in scratch/, then renamed
+/// into place), and an address is claimed by hard-linking the record under
+/// the address's name: one atomic, exclusive `linkat` that creates no inode.
+/// So a process killed at any instant leaves no torn record and no address
+/// without a record that DEL or GC can find. The cursor is only a hint,
+/// rewritten in place; a torn cursor is ignored and the scan starts at the
+/// range's beginning. One ADD creates one inode (the record): on ext4,
+/// allocating an inode is by far the dearest file operation.
 /// Every lookup is by name: the cost of ADD, DEL and CHECK does not depend on
 /// how many allocations there are. Only GC and listing read whole directories.
 public final class AllocationStore {
@@ -148,11 +153,21 @@ public final class AllocationStore {
     /// Who holds `ip`, or nil when it is free.
     public func owner(of ip: IPAddress) throws(CNIError) -> AttachmentKey? {
         guard let bytes = try io({ () throws(SystemError) in try addresses.read(ip.description) }) else { return nil }
-        let lines = String(decoding: bytes, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false)
-        guard lines.count >= 2 else {
-            // Not one of ours (files are published whole): keep the address out of use, GC may reclaim it.
-            return AttachmentKey(containerID: "", ifname: "")
+        return AllocationStore.holder(in: bytes)
+    }
+
+    /// The holder named by an address file: the record it is a link to, or
+    /// the two lines of earlier stores. Anything else is not one of ours:
+    /// the address stays out of use (an empty key) and GC may reclaim it.
+    static func holder(in bytes: [UInt8]) -> AttachmentKey {
+        if bytes.first == UInt8(ascii: "{") {
+            guard let json = try? JSON.parse(bytes), let record = AttachmentRecord(json: json) else {
+                return AttachmentKey(containerID: "", ifname: "")
+            }
+            return record.key
         }
+        let lines = String(decoding: bytes, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false)
+        guard lines.count >= 2 else { return AttachmentKey(containerID: "", ifname: "") }
         return AttachmentKey(containerID: String(lines[0]), ifname: String(lines[1]))
     }
 
@@ -160,12 +175,12 @@ public final class AllocationStore {
         try io { () throws(SystemError) in try addresses.exists(ip.description) }
     }
 
-    /// Takes `ip` for `key`. Returns false when someone holds it already.
+    /// Takes `ip` for `key`, whose record must be written already: the
+    /// address becomes a hard link to that record. Returns false when someone
+    /// holds it already.
     public func claim(_ ip: IPAddress, for key: AttachmentKey) throws(CNIError) -> Bool {
-        let bytes = Array("\(key.containerID)\n\(key.ifname)\n".utf8)
-        return try io { () throws(SystemError) in
-            let name = try scratch.writeScratch(bytes)
-            return try scratch.publishExclusive(name, as: ip.description, in: addresses)
+        try io { () throws(SystemError) in
+            try attachments.linkExclusive(key.fileName, as: ip.description, in: addresses)
         }
     }
 
@@ -198,11 +213,12 @@ public final class AllocationStore {
         return IPAddress(String(decoding: bytes, as: UTF8.self))
     }
 
+    /// Rewrites the cursor in place: no new inode per ADD. A crash may tear
+    /// it; `cursor(forSet:)` then reads nothing valid and the scan starts at
+    /// the range's beginning.
     public func setCursor(_ ip: IPAddress, forSet index: Int) throws(CNIError) {
-        let bytes = Array(ip.description.utf8)
         try io { () throws(SystemError) in
-            let name = try scratch.writeScratch(bytes)
-            try scratch.publish(name, as: "cursor-\(index)", in: directory)
+            try directory.overwrite("cursor-\(index)", with: Array(ip.description.utf8))
         }
     }
 

@@ -82,7 +82,7 @@ public final class DirectoryHandle {
     }
 
     /// Writes a new file in `scratch` and returns its name there; the caller
-    /// then publishes it with `publish` or `publishExclusive`.
+    /// then publishes it with `publish`.
     public func writeScratch(_ bytes: [UInt8]) throws(SystemError) -> String {
         var rng = SystemRandomNumberGenerator()
         let name = ".tmp-\(getpid())-\(UInt64.random(in: 0...UInt64.max, using: &rng))"
@@ -108,14 +108,21 @@ public final class DirectoryHandle {
         }
     }
 
-    /// Atomically creates `name` in `target` with the contents of scratch file
-    /// `scratch`, only if `name` does not exist yet (a hard link: all or nothing).
-    /// Returns false when `name` exists. The scratch file is removed either way.
-    public func publishExclusive(_ scratch: String, as name: String, in target: DirectoryHandle) throws(SystemError) -> Bool {
-        defer { unlinkat(descriptor.rawValue, scratch, 0) }
-        if linkat(descriptor.rawValue, scratch, target.descriptor.rawValue, name, 0) == 0 { return true }
+    /// Gives file `name` of this directory a second name `link` in `target`
+    /// (a hard link: atomic, creates no inode), only if `link` does not exist.
+    /// Returns false when it does.
+    public func linkExclusive(_ name: String, as link: String, in target: DirectoryHandle) throws(SystemError) -> Bool {
+        if linkat(descriptor.rawValue, name, target.descriptor.rawValue, link, 0) == 0 { return true }
         if errno == EEXIST { return false }
-        throw SystemError.last("link \(target.path)/\(name)")
+        throw SystemError.last("link \(path)/\(name) as \(target.path)/\(link)")
+    }
+
+    /// Replaces the contents of file `name` (created 0600 if missing) in
+    /// place. Not atomic: for hints that a reader may find torn after a crash.
+    public func overwrite(_ name: String, with bytes: [UInt8]) throws(SystemError) {
+        let handle = try openFile(name)
+        if ftruncate(handle.rawValue, 0) != 0 { throw SystemError.last("truncate \(path)/\(name)") }
+        try handle.writeAll(bytes)
     }
 
     /// Removes file `name`; returns false when it did not exist.

@@ -99,12 +99,11 @@ struct StoreTests {
         let dir = TemporaryDataDir()
         let a = try allocator(dir)
         for i in 1...3 { _ = try a.add(key("c\(i)")) }
-        // An address file with no record behind it (written by hand). The
-        // store holds the network's lock while it lives, so it is let go first.
-        do {
-            let store = try AllocationStore(dataDir: dir.path, network: "net1")
-            #expect(try store.claim(IPAddress("10.5.0.6")!, for: key("ghost")))
-        }
+        // An address file with no record behind it, in the format of earlier
+        // stores ("ID\nIFNAME\n"), written by hand.
+        #expect(FileManager.default.createFile(atPath: "\(dir.path)/net1/addresses/10.5.0.6",
+                                               contents: Data("ghost\neth0\n".utf8)))
+        #expect(try a.allocations().contains { $0.ip.description == "10.5.0.6" && $0.owner == key("ghost") })
         let released = try a.gc(keeping: [key("c2")])
         #expect(released == 5)
         #expect(Set(try a.allocations().compactMap { $0.owner }) == [key("c2")])
@@ -126,6 +125,52 @@ struct StoreTests {
         try a.del(key("c1"))
         #expect(try a.allocations().isEmpty)
         #expect(try AllocationStore(dataDir: dir.path, network: "net1").allRecordKeys().isEmpty)
+    }
+
+    @Test("an address is a hard link to its attachment's record: one new inode per ADD")
+    func addressIsLinkToRecord() throws {
+        let dir = TemporaryDataDir()
+        _ = try allocator(dir).add(key("c1"))
+        let root = "\(dir.path)/net1"
+        var record = stat(), v4 = stat(), v6 = stat()
+        #expect(lstat("\(root)/attachments/c1:eth0", &record) == 0)
+        #expect(lstat("\(root)/addresses/10.5.0.2", &v4) == 0)
+        #expect(lstat("\(root)/addresses/fd05::2", &v6) == 0)
+        #expect(record.st_ino == v4.st_ino && record.st_ino == v6.st_ino)
+        #expect(record.st_nlink == 3)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: "\(root)/scratch").isEmpty)
+    }
+
+    @Test("a torn or foreign cursor is ignored: the scan starts at the range's beginning")
+    func tornCursor() throws {
+        let dir = TemporaryDataDir()
+        let a = try allocator(dir)
+        _ = try a.add(key("c1"))
+        for garbage in ["10.5.0.", "", "not an address", "10.5.0.200"] {
+            #expect(FileManager.default.createFile(atPath: "\(dir.path)/net1/cursor-0", contents: Data(garbage.utf8)))
+            let r = try a.add(key("c-\(garbage.count)"))
+            #expect(r.ips.first?.address.description == "10.5.0.3/29", "cursor \(garbage)")
+            try a.del(key("c-\(garbage.count)"))
+        }
+        // A shorter address written over a longer one leaves no tail behind.
+        #expect(FileManager.default.createFile(atPath: "\(dir.path)/net1/cursor-0", contents: Data("10.5.0.123456".utf8)))
+        _ = try a.add(key("c2"))
+        #expect(String(decoding: FileManager.default.contents(atPath: "\(dir.path)/net1/cursor-0")!, as: UTF8.self) == "10.5.0.3")
+    }
+
+    @Test("an address file of an earlier store (\"ID\\nIFNAME\\n\") names its holder and is released by DEL")
+    func earlierFormat() throws {
+        let dir = TemporaryDataDir()
+        let a = try allocator(dir)
+        _ = try a.add(key("c1"))
+        let root = "\(dir.path)/net1"
+        for ip in ["10.5.0.2", "fd05::2"] {
+            try FileManager.default.removeItem(atPath: "\(root)/addresses/\(ip)")
+            #expect(FileManager.default.createFile(atPath: "\(root)/addresses/\(ip)", contents: Data("c1\neth0\n".utf8)))
+        }
+        try a.check(key("c1"))
+        try a.del(key("c1"))
+        #expect(try a.allocations().isEmpty)
     }
 
     @Test("the store is private: directories 0700, files 0600")
