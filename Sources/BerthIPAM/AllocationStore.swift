@@ -210,15 +210,22 @@ public final class AllocationStore {
 
     public func cursor(forSet index: Int) throws(CNIError) -> IPAddress? {
         guard let bytes = try io({ () throws(SystemError) in try directory.read("cursor-\(index)") }) else { return nil }
-        return IPAddress(String(decoding: bytes, as: UTF8.self))
+        return IPAddress(String(decoding: bytes.prefix { $0 != UInt8(ascii: "\n") }, as: UTF8.self))
     }
 
-    /// Rewrites the cursor in place: no new inode per ADD. A crash may tear
-    /// it; `cursor(forSet:)` then reads nothing valid and the scan starts at
-    /// the range's beginning.
+    /// Every cursor file is this long: the address, then newlines. Rewriting
+    /// a fixed length in place never truncates the file, and on ext4 with
+    /// `discard` a truncate waits for the disk to discard the freed block.
+    static let cursorLength = 40
+
+    /// Rewrites the cursor in place: no new inode, no truncation. A crash may
+    /// tear it; `cursor(forSet:)` then reads nothing valid and the scan
+    /// starts at the range's beginning.
     public func setCursor(_ ip: IPAddress, forSet index: Int) throws(CNIError) {
+        var bytes = Array(ip.description.utf8)
+        bytes += Array(repeating: UInt8(ascii: "\n"), count: max(1, AllocationStore.cursorLength - bytes.count))
         try io { () throws(SystemError) in
-            try directory.overwrite("cursor-\(index)", with: Array(ip.description.utf8))
+            try directory.overwrite("cursor-\(index)", with: bytes)
         }
     }
 

@@ -94,6 +94,15 @@ extension RouteSocket {
         try configure(raw, host)
         if let master { rtnl_link_set_master(raw, master) }
         try configure(peerRaw, peer)
+        // One TX and one RX queue per end: what a veth uses anyway (the kernel
+        // makes one per CPU, then cuts the real count to one). Asked for at
+        // creation, the kernel skips that cut, which costs two expedited RCU
+        // grace periods under the RTNL lock (synchronize_net, seen in
+        // sched_switch traces; it grows with the machine's load).
+        for end in [raw, peerRaw] {
+            rtnl_link_set_num_tx_queues(end, 1)
+            rtnl_link_set_num_rx_queues(end, 1)
+        }
         rtnl_link_set_ns_fd(peerRaw, peerNamespace.descriptor.rawValue)
         try check(rtnl_link_add(sk, raw, NLM_F_CREATE | NLM_F_EXCL),
                   "create veth \(host.name) with peer \(peer.name) in \(peerNamespace.path)")

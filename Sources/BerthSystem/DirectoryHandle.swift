@@ -117,12 +117,20 @@ public final class DirectoryHandle {
         throw SystemError.last("link \(path)/\(name) as \(target.path)/\(link)")
     }
 
-    /// Replaces the contents of file `name` (created 0600 if missing) in
-    /// place. Not atomic: for hints that a reader may find torn after a crash.
+    /// Writes `bytes` at the start of file `name` (created 0600 if missing),
+    /// in place: what lies beyond them stays. Not atomic: for hints that a
+    /// reader may find torn after a crash.
     public func overwrite(_ name: String, with bytes: [UInt8]) throws(SystemError) {
         let handle = try openFile(name)
-        if ftruncate(handle.rawValue, 0) != 0 { throw SystemError.last("truncate \(path)/\(name)") }
-        try handle.writeAll(bytes)
+        var offset = 0
+        while offset < bytes.count {
+            let n = bytes[offset...].withUnsafeBytes { pwrite(handle.rawValue, $0.baseAddress, $0.count, off_t(offset)) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw SystemError.last("write \(path)/\(name)")
+            }
+            offset += n
+        }
     }
 
     /// Removes file `name`; returns false when it did not exist.

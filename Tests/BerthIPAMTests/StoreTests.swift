@@ -152,10 +152,14 @@ struct StoreTests {
             #expect(r.ips.first?.address.description == "10.5.0.3/29", "cursor \(garbage)")
             try a.del(key("c-\(garbage.count)"))
         }
-        // A shorter address written over a longer one leaves no tail behind.
+        // The cursor is rewritten in place at a fixed length: a longer cursor
+        // of an earlier store leaves no tail behind.
         #expect(FileManager.default.createFile(atPath: "\(dir.path)/net1/cursor-0", contents: Data("10.5.0.123456".utf8)))
         _ = try a.add(key("c2"))
-        #expect(String(decoding: FileManager.default.contents(atPath: "\(dir.path)/net1/cursor-0")!, as: UTF8.self) == "10.5.0.3")
+        let cursor = String(decoding: FileManager.default.contents(atPath: "\(dir.path)/net1/cursor-0")!, as: UTF8.self)
+        #expect(cursor == "10.5.0.3" + String(repeating: "\n", count: 32))
+        _ = try a.add(key("c3"))
+        #expect(try AllocationStore(dataDir: dir.path, network: "net1").cursor(forSet: 0)?.description == "10.5.0.4")
     }
 
     @Test("an address file of an earlier store (\"ID\\nIFNAME\\n\") names its holder and is released by DEL")
