@@ -101,6 +101,7 @@ def main():
     ap.add_argument("--markdown", help="also write the table to this file")
     ap.add_argument("--parallel", type=int, default=64, help="ADDs started at once (0 to skip)")
     ap.add_argument("--large", type=int, default=1000, help="then fill each bridge to this many containers and measure again (0 to skip)")
+    ap.add_argument("--settle", type=float, default=15, help="seconds to let the kernel finish the fill's background work before measuring at --large")
     args = ap.parse_args()
 
     # The reference bridge plugin turns IPv4 forwarding on (isGateway); put it back afterwards.
@@ -180,6 +181,9 @@ def main():
             for s in setups:
                 for i in range(args.base, args.large):
                     s.run("ADD", s.new_ns(), f"fill{i}")
+            # Thousands of new ports leave the kernel busy for a while (timers,
+            # workqueues): measure the steady state, not the fill's aftermath.
+            time.sleep(args.settle)
             interleaved(min(args.iterations, 40), large, "big",
                         lambda i: floor_large.append(measure_floor(i, ports_bridge=setups[0].bridge)[0]))
     finally:
@@ -239,11 +243,46 @@ def main():
             "|---|---:|---:|---:|---:|---:|---:|",
         ] + [f"| {label} | {a * 1000:.0f} | {ok}/{args.parallel} | {'yes' if distinct else 'NO'} | {d * 1000:.0f} | {dok}/{args.parallel} | {a / ref[0]:.2f}x |"
              for label, (a, d, ok, distinct, dok) in parallel.items()]
+    lines += ["", "Against the performance issue's targets (this run):", "",
+              "| target | measured | met |", "|---|---|---|"]
+    def target(name, value, limit, shown):
+        lines.append(f"| {name} | {shown} | {'yes' if value <= limit else 'no'} |")
+    add10 = statistics.median(samples["berth"]["ADD"])
+    ref10 = statistics.median(samples["reference"]["ADD"])
+    target("ADD median at 10 containers at most 0.35x the reference", add10 / ref10, 0.35, f"{add10 / ref10:.2f}x")
+    if large["berth"]["ADD"]:
+        grow = statistics.median(large["berth"]["ADD"]) / add10
+        target(f"ADD median at {args.large} at most 1.5x Berth's own at 10", grow, 1.5, f"{grow:.2f}x")
+    veth = statistics.median(samples["berth"]["DEL"]) / statistics.median(floor["DEL"])
+    target("DEL median at most 1.15x the plain veth deletion", veth, 1.15, f"{veth:.2f}x")
+    if parallel:
+        a, _, ok, distinct, _ = parallel["berth"]
+        wall = a / parallel["reference"][0]
+        target(f"{args.parallel} parallel ADDs: wall at most 0.4x the reference, addresses distinct",
+               wall if distinct and ok == args.parallel else 99, 0.4, f"{wall:.2f}x, {'all distinct' if distinct else 'DUPLICATES'}")
+    target("peak memory of one berth process no more than the reference's", memory["berth"], memory["reference"],
+           f"{memory['berth']} KB vs {memory['reference']} KB")
     text = "\n".join(lines)
     print(text)
     if args.markdown:
-        with open(args.markdown, "w") as f:
-            f.write(text + "\n")
+        write_markdown(args.markdown, text)
+
+
+def write_markdown(path, text):
+    """Puts `text` between the markers in `path` (the rest of the file is
+    prose kept by hand), or writes the whole file when it has no markers."""
+    begin, end = "<!-- bench.py: begin -->", "<!-- bench.py: end -->"
+    try:
+        with open(path) as f:
+            old = f.read()
+    except FileNotFoundError:
+        old = ""
+    if begin in old and end in old:
+        new = old[:old.index(begin) + len(begin)] + "\n" + text + "\n" + old[old.index(end):]
+    else:
+        new = text + "\n"
+    with open(path, "w") as f:
+        f.write(new)
 
 
 if __name__ == "__main__":

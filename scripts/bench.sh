@@ -15,7 +15,7 @@ if [[ "${1:-}" == "--quick" ]]; then
   python3 scripts/bench_runtime.py --cycles 10
   python3 scripts/bench_lab.py --hosts 40
 else
-  python3 scripts/bench.py --iterations 100
+  python3 scripts/bench.py --iterations 100 --markdown docs/benchmarks.md
   echo
   python3 scripts/bench_ipam.py --cycles 60
   echo
