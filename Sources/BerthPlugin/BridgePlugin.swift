@@ -55,11 +55,20 @@ struct BridgeOperation {
             throw CNIError(.invalidEnvironment, "CNI_IFNAME: an interface named \(env.ifname) already exists in \(env.netns)")
         }
         let bridge = try ensureBridge(host)
+        // Gateways known from the config are given (and checked for conflicts
+        // with the bridge's addresses) before IPAM runs and before an existing
+        // bridge is brought up, so such a refused ADD changes nothing.
+        let earlyGateways = plannedGatewayAddresses
+        for gateway in earlyGateways {
+            try addGatewayAddress(gateway, to: bridge, host: host)
+        }
+        try activate(bridge, host: host)
 
         let ipamResult = try ipam?.add() ?? CNIResult()
         var result: CNIResult
         do {
-            result = try wire(ipamResult, host: host, container: container, netns: netns, bridge: bridge)
+            result = try wire(ipamResult, host: host, container: container, netns: netns, bridge: bridge,
+                              gatewaysGiven: earlyGateways)
         } catch {
             try? ipam?.del()
             throw error
@@ -81,10 +90,11 @@ struct BridgeOperation {
     /// Makes the veth, applies the IPAM result and builds the plugin's result.
     /// Removes the veth and any rule again if a later step fails.
     private func wire(_ ipamResult: CNIResult, host: RouteSocket, container: RouteSocket,
-                      netns: NetworkNamespace, bridge: LinkInfo) throws(CNIError) -> CNIResult {
+                      netns: NetworkNamespace, bridge: LinkInfo, gatewaysGiven: [IPPrefix]) throws(CNIError) -> CNIResult {
         let (hostName, hostMAC) = try createVeth(host: host, container: container, netns: netns, bridge: bridge)
         do {
-            return try configure(ipamResult, hostName: hostName, hostMAC: hostMAC, host: host, container: container, bridge: bridge)
+            return try configure(ipamResult, hostName: hostName, hostMAC: hostMAC, host: host, container: container,
+                                 bridge: bridge, gatewaysGiven: gatewaysGiven)
         } catch {
             if hasFirewallRules { try? rules.removeAll(iptables: config.ipMasqBackend == .iptables) }
             _ = try? container.deleteLink(named: env.ifname)
@@ -94,7 +104,7 @@ struct BridgeOperation {
     }
 
     private func configure(_ ipamResult: CNIResult, hostName: String, hostMAC: String, host: RouteSocket,
-                           container: RouteSocket, bridge: LinkInfo) throws(CNIError) -> CNIResult {
+                           container: RouteSocket, bridge: LinkInfo, gatewaysGiven: [IPPrefix]) throws(CNIError) -> CNIResult {
         guard let inside = try kernel("look up \(env.ifname)", { () throws(NetlinkError) in
             try container.link(named: env.ifname)
         }) else {
@@ -134,7 +144,7 @@ struct BridgeOperation {
                 try container.addRoute(route, outputIndex: inside.index)
             }
         }
-        for gateway in plan.bridgeAddresses {
+        for gateway in plan.bridgeAddresses where !(gatewayLink.index == bridge.index && gatewaysGiven.contains(gateway)) {
             try addGatewayAddress(gateway, to: gatewayLink, host: host)
         }
         if config.ipMasq {
@@ -241,8 +251,8 @@ struct BridgeOperation {
         }
     }
 
-    /// Creates the bridge if missing (many ADDs may race to do it), brings it
-    /// up, and applies the bridge-wide options (VLAN filtering, promiscuous mode).
+    /// Creates the bridge if missing (many ADDs may race to do it) and turns
+    /// on VLAN filtering when needed; `activate` brings it up later.
     private func ensureBridge(_ host: RouteSocket) throws(CNIError) -> LinkInfo {
         let name = config.bridge
         var existing = try kernel("look up bridge \(name)") { () throws(NetlinkError) in try host.link(named: name) }
@@ -277,6 +287,29 @@ struct BridgeOperation {
             let kind = bridge.kind.isEmpty ? "a device without a link kind" : "a \(bridge.kind)"
             throw CNIError(.invalidNetworkConfig, "field \"bridge\": \(name) exists and is \(kind), not a bridge")
         }
+        return bridge
+    }
+
+    /// The bridge's gateway addresses that are known before IPAM runs: with
+    /// `berth-ipam`, each range set whose ranges share one subnet and gateway.
+    /// Empty when IPAM is delegated (known only from its result), without
+    /// `isGateway`, or when an access VLAN's device holds the gateway.
+    var plannedGatewayAddresses: [IPPrefix] {
+        guard config.isGateway, !config.usesVLANs, let inProcess = ipam as? InProcessIPAM else { return [] }
+        var out: [IPPrefix] = []
+        for set in inProcess.allocator.config.rangeSets {
+            guard let first = set.ranges.first, let gateway = first.gateway,
+                  set.ranges.allSatisfy({ $0.subnet == first.subnet && $0.gateway == gateway }),
+                  let prefix = IPPrefix(address: gateway, prefixLength: first.subnet.prefixLength),
+                  !out.contains(prefix) else { continue }
+            out.append(prefix)
+        }
+        return out
+    }
+
+    /// Brings the bridge up and applies promiscuous mode, if needed.
+    private func activate(_ bridge: LinkInfo, host: RouteSocket) throws(CNIError) {
+        let name = bridge.name
         if !bridge.isUp {
             try kernel("bring up bridge \(name)") { () throws(NetlinkError) in try host.setUp(index: bridge.index) }
         }
@@ -285,7 +318,6 @@ struct BridgeOperation {
                 try host.setPromiscuous(index: bridge.index, true)
             }
         }
-        return bridge
     }
 
     private func vlanFilteringUnsupported(_ e: NetlinkError) -> CNIError {

@@ -205,11 +205,15 @@ public struct Cgroup: Sendable {
         return 0
     }
 
-    /// The processes in the cgroup.
+    /// The processes in the cgroup, in any of its hierarchies: a `run`
+    /// killed while it was adding its container to them leaves it in some only.
     public func pids() -> [pid_t] {
-        guard let dir = directories["unified"] ?? directories["pids"] ?? directories.values.first,
-              let text = try? readText("\(dir)/cgroup.procs") else { return [] }
-        return text.split(separator: "\n").compactMap { pid_t($0) }
+        var all = Set<pid_t>()
+        for dir in Set(directories.values) {
+            guard let text = try? readText("\(dir)/cgroup.procs") else { continue }
+            all.formUnion(text.split(separator: "\n").compactMap { pid_t($0) })
+        }
+        return all.sorted()
     }
 
     /// Removes the directories (the cgroup must be empty). Missing ones are fine.

@@ -198,11 +198,17 @@ public enum ContainerRuntime {
             throw RuntimeError("cannot read the cgroup mounts: \(error)")
         }
         let cgroup = Cgroup(name: spec.name, layout: layout)
+        // Recorded before anything is made, and again before each further
+        // step: `berthctl rm` then finds whatever a killed `run` left behind
+        // (cgroup, networks, pinned namespace).
+        var state = ContainerState(spec: spec, pid: 0, cgroup: cgroup)
+        state.status = "creating"
+        saveState(state)
         do {
             try cgroup.create(limits: spec.limits)
         } catch {
             try? cgroup.remove()
-            rmdir(dir)
+            removeState(spec.name)
             throw RuntimeError("cannot set up the cgroup: \(error)")
         }
 
@@ -211,7 +217,7 @@ public enum ContainerRuntime {
             handle = try start(spec)
         } catch {
             try? cgroup.remove()
-            rmdir(dir)
+            removeState(spec.name)
             throw error
         }
         func abandon(_ message: String) -> RuntimeError {
@@ -234,7 +240,15 @@ public enum ContainerRuntime {
             close(handle.status_fd)
             throw abandon("cannot set up the container's user mapping or cgroup: \(error)")
         }
-        var state = ContainerState(spec: spec, pid: handle.pid, cgroup: cgroup)
+        state.pid = handle.pid
+        state.status = "running"
+        if !spec.networks.isEmpty {
+            // The networks to be attached, before any plugin runs: DEL is
+            // idempotent, so rm may run it for all of them.
+            state.networks = spec.networks.enumerated().map { i, network in
+                ContainerState.NetworkAttachment(network: network, ifname: "eth\(i)", addresses: [])
+            }
+        }
         saveState(state)
         if !spec.networks.isEmpty {
             do {
@@ -482,9 +496,19 @@ public enum ContainerRuntime {
     /// Stops the container if it runs, then removes its cgroup and state.
     public static func remove(_ name: String) throws(RuntimeError) {
         try requireRoot("berthctl rm")
-        let s = try state(name)
+        let s: ContainerState
+        do {
+            s = try state(name)
+        } catch {
+            // A `run` killed before it recorded anything leaves only its empty directory.
+            let dir = stateDirectory(name)
+            guard CNIEnvironment.containerIDProblem(name) == nil, access(dir, F_OK) == 0,
+                  access("\(dir)/state.json", F_OK) != 0 else { throw error }
+            removeState(name)
+            return
+        }
         let cgroup = Cgroup(existing: s)
-        if s.status == "running" { _ = berth_kill(s.pid, SIGKILL) }
+        if s.status == "running" && s.pid > 0 { _ = berth_kill(s.pid, SIGKILL) }
         for pid in cgroup.pids() { _ = berth_kill(pid, SIGKILL) }
         var removed = false
         for _ in 0..<200 {

@@ -30,6 +30,8 @@
 struct child_args {
     const struct berth_container_spec *spec;
     int go_read;
+    int go_write;
+    int status_read;
     int status_write;
 };
 
@@ -213,6 +215,10 @@ static int child_main(void *arg) {
     const struct berth_container_spec *spec = a->spec;
     int fd = a->status_write;
 
+    /* The parent's ends, copied by clone: closed, so that a parent killed
+       before it says "go" gives us end-of-file instead of a wait forever. */
+    close(a->go_write);
+    close(a->status_read);
     /* Wait until the parent has put us into our cgroup and wired the network. */
     char go;
     ssize_t n;
@@ -265,7 +271,7 @@ int berth_container_start(const struct berth_container_spec *spec, struct berth_
         close(go[0]); close(go[1]); close(status[0]); close(status[1]);
         return -1;
     }
-    struct child_args args = { spec, go[0], status[1] };
+    struct child_args args = { spec, go[0], go[1], status[0], status[1] };
     int flags = CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWNET | SIGCHLD;
     if (spec->user_ns) flags |= CLONE_NEWUSER;
     /* Without CLONE_VM the child has its own copy of memory, `args` included. */

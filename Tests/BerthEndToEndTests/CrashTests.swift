@@ -1,0 +1,132 @@
+import Foundation
+import Testing
+import BerthCNI
+
+/// A `berth` process started as a runtime starts it, so that it can be killed.
+struct PluginProcess {
+    let process = Process()
+    let output = Pipe()
+
+    init(_ command: String, netns: String, containerID: String, config: String) throws {
+        process.executableURL = URL(fileURLWithPath: "\(productsDirectory)/berth")
+        process.environment = ["CNI_COMMAND": command, "CNI_CONTAINERID": containerID, "CNI_NETNS": netns,
+                               "CNI_IFNAME": "eth0", "CNI_PATH": "\(productsDirectory):\(referencePluginDirectory)",
+                               "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"]
+        let input = Pipe()
+        process.standardInput = input
+        process.standardOutput = output
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        input.fileHandleForWriting.write(Data(config.utf8))
+        try input.fileHandleForWriting.close()
+    }
+
+    func kill() { _ = Foundation.kill(process.processIdentifier, SIGKILL) }
+
+    func finish() -> PluginRun {
+        let data = output.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        let killed = process.terminationReason == .uncaughtSignal
+        return PluginRun(status: killed ? -1 : process.terminationStatus, stdout: String(decoding: data, as: UTF8.self))
+    }
+}
+
+extension FirewallTouchingTests {
+@Suite("crashes")
+struct CrashTests {
+    /// What the kernel and the store hold for this test's network.
+    struct Leftovers: Equatable, CustomStringConvertible {
+        var ports: Int
+        var rules: Int
+        var records: [String]
+        var addresses: Int
+        var description: String { "\(ports) bridge ports, \(rules) rules, records \(records), \(addresses) address files" }
+
+        init(_ net: TestNetwork) {
+            ports = net.portsOfBridge().count
+            rules = ["inet", "bridge"].flatMap { family in
+                shell(["nft", "list", "table", family, "berth"]).out.split(separator: "\n")
+            }.filter { $0.contains("comment \"berth:\(net.name):") }.count
+            let store = "\(net.dataDir)/\(net.name)"
+            records = ((try? FileManager.default.contentsOfDirectory(atPath: "\(store)/attachments")) ?? []).sorted()
+            addresses = ((try? FileManager.default.contentsOfDirectory(atPath: "\(store)/addresses")) ?? []).count
+        }
+    }
+
+    @Test("berth killed at 200 different instants of ADD: DEL and GC leave no veth, rule or allocation, and no address is held twice")
+    func killedAdds() throws {
+        let net = TestNetwork(), host = HostFirewallState()
+        defer {
+            host.restore()
+            net.cleanUp()
+        }
+        let ipam = #"{"type":"berth-ipam","dataDir":"\#(net.dataDir)","subnet":"\#(net.subnetBase).0/24"}"#
+        let config = net.config(version: "1.1.0", ipam: ipam, extra: #","ipMasq":true,"macspoofchk":true"#)
+
+        // How long a whole ADD takes here: the kill instants spread over 0 to 1.2 times that.
+        let probe = net.makeNamespace()
+        let started = Date()
+        try #require(net.run("ADD", netns: probe, containerID: "probe", config: config).status == 0)
+        let addDuration = Date().timeIntervalSince(started)
+        #expect(net.run("DEL", netns: probe, containerID: "probe", config: config).status == 0)
+        net.deleteNamespace(probe)
+
+        let trials = 200
+        var live: [(id: String, netns: String, address: String)] = []
+        var killedMidway = 0, finished = 0
+        for trial in 0..<trials {
+            let id = "k\(trial)"
+            let ns = net.makeNamespace()
+            let delay = UInt32(addDuration * 1.2 * 1_000_000 * Double(trial) / Double(trials))
+            let add = try PluginProcess("ADD", netns: ns, containerID: id, config: config)
+            usleep(delay)
+            add.kill()
+            let outcome = add.finish()
+            if outcome.status == 0 { finished += 1 } else { killedMidway += 1 }
+
+            if trial % 10 == 0 {
+                // The runtime keeps this container: a failed ADD is followed by DEL
+                // (as the spec asks) and a new ADD, which completes.
+                var done = outcome
+                if done.status != 0 {
+                    let del = net.run("DEL", netns: ns, containerID: id, config: config)
+                    #expect(del.status == 0, "trial \(trial): DEL failed: \(del.stdout)")
+                    done = net.run("ADD", netns: ns, containerID: id, config: config)
+                }
+                try #require(done.status == 0, "trial \(trial): ADD after DEL failed: \(done.stdout)")
+                let address = try #require(firstAddress(done.json))
+                #expect(!live.contains { $0.address == address }, "trial \(trial): \(address) is held twice")
+                live.append((id, ns, address))
+            } else {
+                // The runtime gives up: DEL removes whatever the killed ADD made.
+                let del = net.run("DEL", netns: ns, containerID: id, config: config)
+                #expect(del.status == 0, "trial \(trial): DEL failed: \(del.stdout)")
+                net.deleteNamespace(ns)
+            }
+            let left = Leftovers(net)
+            #expect(left.ports == live.count && left.addresses == live.count && left.records.count == live.count
+                    && left.rules == 2 * live.count,
+                    "trial \(trial) (killed after \(delay) µs): \(left) with \(live.count) containers alive")
+        }
+        #expect(finished > 0, "no ADD finished: the kill instants are all too early")
+        #expect(killedMidway > trials / 2, "only \(killedMidway) ADDs were killed part-way")
+
+        // GC keeps the live attachments and removes nothing of theirs.
+        let valid = live.map { #"{"containerID":"\#($0.id)","ifname":"eth0"}"# }.joined(separator: ",")
+        var gcConfig = try JSON.parse(config).objectValue!
+        gcConfig["cni.dev/valid-attachments"] = try JSON.parse("[\(valid)]")
+        let gc = net.run("GC", netns: "", containerID: "", config: JSON.object(gcConfig).serialized())
+        #expect(gc.status == 0, "\(gc.stdout)")
+        #expect(Leftovers(net).ports == live.count)
+        for container in live {
+            #expect(net.ping(from: container.netns, to: "\(net.subnetBase).1"), "\(container.id) lost its network")
+        }
+        // Then everything goes, and nothing is left.
+        for container in live {
+            #expect(net.run("DEL", netns: container.netns, containerID: container.id, config: config).status == 0)
+        }
+        let empty = Leftovers(net)
+        #expect(empty.ports == 0 && empty.rules == 0 && empty.records.isEmpty && empty.addresses == 0, "\(empty)")
+    }
+}
+}

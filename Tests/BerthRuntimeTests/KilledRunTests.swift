@@ -1,0 +1,97 @@
+import Foundation
+import Testing
+
+@Suite("berthctl run killed while starting", .serialized, .enabled(if: getuid() == 0, "needs root for namespaces and cgroups"))
+struct KilledRunTests {
+    /// Everything a container called `name` on `f`'s network could have left.
+    static func leftovers(_ name: String, _ f: WiringFixture) -> [String] {
+        var found: [String] = []
+        let fm = FileManager.default
+        for path in ["/run/berth/containers/\(name)", "/run/berth/netns/\(name)"] where fm.fileExists(atPath: path) {
+            found.append(path)
+        }
+        let controllers = (try? fm.contentsOfDirectory(atPath: "/sys/fs/cgroup")) ?? []
+        for c in controllers where fm.fileExists(atPath: "/sys/fs/cgroup/\(c)/berth/\(name)") {
+            found.append("/sys/fs/cgroup/\(c)/berth/\(name)")
+        }
+        for r in (try? fm.contentsOfDirectory(atPath: "/var/lib/berth/results")) ?? [] where r.contains(name) {
+            found.append("/var/lib/berth/results/\(r)")
+        }
+        let ports = ip(["-o", "link", "show", "master", f.bridge]).out
+        if !ports.isEmpty { found.append("ports on \(f.bridge): \(ports)") }
+        let held = (try? fm.contentsOfDirectory(atPath: "\(f.ipamDir)/\(f.network)/addresses")) ?? []
+        if !held.isEmpty { found.append("addresses held: \(held)") }
+        let procs = Process()
+        procs.executableURL = URL(fileURLWithPath: "/usr/bin/pgrep")
+        procs.arguments = ["-f", "marker-\(name)"]
+        let out = Pipe()
+        procs.standardOutput = out
+        try? procs.run()
+        let pids = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        procs.waitUntilExit()
+        if !pids.isEmpty { found.append("processes still running: \(pids)") }
+        return found
+    }
+
+    @Test("berthctl run --net killed at 40 different instants of its start: berthctl rm leaves no state, cgroup, namespace, veth, address or process")
+    func killedRuns() throws {
+        let binDir = URL(fileURLWithPath: berthctlPath).deletingLastPathComponent().path
+        let f = try WiringFixture(prefix: "kr", cniPath: "\(binDir):/usr/lib/cni",
+                                  plugin: #"{"type":"berth","bridge":"BRIDGE","isGateway":true,"ipam":{"type":"berth-ipam","dataDir":"IPAMDIR","subnet":"SUBNET"}}"#,
+                                  subnetBase: "10.239")
+        var names: [String] = []
+        defer {
+            for name in names { _ = berthctl(["rm", name], cniPath: f.cni) }
+            f.cleanUp()
+        }
+        func start(_ name: String) throws -> Process {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: berthctlPath)
+            p.arguments = ["run", "--name", name, "--net", f.network, "--cni-conf-dir", f.confDir, "--",
+                           "sh", "-c", "echo up; sleep 60; : marker-\(name)"]
+            var env = ProcessInfo.processInfo.environment
+            env["CNI_PATH"] = f.cni
+            p.environment = env
+            p.standardInput = FileHandle.nullDevice
+            p.standardOutput = Pipe()
+            p.standardError = FileHandle.nullDevice
+            try p.run()
+            return p
+        }
+
+        // How long until the workload runs: the kill instants spread over 0 to 1.3 times that.
+        let probeName = "berthtest-krp-\(getpid())"
+        names.append(probeName)
+        let began = Date()
+        let probe = try start(probeName)
+        let firstLine = (probe.standardOutput as! Pipe).fileHandleForReading.availableData
+        let startup = Date().timeIntervalSince(began)
+        #expect(String(decoding: firstLine, as: UTF8.self) == "up\n")
+        kill(probe.processIdentifier, SIGKILL)
+        probe.waitUntilExit()
+        #expect(berthctl(["rm", probeName], cniPath: f.cni).status == 0)
+        #expect(KilledRunTests.leftovers(probeName, f).isEmpty)
+
+        let trials = 40
+        var removedByRm = 0
+        for trial in 0..<trials {
+            let name = "berthtest-kr\(getpid() % 10000)-\(trial)"
+            names.append(name)
+            let delay = UInt32(startup * 1.3 * 1_000_000 * Double(trial) / Double(trials))
+            let p = try start(name)
+            usleep(delay)
+            kill(p.processIdentifier, SIGKILL)
+            p.waitUntilExit()
+            let rm = berthctl(["rm", name], cniPath: f.cni)
+            if rm.status == 0 {
+                removedByRm += 1
+            } else {
+                // Killed before it made anything: then there is nothing to remove, and rm says so.
+                #expect(rm.err.contains("no container named \(name)"), "trial \(trial): \(rm.err)")
+            }
+            let left = KilledRunTests.leftovers(name, f)
+            #expect(left.isEmpty, "trial \(trial) (killed after \(delay) µs): \(left)")
+        }
+        #expect(removedByRm > trials / 2, "only \(removedByRm) runs had started anything before the kill")
+    }
+}
