@@ -18,6 +18,8 @@ public struct ChildOutput: Sendable {
 ///
 /// The child's stdin is an in-memory file holding `input`, so a large input
 /// can never deadlock against a child that writes before reading everything.
+/// The child gets descriptors 0, 1 and 2 and no others, and is killed if the
+/// calling thread dies before it ends.
 public func runExecutable(_ path: String, arguments: [String] = [], environment: [String: String],
                           input: [UInt8], discardStandardError: Bool = false) throws(SystemError) -> ChildOutput {
     let stdinFD = berth_memfd("berth-stdin")
@@ -31,24 +33,17 @@ public func runExecutable(_ path: String, arguments: [String] = [], environment:
     let readEnd = OwnedDescriptor(adopting: pipeFDs[0])
     var writeEnd: OwnedDescriptor? = OwnedDescriptor(adopting: pipeFDs[1])
 
-    var actions = posix_spawn_file_actions_t()
-    posix_spawn_file_actions_init(&actions)
-    defer { posix_spawn_file_actions_destroy(&actions) }
-    posix_spawn_file_actions_adddup2(&actions, stdinFD, 0)
-    posix_spawn_file_actions_adddup2(&actions, writeEnd!.rawValue, 1)
-    if discardStandardError {
-        posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
-    }
-
     let argv = ([path] + arguments).map { strdup($0) } + [nil]
     let envp = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
     defer {
         for p in argv { free(p) }
         for p in envp { free(p) }
     }
-    var pid: pid_t = 0
-    let rc = posix_spawn(&pid, path, &actions, nil, argv, envp)
-    if rc != 0 { throw SystemError("run \(path)", errno: rc) }
+    // Only stdio reaches the child, as with libcni: not Berth's own descriptors
+    // (all close-on-exec anyway) and not any its caller let it inherit. And
+    // it dies with this thread, so nothing it does outlives a killed caller.
+    let pid = berth_spawn_plugin(path, argv, envp, stdinFD, writeEnd!.rawValue, discardStandardError ? 1 : 0)
+    if pid < 0 { throw SystemError.last("run \(path)") }
     writeEnd = nil  // our copy must close so that reading sees end of file
 
     let output: [UInt8]

@@ -178,6 +178,53 @@ static int enter_rootfs(const char *rootfs, int fd) {
     return 0;
 }
 
+#ifndef SYS_mount_setattr
+#define SYS_mount_setattr 442
+#endif
+#ifndef MOUNT_ATTR_RDONLY
+#define MOUNT_ATTR_RDONLY 0x00000001
+struct mount_attr { unsigned long long attr_set, attr_clr, propagation, userns_fd; };
+#endif
+#ifndef AT_RECURSIVE
+#define AT_RECURSIVE 0x8000
+#endif
+
+/* Without a root file system of its own the container sees the host's /sys,
+ * cgroup hierarchies included: read-write, its root (which keeps
+ * CAP_DAC_OVERRIDE) could move itself out of its cgroup by writing a parent's
+ * cgroup.procs. /sys and every mount under it become read-only (in the
+ * container's private mount namespace only). */
+static int make_sys_read_only(void) {
+    struct mount_attr attr = { .attr_set = MOUNT_ATTR_RDONLY };
+    if (syscall(SYS_mount_setattr, AT_FDCWD, "/sys", AT_RECURSIVE, &attr, sizeof attr) == 0) return 0;
+    if (errno != ENOSYS) return -1;
+    /* Kernels before 5.12: remount each mount under /sys, read from mountinfo. */
+    static char info[256 * 1024];
+    int mfd = open("/proc/self/mountinfo", O_RDONLY | O_CLOEXEC);
+    if (mfd < 0) return -1;
+    size_t len = 0;
+    ssize_t n;
+    while (len < sizeof info - 1 && (n = read(mfd, info + len, sizeof info - 1 - len)) > 0) len += (size_t)n;
+    close(mfd);
+    info[len] = 0;
+    for (char *line = info; line && *line; ) {
+        char *next = strchr(line, '\n');
+        if (next) *next++ = 0;
+        /* Field 5 is the mount point. */
+        char *field = line;
+        for (int i = 0; i < 4 && field; i++) { field = strchr(field, ' '); if (field) field++; }
+        if (field) {
+            char *end = strchr(field, ' ');
+            if (end) *end = 0;
+            if (strncmp(field, "/sys", 4) == 0 && (field[4] == 0 || field[4] == '/')) {
+                if (mount(NULL, field, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY, NULL) != 0) return -1;
+            }
+        }
+        line = next;
+    }
+    return 0;
+}
+
 /* lxcfs serves cgroup-aware copies of /proc files: bind them over the container's. */
 static int bind_lxcfs(int fd) {
     static const char *files[] = { "meminfo", "cpuinfo", "stat", "uptime", "loadavg", "diskstats", "swaps" };
@@ -244,6 +291,7 @@ static int child_main(void *arg) {
         fail(fd, "mount /proc");
     }
     if (spec->lxcfs) bind_lxcfs(fd);
+    if (!spec->rootfs && make_sys_read_only() != 0) fail(fd, "make /sys read-only");
     if (bring_up_loopback() != 0) fail(fd, "bring up the loopback interface");
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) fail(fd, "set no_new_privs");
     if (drop_capabilities() != 0) fail(fd, "drop capabilities");

@@ -9,6 +9,10 @@
 #include <linux/nsfs.h>
 #include <fcntl.h>
 #include <unistd.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <linux/close_range.h>
 
 #ifndef NSFS_MAGIC
 #define NSFS_MAGIC 0x6e736673
@@ -39,4 +43,54 @@ int berth_memfd(const char *name) {
 
 int berth_pipe_cloexec(int fds[2]) {
     return pipe2(fds, O_CLOEXEC);
+}
+
+pid_t berth_spawn_plugin(const char *path, char *const argv[], char *const envp[], int in_fd, int out_fd, int quiet) {
+    int report[2];
+    if (pipe2(report, O_CLOEXEC) != 0) return -1;
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid < 0) {
+        int saved = errno;
+        close(report[0]);
+        close(report[1]);
+        errno = saved;
+        return -1;
+    }
+    if (pid == 0) {
+        /* Only async-signal-safe calls: the parent may have other threads. */
+        int err = 0;
+        if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent) _exit(127);
+        if (dup2(in_fd, 0) < 0 || dup2(out_fd, 1) < 0) err = errno;
+        if (!err && quiet) {
+            int null = open("/dev/null", O_WRONLY | O_CLOEXEC);
+            if (null < 0 || dup2(null, 2) < 0) err = errno;
+        }
+        if (!err) {
+            /* The report pipe is the last descriptor kept: close-on-exec, it
+               tells the parent whether execve worked. */
+            int keep = report[1];
+            if (keep != 3 && dup3(keep, 3, O_CLOEXEC) < 0) err = errno;
+            else close_range(4, ~0U, 0);
+        }
+        if (!err) {
+            execve(path, argv, envp);
+            err = errno;
+        }
+        ssize_t ignored = write(3, &err, sizeof err);
+        (void)ignored;
+        _exit(127);
+    }
+    close(report[1]);
+    int err = 0;
+    ssize_t n;
+    do { n = read(report[0], &err, sizeof err); } while (n < 0 && errno == EINTR);
+    close(report[0]);
+    if (n == (ssize_t)sizeof err) {
+        int status;
+        while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
+        errno = err;
+        return -1;
+    }
+    return pid;
 }

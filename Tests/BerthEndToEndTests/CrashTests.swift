@@ -63,13 +63,17 @@ struct CrashTests {
         let ipam = #"{"type":"berth-ipam","dataDir":"\#(net.dataDir)","subnet":"\#(net.subnetBase).0/24"}"#
         let config = net.config(version: "1.1.0", ipam: ipam, extra: #","ipMasq":true,"macspoofchk":true"#)
 
-        // How long a whole ADD takes here: the kill instants spread over 0 to 1.2 times that.
-        let probe = net.makeNamespace()
-        let started = Date()
-        try #require(net.run("ADD", netns: probe, containerID: "probe", config: config).status == 0)
-        let addDuration = Date().timeIntervalSince(started)
-        #expect(net.run("DEL", netns: probe, containerID: "probe", config: config).status == 0)
-        net.deleteNamespace(probe)
+        // How long a whole ADD takes here (the longest of three; other suites
+        // may be loading the machine): the kill instants spread over 0 to twice that.
+        var addDuration: TimeInterval = 0
+        for _ in 0..<3 {
+            let probe = net.makeNamespace()
+            let started = Date()
+            try #require(net.run("ADD", netns: probe, containerID: "probe", config: config).status == 0)
+            addDuration = max(addDuration, Date().timeIntervalSince(started))
+            #expect(net.run("DEL", netns: probe, containerID: "probe", config: config).status == 0)
+            net.deleteNamespace(probe)
+        }
 
         let trials = 200
         var live: [(id: String, netns: String, address: String)] = []
@@ -77,7 +81,7 @@ struct CrashTests {
         for trial in 0..<trials {
             let id = "k\(trial)"
             let ns = net.makeNamespace()
-            let delay = UInt32(addDuration * 1.2 * 1_000_000 * Double(trial) / Double(trials))
+            let delay = UInt32(addDuration * 2 * 1_000_000 * Double(trial) / Double(trials))
             let add = try PluginProcess("ADD", netns: ns, containerID: id, config: config)
             usleep(delay)
             add.kill()
@@ -109,7 +113,8 @@ struct CrashTests {
                     "trial \(trial) (killed after \(delay) µs): \(left) with \(live.count) containers alive")
         }
         #expect(finished > 0, "no ADD finished: the kill instants are all too early")
-        #expect(killedMidway > trials / 2, "only \(killedMidway) ADDs were killed part-way")
+        #expect(killedMidway > trials / 4, "only \(killedMidway) ADDs were killed part-way")
+        print("crash trials: \(trials) ADDs killed at instants spread over 0-\(Int(addDuration * 2_000)) ms: \(killedMidway) part-way, \(finished) after finishing")
 
         // GC keeps the live attachments and removes nothing of theirs.
         let valid = live.map { #"{"containerID":"\#($0.id)","ifname":"eth0"}"# }.joined(separator: ",")

@@ -93,5 +93,36 @@ struct KilledRunTests {
             #expect(left.isEmpty, "trial \(trial) (killed after \(delay) µs): \(left)")
         }
         #expect(removedByRm > trials / 2, "only \(removedByRm) runs had started anything before the kill")
+        print("killed runs: \(trials) berthctl run killed at instants spread over 0-\(Int(startup * 1_300)) ms; rm cleaned \(removedByRm), the rest had made nothing")
+    }
+}
+
+@Suite("runtime security review", .serialized, .enabled(if: getuid() == 0, "needs root for namespaces and cgroups"))
+struct RuntimeSecurityTests {
+    @Test("a container's root cannot move itself out of its cgroup, in run and in exec: /sys is read-only inside")
+    func cannotLeaveCgroup() throws {
+        let c = TestContainer()
+        defer { c.remove() }
+        let escape = "echo $$ > /sys/fs/cgroup/memory/cgroup.procs 2>/dev/null; echo $$ > /sys/fs/cgroup/unified/cgroup.procs 2>/dev/null; grep -E ':(memory|pids):' /proc/self/cgroup"
+        let run = c.run(["--memory", "32m"], escape)
+        #expect(run.out.contains("memory:/\n") && !run.out.contains(".."), "the workload left its cgroup: \(run.out)")
+        try #require(berthctl(["rm", c.name]).status == 0)
+
+        #expect(berthctl(["run", "--detach", "--name", c.name, "--memory", "32m", "--", "sleep", "30"]).status == 0)
+        let exec = berthctl(["exec", c.name, "--", "sh", "-c", escape])
+        #expect(exec.out.contains("memory:/") && !exec.out.contains(".."), "exec left the cgroup: \(exec.out)")
+        let procs = c.cgroupFile("memory", "cgroup.procs") ?? ""
+        #expect(!procs.isEmpty, "the container's cgroup lost its processes")
+    }
+
+    @Test("the runtime's state is private: its directory 0700, its files 0600")
+    func privateState() throws {
+        let c = TestContainer()
+        defer { c.remove() }
+        #expect(berthctl(["run", "--detach", "--name", c.name, "--", "sleep", "30"]).status == 0)
+        let fm = FileManager.default
+        let dir = "/run/berth/containers/\(c.name)"
+        #expect((try fm.attributesOfItem(atPath: dir)[.posixPermissions] as? Int) == 0o700)
+        #expect((try fm.attributesOfItem(atPath: "\(dir)/state.json")[.posixPermissions] as? Int) == 0o600)
     }
 }
