@@ -20,6 +20,9 @@ struct BridgeOperation {
     /// The index of the container interface among Berth's own `interfaces`.
     static let containerInterfaceIndex = 2
 
+    /// Ports a Linux bridge can have (port numbers are 10 bits, 0 unused).
+    static let maximumPorts = 1023
+
     init(config: BridgeConfig, invocation: PluginInvocation) throws(CNIError) {
         self.config = config
         env = invocation.env
@@ -352,6 +355,13 @@ struct BridgeOperation {
                     throw CNIError(.invalidEnvironment, "CNI_IFNAME: an interface named \(env.ifname) already exists in \(env.netns)")
                 }
             } catch {
+                // The kernel answers a full bridge with an unspecific error: say what it is.
+                let ports = (try? DirectoryHandle(path: "/sys/class/net/\(bridge.name)/brif", create: false).names().count) ?? 0
+                if ports >= BridgeOperation.maximumPorts {
+                    throw CNIError(.tryAgainLater,
+                                   "bridge \(bridge.name) has \(ports) ports, the most a Linux bridge can take: no room for \(env.containerID)",
+                                   details: "\(error)")
+                }
                 throw CNIError(.ioFailure, "\(error)")
             }
         }

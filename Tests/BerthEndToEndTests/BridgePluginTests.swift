@@ -195,6 +195,34 @@ struct BridgePluginEndToEndTests {
         #expect(net.inNamespace(ns2, ["ip", "link", "show", "eth0"]).status != 0)
     }
 
+    @Test("a bridge with 1,023 ports (the kernel's most) refuses the next ADD with error 11 naming it, and the ADD leaves nothing")
+    func fullBridge() throws {
+        let net = TestNetwork()
+        let peers = "\(net.name)-peers"
+        defer {
+            shell(["ip", "netns", "del", peers])  // takes the 1,023 pairs with it
+            net.cleanUp()
+        }
+        let ipam = #"{"type":"berth-ipam","dataDir":"\#(net.dataDir)","subnet":"\#(net.subnetBase).0/24"}"#
+        let ns = net.makeNamespace()
+        // The bridge, made by a first ADD; then ports up to the limit, by hand.
+        let first = net.run("ADD", netns: ns, containerID: "first-\(net.id)", config: net.config(ipam: ipam))
+        try #require(first.status == 0, "\(first.stdout)")
+        shell(["ip", "netns", "add", peers])
+        let lines = (1..<1023).map { "link add p\(net.id.prefix(6))\($0) master \(net.bridge) type veth peer name q\($0) netns \(peers)" }
+        try #require(shell(["ip", "-batch", "-"], input: lines.joined(separator: "\n") + "\n").status == 0)
+        try #require(net.portsOfBridge().count == 1023)
+
+        let other = net.makeNamespace()
+        let full = net.run("ADD", netns: other, containerID: "last-\(net.id)", config: net.config(ipam: ipam))
+        #expect(full.status != 0)
+        #expect(full.errorCode == 11 && full.message.contains(net.bridge) && full.message.contains("1023 ports"), "\(full.stdout)")
+        #expect(net.portsOfBridge().count == 1023)
+        #expect(net.inNamespace(other, ["ip", "link", "show", "eth0"]).status != 0)
+        let held = (try? FileManager.default.contentsOfDirectory(atPath: "\(net.dataDir)/\(net.name)/addresses")) ?? []
+        #expect(held.count == 1, "\(held)")
+    }
+
     @Test("an ADD whose routes cannot be installed removes its veth and releases its address")
     func lateFailureRollsBack() throws {
         let net = TestNetwork()
