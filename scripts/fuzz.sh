@@ -34,7 +34,7 @@ PY
 cd "$work"
 rm -f crash-* leak-* timeout-* oom-*
 ./berth-fuzz -max_total_time="$seconds" -timeout=10 -rss_limit_mb=4096 -max_len=65536 -print_final_stats=1 \
-  corpus seeds 2>&1 | grep -E "^stat::|^#[0-9]+ *DONE|ERROR|SUMMARY|crash-|Test unit written" || true
+  -dict=../../scripts/fuzz/cni.dict corpus seeds 2>&1 | grep -E "^stat::|^#[0-9]+ *DONE|ERROR|SUMMARY|crash-|Test unit written" || true
 if ls crash-* leak-* timeout-* oom-* >/dev/null 2>&1; then
   echo "fuzz: found inputs that fail: $(ls crash-* leak-* timeout-* oom-* 2>/dev/null | tr '\n' ' ')" >&2
   exit 1

@@ -21,9 +21,9 @@ public struct AddressPlan: Equatable, Sendable {
             }
             if let gw = ip.gateway {
                 if gatewayOfFamily[ip.address.family] == nil { gatewayOfFamily[ip.address.family] = gw }
-                if isGateway {
-                    let onBridge = IPPrefix(address: gw, prefixLength: ip.address.prefixLength)!
-                    if !bridgeAddresses.contains(onBridge) { bridgeAddresses.append(onBridge) }
+                if isGateway, let onBridge = IPPrefix(address: gw, prefixLength: ip.address.prefixLength),
+                   !bridgeAddresses.contains(onBridge) {
+                    bridgeAddresses.append(onBridge)
                 }
             }
             ips.append(ip)

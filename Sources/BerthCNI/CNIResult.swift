@@ -180,7 +180,7 @@ extension CNIResult {
             for key in ["ip4", "ip6"] {
                 guard let ipr = try r.object(key) else { continue }
                 guard let ip = try ipr.prefix("ip") else { throw ipr.error("ip", "is required") }
-                ips.append(IPConfig(address: ip, gateway: try ipr.address("gateway")))
+                ips.append(IPConfig(address: ip, gateway: try CNIResult.gateway(ipr, of: ip)))
                 for routeReader in try ipr.objects("routes") ?? [] {
                     routes.append(try CNIResult.readRoute(routeReader))
                 }
@@ -201,7 +201,7 @@ extension CNIResult {
                 if let index, index < 0 || index >= interfaces.count {
                     throw ipr.error("interface", "\(index) is not an index into interfaces")
                 }
-                ips.append(IPConfig(address: address, gateway: try ipr.address("gateway"), interface: index))
+                ips.append(IPConfig(address: address, gateway: try CNIResult.gateway(ipr, of: address), interface: index))
             }
             for routeReader in try r.objects("routes") ?? [] {
                 routes.append(try CNIResult.readRoute(routeReader))
@@ -210,6 +210,15 @@ extension CNIResult {
         if let d = try r.object("dns") {
             dns = try CNIResult.readDNS(d)
         }
+    }
+
+    /// An address's `gateway`, which must be of the address's family.
+    static func gateway(_ r: FieldReader, of address: IPPrefix) throws(CNIError) -> IPAddress? {
+        guard let gateway = try r.address("gateway") else { return nil }
+        guard gateway.family == address.family else {
+            throw r.error("gateway", "\(gateway) is not of the family of the address \(address)")
+        }
+        return gateway
     }
 
     static func readRoute(_ r: FieldReader) throws(CNIError) -> Route {

@@ -465,7 +465,7 @@ public enum ContainerRuntime {
     /// error), and returns. The monitor stays the container's parent.
     public static func runDetached(executable: String, arguments: [String]) throws(RuntimeError) {
         var fds: [Int32] = [0, 0]
-        if pipe(&fds) != 0 { throw RuntimeError("cannot create a pipe: \(SystemError.last("pipe"))") }
+        if berth_pipe_cloexec(&fds) != 0 { throw RuntimeError("cannot create a pipe: \(SystemError.last("pipe2"))") }
         let argv = ([executable] + arguments).map { strdup($0) } + [nil]
         var environment = processEnvironment()
         environment["BERTH_READY_FD"] = "3"

@@ -222,6 +222,26 @@ struct ResultTests {
         #expect(throws: CNIError.self) { try CNIResult(json: badIndex, field: "prevResult") }
     }
 
+    @Test("a gateway of the other family than its address is refused, naming the field (it used to crash the address plan)",
+          arguments: [
+              (#"{"cniVersion":"1.0.0","ips":[{"address":"fd00::5/64","gateway":"10.0.0.1"}]}"#, "prevResult.ips[0].gateway"),
+              (#"{"cniVersion":"1.0.0","ips":[{"address":"10.0.0.5/24","gateway":"10.0.0.1"},{"address":"10.1.0.5/24","gateway":"fd00::1"}]}"#, "prevResult.ips[1].gateway"),
+              (#"{"cniVersion":"0.2.0","ip4":{"ip":"10.0.0.5/24","gateway":"fd00::1"}}"#, "prevResult.ip4.gateway"),
+          ])
+    func gatewayFamily(result: String, field: String) throws {
+        let json = try JSON.parse(result)
+        do throws(CNIError) {
+            _ = try CNIResult(json: json, field: "prevResult", code: .invalidNetworkConfig)
+            Issue.record("accepted \(result)")
+        } catch {
+            #expect(error.code == 7)
+            #expect(error.msg.contains(field), "\(error.msg)")
+        }
+        // What the plan gets when a result is built in code instead: no gateway address, no trap.
+        let mixed = CNIResult(ips: [.init(address: IPPrefix("fd00::5/64")!, gateway: IPAddress("10.0.0.1")!)])
+        #expect(AddressPlan(ipamResult: mixed, isGateway: true, isDefaultGateway: false, interfaceIndex: 2).bridgeAddresses.isEmpty)
+    }
+
     @Test("an error prints in the version of the config it answers", arguments: CNIVersion.supported)
     func errorGolden(version: CNIVersion) {
         let text = CNIError(.invalidEnvironment, "CNI_IFNAME is not set").json(cniVersion: version.description).serialized()

@@ -42,6 +42,35 @@ struct SecurityTests {
         #expect(net.portsOfBridge().isEmpty, "the refused ADD left a veth")
     }
 
+    @Test("an IPAM plugin's result with a gateway of the other family is refused (error 6 naming the field) and leaves nothing")
+    func mismatchedGatewayFromIPAM() throws {
+        let net = TestNetwork()
+        let dir = NSTemporaryDirectory() + "berthtest-badipam-\(net.id)"
+        defer {
+            net.cleanUp()
+            try? FileManager.default.removeItem(atPath: dir)
+        }
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let plugin = "\(dir)/bad-ipam"
+        try """
+        #!/bin/sh
+        case "$CNI_COMMAND" in
+        ADD) echo '{"cniVersion":"1.0.0","ips":[{"address":"fd00::5/64","gateway":"\(net.subnetBase).1"}]}' ;;
+        *) echo '{}' ;;
+        esac
+        """.write(toFile: plugin, atomically: false, encoding: .utf8)
+        chmod(plugin, 0o755)
+        let ns = net.makeNamespace()
+        let env = ["CNI_COMMAND": "ADD", "CNI_CONTAINERID": "gw-\(net.id)", "CNI_NETNS": ns, "CNI_IFNAME": "eth0",
+                   "CNI_PATH": "\(productsDirectory):\(dir)", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"]
+        let r = shell(["\(productsDirectory)/berth"], input: net.config(ipam: #"{"type":"bad-ipam"}"#), environment: env)
+        let json = try #require(try? JSON.parse(r.out), "not a CNI error: \(r.out)")
+        #expect(r.status == 1 && json["code"]?.intValue == 6, "\(r.out)")
+        #expect(json["msg"]?.stringValue?.contains("ips[0].gateway") == true, "\(r.out)")
+        #expect(net.portsOfBridge().isEmpty)
+        #expect(net.inNamespace(ns, ["ip", "link", "show", "eth0"]).status != 0)
+    }
+
     @Test("berth-ipam does not follow a symbolic link planted in its data directory",
           arguments: ["network", "attachments", "addresses", "lock"])
     func plantedSymlink(at planted: String) throws {

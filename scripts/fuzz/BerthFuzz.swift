@@ -1,6 +1,7 @@
 // libFuzzer target for the decoders every `berth` process runs on input it
 // does not control: the network config (JSON, the bridge fields, the IPAM
-// section), `prevResult`, and `CNI_ARGS`. Built by scripts/fuzz.sh together
+// section), `prevResult` (shaped like the result of a delegated IPAM plugin,
+// which the bridge plugin turns into an address plan), and `CNI_ARGS`. Built by scripts/fuzz.sh together
 // with the sources of BerthCNI and BerthIPAM's IPAMConfig as one module.
 //
 // Besides "no crash, no hang, no memory error", it checks two properties:
@@ -33,8 +34,10 @@ public func berthFuzzOneInput(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt
         }
     }
 
-    // prevResult: decoded, printed in every version, decoded again.
+    // prevResult: decoded, planned as the bridge plugin plans an IPAM result,
+    // printed in every version, decoded again.
     if let previous = network.prevResult, let result = try? CNIResult(json: previous, field: "prevResult") {
+        _ = AddressPlan(ipamResult: result, isGateway: true, isDefaultGateway: true, interfaceIndex: 2)
         for version in CNIVersion.supported {
             let printed = result.json(version: version)
             _ = try? CNIResult(json: printed, field: "prevResult")
