@@ -36,9 +36,7 @@ struct HostFirewallState {
 extension FirewallTouchingTests {
 @Suite("bridge options")
 struct BridgeOptionTests {
-    func berthIPAM(_ net: TestNetwork) -> String {
-        #"{"type":"berth-ipam","dataDir":"\#(net.dataDir)","subnet":"\#(net.subnetBase).0/24"}"#
-    }
+    func berthIPAM(_ net: TestNetwork) -> String { net.berthIPAM }
 
     @Test("ipMasq with nftables: a rule per container address, IPv4 forwarding on, checked by CHECK, removed by DEL after the namespace is gone")
     func masqueradeNFTables() throws {

@@ -203,7 +203,7 @@ struct BridgePluginEndToEndTests {
             shell(["ip", "netns", "del", peers])  // takes the 1,023 pairs with it
             net.cleanUp()
         }
-        let ipam = #"{"type":"berth-ipam","dataDir":"\#(net.dataDir)","subnet":"\#(net.subnetBase).0/24"}"#
+        let ipam = net.berthIPAM
         let ns = net.makeNamespace()
         // The bridge, made by a first ADD; then ports up to the limit, by hand.
         let first = net.run("ADD", netns: ns, containerID: "first-\(net.id)", config: net.config(ipam: ipam))

@@ -37,8 +37,7 @@ struct ChurnTests {
             host.restore()
             net.cleanUp()
         }
-        let ipam = #"{"type":"berth-ipam","dataDir":"\#(net.dataDir)","subnet":"\#(net.subnetBase).0/24"}"#
-        let config = net.config(version: "1.1.0", ipam: ipam, extra: #","ipMasq":true,"macspoofchk":true"#)
+        let config = net.config(version: "1.1.0", ipam: net.berthIPAM, extra: #","ipMasq":true,"macspoofchk":true"#)
         let tally = Tally()
         let deadline = Date().addingTimeInterval(ChurnTests.duration)
         DispatchQueue.concurrentPerform(iterations: 32) { worker in

@@ -60,8 +60,7 @@ struct CrashTests {
             host.restore()
             net.cleanUp()
         }
-        let ipam = #"{"type":"berth-ipam","dataDir":"\#(net.dataDir)","subnet":"\#(net.subnetBase).0/24"}"#
-        let config = net.config(version: "1.1.0", ipam: ipam, extra: #","ipMasq":true,"macspoofchk":true"#)
+        let config = net.config(version: "1.1.0", ipam: net.berthIPAM, extra: #","ipMasq":true,"macspoofchk":true"#)
 
         // How long a whole ADD takes here (the longest of three; other suites
         // may be loading the machine): the kill instants spread over 0 to twice that.

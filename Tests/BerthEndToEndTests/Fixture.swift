@@ -64,6 +64,7 @@ final class TestNetwork: @unchecked Sendable {
     let subnet6Base: String
     let dataDir: String
     private(set) var namespaces: [String] = []
+    private var scratchDirectories: [String] = []
     private let lock = NSLock()
 
     init() {
@@ -103,6 +104,24 @@ final class TestNetwork: @unchecked Sendable {
         for port in portsOfBridge() { shell(["ip", "link", "del", port]) }
         shell(["ip", "link", "del", bridge])
         try? FileManager.default.removeItem(atPath: dataDir)
+        for dir in scratchDirectories { try? FileManager.default.removeItem(atPath: dir) }
+    }
+
+    /// An `ipam` section for Berth's own IPAM on this test's subnet and data directory.
+    var berthIPAM: String {
+        #"{"type":"berth-ipam","dataDir":"\#(dataDir)","subnet":"\#(subnetBase).0/24"}"#
+    }
+
+    /// A directory with one executable `name` holding `script` (a fake plugin
+    /// for CNI_PATH); removed by `cleanUp()`.
+    func fakePlugin(_ name: String, script: String) throws -> (directory: String, path: String) {
+        let dir = NSTemporaryDirectory() + "berthtest-plugins-\(id)"
+        lock.withLock { scratchDirectories.append(dir) }
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let path = "\(dir)/\(name)"
+        try script.write(toFile: path, atomically: false, encoding: .utf8)
+        chmod(path, 0o755)
+        return (dir, path)
     }
 
     /// A config for the berth plugin. `ipam` defaults to host-local on this test's subnet.

@@ -7,20 +7,15 @@ struct SecurityTests {
     @Test("a delegated IPAM plugin inherits no descriptor but stdio: none of berth's (netlink sockets, namespace, store), none berth inherited")
     func descriptorsClosedOnExec() throws {
         let net = TestNetwork()
-        let dir = NSTemporaryDirectory() + "berthtest-fakeipam-\(net.id)"
-        defer {
-            net.cleanUp()
-            try? FileManager.default.removeItem(atPath: dir)
-        }
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        let listing = "\(dir)/fds", plugin = "\(dir)/fake-ipam"
-        try """
+        defer { net.cleanUp() }
+        let listing = NSTemporaryDirectory() + "berthtest-fds-\(net.id)"
+        defer { try? FileManager.default.removeItem(atPath: listing) }
+        let (dir, _) = try net.fakePlugin("fake-ipam", script: """
         #!/bin/sh
         ls -l /proc/self/fd/ > \(listing)
         echo '{"cniVersion":"1.0.0","code":11,"msg":"fake IPAM: no addresses today"}'
         exit 1
-        """.write(toFile: plugin, atomically: false, encoding: .utf8)
-        chmod(plugin, 0o755)
+        """)
 
         let ns = net.makeNamespace()
         let config = net.config(ipam: #"{"type":"fake-ipam"}"#)
@@ -45,21 +40,14 @@ struct SecurityTests {
     @Test("an IPAM plugin's result with a gateway of the other family is refused (error 6 naming the field) and leaves nothing")
     func mismatchedGatewayFromIPAM() throws {
         let net = TestNetwork()
-        let dir = NSTemporaryDirectory() + "berthtest-badipam-\(net.id)"
-        defer {
-            net.cleanUp()
-            try? FileManager.default.removeItem(atPath: dir)
-        }
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        let plugin = "\(dir)/bad-ipam"
-        try """
+        defer { net.cleanUp() }
+        let (dir, _) = try net.fakePlugin("bad-ipam", script: """
         #!/bin/sh
         case "$CNI_COMMAND" in
         ADD) echo '{"cniVersion":"1.0.0","ips":[{"address":"fd00::5/64","gateway":"\(net.subnetBase).1"}]}' ;;
         *) echo '{}' ;;
         esac
-        """.write(toFile: plugin, atomically: false, encoding: .utf8)
-        chmod(plugin, 0o755)
+        """)
         let ns = net.makeNamespace()
         let env = ["CNI_COMMAND": "ADD", "CNI_CONTAINERID": "gw-\(net.id)", "CNI_NETNS": ns, "CNI_IFNAME": "eth0",
                    "CNI_PATH": "\(productsDirectory):\(dir)", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"]
@@ -91,8 +79,7 @@ struct SecurityTests {
             try fm.createSymbolicLink(atPath: "\(store)/\(planted)", withDestinationPath: planted == "lock" ? "\(elsewhere)/lock" : elsewhere)
         }
         let ns = net.makeNamespace()
-        let ipam = #"{"type":"berth-ipam","dataDir":"\#(net.dataDir)","subnet":"\#(net.subnetBase).0/24"}"#
-        let add = net.run("ADD", netns: ns, containerID: "ln-\(net.id)", config: net.config(ipam: ipam))
+        let add = net.run("ADD", netns: ns, containerID: "ln-\(net.id)", config: net.config(ipam: net.berthIPAM))
         #expect(add.status != 0, "ADD through a planted link \(planted) succeeded: \(add.stdout)")
         #expect(add.errorCode == 5 && add.message.contains("IPAM store"), "\(add.stdout)")
         #expect(try fm.contentsOfDirectory(atPath: elsewhere).isEmpty, "berth wrote through the link")
