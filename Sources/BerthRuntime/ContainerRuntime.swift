@@ -390,7 +390,10 @@ public enum ContainerRuntime {
     }
 
     static func removeState(_ name: String) {
-        let dir = stateDirectory(name)
+        removeStateDirectory(stateDirectory(name))
+    }
+
+    static func removeStateDirectory(_ dir: String) {
         unlink("\(dir)/output.log")
         unlink("\(dir)/state.json")
         unlink("\(dir)/state.json.tmp")
@@ -417,7 +420,7 @@ public enum ContainerRuntime {
     /// Every container with recorded state, by name.
     public static func list() -> [ContainerState] {
         guard let dir = try? DirectoryHandle(path: stateRoot, create: false), let names = try? dir.names() else { return [] }
-        return names.sorted().compactMap { try? state($0) }
+        return names.filter { !$0.hasPrefix(".") }.sorted().compactMap { try? state($0) }
     }
 
     /// Sends `signal` to the container's PID 1 (the init passes it on to the workload).
@@ -507,6 +510,11 @@ public enum ContainerRuntime {
             removeState(name)
             return
         }
+        // The state moves aside first: a detached container's monitor, which
+        // saves the state once more when the container dies, then finds no
+        // directory to write into instead of recreating the state after rm.
+        let dir = stateDirectory(name), aside = "\(stateRoot)/.removing-\(name)"
+        if rename(dir, aside) != 0 { throw RuntimeError("cannot remove \(dir): \(SystemError.last("rename"))") }
         let cgroup = Cgroup(existing: s)
         if s.status == "running" && s.pid > 0 { _ = berth_kill(s.pid, SIGKILL) }
         for pid in cgroup.pids() { _ = berth_kill(pid, SIGKILL) }
@@ -515,9 +523,12 @@ public enum ContainerRuntime {
             if (try? cgroup.remove()) != nil { removed = true; break }
             usleep(25_000)
         }
-        if !removed { throw RuntimeError("cannot remove the cgroup of \(name): processes are still in it") }
+        if !removed {
+            rename(aside, dir)
+            throw RuntimeError("cannot remove the cgroup of \(name): processes are still in it")
+        }
         detachNetworks(s)
-        removeState(name)
+        removeStateDirectory(aside)
     }
 }
 

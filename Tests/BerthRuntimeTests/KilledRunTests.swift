@@ -95,6 +95,30 @@ struct KilledRunTests {
         #expect(removedByRm > trials / 2, "only \(removedByRm) runs had started anything before the kill")
         print("killed runs: \(trials) berthctl run killed at instants spread over 0-\(Int(startup * 1_300)) ms; rm cleaned \(removedByRm), the rest had made nothing")
     }
+
+    @Test("rm of a detached container with a network leaves nothing, also once its monitor has detached the network too")
+    func removeDetachedWithNetwork() throws {
+        let binDir = URL(fileURLWithPath: berthctlPath).deletingLastPathComponent().path
+        let f = try WiringFixture(prefix: "rd", cniPath: "\(binDir):/usr/lib/cni",
+                                  plugin: #"{"type":"berth","bridge":"BRIDGE","isGateway":true,"ipam":{"type":"berth-ipam","dataDir":"IPAMDIR","subnet":"SUBNET"}}"#,
+                                  subnetBase: "10.237")
+        let name = "berthtest-rd\(getpid() % 10000)"
+        defer {
+            _ = berthctl(["rm", name], cniPath: f.cni)
+            f.cleanUp()
+        }
+        for round in 0..<8 {
+            let run = berthctl(["run", "--detach", "--name", name, "--net", f.network, "--cni-conf-dir", f.confDir, "--",
+                                "sh", "-c", "sleep 60; : marker-\(name)"], cniPath: f.cni)
+            try #require(run.status == 0, "\(run.err)")
+            let rm = berthctl(["rm", name], cniPath: f.cni)
+            #expect(rm.status == 0, "round \(round): \(rm.err)")
+            usleep(500_000)  // the monitor sees the container end, detaches, and saves the state once more
+            let left = KilledRunTests.leftovers(name, f)
+            #expect(left.isEmpty, "round \(round): \(left)")
+            if !left.isEmpty { _ = berthctl(["rm", name], cniPath: f.cni) }
+        }
+    }
 }
 
 @Suite("runtime security review", .serialized, .enabled(if: getuid() == 0, "needs root for namespaces and cgroups"))

@@ -331,6 +331,20 @@ struct RuntimeEndToEndTests {
         #expect(again.err.split(separator: "\n").count == 1 && again.err.contains(c.name))
     }
 
+    @Test("rm of a running detached container leaves nothing, also once its monitor has seen the container end")
+    func removeDetached() throws {
+        let c = TestContainer()
+        defer { c.remove() }
+        for _ in 0..<5 {
+            #expect(berthctl(["run", "--detach", "--name", c.name, "--", "sleep", "30"]).status == 0)
+            let rm = berthctl(["rm", c.name])
+            #expect(rm.status == 0, "\(rm.err)")
+            usleep(300_000)  // the monitor wakes when the container dies and would save its state
+            #expect(!FileManager.default.fileExists(atPath: "/run/berth/containers/\(c.name)"), "rm's state came back")
+            #expect(!berthctl(["ps"]).out.contains(c.name))
+        }
+    }
+
     @Test("a missing command is a clear error and leaves nothing")
     func badCommand() {
         let c = TestContainer()
