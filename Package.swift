@@ -79,7 +79,8 @@ let package = Package(
         .testTarget(name: "BerthRuntimeTests", dependencies: ["BerthRuntime", "BerthLab", "berthctl"]),
         .testTarget(
             name: "BerthEndToEndTests",
-            dependencies: ["BerthCNI", "berthctl"]
+            dependencies: ["BerthCNI", "berthctl"],
+            exclude: ["Corpus"]  // read by path (#filePath), not a resource
         ),
     ]
 )

@@ -93,6 +93,14 @@ public struct RangeSet: Equatable, Sendable, CustomStringConvertible {
         ranges.contains { $0.isAllocatable(ip) }
     }
 
+    /// The gateway with its subnet's prefix length, known before any address
+    /// is chosen: when every range of the set has the same subnet and gateway.
+    public var gatewayPrefix: IPPrefix? {
+        guard let first = ranges.first, let gateway = first.gateway,
+              ranges.allSatisfy({ $0.subnet == first.subnet && $0.gateway == gateway }) else { return nil }
+        return IPPrefix(address: gateway, prefixLength: first.subnet.prefixLength)
+    }
+
     /// The allocatable addresses after `cursor` in round-robin order: the rest
     /// of the range holding `cursor`, the following ranges, then from the
     /// first range's start back up to and including `cursor`. Lazy, so a huge

@@ -293,21 +293,12 @@ struct BridgeOperation {
         return bridge
     }
 
-    /// The bridge's gateway addresses that are known before IPAM runs: with
-    /// `berth-ipam`, each range set whose ranges share one subnet and gateway.
-    /// Empty when IPAM is delegated (known only from its result), without
-    /// `isGateway`, or when an access VLAN's device holds the gateway.
+    /// The bridge's gateway addresses known before IPAM runs (from the IPAM
+    /// config with `berth-ipam`); none without `isGateway`, or when an access
+    /// VLAN's device holds the gateway.
     var plannedGatewayAddresses: [IPPrefix] {
-        guard config.isGateway, !config.usesVLANs, let inProcess = ipam as? InProcessIPAM else { return [] }
-        var out: [IPPrefix] = []
-        for set in inProcess.allocator.config.rangeSets {
-            guard let first = set.ranges.first, let gateway = first.gateway,
-                  set.ranges.allSatisfy({ $0.subnet == first.subnet && $0.gateway == gateway }),
-                  let prefix = IPPrefix(address: gateway, prefixLength: first.subnet.prefixLength),
-                  !out.contains(prefix) else { continue }
-            out.append(prefix)
-        }
-        return out
+        guard config.isGateway, !config.usesVLANs else { return [] }
+        return ipam?.plannedGateways ?? []
     }
 
     /// Brings the bridge up and applies promiscuous mode, if needed.

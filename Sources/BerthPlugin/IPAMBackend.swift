@@ -5,6 +5,9 @@ import BerthIPAM
 /// process, or another IPAM plugin executed from CNI_PATH.
 protocol IPAMBackend {
     var name: String { get }
+    /// Gateways (with their prefix length) that ADD's result will carry,
+    /// known before ADD runs; empty when only the result will tell.
+    var plannedGateways: [IPPrefix] { get }
     func add() throws(CNIError) -> CNIResult
     func del() throws(CNIError)
     func check() throws(CNIError)
@@ -20,6 +23,9 @@ struct InProcessIPAM: IPAMBackend {
     let allocator: AddressAllocator
 
     var name: String { InProcessIPAM.type }
+    var plannedGateways: [IPPrefix] {
+        allocator.config.rangeSets.compactMap(\.gatewayPrefix).reduce(into: []) { out, p in if !out.contains(p) { out.append(p) } }
+    }
 
     init(invocation: PluginInvocation) throws(CNIError) {
         self.invocation = invocation
@@ -41,6 +47,7 @@ struct DelegatedIPAM: IPAMBackend {
     let plugin: DelegatedPlugin
 
     var name: String { plugin.type }
+    var plannedGateways: [IPPrefix] { [] }
 
     func add() throws(CNIError) -> CNIResult {
         guard let json = try plugin.run(.add) else {

@@ -11,8 +11,6 @@ struct BadInputCase: CustomStringConvertible, Sendable {
     let stdin: String
     let env: [String: String?]
     let setup: String?
-    /// A known shortcoming: the case still runs, and a change on the machine is reported as a known issue.
-    let knownGap: String?
     var description: String { name }
 
     static let all: [BadInputCase] = {
@@ -24,8 +22,7 @@ struct BadInputCase: CustomStringConvertible, Sendable {
             var env: [String: String?] = [:]
             for (k, v) in item["env"]?.objectValue?.entries ?? [] { env[k] = v.stringValue }
             return BadInputCase(name: name, code: code, mentions: item["mentions"]?.arrayValue?.compactMap(\.stringValue) ?? [],
-                                stdin: stdin, env: env, setup: item["setup"]?.stringValue,
-                                knownGap: item["knownGap"]?.stringValue)
+                                stdin: stdin, env: env, setup: item["setup"]?.stringValue)
         }
     }()
 }
@@ -135,11 +132,7 @@ struct BadInputCorpusTests {
         let message = (json["msg"]?.stringValue ?? "") + " " + (json["details"]?.stringValue ?? "")
         for word in c.mentions { #expect(message.contains(fill(word)), "\(message)") }
         #expect(json["cniVersion"]?.stringValue != nil)
-        if let gap = c.knownGap, before != after {
-            withKnownIssue(Comment(rawValue: gap)) { Issue.record("the machine changed") }
-        } else {
-            #expect(before == after, "the machine changed")
-        }
+        #expect(before == after, "the machine changed")
     }
 }
 }

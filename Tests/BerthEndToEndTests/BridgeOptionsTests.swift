@@ -45,11 +45,8 @@ struct BridgeOptionTests {
             host.restore()
             net.cleanUp()
         }
-        let ns = net.makeNamespace()
-        let id = "m-\(net.id)"
         let config = net.config(ipam: berthIPAM(net), extra: #","ipMasq":true"#)
-        let add = net.run("ADD", netns: ns, containerID: id, config: config)
-        try #require(add.status == 0, "\(add.stdout)")
+        let (ns, id, add) = try net.addContainer(config: config, id: "m-\(net.id)")
         let comment = "berth:\(net.name):\(id):eth0"
         let rules = berthNFTRules(containing: comment)
         #expect(rules.count == 1)
@@ -72,11 +69,8 @@ struct BridgeOptionTests {
             host.restore()
             net.cleanUp()
         }
-        let ns = net.makeNamespace()
-        let id = "mi-\(net.id)"
         let config = net.config(ipam: berthIPAM(net), extra: #","ipMasq":true,"ipMasqBackend":"iptables""#)
-        let add = net.run("ADD", netns: ns, containerID: id, config: config)
-        try #require(add.status == 0, "\(add.stdout)")
+        let (ns, id, add) = try net.addContainer(config: config, id: "mi-\(net.id)")
         let listing = shell(["iptables", "-t", "nat", "-S", "BERTH-MASQ"]).out
         #expect(listing.contains("-s \(net.subnetBase).2/32 ! -d \(net.subnetBase).0/24") && listing.contains("MASQUERADE"))
         #expect(shell(["iptables", "-t", "nat", "-C", "POSTROUTING", "-j", "BERTH-MASQ"]).status == 0)
@@ -109,11 +103,8 @@ struct BridgeOptionTests {
     func macSpoofCheck() throws {
         let net = TestNetwork(), firewall = IPTablesSnapshot()
         defer { firewall.restore(); net.cleanUp() }
-        let ns = net.makeNamespace()
-        let id = "ms-\(net.id)"
         let config = net.config(ipam: berthIPAM(net), extra: #","macspoofchk":true"#)
-        let add = net.run("ADD", netns: ns, containerID: id, config: config)
-        try #require(add.status == 0, "\(add.stdout)")
+        let (ns, id, add) = try net.addContainer(config: config, id: "ms-\(net.id)")
         let comment = "berth:\(net.name):\(id):eth0"
         #expect(berthNFTRules(containing: comment).first?.contains("iifname \"\(hostVeth(add)!)\"") == true)
         let gateway = "\(net.subnetBase).1"

@@ -82,11 +82,8 @@ struct BridgePluginEndToEndTests {
     func check() throws {
         let net = TestNetwork()
         defer { net.cleanUp() }
-        let ns = net.makeNamespace()
-        let id = "c-\(net.id)"
         let config = net.config(extra: #","isDefaultGateway":true"#)
-        let add = net.run("ADD", netns: ns, containerID: id, config: config)
-        try #require(add.status == 0, "\(add.stdout)")
+        let (ns, id, add) = try net.addContainer(config: config)
         let withPrev = net.config(config, prevResult: add.stdout)
 
         let ok = net.run("CHECK", netns: ns, containerID: id, config: withPrev)
@@ -109,9 +106,7 @@ struct BridgePluginEndToEndTests {
     func checkDetachedHostEnd() throws {
         let net = TestNetwork()
         defer { net.cleanUp() }
-        let ns = net.makeNamespace()
-        let add = net.run("ADD", netns: ns, containerID: "c-\(net.id)", config: net.config())
-        try #require(add.status == 0, "\(add.stdout)")
+        let (ns, _, add) = try net.addContainer()
         let host = try #require(add.json?["interfaces"]?.arrayValue?[1]["name"]?.stringValue)
         shell(["ip", "link", "set", host, "nomaster"])
         let r = net.run("CHECK", netns: ns, containerID: "c-\(net.id)", config: net.config(net.config(), prevResult: add.stdout))
@@ -123,10 +118,7 @@ struct BridgePluginEndToEndTests {
     func delTwice() throws {
         let net = TestNetwork()
         defer { net.cleanUp() }
-        let ns = net.makeNamespace()
-        let id = "c-\(net.id)"
-        let add = net.run("ADD", netns: ns, containerID: id, config: net.config())
-        try #require(add.status == 0, "\(add.stdout)")
+        let (ns, id, add) = try net.addContainer()
         let address = try #require(firstAddress(add.json))
         let withPrev = net.config(net.config(), prevResult: add.stdout)
 
@@ -145,10 +137,7 @@ struct BridgePluginEndToEndTests {
     func delAfterNamespaceGone() throws {
         let net = TestNetwork()
         defer { net.cleanUp() }
-        let ns = net.makeNamespace()
-        let id = "c-\(net.id)"
-        let add = net.run("ADD", netns: ns, containerID: id, config: net.config())
-        try #require(add.status == 0, "\(add.stdout)")
+        let (ns, id, add) = try net.addContainer()
         let address = try #require(firstAddress(add.json))
         net.deleteNamespace(ns)
         let del = net.run("DEL", netns: ns, containerID: id, config: net.config())

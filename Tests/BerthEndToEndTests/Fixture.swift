@@ -144,6 +144,15 @@ final class TestNetwork: @unchecked Sendable {
         return PluginRun(status: r.status, stdout: r.out)
     }
 
+    /// A new namespace with one container added to it by `berth`; the ADD must succeed.
+    func addContainer(config: String? = nil, id: String? = nil) throws -> (netns: String, id: String, add: PluginRun) {
+        let ns = makeNamespace()
+        let containerID = id ?? "c-\(self.id)"
+        let add = run("ADD", netns: ns, containerID: containerID, config: config ?? self.config())
+        try #require(add.status == 0, "\(add.stdout)")
+        return (ns, containerID, add)
+    }
+
     /// `config` with `prevResult` set to `result`.
     func config(_ config: String, prevResult: String) -> String {
         var object = try! JSON.parse(config).objectValue!

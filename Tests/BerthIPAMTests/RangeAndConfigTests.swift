@@ -37,6 +37,16 @@ struct RangeTests {
         #expect(c.rangeSets[0].ranges[0].subnet.description == "10.1.2.0/24")
     }
 
+    @Test("a range set's gateway is known before allocation only when its ranges agree on subnet and gateway")
+    func gatewayPrefix() throws {
+        let one = try ipamConfig(#"{"type":"berth-ipam","subnet":"10.9.0.0/24"}"#)
+        #expect(one.rangeSets.map { $0.gatewayPrefix?.description } == ["10.9.0.1/24"])
+        let same = try ipamConfig(#"{"type":"berth-ipam","ranges":[[{"subnet":"10.9.0.0/24","rangeEnd":"10.9.0.50"},{"subnet":"10.9.0.0/24","rangeStart":"10.9.0.100"}]]}"#)
+        #expect(same.rangeSets.first?.gatewayPrefix?.description == "10.9.0.1/24")
+        let mixed = try ipamConfig(#"{"type":"berth-ipam","ranges":[[{"subnet":"10.9.0.0/24"},{"subnet":"10.9.1.0/24"}]]}"#)
+        #expect(mixed.rangeSets.first?.gatewayPrefix == nil)
+    }
+
     @Test("candidates start after the cursor, skip the gateway and wrap around once")
     func roundRobin() throws {
         let c = try ipamConfig(#"{"type":"berth-ipam","subnet":"10.1.2.0/29"}"#)

@@ -35,10 +35,7 @@ struct KilledRunTests {
 
     @Test("berthctl run --net killed at 40 different instants of its start: berthctl rm leaves no state, cgroup, namespace, veth, address or process")
     func killedRuns() throws {
-        let binDir = URL(fileURLWithPath: berthctlPath).deletingLastPathComponent().path
-        let f = try WiringFixture(prefix: "kr", cniPath: "\(binDir):/usr/lib/cni",
-                                  plugin: #"{"type":"berth","bridge":"BRIDGE","isGateway":true,"ipam":{"type":"berth-ipam","dataDir":"IPAMDIR","subnet":"SUBNET"}}"#,
-                                  subnetBase: "10.239")
+        let f = try WiringFixture.berth(prefix: "kr", subnetBase: "10.239")
         var names: [String] = []
         defer {
             for name in names { _ = berthctl(["rm", name], cniPath: f.cni) }
@@ -98,10 +95,7 @@ struct KilledRunTests {
 
     @Test("rm of a detached container with a network leaves nothing, also once its monitor has detached the network too")
     func removeDetachedWithNetwork() throws {
-        let binDir = URL(fileURLWithPath: berthctlPath).deletingLastPathComponent().path
-        let f = try WiringFixture(prefix: "rd", cniPath: "\(binDir):/usr/lib/cni",
-                                  plugin: #"{"type":"berth","bridge":"BRIDGE","isGateway":true,"ipam":{"type":"berth-ipam","dataDir":"IPAMDIR","subnet":"SUBNET"}}"#,
-                                  subnetBase: "10.237")
+        let f = try WiringFixture.berth(prefix: "rd", subnetBase: "10.237")
         let name = "berthtest-rd\(getpid() % 10000)"
         defer {
             _ = berthctl(["rm", name], cniPath: f.cni)

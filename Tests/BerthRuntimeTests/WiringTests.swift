@@ -52,6 +52,14 @@ final class WiringFixture {
             .write(toFile: "\(confDir)/net.conflist", atomically: false, encoding: .utf8)
     }
 
+    /// A network of `berth` with `berth-ipam` (the built ones, then Debian's plugins on CNI_PATH).
+    static func berth(prefix: String, subnetBase: String, capabilities: String = "") throws -> WiringFixture {
+        let binDir = URL(fileURLWithPath: berthctlPath).deletingLastPathComponent().path
+        return try WiringFixture(prefix: prefix, cniPath: "\(binDir):/usr/lib/cni",
+                                 plugin: #"{"type":"berth","bridge":"BRIDGE","isGateway":true\#(capabilities),"ipam":{"type":"berth-ipam","dataDir":"IPAMDIR","subnet":"SUBNET"}}"#,
+                                 subnetBase: subnetBase)
+    }
+
     func attach(_ ns: String, _ extra: [String] = []) -> (status: Int32, out: String, err: String) {
         berthctl(["attach", network, ns, "--cni-conf-dir", confDir] + extra, cniPath: cni)
     }
@@ -96,9 +104,7 @@ struct WiringTests {
 
     @Test("attach and detach through a whole chain, with a requested address and MAC; check, status, gc, ls")
     func attachDetach() throws {
-        let f = try WiringFixture(prefix: "wr", cniPath: URL(fileURLWithPath: berthctlPath).deletingLastPathComponent().path + ":/usr/lib/cni",
-                                  plugin: #"{"type":"berth","bridge":"BRIDGE","isGateway":true,"capabilities":{"ips":true,"mac":true},"ipam":{"type":"berth-ipam","dataDir":"IPAMDIR","subnet":"SUBNET"}}"#,
-                                  subnetBase: "10.241")
+        let f = try WiringFixture.berth(prefix: "wr", subnetBase: "10.241", capabilities: #","capabilities":{"ips":true,"mac":true}"#)
         defer { f.cleanUp() }
         let (cni, confDir, ipamDir, bridge, network, a, b, subnet) = (f.cni, f.confDir, f.ipamDir, f.bridge, f.network, f.a, f.b, f.subnet)
         _ = ip(["netns", "add", a])
