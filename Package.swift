@@ -74,12 +74,12 @@ let package = Package(
             "BerthCNI", "BerthIPAM", "BerthRuntime", "BerthLab",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
-        .testTarget(name: "BerthCNITests", dependencies: ["BerthCNI", "BerthIPAM", "BerthPlugin"]),
+        .testTarget(name: "BerthCNITests", dependencies: ["BerthCNI", "BerthIPAM", "BerthPlugin", "BerthFirewall", "BerthNetlink"]),
         .testTarget(name: "BerthIPAMTests", dependencies: ["BerthCNI", "BerthIPAM", "berthctl"]),
         .testTarget(name: "BerthRuntimeTests", dependencies: ["BerthRuntime", "BerthLab", "berthctl"]),
         .testTarget(
             name: "BerthEndToEndTests",
-            dependencies: ["BerthCNI", "berthctl"],
+            dependencies: ["BerthCNI", "BerthSystem", "berthctl"],
             exclude: ["Corpus"]  // read by path (#filePath), not a resource
         ),
     ]

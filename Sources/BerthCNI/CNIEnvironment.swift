@@ -97,7 +97,7 @@ public struct CNIEnvironment: Equatable, Sendable {
     }
 
     /// Why `name` is not a valid Linux interface name, or nil when it is:
-    /// 1 to 15 bytes, not "." or "..", without '/', ':' or white space.
+    /// 1 to 15 bytes, not "." or "..", without '/', ':', '%' or white space.
     public static func interfaceNameProblem(_ name: String) -> String? {
         let bytes = Array(name.utf8)
         if bytes.isEmpty { return "it is empty" }
@@ -106,6 +106,7 @@ public struct CNIEnvironment: Equatable, Sendable {
         for b in bytes {
             if b == UInt8(ascii: "/") { return "it may not contain '/'" }
             if b == UInt8(ascii: ":") { return "it may not contain ':'" }
+            if b == UInt8(ascii: "%") { return "it may not contain '%' (the kernel reads a name with '%' as a template such as eth%d)" }
             if b <= 0x20 || b == 0x7F { return "it may not contain white space or control characters" }
         }
         return nil

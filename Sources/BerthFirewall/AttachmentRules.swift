@@ -25,14 +25,29 @@ public struct AttachmentRules: Sendable {
         self.ifname = ifname
     }
 
-    /// Network and container ID are restricted to `[A-Za-z0-9_.-]` by
-    /// validation; the interface name may hold other characters, so it is
-    /// hex-encoded when it does, keeping the comment safe inside a rule.
+    /// nftables refuses a rule comment longer than 128 bytes (iptables' comment
+    /// match takes 255); every comment Berth writes fits the smaller.
+    public static let commentLimit = 128
+    /// The network's part of a comment at most: a longer name is shortened
+    /// (`DerivedName`), the same way in every rule of the network.
+    static let networkPartLimit = 48
+
+    /// `berth:NETWORK:CONTAINERID:IFNAME` when that fits in `commentLimit`;
+    /// otherwise the network part and the attachment part are each shortened
+    /// to a readable prefix and a digest (`DerivedName`). Network and
+    /// container ID are restricted to `[A-Za-z0-9_.-]` by validation; the
+    /// interface name may hold other characters, so it is hex-encoded when it
+    /// does, keeping the comment safe inside a rule.
     public var comment: String {
-        "\(AttachmentRules.prefix(network: network))\(containerID):\(AttachmentRules.encode(ifname))"
+        let prefix = AttachmentRules.prefix(network: network)
+        return prefix + DerivedName.fit("\(containerID):\(AttachmentRules.encode(ifname))",
+                                        limit: AttachmentRules.commentLimit - prefix.utf8.count)
     }
 
-    static func prefix(network: String) -> String { "berth:\(network):" }
+    /// What every comment of `network` starts with.
+    static func prefix(network: String) -> String {
+        "berth:\(DerivedName.fit(network, limit: networkPartLimit)):"
+    }
 
     static func encode(_ name: String) -> String {
         let safe = name.utf8.allSatisfy { b in
@@ -43,27 +58,6 @@ public struct AttachmentRules: Sendable {
             let s = String(b, radix: 16)
             return s.count == 1 ? "0" + s : s
         }.joined()
-    }
-
-    static func decode(_ text: String) -> String {
-        guard text.hasPrefix("x"), text.count % 2 == 1 else { return text }
-        var bytes: [UInt8] = []
-        var chars = Array(text.dropFirst())
-        while chars.count >= 2 {
-            guard let b = UInt8(String(chars[0...1]), radix: 16) else { return text }
-            bytes.append(b)
-            chars.removeFirst(2)
-        }
-        return String(decoding: bytes, as: UTF8.self)
-    }
-
-    /// The attachment a comment of `network` names, or nil for other comments.
-    static func attachment(fromComment comment: String, network: String) -> (containerID: String, ifname: String)? {
-        let prefix = AttachmentRules.prefix(network: network)
-        guard comment.hasPrefix(prefix) else { return nil }
-        let rest = comment.dropFirst(prefix.count)
-        guard let colon = rest.lastIndex(of: ":") else { return nil }
-        return (String(rest[..<colon]), decode(String(rest[rest.index(after: colon)...])))
     }
 
     // MARK: Masquerade
@@ -131,35 +125,34 @@ public struct AttachmentRules: Sendable {
     /// Removes every rule of this attachment from Berth's nftables tables
     /// and, with `iptables`, from BERTH-MASQ. Nothing to remove is not an error.
     public func removeAll(iptables: Bool) throws(FirewallError) {
-        try AttachmentRules.remove(network: network, iptables: iptables) { $0.containerID == containerID && $0.ifname == ifname }
+        let own = comment
+        try AttachmentRules.remove(network: network, iptables: iptables) { $0 == own }
     }
 
     /// GC: removes the rules of `network` whose attachment (container ID and
     /// interface name) is not in `valid`, from nftables and iptables.
     public static func removeAll(network: String, except valid: [(containerID: String, ifname: String)]) throws(FirewallError) {
-        let keep = Set(valid.map { "\($0.containerID)\u{0}\($0.ifname)" })
-        try remove(network: network, iptables: true) { !keep.contains("\($0.containerID)\u{0}\($0.ifname)") }
+        let keep = Set(valid.map { AttachmentRules(network: network, containerID: $0.containerID, ifname: $0.ifname).comment })
+        try remove(network: network, iptables: true) { !keep.contains($0) }
     }
 
-    static func remove(network: String, iptables: Bool,
-                       where matches: ((containerID: String, ifname: String)) -> Bool) throws(FirewallError) {
+    /// Removes the rules of `network` whose comment `matches`.
+    static func remove(network: String, iptables: Bool, where matches: (String) -> Bool) throws(FirewallError) {
+        let prefix = AttachmentRules.prefix(network: network)
+        func ours(_ comment: String) -> Bool { comment.hasPrefix(prefix) && matches(comment) }
         let nft = try NFTContext(json: true)
         var deletions: [String] = []
         for (family, table) in [("inet", natTable), ("bridge", natTable)] {
-            for rule in try nft.rules(family: family, table: table) {
-                if let a = attachment(fromComment: rule.comment, network: network), matches(a) {
-                    deletions.append("delete rule \(rule.family) \(rule.table) \(rule.chain) handle \(rule.handle)")
-                }
+            for rule in try nft.rules(family: family, table: table) where ours(rule.comment) {
+                deletions.append("delete rule \(rule.family) \(rule.table) \(rule.chain) handle \(rule.handle)")
             }
         }
         if !deletions.isEmpty { try NFTContext().run(deletions.joined(separator: "\n")) }
         guard iptables else { return }
         for family in [IPAddress.Family.v4, .v6] {
             guard let tool = try? IPTables(family: family) else { continue }
-            for rule in try tool.rules() {
-                if let a = attachment(fromComment: rule.comment, network: network), matches(a) {
-                    try tool.run(["-D"] + rule.args.dropFirst())
-                }
+            for rule in try tool.rules() where ours(rule.comment) {
+                try tool.run(["-D"] + rule.args.dropFirst())
             }
         }
     }

@@ -18,23 +18,32 @@ public struct AddressAllocator {
         try AllocationStore(dataDir: config.dataDir, network: config.network.name)
     }
 
-    public static func key(_ env: CNIEnvironment) throws(CNIError) -> AttachmentKey {
-        let key = AttachmentKey(containerID: env.containerID, ifname: env.ifname)
-        if key.fileName.utf8.count > AttachmentKey.maximumLength {
-            throw CNIError(.invalidEnvironment, "CNI_CONTAINERID is too long: with CNI_IFNAME it may have at most \(AttachmentKey.maximumLength - 1) characters")
-        }
-        return key
+    public static func key(_ env: CNIEnvironment) -> AttachmentKey {
+        AttachmentKey(containerID: env.containerID, ifname: env.ifname)
     }
 
     /// ADD: one address per range set. A repeated ADD for the same container
     /// and interface returns the addresses it already has.
     public func add(_ key: AttachmentKey) throws(CNIError) -> CNIResult {
+        try allocate(key).result
+    }
+
+    /// What ADD did: the result, and whether the addresses are new (false
+    /// when the attachment held them already), so that a caller that fails
+    /// later releases only what its own ADD took.
+    public struct Allocation {
+        public var result: CNIResult
+        public var isNew: Bool
+    }
+
+    /// ADD, telling whether it took new addresses.
+    public func allocate(_ key: AttachmentKey) throws(CNIError) -> Allocation {
         let store = try openStore()
         if let existing = try store.record(for: key) {
             var intact = !existing.ips.isEmpty
             for ip in existing.ips where try store.owner(of: ip.address.address) != key { intact = false }
             if intact && existing.ips.count == config.rangeSets.count {
-                return result(existing.ips)
+                return Allocation(result: result(existing.ips), isNew: false)
             }
             // An interrupted or stale allocation: start again from nothing.
             for ip in existing.ips { try store.release(ip.address.address, heldBy: key) }
@@ -74,7 +83,7 @@ public struct AddressAllocator {
             }
             if !item.requested { try store.setCursor(ip, forSet: item.set) }
         }
-        return result(ips)
+        return Allocation(result: result(ips), isNew: true)
     }
 
     /// DEL: releases what `key` holds; nothing held is not an error.

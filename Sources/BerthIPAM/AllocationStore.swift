@@ -11,20 +11,23 @@ public struct AttachmentKey: Hashable, Sendable, CustomStringConvertible {
         self.ifname = ifname
     }
 
-    /// The record's file name. Neither part may contain ':' (CNI forbids it
-    /// in both), so the name is unambiguous.
-    var fileName: String { "\(containerID):\(ifname)" }
+    /// The record's file name: `ID:IFNAME`, shortened to a prefix and a
+    /// digest (`DerivedName`) when longer than a file name can be. Neither
+    /// part may contain ':' (CNI forbids it in both), so the name is unambiguous.
+    var fileName: String { DerivedName.fit("\(containerID):\(ifname)", limit: AttachmentKey.fileNameLimit) }
 
+    /// The key a record's file name spells, when it is not a shortened one.
     init?(fileName: String) {
         guard let colon = fileName.firstIndex(of: ":") else { return nil }
         containerID = String(fileName[..<colon])
         ifname = String(fileName[fileName.index(after: colon)...])
+        if self.fileName != fileName { return nil }
     }
 
     public var description: String { "container \(containerID) interface \(ifname)" }
 
-    /// The longest key a file name can hold.
-    static let maximumLength = 250
+    /// The longest file name Linux file systems take.
+    static let fileNameLimit = 255
 }
 
 /// What a store records for one attachment: its addresses with their gateways.
@@ -96,9 +99,9 @@ public final class AllocationStore {
             throw CNIError(.invalidNetworkConfig, "network name \"\(network)\" cannot name a store: \(problem)")
         }
         self.network = network
-        let path = "\(dataDir)/\(network)"
+        let path = "\(dataDir)/\(AllocationStore.directoryName(network: network))"
         do {
-            if !create, try !DirectoryHandle(path: dataDir, create: false).exists(network) {
+            if !create, try !DirectoryHandle(path: dataDir, create: false).exists(AllocationStore.directoryName(network: network)) {
                 throw CNIError(.ioFailure, "network \(network) has no IPAM store under \(dataDir)")
             }
             directory = try DirectoryHandle(path: path, create: create)
@@ -111,6 +114,12 @@ public final class AllocationStore {
         } catch {
             throw CNIError(.ioFailure, "IPAM store of network \(network): \(error)")
         }
+    }
+
+    /// The store's directory under the data directory: the network's name,
+    /// shortened (`DerivedName`) when longer than a file name can be.
+    public static func directoryName(network: String) -> String {
+        DerivedName.fit(network, limit: AttachmentKey.fileNameLimit)
     }
 
     private func io<T>(_ body: () throws(SystemError) -> T) throws(CNIError) -> T {
@@ -143,9 +152,19 @@ public final class AllocationStore {
         try io { () throws(SystemError) in _ = try attachments.remove(key.fileName) }
     }
 
-    /// The keys of every record, unreadable ones included (by file name).
+    /// The keys of every record: spelled by the file name, or for a
+    /// shortened name, read from the record (an unreadable one is left out).
     public func allRecordKeys() throws(CNIError) -> [AttachmentKey] {
-        try io { () throws(SystemError) in try attachments.names() }.compactMap(AttachmentKey.init(fileName:))
+        var keys: [AttachmentKey] = []
+        for name in try io({ () throws(SystemError) in try attachments.names() }) {
+            if let key = AttachmentKey(fileName: name) {
+                keys.append(key)
+            } else if let bytes = try? attachments.read(name), let json = try? JSON.parse(bytes),
+                      let record = AttachmentRecord(json: json), record.key.fileName == name {
+                keys.append(record.key)
+            }
+        }
+        return keys
     }
 
     // MARK: Addresses

@@ -4,38 +4,48 @@ import BerthSystem
 /// The `berth-ipam` executable: a CNI IPAM plugin over `AddressAllocator`.
 public enum IPAMPlugin {
     public static func main() -> Never {
-        runPluginProcess { environment, readInput in
-            let reply = run(environment: environment, readInput: readInput)
-            return (reply.status, reply.stdout)
+        runPluginProcess { environment, readInput, deliver in
+            PluginDriver.run(environment: environment, readInput: readInput, deliver: deliver, handle: handle)
         }
     }
 
     public static func run(environment: [String: String], readInput: () throws -> [UInt8]) -> PluginReply {
-        PluginDriver.run(environment: environment, readInput: readInput) { (invocation) throws(CNIError) -> JSON? in
-            let config = try IPAMConfig(network: invocation.network, reader: invocation.reader, cniArgs: invocation.env.args)
-            let allocator = AddressAllocator(config: config)
-            switch invocation.env.command {
-            case .add: return try add(allocator, invocation.env).json(version: invocation.network.cniVersion)
-            case .del: try del(allocator, invocation.env)
-            case .check: try check(allocator, invocation.env)
-            case .gc: try gc(allocator, invocation.reader)
-            case .status: try allocator.status()
-            case .version: break
+        PluginDriver.run(environment: environment, readInput: readInput, handle: handle)
+    }
+
+    static func handle(_ invocation: PluginInvocation) throws(CNIError) -> JSON? {
+        let config = try IPAMConfig(network: invocation.network, reader: invocation.reader, cniArgs: invocation.env.args)
+        let allocator = AddressAllocator(config: config)
+        switch invocation.env.command {
+        case .add:
+            // Addresses whose result never reached the caller are released again.
+            let key = AddressAllocator.key(invocation.env)
+            let allocation = try allocator.allocate(key)
+            do {
+                try invocation.deliver(allocation.result.json(version: invocation.network.cniVersion))
+            } catch {
+                if allocation.isNew { try? allocator.del(key) }
+                throw error
             }
-            return nil
+        case .del: try del(allocator, invocation.env)
+        case .check: try check(allocator, invocation.env)
+        case .gc: try gc(allocator, invocation.reader)
+        case .status: try allocator.status()
+        case .version: break
         }
+        return nil
     }
 
     public static func add(_ allocator: AddressAllocator, _ env: CNIEnvironment) throws(CNIError) -> CNIResult {
-        try allocator.add(try AddressAllocator.key(env))
+        try allocator.add(AddressAllocator.key(env))
     }
 
     public static func del(_ allocator: AddressAllocator, _ env: CNIEnvironment) throws(CNIError) {
-        try allocator.del(try AddressAllocator.key(env))
+        try allocator.del(AddressAllocator.key(env))
     }
 
     public static func check(_ allocator: AddressAllocator, _ env: CNIEnvironment) throws(CNIError) {
-        try allocator.check(try AddressAllocator.key(env))
+        try allocator.check(AddressAllocator.key(env))
     }
 
     public static func gc(_ allocator: AddressAllocator, _ reader: FieldReader) throws(CNIError) {

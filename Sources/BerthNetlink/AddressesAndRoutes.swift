@@ -92,10 +92,11 @@ extension RouteSocket {
         while let current = object {
             let addr = current
             if index == 0 || rtnl_addr_get_ifindex(addr) == index,
-               let p = readPrefix(rtnl_addr_get_local(addr), family: rtnl_addr_get_family(addr)) {
+               let p = readPrefix(rtnl_addr_get_local(addr), family: rtnl_addr_get_family(addr)),
+               let prefix = IPPrefix(address: p.address, prefixLength: Int(rtnl_addr_get_prefixlen(addr))) {
                 let flags = rtnl_addr_get_flags(addr)
                 out.append(AddressState(
-                    prefix: IPPrefix(address: p.address, prefixLength: Int(rtnl_addr_get_prefixlen(addr)))!,
+                    prefix: prefix,
                     index: rtnl_addr_get_ifindex(addr),
                     isTentative: flags & UInt32(IFA_F_TENTATIVE) != 0,
                     dadFailed: flags & UInt32(IFA_F_DADFAILED) != 0))
@@ -133,12 +134,12 @@ extension RouteSocket {
             try check(rtnl_route_set_metric(route, Int32(RTAX_ADVMSS), UInt32(advmss)), "set route advmss")
         }
         guard let hop = rtnl_route_nh_alloc() else { throw NetlinkError("allocate next hop", code: NLE_NOMEM) }
+        rtnl_route_add_nexthop(route, hop)  // the route owns the hop from here, whatever fails next
         rtnl_route_nh_set_ifindex(hop, outputIndex)
         if let gw = spec.gw {
             let gateway = try AddressObject(gw, prefixLength: gw.bitWidth)
             rtnl_route_nh_set_gateway(hop, gateway.pointer)
         }
-        rtnl_route_add_nexthop(route, hop)  // the route owns the hop from here
         let via = spec.gw.map { " via \($0)" } ?? ""
         try check(rtnl_route_add(sk, route, NLM_F_EXCL), "add route \(spec.dst)\(via)")
     }

@@ -88,10 +88,7 @@ extension RouteSocket {
 
     /// Turns the promiscuous flag of link `index` on or off.
     public func setPromiscuous(index: Int32, _ on: Bool) throws(NetlinkError) {
-        guard let origRaw = rtnl_link_alloc(), let changesRaw = rtnl_link_alloc() else {
-            throw NetlinkError("allocate link", code: NLE_NOMEM)
-        }
-        let orig = LinkObject(origRaw), changes = LinkObject(changesRaw)
+        let orig = try LinkObject.allocate(), changes = try LinkObject.allocate()
         rtnl_link_set_ifindex(orig.pointer, index)
         if on {
             rtnl_link_set_flags(changes.pointer, UInt32(IFF_PROMISC.rawValue))

@@ -25,6 +25,12 @@ final class LinkObject {
     let pointer: OpaquePointer
     init(_ pointer: OpaquePointer) { self.pointer = pointer }
     deinit { rtnl_link_put(pointer) }
+
+    /// A new, empty link object, owned from the moment it exists.
+    static func allocate() throws(NetlinkError) -> LinkObject {
+        guard let raw = rtnl_link_alloc() else { throw NetlinkError("allocate link", code: NLE_NOMEM) }
+        return LinkObject(raw)
+    }
 }
 
 /// The attributes of the veth ends that Berth sets when it creates a pair.
@@ -70,8 +76,7 @@ extension RouteSocket {
     /// with a MAC of its own keeps it; otherwise it takes its ports' lowest).
     /// Throws `isExists` when a link of that name exists already.
     public func createBridge(name: String, mtu: Int?, mac: String) throws(NetlinkError) {
-        guard let raw = rtnl_link_alloc() else { throw NetlinkError("allocate link", code: NLE_NOMEM) }
-        let link = LinkObject(raw)
+        let link = try LinkObject.allocate()
         try check(rtnl_link_set_type(link.pointer, "bridge"), "create bridge \(name)")
         rtnl_link_set_name(link.pointer, name)
         if let mtu { rtnl_link_set_mtu(link.pointer, UInt32(mtu)) }
@@ -134,20 +139,45 @@ extension RouteSocket {
     }
 
     private func changeLink(index: Int32, _ what: String, _ apply: (OpaquePointer) -> Void) throws(NetlinkError) {
-        guard let origRaw = rtnl_link_alloc(), let changesRaw = rtnl_link_alloc() else {
-            throw NetlinkError("allocate link", code: NLE_NOMEM)
-        }
-        let orig = LinkObject(origRaw), changes = LinkObject(changesRaw)
+        let orig = try LinkObject.allocate(), changes = try LinkObject.allocate()
         rtnl_link_set_ifindex(orig.pointer, index)
         apply(changes.pointer)
         try check(rtnl_link_change(sk, orig.pointer, changes.pointer, 0), what)
     }
 
+    /// Deletes link `index`. Returns false when there was none.
+    @discardableResult
+    public func deleteLink(index: Int32) throws(NetlinkError) -> Bool {
+        let link = try LinkObject.allocate()
+        rtnl_link_set_ifindex(link.pointer, index)
+        let rc = rtnl_link_delete(sk, link.pointer)
+        if rc < 0 {
+            let e = NetlinkError("delete link \(index)", code: rc)
+            if e.isNotFound { return false }
+            throw e
+        }
+        return true
+    }
+
+    /// How many links are ports of `master` (a bridge). Reads every link.
+    public func portCount(master: Int32) throws(NetlinkError) -> Int {
+        var cache: OpaquePointer?
+        try check(rtnl_link_alloc_cache(sk, AF_UNSPEC, &cache), "list links")
+        guard let cache else { return 0 }
+        defer { nl_cache_free(cache) }
+        var count = 0
+        var object = nl_cache_get_first(cache)
+        while let current = object {
+            if rtnl_link_get_master(current) == master { count += 1 }
+            object = nl_cache_get_next(current)
+        }
+        return count
+    }
+
     /// Deletes the link called `name`. Returns false when there was none.
     @discardableResult
     public func deleteLink(named name: String) throws(NetlinkError) -> Bool {
-        guard let raw = rtnl_link_alloc() else { throw NetlinkError("allocate link", code: NLE_NOMEM) }
-        let link = LinkObject(raw)
+        let link = try LinkObject.allocate()
         rtnl_link_set_name(link.pointer, name)
         let rc = rtnl_link_delete(sk, link.pointer)
         if rc < 0 {

@@ -15,14 +15,21 @@ public struct NetlinkError: Error, Equatable, CustomStringConvertible {
         self.code = code < 0 ? -code : code
     }
 
+    /// "No such object", for a look-up that found nothing where something must be.
+    public static func notFound(_ operation: String) -> NetlinkError {
+        NetlinkError(operation, code: NLE_OBJ_NOTFOUND)
+    }
+
     /// The object already exists (EEXIST from the kernel).
     public var isExists: Bool { code == NLE_EXIST }
     /// No such link, address or route (ENODEV, ENOENT, ESRCH from the kernel).
     public var isNotFound: Bool { code == NLE_OBJ_NOTFOUND || code == NLE_NODEV }
     public var isNotSupported: Bool { code == NLE_OPNOTSUPP }
+    /// EPERM or EACCES from the kernel: the process lacks CAP_NET_ADMIN.
+    public var isPermissionDenied: Bool { code == NLE_PERM || code == NLE_NOACCESS }
 
     public var description: String {
-        "\(operation): \(String(cString: nl_geterror(code)))"
+        code == 0 ? operation : "\(operation): \(String(cString: nl_geterror(code)))"
     }
 }
 
@@ -50,9 +57,10 @@ public final class RouteSocket {
     }
 
     /// A socket bound to `namespace`: the calling thread enters it only for
-    /// the moment the socket is created.
-    public static func opened(in namespace: NetworkNamespace) throws(NetlinkError) -> RouteSocket {
-        try namespace.perform { () throws(NetlinkError) -> RouteSocket in try RouteSocket() }
+    /// the moment the socket is created. Throws `NetworkNamespace.SwitchError`
+    /// when the thread cannot enter it, else `NetlinkError`.
+    public static func opened(in namespace: NetworkNamespace) throws -> RouteSocket {
+        try namespace.perform { try RouteSocket() }
     }
 
     deinit { nl_socket_free(sk) }

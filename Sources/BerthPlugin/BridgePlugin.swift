@@ -10,12 +10,21 @@ import BerthSystem
 ///
 /// Everything runs synchronously on the main thread. The container's
 /// namespace is entered only for the instant a netlink socket is opened in it
-/// (`RouteSocket.opened(in:)`); all later work goes through that socket.
+/// (`RouteSocket.opened(in:)`) and to set the interface's sysctls; all other
+/// work goes through that socket.
+///
+/// ADD, CHECK and DEL of one attachment (network, container, interface) run
+/// one at a time: each holds the attachment's lock (`attachmentLock`) from
+/// before it touches anything until its reply is delivered, and a delegated
+/// IPAM plugin inherits it, so the lock outlives a killed `berth` until that
+/// plugin is done.
 struct BridgeOperation {
     let config: BridgeConfig
     let env: CNIEnvironment
     let ipam: IPAMBackend?
     let rules: AttachmentRules
+    /// Held for ADD, CHECK and DEL; released by `finish()`.
+    let attachmentLock: LockFile?
 
     /// The index of the container interface among Berth's own `interfaces`.
     static let containerInterfaceIndex = 2
@@ -23,22 +32,60 @@ struct BridgeOperation {
     /// Ports a Linux bridge can have (port numbers are 10 bits, 0 unused).
     static let maximumPorts = 1023
 
+    /// How long an operation waits for another one on the same attachment.
+    static let lockTimeout: Double = 60
+
     init(config: BridgeConfig, invocation: PluginInvocation) throws(CNIError) {
         self.config = config
         env = invocation.env
         rules = AttachmentRules(network: config.network.name, containerID: env.containerID, ifname: env.ifname)
+        var delegate: DelegatedPlugin?
+        if let type = config.network.ipamType, type != InProcessIPAM.type {
+            // Resolved first, so a missing plugin is refused before anything is touched.
+            delegate = try DelegatedPlugin(type: type, searchPath: env.path, environment: invocation.processEnvironment,
+                                           stdin: invocation.input)
+        }
+        let env = invocation.env
+        let lock = try [.add, .check, .del].contains(env.command)
+            ? BridgeOperation.lock(DerivedName.fit("\(config.network.name):\(env.containerID):\(env.ifname)", limit: 255),
+                                   shared: false, what: "container \(env.containerID) interface \(env.ifname) of network \(config.network.name)")
+            : nil
+        attachmentLock = lock
         switch config.network.ipamType {
         case nil:
             ipam = nil
         case InProcessIPAM.type?:
             ipam = try InProcessIPAM(invocation: invocation)
-        case let type?:
-            // Resolved here, so a missing plugin is refused before anything is touched.
-            ipam = DelegatedIPAM(plugin: try DelegatedPlugin(type: type, searchPath: env.path,
-                                                             environment: invocation.processEnvironment,
-                                                             stdin: invocation.input))
+        case .some:
+            ipam = delegate.map { DelegatedIPAM(plugin: $0, lock: lock) }
         }
     }
+
+    /// Releases the attachment's lock: call once the reply is delivered.
+    func finish() {
+        attachmentLock?.release()
+    }
+
+    /// Takes lock `name`; says whose it is when another operation holds it too long.
+    static func lock(_ name: String, shared: Bool, what: String) throws(CNIError) -> LockFile {
+        do {
+            return try LockFile(name: name, shared: shared, timeout: lockTimeout)
+        } catch {
+            switch error {
+            case .timedOut(let seconds):
+                throw CNIError(.tryAgainLater, "\(what): another operation on it has held its lock for \(seconds) s")
+            case .system(let e):
+                throw systemFailure("lock \(what)", e)
+            }
+        }
+    }
+
+    /// A failed system call as a CNI error; a missing privilege is named.
+    static func systemFailure(_ what: String, _ e: SystemError) -> CNIError {
+        CNIError(.ioFailure, "\(what): \(e)" + (e.isPermissionDenied ? BridgeOperation.privilegeHint : ""))
+    }
+
+    static let privilegeHint = " (berth must run as root: it needs CAP_NET_ADMIN and CAP_SYS_ADMIN)"
 
     var hasFirewallRules: Bool { config.ipMasq || config.macSpoofCheck }
 
@@ -49,31 +96,36 @@ struct BridgeOperation {
         let previous = try config.network.prevResult.map { (json) throws(CNIError) in
             try CNIResult(json: json, field: "prevResult", code: .invalidNetworkConfig)
         }
-        let netns = try openNamespace(required: true)!
+        let netns = try requiredNamespace()
         let host = try kernel("open a netlink socket") { () throws(NetlinkError) in try RouteSocket() }
-        let container = try kernel("open a netlink socket in \(env.netns)") { () throws(NetlinkError) in
-            try RouteSocket.opened(in: netns)
-        }
+        let container = try socket(in: netns)
         if try kernel("look up \(env.ifname)", { () throws(NetlinkError) in try container.link(named: env.ifname) }) != nil {
             throw CNIError(.invalidEnvironment, "CNI_IFNAME: an interface named \(env.ifname) already exists in \(env.netns)")
         }
-        let bridge = try ensureBridge(host)
+        // Every ADD on the bridge holds this shared lock until it is done, so
+        // the ADD that made the bridge can tell, if it fails, whether another
+        // ADD may be using the bridge before it removes it again.
+        let bridgeUse = try BridgeOperation.lock("bridge:\(config.bridge)", shared: true, what: "bridge \(config.bridge)")
+        defer { bridgeUse.release() }
+        let (bridge, createdBridge) = try ensureBridge(host)
         // Gateways known from the config are given (and checked for conflicts
         // with the bridge's addresses) before IPAM runs and before an existing
         // bridge is brought up, so such a refused ADD changes nothing.
         let earlyGateways = plannedGatewayAddresses
-        for gateway in earlyGateways {
-            try addGatewayAddress(gateway, to: bridge, host: host)
-        }
-        try activate(bridge, host: host)
-
-        let ipamResult = try ipam?.add() ?? CNIResult()
+        var allocation: (result: CNIResult, isNew: Bool)?
         var result: CNIResult
         do {
-            result = try wire(ipamResult, host: host, container: container, netns: netns, bridge: bridge,
-                              gatewaysGiven: earlyGateways)
+            for gateway in earlyGateways {
+                try addGatewayAddress(gateway, to: bridge, host: host)
+            }
+            try activate(bridge, host: host)
+            allocation = try ipam?.add()
+            result = try wire(allocation?.result ?? CNIResult(), host: host, container: container, netns: netns,
+                              bridge: bridge, gatewaysGiven: earlyGateways)
         } catch {
-            try? ipam?.del()
+            // Only what this ADD made goes: addresses it took, a bridge it created.
+            if allocation?.isNew == true { try? ipam?.del() }
+            if createdBridge { removeIfUnused(bridge, host: host, use: bridgeUse) }
             throw error
         }
         if let previous {
@@ -97,7 +149,7 @@ struct BridgeOperation {
         let (hostName, hostMAC) = try createVeth(host: host, container: container, netns: netns, bridge: bridge)
         do {
             return try configure(ipamResult, hostName: hostName, hostMAC: hostMAC, host: host, container: container,
-                                 bridge: bridge, gatewaysGiven: gatewaysGiven)
+                                 netns: netns, bridge: bridge, gatewaysGiven: gatewaysGiven)
         } catch {
             if hasFirewallRules { try? rules.removeAll(iptables: config.ipMasqBackend == .iptables) }
             _ = try? container.deleteLink(named: env.ifname)
@@ -107,11 +159,18 @@ struct BridgeOperation {
     }
 
     private func configure(_ ipamResult: CNIResult, hostName: String, hostMAC: String, host: RouteSocket,
-                           container: RouteSocket, bridge: LinkInfo, gatewaysGiven: [IPPrefix]) throws(CNIError) -> CNIResult {
+                           container: RouteSocket, netns: NetworkNamespace, bridge: LinkInfo,
+                           gatewaysGiven: [IPPrefix]) throws(CNIError) -> CNIResult {
         guard let inside = try kernel("look up \(env.ifname)", { () throws(NetlinkError) in
             try container.link(named: env.ifname)
         }) else {
             throw CNIError(.ioFailure, "the veth end \(env.ifname) vanished from \(env.netns) right after it was made")
+        }
+        if !config.enableDAD {
+            // As the reference plugin does: no duplicate address detection on the
+            // container interface at all, so its link-local address does not wait
+            // either. Set while the interface is still down, before any address.
+            try disableDAD(in: netns)
         }
         var gatewayLink = bridge
         if config.hairpinMode || config.portIsolation || config.usesVLANs {
@@ -191,7 +250,7 @@ struct BridgeOperation {
         } catch let e where e.isExists {
             return  // given by an earlier ADD on this bridge
         } catch {
-            throw CNIError(.ioFailure, "give \(link.name) the gateway address \(gateway): \(error)")
+            throw netlinkFailure("give \(link.name) the gateway address \(gateway)", error)
         }
         let conflicts = try kernel("list addresses of \(link.name)") { () throws(NetlinkError) in
             try host.addresses(index: link.index)
@@ -249,16 +308,19 @@ struct BridgeOperation {
             do throws(NetlinkError) {
                 try host.createVLANDevice(name: name, parent: bridge.index, id: vlan)
             } catch let e where e.isExists {}
-            guard let created = try host.link(named: name) else { throw NetlinkError("look up \(name)", code: 0) }
+            guard let created = try host.link(named: name) else {
+                throw NetlinkError.notFound("VLAN device \(name) vanished right after it was made")
+            }
             return created
         }
     }
 
     /// Creates the bridge if missing (many ADDs may race to do it) and turns
     /// on VLAN filtering when needed; `activate` brings it up later.
-    private func ensureBridge(_ host: RouteSocket) throws(CNIError) -> LinkInfo {
+    private func ensureBridge(_ host: RouteSocket) throws(CNIError) -> (bridge: LinkInfo, created: Bool) {
         let name = config.bridge
         var existing = try kernel("look up bridge \(name)") { () throws(NetlinkError) in try host.link(named: name) }
+        var created = false
         if existing == nil {
             do {
                 if config.usesVLANs {
@@ -266,12 +328,13 @@ struct BridgeOperation {
                 } else {
                     try host.createBridge(name: name, mtu: config.mtu, mac: randomLocalMAC())
                 }
+                created = true
             } catch let e where e.isExists {
                 // Created by a concurrent ADD between our look-up and our request.
             } catch let e where e.isNotSupported && config.usesVLANs {
                 throw vlanFilteringUnsupported(e)
             } catch {
-                throw CNIError(.ioFailure, "create bridge \(name): \(error)")
+                throw netlinkFailure("create bridge \(name)", error)
             }
             existing = try kernel("look up bridge \(name)") { () throws(NetlinkError) in try host.link(named: name) }
         } else if config.usesVLANs {
@@ -290,7 +353,14 @@ struct BridgeOperation {
             let kind = bridge.kind.isEmpty ? "a device without a link kind" : "a \(bridge.kind)"
             throw CNIError(.invalidNetworkConfig, "field \"bridge\": \(name) exists and is \(kind), not a bridge")
         }
-        return bridge
+        return (bridge, created)
+    }
+
+    /// Removes a bridge this ADD created, unless another ADD holds it (`use`
+    /// is not ours alone) or it has ports.
+    private func removeIfUnused(_ bridge: LinkInfo, host: RouteSocket, use: LockFile) {
+        guard use.isAlone(), let ports = try? host.portCount(master: bridge.index), ports == 0 else { return }
+        _ = try? host.deleteLink(named: bridge.name)
     }
 
     /// The bridge's gateway addresses known before IPAM runs (from the IPAM
@@ -353,7 +423,7 @@ struct BridgeOperation {
                                    "bridge \(bridge.name) has \(ports) ports, the most a Linux bridge can take: no room for \(env.containerID)",
                                    details: "\(error)")
                 }
-                throw CNIError(.ioFailure, "\(error)")
+                throw netlinkFailure(nil, error)
             }
         }
         throw CNIError(.tryAgainLater, "could not find a free host veth name: \(lastError.map { "\($0)" } ?? "")")
@@ -371,12 +441,15 @@ struct BridgeOperation {
             }
         }
         guard let netns = try openNamespace(required: false) else { return }
-        let container = try kernel("open a netlink socket in \(env.netns)") { () throws(NetlinkError) in
-            try RouteSocket.opened(in: netns)
-        }
-        // Already gone is fine: DEL must succeed when repeated.
+        let container = try socket(in: netns)
+        // Already gone is fine: DEL must succeed when repeated. Only a veth is
+        // Berth's to remove: an interface of another kind of that name (`lo`
+        // after a refused ADD) stays.
+        guard let link = try kernel("look up \(env.ifname) in \(env.netns)", { () throws(NetlinkError) in
+            try container.link(named: env.ifname)
+        }), link.kind == "veth" else { return }
         _ = try kernel("delete \(env.ifname) in \(env.netns)") { () throws(NetlinkError) in
-            try container.deleteLink(named: env.ifname)
+            try container.deleteLink(index: link.index)
         }
     }
 
@@ -389,10 +462,8 @@ struct BridgeOperation {
         let prev = try CNIResult(json: prevJSON, field: "prevResult", code: .invalidNetworkConfig)
         try ipam?.check()
 
-        let netns = try openNamespace(required: true)!
-        let container = try kernel("open a netlink socket in \(env.netns)") { () throws(NetlinkError) in
-            try RouteSocket.opened(in: netns)
-        }
+        let netns = try requiredNamespace()
+        let container = try socket(in: netns)
         let host = try kernel("open a netlink socket") { () throws(NetlinkError) in try RouteSocket() }
 
         guard let expectedIndex = prev.interfaces.firstIndex(where: { $0.name == env.ifname && $0.sandbox == env.netns })
@@ -485,6 +556,8 @@ struct BridgeOperation {
     func gc(valid: [(containerID: String, ifname: String)]) throws(CNIError) {
         var firstError: CNIError?
         do { try ipam?.gc() } catch { firstError = error }
+        // Locks left by processes killed while holding them (no holder now).
+        LockFile.removeUnheld()
         do {
             try firewall("remove the rules of stale attachments") { () throws(FirewallError) in
                 try AttachmentRules.removeAll(network: config.network.name, except: valid)
@@ -532,13 +605,58 @@ struct BridgeOperation {
         return netns
     }
 
+    /// CNI_NETNS for ADD and CHECK, where the environment check made it required.
+    private func requiredNamespace() throws(CNIError) -> NetworkNamespace {
+        guard let netns = try openNamespace(required: true) else {
+            throw CNIError(.invalidEnvironment, "CNI_NETNS is not set")
+        }
+        return netns
+    }
+
+    /// A netlink socket inside the container's namespace.
+    private func socket(in netns: NetworkNamespace) throws(CNIError) -> RouteSocket {
+        do {
+            return try RouteSocket.opened(in: netns)
+        } catch let e as NetworkNamespace.SwitchError {
+            throw BridgeOperation.systemFailure("open a netlink socket in \(env.netns)", e.cause)
+        } catch let e as NetlinkError {
+            throw netlinkFailure("open a netlink socket in \(env.netns)", e)
+        } catch {
+            throw CNIError(.ioFailure, "open a netlink socket in \(env.netns): \(error)")
+        }
+    }
+
+    /// Turns off duplicate address detection on the container interface
+    /// (`accept_dad` and `enhanced_dad`, per network namespace); a kernel
+    /// without IPv6 has neither, which is fine.
+    private func disableDAD(in netns: NetworkNamespace) throws(CNIError) {
+        do {
+            try netns.perform {
+                for key in ["accept_dad", "enhanced_dad"] {
+                    try Sysctl.setIfPresent(path: "net/ipv6/conf/\(env.ifname)/\(key)", to: "0")
+                }
+            }
+        } catch let e as NetworkNamespace.SwitchError {
+            throw BridgeOperation.systemFailure("turn off duplicate address detection on \(env.ifname)", e.cause)
+        } catch let e as SystemError {
+            throw BridgeOperation.systemFailure("turn off duplicate address detection on \(env.ifname)", e)
+        } catch {
+            throw CNIError(.ioFailure, "turn off duplicate address detection on \(env.ifname): \(error)")
+        }
+    }
+
     /// Runs a netlink step, turning its failure into a CNI I/O error that says what was being done.
     private func kernel<T>(_ what: @autoclosure () -> String, _ body: () throws(NetlinkError) -> T) throws(CNIError) -> T {
         do {
             return try body()
         } catch {
-            throw CNIError(.ioFailure, "\(what()): \(error)")
+            throw netlinkFailure(what(), error)
         }
+    }
+
+    /// A netlink failure as a CNI I/O error; a missing privilege is named.
+    private func netlinkFailure(_ what: String?, _ e: NetlinkError) -> CNIError {
+        CNIError(.ioFailure, (what.map { "\($0): " } ?? "") + "\(e)" + (e.isPermissionDenied ? BridgeOperation.privilegeHint : ""))
     }
 
     /// Runs a firewall step, likewise.

@@ -24,12 +24,14 @@ struct DelegatedPlugin {
     }
 
     /// Runs `command`; returns the parsed stdout (nil when it printed nothing).
-    func run(_ command: CNICommand) throws(CNIError) -> JSON? {
+    /// `inherit` and `outliveCaller` as for `runExecutable`.
+    func run(_ command: CNICommand, inherit: OwnedDescriptor? = nil, outliveCaller: Bool = false) throws(CNIError) -> JSON? {
         var env = environment
         env["CNI_COMMAND"] = command.rawValue
         let output: ChildOutput
         do {
-            output = try runExecutable(executable, environment: env, input: stdin)
+            output = try runExecutable(executable, environment: env, input: stdin, inherit: inherit,
+                                       outliveCaller: outliveCaller)
         } catch {
             throw CNIError(.ioFailure, "could not run \(executable): \(error)")
         }

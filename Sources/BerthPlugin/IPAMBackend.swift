@@ -1,5 +1,6 @@
 import BerthCNI
 import BerthIPAM
+import BerthSystem
 
 /// Where the bridge plugin gets its addresses: Berth's own IPAM in this
 /// process, or another IPAM plugin executed from CNI_PATH.
@@ -8,7 +9,9 @@ protocol IPAMBackend {
     /// Gateways (with their prefix length) that ADD's result will carry,
     /// known before ADD runs; empty when only the result will tell.
     var plannedGateways: [IPPrefix] { get }
-    func add() throws(CNIError) -> CNIResult
+    /// ADD; `isNew` is false when the attachment held these addresses
+    /// already, so that a failed ADD releases only what it took itself.
+    func add() throws(CNIError) -> (result: CNIResult, isNew: Bool)
     func del() throws(CNIError)
     func check() throws(CNIError)
     func gc() throws(CNIError)
@@ -31,32 +34,55 @@ struct InProcessIPAM: IPAMBackend {
         self.invocation = invocation
         allocator = AddressAllocator(config: try IPAMConfig(network: invocation.network, reader: invocation.reader,
                                                             cniArgs: invocation.env.args))
-        // An attachment the store cannot name is refused before anything is touched.
-        if [.add, .del, .check].contains(invocation.env.command) { _ = try AddressAllocator.key(invocation.env) }
     }
 
-    func add() throws(CNIError) -> CNIResult { try IPAMPlugin.add(allocator, invocation.env) }
+    func add() throws(CNIError) -> (result: CNIResult, isNew: Bool) {
+        let allocation = try allocator.allocate(AddressAllocator.key(invocation.env))
+        return (allocation.result, allocation.isNew)
+    }
     func del() throws(CNIError) { try IPAMPlugin.del(allocator, invocation.env) }
     func check() throws(CNIError) { try IPAMPlugin.check(allocator, invocation.env) }
     func gc() throws(CNIError) { try IPAMPlugin.gc(allocator, invocation.reader) }
     func status() throws(CNIError) { try allocator.status() }
 }
 
-/// Any other IPAM plugin, executed per the spec.
+/// Any other IPAM plugin, executed per the spec. It runs holding the
+/// attachment's lock (inherited) and to its end even if `berth` is killed,
+/// so a DEL that follows a killed ADD waits for it and then finds what it took.
 struct DelegatedIPAM: IPAMBackend {
     let plugin: DelegatedPlugin
+    let lock: LockFile?
 
     var name: String { plugin.type }
     var plannedGateways: [IPPrefix] { [] }
 
-    func add() throws(CNIError) -> CNIResult {
-        guard let json = try plugin.run(.add) else {
+    /// ADD, with the result checked before Berth uses it: a gateway outside
+    /// its address's subnet is an error 7 naming both, and what the plugin
+    /// took is released again.
+    func add() throws(CNIError) -> (result: CNIResult, isNew: Bool) {
+        guard let json = try run(.add) else {
             throw CNIError(.decodeFailure, "IPAM plugin \(plugin.type) printed no result")
         }
-        return try CNIResult(json: json, field: "result of IPAM plugin \(plugin.type)")
+        do throws(CNIError) {
+            let result = try CNIResult(json: json, field: "result of IPAM plugin \(plugin.type)")
+            for ip in result.ips {
+                if let gateway = ip.gateway, !ip.address.network.contains(gateway) {
+                    throw CNIError(.invalidNetworkConfig,
+                                   "IPAM plugin \(plugin.type) returned gateway \(gateway), which is outside the subnet of its address \(ip.address)")
+                }
+            }
+            return (result, true)
+        } catch {
+            try? del()
+            throw error
+        }
     }
-    func del() throws(CNIError) { _ = try plugin.run(.del) }
-    func check() throws(CNIError) { _ = try plugin.run(.check) }
-    func gc() throws(CNIError) { _ = try plugin.run(.gc) }
-    func status() throws(CNIError) { _ = try plugin.run(.status) }
+    func del() throws(CNIError) { _ = try run(.del) }
+    func check() throws(CNIError) { _ = try run(.check) }
+    func gc() throws(CNIError) { _ = try run(.gc) }
+    func status() throws(CNIError) { _ = try run(.status) }
+
+    private func run(_ command: CNICommand) throws(CNIError) -> JSON? {
+        try plugin.run(command, inherit: lock?.descriptor, outliveCaller: lock != nil)
+    }
 }

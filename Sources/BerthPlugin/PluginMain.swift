@@ -5,29 +5,38 @@ import BerthSystem
 public enum BerthPlugin {
     /// Reads the real environment and stdin, prints the reply and exits.
     public static func main() -> Never {
-        runPluginProcess { environment, readInput in
-            let reply = run(environment: environment, readInput: readInput)
-            return (reply.status, reply.stdout)
+        runPluginProcess { environment, readInput, deliver in
+            PluginDriver.run(environment: environment, readInput: readInput, deliver: deliver, handle: handle)
         }
     }
 
-    /// Runs one invocation of the bridge plugin.
+    /// Runs one invocation of the bridge plugin in this process; returns what it printed.
     public static func run(environment: [String: String],
                            readInput: () throws -> [UInt8]) -> PluginReply {
-        PluginDriver.run(environment: environment, readInput: readInput) { (invocation) throws(CNIError) -> JSON? in
-            let config = try BridgeConfig(network: invocation.network, reader: invocation.reader,
-                                          cniArgs: invocation.env.args)
-            let operation = try BridgeOperation(config: config, invocation: invocation)
-            switch invocation.env.command {
-            case .add: return try operation.add().json(version: invocation.network.cniVersion)
-            case .del: try operation.del()
-            case .check: try operation.check()
-            case .gc: try operation.gc(valid: try NetworkConfig.validAttachments(invocation.reader))
-            case .status: try operation.status()
-            case .version: break
+        PluginDriver.run(environment: environment, readInput: readInput, handle: handle)
+    }
+
+    static func handle(_ invocation: PluginInvocation) throws(CNIError) -> JSON? {
+        let config = try BridgeConfig(network: invocation.network, reader: invocation.reader, cniArgs: invocation.env.args)
+        let operation = try BridgeOperation(config: config, invocation: invocation)
+        defer { operation.finish() }
+        switch invocation.env.command {
+        case .add:
+            // Delivered under the attachment's lock: an ADD whose result cannot
+            // reach the runtime is undone before another operation can start.
+            let result = try operation.add()
+            do {
+                try invocation.deliver(result.json(version: invocation.network.cniVersion))
+            } catch {
+                try? operation.del()
+                throw error
             }
-            return nil
+        case .del: try operation.del()
+        case .check: try operation.check()
+        case .gc: try operation.gc(valid: try NetworkConfig.validAttachments(invocation.reader))
+        case .status: try operation.status()
+        case .version: break
         }
+        return nil
     }
 }
-

@@ -20,7 +20,7 @@ public enum Attachments {
         public var cniPath: [String]
         public var result: JSON
 
-        var fileName: String { "\(network):\(containerID):\(ifname)" }
+        var fileName: String { Attachments.fileName(network: network, containerID: containerID, ifname: ifname) }
 
         /// The addresses of the result (any version).
         public var addresses: [String] {
@@ -71,6 +71,11 @@ public enum Attachments {
         return "netns-" + cleaned.trimmingPrefix(while: { $0 == "-" })
     }
 
+    /// An attachment's record: `NETWORK:ID:IFNAME`, shortened (`DerivedName`) past a file name's 255 bytes.
+    static func fileName(network: String, containerID: String, ifname: String) -> String {
+        DerivedName.fit("\(network):\(containerID):\(ifname)", limit: 255)
+    }
+
     static func store() throws(RuntimeError) -> DirectoryHandle {
         do { return try DirectoryHandle(path: directory, create: true) } catch {
             throw RuntimeError("cannot open \(directory): \(error)")
@@ -112,7 +117,7 @@ public enum Attachments {
         let path = netns.hasPrefix("/") ? netns : NamedNamespaces.path(netns)
         let id = containerID(forNamespace: path)
         guard let dir = try? DirectoryHandle(path: directory, create: false),
-              let bytes = (try? dir.read("\(network):\(id):\(ifname)")) ?? nil,
+              let bytes = (try? dir.read(fileName(network: network, containerID: id, ifname: ifname))) ?? nil,
               let json = try? JSON.parse(bytes), let record = Record(json: json) else {
             throw RuntimeError("\(netns) is not attached to \(network) as \(ifname)")
         }

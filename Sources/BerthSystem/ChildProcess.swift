@@ -16,44 +16,47 @@ public struct ChildOutput: Sendable {
 /// collects its standard output. Standard error is inherited (plugin logs)
 /// unless `discardStandardError`.
 ///
-/// The child's stdin is an in-memory file holding `input`, so a large input
-/// can never deadlock against a child that writes before reading everything.
-/// The child gets descriptors 0, 1 and 2 and no others, and is killed if the
-/// calling thread dies before it ends.
+/// The child's stdin and stdout are in-memory files: a large input can never
+/// deadlock against a child that writes before reading everything, the
+/// output is read once the child has exited (a daemon it leaves behind
+/// holding stdout cannot make this wait), and a child never meets a broken
+/// pipe. The child gets descriptors 0, 1 and 2 and no others (but `inherit`,
+/// as descriptor 4). By default it is killed if the calling thread dies
+/// before it ends; with `outliveCaller` it runs to its end whatever happens
+/// to the caller (see `berth_spawn_plugin`).
 public func runExecutable(_ path: String, arguments: [String] = [], environment: [String: String],
-                          input: [UInt8], discardStandardError: Bool = false) throws(SystemError) -> ChildOutput {
+                          input: [UInt8], discardStandardError: Bool = false,
+                          inherit: OwnedDescriptor? = nil, outliveCaller: Bool = false) throws(SystemError) -> ChildOutput {
     let stdinFD = berth_memfd("berth-stdin")
     if stdinFD < 0 { throw SystemError.last("memfd_create") }
     let stdinHandle = OwnedDescriptor(adopting: stdinFD)
     try stdinHandle.writeAll(input)
     if lseek(stdinFD, 0, SEEK_SET) < 0 { throw SystemError.last("lseek") }
+    let stdoutFD = berth_memfd("berth-stdout")
+    if stdoutFD < 0 { throw SystemError.last("memfd_create") }
+    let stdoutHandle = OwnedDescriptor(adopting: stdoutFD)
 
-    var pipeFDs: [Int32] = [0, 0]
-    if berth_pipe_cloexec(&pipeFDs) != 0 { throw SystemError.last("pipe2") }
-    let readEnd = OwnedDescriptor(adopting: pipeFDs[0])
-    var writeEnd: OwnedDescriptor? = OwnedDescriptor(adopting: pipeFDs[1])
-
-    let argv = ([path] + arguments).map { strdup($0) } + [nil]
-    let envp = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
-    defer {
-        for p in argv { free(p) }
-        for p in envp { free(p) }
-    }
+    let argv = CStringArray([path] + arguments)
+    let envp = CStringArray(environment.map { "\($0.key)=\($0.value)" })
     // Only stdio reaches the child, as with libcni: not Berth's own descriptors
-    // (all close-on-exec anyway) and not any its caller let it inherit. And
-    // it dies with this thread, so nothing it does outlives a killed caller.
-    let pid = berth_spawn_plugin(path, argv, envp, stdinFD, writeEnd!.rawValue, discardStandardError ? 1 : 0)
+    // (all close-on-exec anyway) and not any its caller let it inherit.
+    let pid = berth_spawn_plugin(path, argv.pointers, envp.pointers, stdinFD, stdoutFD, discardStandardError ? 1 : 0,
+                                 inherit?.rawValue ?? -1, outliveCaller ? 1 : 0)
     if pid < 0 { throw SystemError.last("run \(path)") }
-    writeEnd = nil  // our copy must close so that reading sees end of file
+    let status = waitForExit(pid)
+    if lseek(stdoutFD, 0, SEEK_SET) < 0 { throw SystemError.last("lseek") }
+    return ChildOutput(status: status, stdout: try stdoutHandle.readAll())
+}
 
-    let output: [UInt8]
-    do {
-        output = try readEnd.readAll()
-    } catch {
-        _ = waitForExit(pid)
-        throw error
+/// A NULL-terminated array of C strings, freed with it.
+public final class CStringArray {
+    public let pointers: [UnsafeMutablePointer<CChar>?]
+
+    public init(_ strings: [String]) {
+        pointers = strings.map { strdup($0) } + [nil]
     }
-    return ChildOutput(status: waitForExit(pid), stdout: output)
+
+    deinit { for p in pointers { free(p) } }
 }
 
 private func waitForExit(_ pid: pid_t) -> Int32 {

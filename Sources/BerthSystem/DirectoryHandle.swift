@@ -63,6 +63,16 @@ public final class DirectoryHandle {
         return OwnedDescriptor(adopting: fd)
     }
 
+    /// Opens existing file `name` for reading and writing; nil when there is none.
+    public func openFileIfPresent(_ name: String) throws(SystemError) -> OwnedDescriptor? {
+        let fd = openat(descriptor.rawValue, name, O_RDWR | O_CLOEXEC | O_NOFOLLOW)
+        if fd < 0 {
+            if errno == ENOENT { return nil }
+            throw SystemError.last("open \(path)/\(name)")
+        }
+        return OwnedDescriptor(adopting: fd)
+    }
+
     /// The contents of file `name`, or nil when there is no such file.
     public func read(_ name: String) throws(SystemError) -> [UInt8]? {
         let fd = openat(descriptor.rawValue, name, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)

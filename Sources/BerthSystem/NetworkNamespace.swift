@@ -63,21 +63,31 @@ public final class NetworkNamespace {
         return try here.identity() == descriptor.identity()
     }
 
+    /// The calling thread could not enter the namespace (nothing was done).
+    public struct SwitchError: Error, Equatable, CustomStringConvertible {
+        public let cause: SystemError
+
+        /// Entering a namespace needs CAP_SYS_ADMIN.
+        public var isPermissionDenied: Bool { cause.isPermissionDenied }
+        public var description: String { cause.description }
+    }
+
     /// Runs `body` with the calling thread inside this namespace, then moves
     /// the thread back. Sockets opened in `body` stay bound to this namespace.
+    /// Throws `SwitchError` when the thread cannot enter it (as without
+    /// CAP_SYS_ADMIN), having done nothing.
     ///
     /// A thread that cannot be moved back would do later work in the wrong
-    /// namespace, so that case stops the process.
-    public func perform<T, E: Error>(_ body: () throws(E) -> T) throws(E) -> T {
+    /// namespace, so only that case stops the process.
+    public func perform<T>(_ body: () throws -> T) throws -> T {
         let original: OwnedDescriptor
         do {
             original = try OwnedDescriptor(openingForReading: "/proc/thread-self/ns/net")
         } catch {
-            fatalError("cannot open the current network namespace: \(error)")
+            throw SwitchError(cause: error)
         }
         guard berth_setns(descriptor.rawValue, berth_clone_newnet()) == 0 else {
-            let e = SystemError.last("setns \(path)")
-            fatalError("\(e)")
+            throw SwitchError(cause: SystemError.last("enter network namespace \(path)"))
         }
         defer {
             if berth_setns(original.rawValue, berth_clone_newnet()) != 0 {

@@ -18,6 +18,19 @@ public enum Sysctl {
         try OwnedDescriptor(adopting: fd).writeAll(Array(value.utf8))
     }
 
+    /// Writes `value` to /proc/sys/`path` ("net/ipv6/conf/eth0/accept_dad":
+    /// a path, since interface names may contain dots). A parameter the kernel
+    /// does not have is left alone.
+    public static func setIfPresent(path: String, to value: String) throws(SystemError) {
+        let file = "/proc/sys/" + path
+        let fd = open(file, O_WRONLY | O_CLOEXEC)
+        if fd < 0 {
+            if errno == ENOENT { return }
+            throw SystemError.last("open \(file)")
+        }
+        try OwnedDescriptor(adopting: fd).writeAll(Array(value.utf8))
+    }
+
     static func path(_ name: String) -> String {
         "/proc/sys/" + name.split(separator: ".").joined(separator: "/")
     }

@@ -22,6 +22,9 @@ public struct SystemError: Error, Equatable, CustomStringConvertible {
     public var description: String {
         "\(operation): \(String(cString: strerror(errno)))"
     }
+
+    /// EPERM or EACCES: the process lacks a privilege or a permission.
+    public var isPermissionDenied: Bool { errno == EPERM || errno == EACCES }
 }
 
 /// Runs `call` again while it fails with EINTR; throws on any other failure.

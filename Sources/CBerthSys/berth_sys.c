@@ -45,7 +45,8 @@ int berth_pipe_cloexec(int fds[2]) {
     return pipe2(fds, O_CLOEXEC);
 }
 
-pid_t berth_spawn_plugin(const char *path, char *const argv[], char *const envp[], int in_fd, int out_fd, int quiet) {
+pid_t berth_spawn_plugin(const char *path, char *const argv[], char *const envp[], int in_fd, int out_fd, int quiet,
+                         int inherit_fd, int outlive_caller) {
     int report[2];
     if (pipe2(report, O_CLOEXEC) != 0) return -1;
     pid_t parent = getpid();
@@ -60,20 +61,37 @@ pid_t berth_spawn_plugin(const char *path, char *const argv[], char *const envp[
     if (pid == 0) {
         /* Only async-signal-safe calls: the parent may have other threads. */
         int err = 0;
-        if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent) _exit(127);
-        if (dup2(in_fd, 0) < 0 || dup2(out_fd, 1) < 0) err = errno;
+        if (outlive_caller) {
+            /* Its own session: a signal meant for the caller's process group
+               (Ctrl-C) does not reach it, and a write to a pipe whose reader
+               died fails with EPIPE instead of killing it. */
+            struct sigaction ignore = {0};
+            ignore.sa_handler = SIG_IGN;
+            if (setsid() < 0 || sigaction(SIGPIPE, &ignore, NULL) != 0) err = errno;
+        } else if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent) {
+            _exit(127);
+        }
+        /* The inherited descriptor is moved out of the way of 0-4 first. */
+        int kept = -1;
+        if (!err && inherit_fd >= 0 && (kept = fcntl(inherit_fd, F_DUPFD_CLOEXEC, 10)) < 0) err = errno;
+        if (!err && (dup2(in_fd, 0) < 0 || dup2(out_fd, 1) < 0)) err = errno;
         if (!err && quiet) {
             int null = open("/dev/null", O_WRONLY | O_CLOEXEC);
             if (null < 0 || dup2(null, 2) < 0) err = errno;
         }
+        int first_closed = 4;
         if (!err) {
-            /* The report pipe is the last descriptor kept: close-on-exec, it
-               tells the parent whether execve worked. */
+            /* The report pipe is kept at 3, close-on-exec: it tells the parent
+               whether execve worked. The inherited descriptor becomes 4. */
             int keep = report[1];
             if (keep != 3 && dup3(keep, 3, O_CLOEXEC) < 0) err = errno;
-            else close_range(4, ~0U, 0);
+        }
+        if (!err && kept >= 0) {
+            if (dup2(kept, 4) < 0) err = errno;
+            first_closed = 5;
         }
         if (!err) {
+            close_range(first_closed, ~0U, 0);
             execve(path, argv, envp);
             err = errno;
         }
@@ -93,4 +111,14 @@ pid_t berth_spawn_plugin(const char *path, char *const argv[], char *const envp[
         return -1;
     }
     return pid;
+}
+
+int berth_descriptor_is_open(int fd) {
+    return fcntl(fd, F_GETFD) >= 0 || errno != EBADF;
+}
+
+int berth_ignore_sigpipe(void) {
+    struct sigaction ignore = {0};
+    ignore.sa_handler = SIG_IGN;
+    return sigaction(SIGPIPE, &ignore, NULL);
 }

@@ -134,3 +134,61 @@ struct CrashTests {
     }
 }
 }
+
+extension FirewallTouchingTests {
+@Suite("crashes with a delegated IPAM")
+struct DelegatedCrashTests {
+    @Test("berth with host-local killed at 150 instants of ADD, each followed by DEL: the /28 then fills completely, nothing leaks")
+    func killedAddsWithHostLocal() throws {
+        let net = TestNetwork()
+        defer { net.cleanUp() }
+        // 14 usable addresses in a /28, the first is the gateway: 13 for containers.
+        let config = net.config(ipam: #"{"type":"host-local","subnet":"\#(net.subnetBase).0/28","dataDir":"\#(net.dataDir)"}"#)
+        var addDuration: TimeInterval = 0
+        for _ in 0..<3 {
+            let probe = net.makeNamespace()
+            let started = Date()
+            try #require(net.run("ADD", netns: probe, containerID: "probe", config: config).status == 0)
+            addDuration = max(addDuration, Date().timeIntervalSince(started))
+            #expect(net.run("DEL", netns: probe, containerID: "probe", config: config).status == 0)
+            net.deleteNamespace(probe)
+        }
+
+        let trials = 150
+        var killedMidway = 0
+        for trial in 0..<trials {
+            let id = "h\(trial)"
+            let ns = net.makeNamespace()
+            let delay = UInt32(addDuration * 1.5 * 1_000_000 * Double(trial) / Double(trials))
+            let add = try PluginProcess("ADD", netns: ns, containerID: id, config: config)
+            usleep(delay)
+            add.kill()
+            if add.finish().status != 0 { killedMidway += 1 }
+            // The runtime gives up: DEL (waiting for an IPAM call still running) releases everything.
+            let del = net.run("DEL", netns: ns, containerID: id, config: config)
+            #expect(del.status == 0, "trial \(trial): DEL failed: \(del.stdout)")
+            net.deleteNamespace(ns)
+            let held = net.hostLocalAddresses()
+            #expect(held.isEmpty, "trial \(trial) (killed after \(delay) µs): host-local still holds \(held)")
+            if !held.isEmpty { break }
+        }
+        #expect(killedMidway > trials / 4, "only \(killedMidway) ADDs were killed part-way")
+        print("crash trials with host-local: \(trials) ADDs killed at instants over 0-\(Int(addDuration * 1_500)) ms, \(killedMidway) part-way")
+
+        // Every address of the range can still be had, and then the range is full.
+        var filled: [(ns: String, id: String)] = []
+        for i in 0..<13 {
+            let ns = net.makeNamespace()
+            let r = net.run("ADD", netns: ns, containerID: "fill\(i)", config: config)
+            #expect(r.status == 0, "address \(i + 1) of 13: \(r.stdout)")
+            filled.append((ns, "fill\(i)"))
+        }
+        let extra = net.run("ADD", netns: net.makeNamespace(), containerID: "one-too-many", config: config)
+        #expect(extra.status != 0, "a 14th container got an address: the range was not full")
+        for f in filled { #expect(net.run("DEL", netns: f.ns, containerID: f.id, config: config).status == 0) }
+        #expect(net.hostLocalAddresses().isEmpty)
+        #expect(net.portsOfBridge().isEmpty)
+        #expect(net.lockFiles().isEmpty, "lock files left: \(net.lockFiles())")
+    }
+}
+}

@@ -4,7 +4,7 @@ import BerthCNI
 
 @Suite("security review", .enabled(if: runningAsRoot, "needs root for namespaces and links"))
 struct SecurityTests {
-    @Test("a delegated IPAM plugin inherits no descriptor but stdio: none of berth's (netlink sockets, namespace, store), none berth inherited")
+    @Test("a delegated IPAM plugin inherits no descriptor but stdio and the attachment's lock: none of berth's (netlink sockets, namespace, store), none berth inherited")
     func descriptorsClosedOnExec() throws {
         let net = TestNetwork()
         defer { net.cleanUp() }
@@ -31,7 +31,10 @@ struct SecurityTests {
             return (fd, words[(arrow + 1)...].joined(separator: " "))
         }
         #expect(Set(fds.map(\.0)).isSuperset(of: [0, 1, 2]), "\(fds)")
-        for (fd, target) in fds where fd > 2 {
+        // Descriptor 4 is the attachment's lock, passed on on purpose: it stays
+        // held while the IPAM plugin runs, even if berth is killed.
+        #expect(fds.contains { $0.0 == 4 && $0.1.hasPrefix("/run/berth/locks/") }, "\(fds)")
+        for (fd, target) in fds where fd > 2 && fd != 4 {
             #expect(target.hasPrefix("/proc/") && target.hasSuffix("/fd"), "descriptor \(fd) leaked into the IPAM plugin: \(target)")
         }
         #expect(net.portsOfBridge().isEmpty, "the refused ADD left a veth")

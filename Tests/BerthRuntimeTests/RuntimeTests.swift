@@ -420,7 +420,7 @@ struct RuntimeNetworkTests {
         let after = (try? FileManager.default.contentsOfDirectory(atPath: "\(ipamDir)/\(network)/addresses")) ?? []
         #expect(after.isEmpty)
         #expect(!FileManager.default.fileExists(atPath: "/run/berth/netns/\(first.name)"))
-        #expect(!FileManager.default.fileExists(atPath: "/var/lib/berth/results/\(network)-\(first.name)-eth0"))
+        #expect(!FileManager.default.fileExists(atPath: "/var/lib/berth/results/\(network):\(first.name):eth0"))
     }
 
     @Test("a network of the reference bridge plugin works the same way")

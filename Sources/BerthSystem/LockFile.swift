@@ -1,0 +1,128 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#endif
+
+/// A lock over a name, through `flock` on the file `DIRECTORY/NAME`, taken
+/// exclusively (one holder: an attachment's ADD, CHECK and DEL) or shared
+/// (many holders: the ADDs using one bridge). The file exists only while
+/// someone holds the lock: the last holder removes it, so lock files never
+/// pile up.
+///
+/// Removing a lock file while others wait on it is safe because a waiter
+/// that gets the lock checks that the file it locked is still the one under
+/// that name, and tries again if not.
+///
+/// The lock belongs to the open file, not to the process: a child given the
+/// descriptor (`descriptor`, inherited) keeps the lock held after this
+/// process dies, until the child ends too.
+public final class LockFile {
+    public static let defaultDirectory = "/run/berth/locks"
+
+    private let directory: DirectoryHandle
+    public let name: String
+    public let descriptor: OwnedDescriptor
+    public let isShared: Bool
+    private var held = true
+
+    /// Why the lock could not be had.
+    public enum Failure: Error, Equatable {
+        /// Others held it for all of `waitedSeconds`.
+        case timedOut(waitedSeconds: Int)
+        case system(SystemError)
+    }
+
+    /// Waits (polling, at most `timeout` seconds) until the lock on `name` is ours.
+    public init(name: String, shared: Bool = false, directory path: String = LockFile.defaultDirectory,
+                timeout: Double = 60) throws(Failure) {
+        self.name = name
+        isShared = shared
+        let deadline = monotonicSeconds() + timeout
+        do {
+            directory = try DirectoryHandle(path: path, create: true)
+        } catch {
+            throw .system(error)
+        }
+        var pause: UInt32 = 500  // µs, doubled up to 50 ms while someone holds the lock
+        while true {
+            let file: OwnedDescriptor
+            do {
+                file = try directory.openFile(name)
+            } catch {
+                throw .system(error)
+            }
+            if flock(file.rawValue, (shared ? LOCK_SH : LOCK_EX) | LOCK_NB) == 0 {
+                // Ours, unless its last holder removed the file in the meantime.
+                if LockFile.isNamed(name, in: directory, file) {
+                    descriptor = file
+                    return
+                }
+                continue
+            }
+            if errno != EWOULDBLOCK && errno != EINTR {
+                throw .system(SystemError.last("lock \(path)/\(name)"))
+            }
+            if monotonicSeconds() >= deadline { throw .timedOut(waitedSeconds: Int(timeout)) }
+            usleep(pause)
+            pause = min(pause * 2, 50_000)
+        }
+    }
+
+    /// Whether `file` is still the file called `name` in `directory`.
+    private static func isNamed(_ name: String, in directory: DirectoryHandle, _ file: OwnedDescriptor) -> Bool {
+        var st = stat()
+        guard fstatat(directory.descriptor.rawValue, name, &st, AT_SYMLINK_NOFOLLOW) == 0,
+              let mine = try? file.identity() else { return false }
+        return mine == FileIdentity(device: UInt64(st.st_dev), inode: UInt64(st.st_ino))
+    }
+
+    /// For a shared lock: whether this is now its only holder (the lock is
+    /// then exclusive until released). When it is not, the shared lock may
+    /// have been dropped (flock converts by unlocking first): release next.
+    public func isAlone() -> Bool {
+        guard held else { return false }
+        if !isShared { return true }
+        return flock(descriptor.rawValue, LOCK_EX | LOCK_NB) == 0
+    }
+
+    /// Unlocks; the last holder removes the file. Nothing happens the second time.
+    public func release() {
+        guard held else { return }
+        held = false
+        if isShared {
+            // Whoever finds itself alone after unlocking removes the file.
+            flock(descriptor.rawValue, LOCK_UN)
+            guard flock(descriptor.rawValue, LOCK_EX | LOCK_NB) == 0 else { return }
+            if LockFile.isNamed(name, in: directory, descriptor) { unlinkat(directory.descriptor.rawValue, name, 0) }
+        } else {
+            unlinkat(directory.descriptor.rawValue, name, 0)
+        }
+        flock(descriptor.rawValue, LOCK_UN)
+    }
+
+    deinit { release() }
+
+    /// Removes the lock files in `path` that nobody holds (left by processes
+    /// killed while holding them). Returns how many it removed.
+    @discardableResult
+    public static func removeUnheld(in path: String = LockFile.defaultDirectory) -> Int {
+        guard let dir = try? DirectoryHandle(path: path, create: false), let names = try? dir.names() else { return 0 }
+        var removed = 0
+        for name in names {
+            guard let file = try? dir.openFileIfPresent(name) else { continue }
+            if flock(file.rawValue, LOCK_EX | LOCK_NB) == 0 {
+                if isNamed(name, in: dir, file) && unlinkat(dir.descriptor.rawValue, name, 0) == 0 { removed += 1 }
+                flock(file.rawValue, LOCK_UN)
+            }
+        }
+        return removed
+    }
+}
+
+/// Seconds on the monotonic clock.
+func monotonicSeconds() -> Double {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+}
