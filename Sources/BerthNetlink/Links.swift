@@ -148,15 +148,7 @@ extension RouteSocket {
     /// Deletes link `index`. Returns false when there was none.
     @discardableResult
     public func deleteLink(index: Int32) throws(NetlinkError) -> Bool {
-        let link = try LinkObject.allocate()
-        rtnl_link_set_ifindex(link.pointer, index)
-        let rc = rtnl_link_delete(sk, link.pointer)
-        if rc < 0 {
-            let e = NetlinkError("delete link \(index)", code: rc)
-            if e.isNotFound { return false }
-            throw e
-        }
-        return true
+        try deleteLink("delete link \(index)") { rtnl_link_set_ifindex($0, index) }
     }
 
     /// How many links are ports of `master` (a bridge). Reads every link.
@@ -177,11 +169,16 @@ extension RouteSocket {
     /// Deletes the link called `name`. Returns false when there was none.
     @discardableResult
     public func deleteLink(named name: String) throws(NetlinkError) -> Bool {
+        try deleteLink("delete link \(name)") { rtnl_link_set_name($0, name) }
+    }
+
+    /// Deletes the link that `identify` names in a new link object.
+    private func deleteLink(_ what: String, _ identify: (OpaquePointer) -> Void) throws(NetlinkError) -> Bool {
         let link = try LinkObject.allocate()
-        rtnl_link_set_name(link.pointer, name)
+        identify(link.pointer)
         let rc = rtnl_link_delete(sk, link.pointer)
         if rc < 0 {
-            let e = NetlinkError("delete link \(name)", code: rc)
+            let e = NetlinkError(what, code: rc)
             if e.isNotFound { return false }
             throw e
         }

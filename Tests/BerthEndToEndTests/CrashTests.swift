@@ -31,6 +31,21 @@ struct PluginProcess {
     }
 }
 
+/// How long a whole ADD takes here: the longest of three (other suites may
+/// be loading the machine), each followed by its DEL.
+func longestAdd(_ net: TestNetwork, config: String) throws -> TimeInterval {
+    var longest: TimeInterval = 0
+    for _ in 0..<3 {
+        let probe = net.makeNamespace()
+        let started = Date()
+        try #require(net.run("ADD", netns: probe, containerID: "probe", config: config).status == 0)
+        longest = max(longest, Date().timeIntervalSince(started))
+        #expect(net.run("DEL", netns: probe, containerID: "probe", config: config).status == 0)
+        net.deleteNamespace(probe)
+    }
+    return longest
+}
+
 extension FirewallTouchingTests {
 @Suite("crashes")
 struct CrashTests {
@@ -62,17 +77,8 @@ struct CrashTests {
         }
         let config = net.config(version: "1.1.0", ipam: net.berthIPAM, extra: #","ipMasq":true,"macspoofchk":true"#)
 
-        // How long a whole ADD takes here (the longest of three; other suites
-        // may be loading the machine): the kill instants spread over 0 to twice that.
-        var addDuration: TimeInterval = 0
-        for _ in 0..<3 {
-            let probe = net.makeNamespace()
-            let started = Date()
-            try #require(net.run("ADD", netns: probe, containerID: "probe", config: config).status == 0)
-            addDuration = max(addDuration, Date().timeIntervalSince(started))
-            #expect(net.run("DEL", netns: probe, containerID: "probe", config: config).status == 0)
-            net.deleteNamespace(probe)
-        }
+        // The kill instants spread over 0 to twice a whole ADD.
+        let addDuration = try longestAdd(net, config: config)
 
         let trials = 200
         var live: [(id: String, netns: String, address: String)] = []
@@ -144,15 +150,7 @@ struct DelegatedCrashTests {
         defer { net.cleanUp() }
         // 14 usable addresses in a /28, the first is the gateway: 13 for containers.
         let config = net.config(ipam: #"{"type":"host-local","subnet":"\#(net.subnetBase).0/28","dataDir":"\#(net.dataDir)"}"#)
-        var addDuration: TimeInterval = 0
-        for _ in 0..<3 {
-            let probe = net.makeNamespace()
-            let started = Date()
-            try #require(net.run("ADD", netns: probe, containerID: "probe", config: config).status == 0)
-            addDuration = max(addDuration, Date().timeIntervalSince(started))
-            #expect(net.run("DEL", netns: probe, containerID: "probe", config: config).status == 0)
-            net.deleteNamespace(probe)
-        }
+        let addDuration = try longestAdd(net, config: config)
 
         let trials = 150
         var killedMidway = 0
