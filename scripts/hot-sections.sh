@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Regenerates Sources/berth/hot-sections.txt: the code sections an ADD, CHECK,
+# Regenerates scripts/hot-sections.txt: the code sections an ADD, CHECK,
 # DEL and VERSION of `berth` and `berth-ipam` execute (callgrind traces of the
-# release build), which the linker places side by side (see Package.swift).
+# release build), which the linker places side by side (see scripts/build.sh).
 # Run it, as root, after changes to the plugin's code paths; then rebuild.
 # A stale list costs memory, not correctness.
 set -euo pipefail
@@ -11,9 +11,8 @@ if ! command -v valgrind >/dev/null 2>&1; then
   apt-get install -y -qq --no-install-recommends valgrind >/dev/null
 fi
 if ! command -v swift >/dev/null 2>&1; then export PATH="/opt/swift/usr/bin:$PATH"; fi
-touch Sources/berth/hot-sections.txt  # the link needs the file, even empty
-swift build -c release --product berth >/dev/null
-swift build -c release --product berth-ipam >/dev/null
+touch scripts/hot-sections.txt  # the link needs the file, even empty
+scripts/build.sh --plugins
 
 work="$(mktemp -d /tmp/berth-hot.XXXXXX)"
 tag="bh$$"
@@ -42,5 +41,5 @@ trace "$work/berth" VERSION '{"cniVersion":"1.1.0"}'
 for c in ADD DEL VERSION; do trace "$work/berth-ipam" "$c" "$conf"; done
 {
   grep -h '^c\?fn=([0-9]*) ' "$work"/cg.* | sed 's/^c\?fn=([0-9]*) //' | sort -u | sed 's/^/.text./'
-} > Sources/berth/hot-sections.txt
-echo "hot-sections: $(($(wc -l < Sources/berth/hot-sections.txt) - 1)) sections in Sources/berth/hot-sections.txt"
+} > scripts/hot-sections.txt
+echo "hot-sections: $(($(wc -l < scripts/hot-sections.txt) - 1)) sections in scripts/hot-sections.txt"

@@ -39,6 +39,5 @@ command -v swift >/dev/null 2>&1 || { echo "setup: no Swift toolchain found (exp
 
 if [[ "${1:-}" != "--no-build" ]]; then
   echo "setup: building release binaries"
-  swift build -c release --static-swift-stdlib 2>&1 | grep -vE '^(\[[0-9]+/[0-9]+\]|Building|Compiling|Write|Planning|Linking)' || true
-  test -x .build/release/berth || { echo "setup: build failed" >&2; exit 1; }
+  scripts/build.sh
 fi
