@@ -56,7 +56,7 @@ let package = Package(
         .executableTarget(name: "berth-ipam", dependencies: ["BerthIPAM"]),
         // The human CLI.
         .executableTarget(name: "berthctl", dependencies: [
-            "BerthCNI", "BerthIPAM", "BerthRuntime", "BerthLab",
+            "BerthCNI", "BerthSystem", "BerthIPAM", "BerthRuntime", "BerthLab",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .testTarget(name: "BerthCNITests", dependencies: ["BerthCNI", "BerthIPAM", "BerthPlugin", "BerthFirewall", "BerthNetlink"]),

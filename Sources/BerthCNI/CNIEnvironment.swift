@@ -45,7 +45,7 @@ public struct CNIEnvironment: Equatable, Sendable {
         self.netns = env["CNI_NETNS"] ?? ""
         self.ifname = env["CNI_IFNAME"] ?? ""
         self.args = []
-        self.path = (env["CNI_PATH"] ?? "").split(separator: ":").map(String.init)
+        self.path = CNIEnvironment.splitPath(env["CNI_PATH"])
 
         let perContainer = command == .add || command == .del || command == .check
         if perContainer {
@@ -70,6 +70,11 @@ public struct CNIEnvironment: Equatable, Sendable {
         if let argsText = env["CNI_ARGS"], !argsText.isEmpty {
             args = try CNIEnvironment.parseArgs(argsText)
         }
+    }
+
+    /// A `CNI_PATH` value's directories, in order, without empty parts.
+    public static func splitPath(_ value: String?) -> [String] {
+        (value ?? "").split(separator: ":").map(String.init)
     }
 
     /// Splits `CNI_ARGS` ("K=V;K=V"). A pair without '=' or with an empty key is an error 4.

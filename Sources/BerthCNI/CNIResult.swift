@@ -4,6 +4,21 @@
 /// `interfaces`, `ips` (with `"version"`), `routes`; 1.0.0 drops `version`;
 /// 1.1.0 adds route `mtu/advmss/priority/table/scope` and interface `mtu`.
 public struct CNIResult: Equatable, Sendable {
+    /// Puts `previous` (the result an earlier plugin of a chain handed over)
+    /// before this one: its interfaces, addresses and routes first, with this
+    /// result's interface indexes shifted past them; its DNS when this has none.
+    public mutating func prepend(_ previous: CNIResult) {
+        let offset = previous.interfaces.count
+        interfaces = previous.interfaces + interfaces
+        ips = previous.ips + ips.map { ip in
+            var shifted = ip
+            shifted.interface = ip.interface.map { $0 + offset }
+            return shifted
+        }
+        routes = previous.routes + routes
+        if dns.isEmpty { dns = previous.dns }
+    }
+
     public struct Interface: Equatable, Sendable {
         public var name: String
         public var mac: String

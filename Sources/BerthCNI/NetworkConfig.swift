@@ -229,3 +229,19 @@ public struct BridgeConfig: Sendable {
     /// Whether the container's port needs bridge VLAN filtering.
     public var usesVLANs: Bool { vlan != nil || !vlanTrunk.isEmpty }
 }
+
+extension NetworkConfig {
+    /// The attachments GC must keep: `cni.dev/valid-attachments` (or the
+    /// older `cni.dev/attachments`), each `{containerID, ifname}`.
+    public static func validAttachments(_ r: FieldReader) throws(CNIError) -> [(containerID: String, ifname: String)] {
+        let key = r.has("cni.dev/valid-attachments") ? "cni.dev/valid-attachments" : "cni.dev/attachments"
+        guard let items = try r.objects(key) else {
+            throw r.error("cni.dev/valid-attachments", "is required for GC")
+        }
+        var out: [(containerID: String, ifname: String)] = []
+        for item in items {
+            out.append((try item.requiredString("containerID"), try item.requiredString("ifname")))
+        }
+        return out
+    }
+}

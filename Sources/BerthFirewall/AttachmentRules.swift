@@ -11,6 +11,11 @@ import BerthSystem
 ///   anywhere outside its subnet (and not multicast) is masqueraded.
 /// - MAC spoof check (`macspoofchk`): in table `bridge berth`, chain
 ///   `prerouting`: frames entering from the host veth with another source MAC are dropped.
+/// Where masquerade rules go. (MAC spoof rules are always nftables'.)
+public enum FirewallBackend: String, Sendable {
+    case nftables, iptables
+}
+
 public struct AttachmentRules: Sendable {
     public static let natTable = "berth"
     public static let iptablesChain = "BERTH-MASQ"
@@ -64,7 +69,7 @@ public struct AttachmentRules: Sendable {
 
     /// Masquerades traffic from each of `addresses` (the container's, with
     /// its subnet's prefix length) that leaves the subnet.
-    public func addMasquerade(_ addresses: [IPPrefix], backend: BridgeConfig.MasqueradeBackend) throws(FirewallError) {
+    public func addMasquerade(_ addresses: [IPPrefix], backend: FirewallBackend) throws(FirewallError) {
         guard !addresses.isEmpty else { return }
         switch backend {
         case .nftables:
@@ -105,7 +110,7 @@ public struct AttachmentRules: Sendable {
     // MARK: Finding and removing
 
     /// How many of this attachment's rules exist: masquerade (in `backend`) and MAC spoof.
-    public func count(backend: BridgeConfig.MasqueradeBackend) throws(FirewallError) -> (masquerade: Int, macSpoof: Int) {
+    public func count(backend: FirewallBackend) throws(FirewallError) -> (masquerade: Int, macSpoof: Int) {
         let nft = try NFTContext(json: true)
         let spoof = try nft.rules(family: "bridge", table: AttachmentRules.natTable).filter { $0.comment == comment }.count
         switch backend {
@@ -123,10 +128,10 @@ public struct AttachmentRules: Sendable {
     }
 
     /// Removes every rule of this attachment from Berth's nftables tables
-    /// and, with `iptables`, from BERTH-MASQ. Nothing to remove is not an error.
-    public func removeAll(iptables: Bool) throws(FirewallError) {
+    /// and, with the iptables backend, from BERTH-MASQ. Nothing to remove is not an error.
+    public func removeAll(backend: FirewallBackend) throws(FirewallError) {
         let own = comment
-        try AttachmentRules.remove(network: network, iptables: iptables) { $0 == own }
+        try AttachmentRules.remove(network: network, iptables: backend == .iptables) { $0 == own }
     }
 
     /// GC: removes the rules of `network` whose attachment (container ID and
@@ -176,7 +181,7 @@ struct IPTables {
         let output: ChildOutput
         do {
             output = try runExecutable(path, arguments: ["-w", "-t", "nat"] + args,
-                                       environment: ["PATH": "/usr/sbin:/usr/bin:/sbin:/bin"], input: [],
+                                       environment: ["PATH": defaultExecutablePath], input: [],
                                        discardStandardError: true)
         } catch {
             throw FirewallError(operation: path, message: "\(error)")

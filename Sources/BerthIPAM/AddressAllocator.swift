@@ -14,7 +14,7 @@ public struct AddressAllocator {
         self.config = config
     }
 
-    func openStore() throws(CNIError) -> AllocationStore {
+    func openStore() throws -> AllocationStore {
         try AllocationStore(dataDir: config.dataDir, network: config.network.name)
     }
 
@@ -22,9 +22,14 @@ public struct AddressAllocator {
         AttachmentKey(containerID: env.containerID, ifname: env.ifname)
     }
 
+    /// The attachments a GC request lists as valid.
+    public static func validKeys(_ reader: FieldReader) throws -> Set<AttachmentKey> {
+        Set(try NetworkConfig.validAttachments(reader).map { AttachmentKey(containerID: $0.containerID, ifname: $0.ifname) })
+    }
+
     /// ADD: one address per range set. A repeated ADD for the same container
     /// and interface returns the addresses it already has.
-    public func add(_ key: AttachmentKey) throws(CNIError) -> CNIResult {
+    public func add(_ key: AttachmentKey) throws -> CNIResult {
         try allocate(key).result
     }
 
@@ -37,7 +42,7 @@ public struct AddressAllocator {
     }
 
     /// ADD, telling whether it took new addresses.
-    public func allocate(_ key: AttachmentKey) throws(CNIError) -> Allocation {
+    public func allocate(_ key: AttachmentKey) throws -> Allocation {
         let store = try openStore()
         if let existing = try store.record(for: key) {
             var intact = !existing.ips.isEmpty
@@ -59,13 +64,7 @@ public struct AddressAllocator {
                 chosen.append((ipConfig(wanted, in: set), index, true))
                 continue
             }
-            var found: IPAddress?
-            var looked = 0
-            for candidate in set.candidates(after: try store.cursor(forSet: index)) {
-                if try !store.isTaken(candidate) { found = candidate; break }
-                looked += 1
-                if looked >= AddressAllocator.scanLimit { break }
-            }
+            let (found, looked) = try firstFree(in: set, index: index, store: store)
             guard let found else {
                 throw CNIError(.tryAgainLater, "network \(config.network.name): no free address in range set \(set)",
                                details: looked >= AddressAllocator.scanLimit ? "looked at \(looked) addresses" : "every address is allocated")
@@ -87,7 +86,7 @@ public struct AddressAllocator {
     }
 
     /// DEL: releases what `key` holds; nothing held is not an error.
-    public func del(_ key: AttachmentKey) throws(CNIError) {
+    public func del(_ key: AttachmentKey) throws {
         let store = try openStore()
         guard let record = try store.record(for: key) else { return }
         for ip in record.ips { try store.release(ip.address.address, heldBy: key) }
@@ -95,7 +94,7 @@ public struct AddressAllocator {
     }
 
     /// CHECK: the attachment's record exists and it holds every address in it.
-    public func check(_ key: AttachmentKey) throws(CNIError) {
+    public func check(_ key: AttachmentKey) throws {
         let store = try openStore()
         guard let record = try store.record(for: key) else {
             throw CNIError(.checkFailed, "network \(config.network.name) has no allocation for \(key)")
@@ -114,11 +113,11 @@ public struct AddressAllocator {
     /// Keeps going past single failures and reports the first at the end.
     /// Returns how many addresses it released.
     @discardableResult
-    public func gc(keeping valid: Set<AttachmentKey>) throws(CNIError) -> Int {
+    public func gc(keeping valid: Set<AttachmentKey>) throws -> Int {
         let store = try openStore()
         try store.sweepScratch()
         var released = 0
-        var firstError: CNIError?
+        var firstError: (any Error)?
         for key in try store.allRecordKeys() where !valid.contains(key) {
             do {
                 if let record = try? store.record(for: key) {
@@ -143,29 +142,36 @@ public struct AddressAllocator {
     }
 
     /// STATUS: the store is usable and every range set has a free address.
-    public func status() throws(CNIError) {
+    public func status() throws {
         let store: AllocationStore
         do {
             store = try openStore()
         } catch {
-            throw CNIError(.notAvailable, "network \(config.network.name): the IPAM store is not usable", details: error.msg)
+            throw CNIError(.notAvailable, "network \(config.network.name): the IPAM store is not usable",
+                           details: (error as? CNIError)?.msg ?? "\(error)")
         }
         for (index, set) in config.rangeSets.enumerated() {
-            var looked = 0
-            var free = false
-            for candidate in set.candidates(after: try store.cursor(forSet: index)) {
-                if try !store.isTaken(candidate) { free = true; break }
-                looked += 1
-                if looked >= AddressAllocator.scanLimit { break }
-            }
-            if !free {
+            if try firstFree(in: set, index: index, store: store).address == nil {
                 throw CNIError(.notAvailable, "network \(config.network.name): no free address in range set \(set)")
             }
         }
     }
 
+    /// The first free address of range set `index` after its cursor, and how
+    /// many taken ones were passed; nil after `scanLimit` candidates or at the
+    /// end of the range.
+    private func firstFree(in set: RangeSet, index: Int, store: AllocationStore) throws -> (address: IPAddress?, looked: Int) {
+        var looked = 0
+        for candidate in set.candidates(after: try store.cursor(forSet: index)) {
+            if try !store.isTaken(candidate) { return (candidate, looked) }
+            looked += 1
+            if looked >= AddressAllocator.scanLimit { break }
+        }
+        return (nil, looked)
+    }
+
     /// Every allocation of the network, for listing.
-    public func allocations() throws(CNIError) -> [(ip: IPAddress, owner: AttachmentKey?)] {
+    public func allocations() throws -> [(ip: IPAddress, owner: AttachmentKey?)] {
         try openStore().allAddresses()
     }
 

@@ -94,26 +94,20 @@ public final class AllocationStore {
     /// Opens the store of `network` under `dataDir` and takes its lock, held
     /// until the store is released. With `create` false, a missing store is
     /// an error instead of being made (for read-only views).
-    public init(dataDir: String, network: String, create: Bool = true) throws(CNIError) {
+    public init(dataDir: String, network: String, create: Bool = true) throws {
         if let problem = NetworkConfig.networkNameProblem(network) {
             throw CNIError(.invalidNetworkConfig, "network name \"\(network)\" cannot name a store: \(problem)")
         }
         self.network = network
         let path = "\(dataDir)/\(AllocationStore.directoryName(network: network))"
-        do {
-            if !create, try !DirectoryHandle(path: dataDir, create: false).exists(AllocationStore.directoryName(network: network)) {
-                throw CNIError(.ioFailure, "network \(network) has no IPAM store under \(dataDir)")
-            }
-            directory = try DirectoryHandle(path: path, create: create)
-            lockHandle = try directory.lock("lock")
-            attachments = try directory.subdirectory("attachments")
-            addresses = try directory.subdirectory("addresses")
-            scratch = try directory.subdirectory("scratch")
-        } catch let error as CNIError {
-            throw error
-        } catch {
-            throw CNIError(.ioFailure, "IPAM store of network \(network): \(error)")
+        if !create, try !DirectoryHandle(path: dataDir, create: false).exists(AllocationStore.directoryName(network: network)) {
+            throw CNIError(.ioFailure, "network \(network) has no IPAM store under \(dataDir)")
         }
+        directory = try DirectoryHandle(path: path, create: create)
+        lockHandle = try directory.lock("lock")
+        attachments = try directory.subdirectory("attachments")
+        addresses = try directory.subdirectory("addresses")
+        scratch = try directory.subdirectory("scratch")
     }
 
     /// The store's directory under the data directory: the network's name,
@@ -122,41 +116,31 @@ public final class AllocationStore {
         DerivedName.fit(network, limit: AttachmentKey.fileNameLimit)
     }
 
-    private func io<T>(_ body: () throws(SystemError) -> T) throws(CNIError) -> T {
-        do {
-            return try body()
-        } catch {
-            throw CNIError(.ioFailure, "IPAM store of network \(network): \(error)")
-        }
-    }
-
     // MARK: Records
 
-    public func record(for key: AttachmentKey) throws(CNIError) -> AttachmentRecord? {
-        guard let bytes = try io({ () throws(SystemError) in try attachments.read(key.fileName) }) else { return nil }
+    public func record(for key: AttachmentKey) throws -> AttachmentRecord? {
+        guard let bytes = try attachments.read(key.fileName) else { return nil }
         guard let json = try? JSON.parse(bytes), let record = AttachmentRecord(json: json) else {
-            throw CNIError(.ioFailure, "IPAM store of network \(network): the record of \(key) is unreadable")
+            throw CNIError(.ioFailure, "IPAM store of network \(network): the record \(attachments.path)/\(key.fileName) is unreadable")
         }
         return record
     }
 
-    public func write(_ record: AttachmentRecord) throws(CNIError) {
+    public func write(_ record: AttachmentRecord) throws {
         let bytes = Array(record.json().serialized().utf8)
-        try io { () throws(SystemError) in
-            let name = try scratch.writeScratch(bytes)
-            try scratch.publish(name, as: record.key.fileName, in: attachments)
-        }
+        let name = try scratch.writeScratch(bytes)
+        try scratch.publish(name, as: record.key.fileName, in: attachments)
     }
 
-    public func removeRecord(_ key: AttachmentKey) throws(CNIError) {
-        try io { () throws(SystemError) in _ = try attachments.remove(key.fileName) }
+    public func removeRecord(_ key: AttachmentKey) throws {
+        _ = try attachments.remove(key.fileName)
     }
 
     /// The keys of every record: spelled by the file name, or for a
     /// shortened name, read from the record (an unreadable one is left out).
-    public func allRecordKeys() throws(CNIError) -> [AttachmentKey] {
+    public func allRecordKeys() throws -> [AttachmentKey] {
         var keys: [AttachmentKey] = []
-        for name in try io({ () throws(SystemError) in try attachments.names() }) {
+        for name in try attachments.names() {
             if let key = AttachmentKey(fileName: name) {
                 keys.append(key)
             } else if let bytes = try? attachments.read(name), let json = try? JSON.parse(bytes),
@@ -170,8 +154,8 @@ public final class AllocationStore {
     // MARK: Addresses
 
     /// Who holds `ip`, or nil when it is free.
-    public func owner(of ip: IPAddress) throws(CNIError) -> AttachmentKey? {
-        guard let bytes = try io({ () throws(SystemError) in try addresses.read(ip.description) }) else { return nil }
+    public func owner(of ip: IPAddress) throws -> AttachmentKey? {
+        guard let bytes = try addresses.read(ip.description) else { return nil }
         return AllocationStore.holder(in: bytes)
     }
 
@@ -190,30 +174,28 @@ public final class AllocationStore {
         return AttachmentKey(containerID: String(lines[0]), ifname: String(lines[1]))
     }
 
-    public func isTaken(_ ip: IPAddress) throws(CNIError) -> Bool {
-        try io { () throws(SystemError) in try addresses.exists(ip.description) }
+    public func isTaken(_ ip: IPAddress) throws -> Bool {
+        try addresses.exists(ip.description)
     }
 
     /// Takes `ip` for `key`, whose record must be written already: the
     /// address becomes a hard link to that record. Returns false when someone
     /// holds it already.
-    public func claim(_ ip: IPAddress, for key: AttachmentKey) throws(CNIError) -> Bool {
-        try io { () throws(SystemError) in
-            try attachments.linkExclusive(key.fileName, as: ip.description, in: addresses)
-        }
+    public func claim(_ ip: IPAddress, for key: AttachmentKey) throws -> Bool {
+        try attachments.linkExclusive(key.fileName, as: ip.description, in: addresses)
     }
 
     /// Frees `ip` if `key` holds it; returns whether it did.
     @discardableResult
-    public func release(_ ip: IPAddress, heldBy key: AttachmentKey) throws(CNIError) -> Bool {
+    public func release(_ ip: IPAddress, heldBy key: AttachmentKey) throws -> Bool {
         guard try owner(of: ip) == key else { return false }
-        return try io { () throws(SystemError) in try addresses.remove(ip.description) }
+        return try addresses.remove(ip.description)
     }
 
     /// Every taken address with its holder. Reads the whole directory.
-    public func allAddresses() throws(CNIError) -> [(ip: IPAddress, owner: AttachmentKey?)] {
+    public func allAddresses() throws -> [(ip: IPAddress, owner: AttachmentKey?)] {
         var out: [(ip: IPAddress, owner: AttachmentKey?)] = []
-        for name in try io({ () throws(SystemError) in try addresses.names() }) {
+        for name in try addresses.names() {
             guard let ip = IPAddress(name) else { continue }
             out.append((ip, try owner(of: ip)))
         }
@@ -221,14 +203,14 @@ public final class AllocationStore {
     }
 
     /// Removes `ip` whoever holds it (GC of orphans).
-    public func forceRelease(_ ip: IPAddress) throws(CNIError) {
-        try io { () throws(SystemError) in _ = try addresses.remove(ip.description) }
+    public func forceRelease(_ ip: IPAddress) throws {
+        _ = try addresses.remove(ip.description)
     }
 
     // MARK: Round-robin cursor
 
-    public func cursor(forSet index: Int) throws(CNIError) -> IPAddress? {
-        guard let bytes = try io({ () throws(SystemError) in try directory.read("cursor-\(index)") }) else { return nil }
+    public func cursor(forSet index: Int) throws -> IPAddress? {
+        guard let bytes = try directory.read("cursor-\(index)") else { return nil }
         return IPAddress(String(decoding: bytes.prefix { $0 != UInt8(ascii: "\n") }, as: UTF8.self))
     }
 
@@ -240,19 +222,15 @@ public final class AllocationStore {
     /// Rewrites the cursor in place: no new inode, no truncation. A crash may
     /// tear it; `cursor(forSet:)` then reads nothing valid and the scan
     /// starts at the range's beginning.
-    public func setCursor(_ ip: IPAddress, forSet index: Int) throws(CNIError) {
+    public func setCursor(_ ip: IPAddress, forSet index: Int) throws {
         var bytes = Array(ip.description.utf8)
         bytes += Array(repeating: UInt8(ascii: "\n"), count: max(1, AllocationStore.cursorLength - bytes.count))
-        try io { () throws(SystemError) in
-            try directory.overwrite("cursor-\(index)", with: bytes)
-        }
+        try directory.overwrite("cursor-\(index)", with: bytes)
     }
 
     /// Removes scratch files of processes killed while writing. Only called
     /// under the lock, when no other writer can be active.
-    public func sweepScratch() throws(CNIError) {
-        try io { () throws(SystemError) in
-            for name in try scratch.names() { try scratch.remove(name) }
-        }
+    public func sweepScratch() throws {
+        for name in try scratch.names() { try scratch.remove(name) }
     }
 }

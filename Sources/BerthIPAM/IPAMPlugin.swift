@@ -13,43 +13,43 @@ public enum IPAMPlugin {
         PluginDriver.run(environment: environment, readInput: readInput, handle: handle)
     }
 
+    /// The command, with the store's errors turned into CNI errors here, once.
     static func handle(_ invocation: PluginInvocation) throws(CNIError) -> JSON? {
-        let config = try IPAMConfig(network: invocation.network, reader: invocation.reader, cniArgs: invocation.env.args)
-        let allocator = AddressAllocator(config: config)
-        switch invocation.env.command {
-        case .add:
-            // Addresses whose result never reached the caller are released again.
+        do {
+            let ipam = AddressAllocator(config: try IPAMConfig(network: invocation.network, reader: invocation.reader,
+                                                               cniArgs: invocation.env.args))
             let key = AddressAllocator.key(invocation.env)
-            let allocation = try allocator.allocate(key)
-            do {
-                try invocation.deliver(allocation.result.json(version: invocation.network.cniVersion))
-            } catch {
-                if allocation.isNew { try? allocator.del(key) }
-                throw error
+            switch invocation.env.command {
+            case .add:
+                // Addresses whose result never reached the caller are released again.
+                let allocation = try ipam.allocate(key)
+                do {
+                    try invocation.deliver(allocation.result.json(version: invocation.network.cniVersion))
+                } catch {
+                    if allocation.isNew { try? ipam.del(key) }
+                    throw error
+                }
+            case .del: try ipam.del(key)
+            case .check: try ipam.check(key)
+            case .gc: try ipam.gc(keeping: try AddressAllocator.validKeys(invocation.reader))
+            case .status: try ipam.status()
+            case .version: break
             }
-        case .del: try del(allocator, invocation.env)
-        case .check: try check(allocator, invocation.env)
-        case .gc: try gc(allocator, invocation.reader)
-        case .status: try allocator.status()
-        case .version: break
+            return nil
+        } catch {
+            throw CNIError(ipamError: error)
         }
-        return nil
     }
+}
 
-    public static func add(_ allocator: AddressAllocator, _ env: CNIEnvironment) throws(CNIError) -> CNIResult {
-        try allocator.add(AddressAllocator.key(env))
-    }
-
-    public static func del(_ allocator: AddressAllocator, _ env: CNIEnvironment) throws(CNIError) {
-        try allocator.del(AddressAllocator.key(env))
-    }
-
-    public static func check(_ allocator: AddressAllocator, _ env: CNIEnvironment) throws(CNIError) {
-        try allocator.check(AddressAllocator.key(env))
-    }
-
-    public static func gc(_ allocator: AddressAllocator, _ reader: FieldReader) throws(CNIError) {
-        let valid = try NetworkConfig.validAttachments(reader)
-        try allocator.gc(keeping: Set(valid.map { AttachmentKey(containerID: $0.containerID, ifname: $0.ifname) }))
+extension CNIError {
+    /// A CNI error as it was raised; a failed system call (the store's files)
+    /// an I/O failure naming the file.
+    public init(ipamError error: any Error) {
+        switch error {
+        case let e as CNIError: self = e
+        case let e as SystemError: self.init(.ioFailure, "IPAM store: \(e)" + (e.isPermissionDenied ? " (run it as root)" : ""))
+        default: self.init(.ioFailure, "\(error)")
+        }
     }
 }

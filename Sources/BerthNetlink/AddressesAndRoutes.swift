@@ -57,10 +57,11 @@ func readPrefix(_ addr: OpaquePointer?, family: Int32) -> IPPrefix? {
 }
 
 extension RouteSocket {
-    /// Adds `address` to link `index`. IPv4 gets its broadcast address; with
+    /// Adds `address` to `link`. IPv4 gets its broadcast address; with
     /// `skipDAD`, IPv6 is usable at once instead of tentative for 1-2 s.
     /// Throws `isExists` when the link has that address already.
-    public func addAddress(_ address: IPPrefix, index: Int32, skipDAD: Bool = true) throws(NetlinkError) {
+    public func addAddress(_ address: IPPrefix, to link: LinkInfo, skipDAD: Bool = true) throws(NetlinkError) {
+        let index = link.index
         guard let raw = rtnl_addr_alloc() else { throw NetlinkError("allocate address", code: NLE_NOMEM) }
         defer { rtnl_addr_put(raw) }
         let local = try AddressObject(address.address, prefixLength: address.prefixLength)
@@ -73,18 +74,19 @@ extension RouteSocket {
         if address.family == .v6, skipDAD {
             rtnl_addr_set_flags(raw, UInt32(IFA_F_NODAD))
         }
-        try check(rtnl_addr_add(sk, raw, NLM_F_EXCL), "add address \(address) to link \(index)")
+        try check(rtnl_addr_add(sk, raw, NLM_F_EXCL), "add address \(address) to \(link.name)")
     }
 
-    /// The addresses of link `index` (all of them when `index` is 0).
-    public func addresses(index: Int32) throws(NetlinkError) -> [IPPrefix] {
-        try addressStates(index: index).map(\.prefix)
+    /// The addresses of `link`.
+    public func addresses(of link: LinkInfo) throws(NetlinkError) -> [IPPrefix] {
+        try addressStates(of: link).map(\.prefix)
     }
 
-    /// The addresses of link `index` with their duplicate-address-detection state.
-    public func addressStates(index: Int32) throws(NetlinkError) -> [AddressState] {
+    /// The addresses of `link` with their duplicate-address-detection state.
+    public func addressStates(of link: LinkInfo) throws(NetlinkError) -> [AddressState] {
+        let index = link.index
         var cache: OpaquePointer?
-        try check(rtnl_addr_alloc_cache(sk, &cache), "list addresses")
+        try check(rtnl_addr_alloc_cache(sk, &cache), "list the addresses of \(link.name)")
         guard let cache else { return [] }
         defer { nl_cache_free(cache) }
         var out: [AddressState] = []
@@ -106,19 +108,21 @@ extension RouteSocket {
         return out
     }
 
-    /// Removes `address` from link `index`.
-    public func deleteAddress(_ address: IPPrefix, index: Int32) throws(NetlinkError) {
+    /// Removes `address` from `link`.
+    public func deleteAddress(_ address: IPPrefix, from link: LinkInfo) throws(NetlinkError) {
+        let index = link.index
         guard let raw = rtnl_addr_alloc() else { throw NetlinkError("allocate address", code: NLE_NOMEM) }
         defer { rtnl_addr_put(raw) }
         let local = try AddressObject(address.address, prefixLength: address.prefixLength)
         rtnl_addr_set_ifindex(raw, index)
         try check(rtnl_addr_set_local(raw, local.pointer), "set address \(address)")
-        try check(rtnl_addr_delete(sk, raw, 0), "remove address \(address) from link \(index)")
+        try check(rtnl_addr_delete(sk, raw, 0), "remove address \(address) from \(link.name)")
     }
 
     /// Adds `spec` (a CNI route: destination, gateway, and the 1.1.0 extras)
-    /// leaving through link `outputIndex`. Throws `isExists` when the same route exists.
-    public func addRoute(_ spec: CNIResult.Route, outputIndex: Int32) throws(NetlinkError) {
+    /// leaving through `link`. Throws `isExists` when the same route exists.
+    public func addRoute(_ spec: CNIResult.Route, through link: LinkInfo) throws(NetlinkError) {
+        let outputIndex = link.index
         guard let route = rtnl_route_alloc() else { throw NetlinkError("allocate route", code: NLE_NOMEM) }
         defer { rtnl_route_put(route) }
         let family = spec.dst.family == .v4 ? AF_INET : AF_INET6
@@ -141,13 +145,14 @@ extension RouteSocket {
             rtnl_route_nh_set_gateway(hop, gateway.pointer)
         }
         let via = spec.gw.map { " via \($0)" } ?? ""
-        try check(rtnl_route_add(sk, route, NLM_F_EXCL), "add route \(spec.dst)\(via)")
+        try check(rtnl_route_add(sk, route, NLM_F_EXCL), "add route \(spec.dst)\(via) through \(link.name)")
     }
 
-    /// The routes whose first next hop leaves through link `index`, in every table.
-    public func routes(index: Int32) throws(NetlinkError) -> [RouteInfo] {
+    /// The routes whose first next hop leaves through `link`, in every table.
+    public func routes(through link: LinkInfo) throws(NetlinkError) -> [RouteInfo] {
+        let index = link.index
         var cache: OpaquePointer?
-        try check(rtnl_route_alloc_cache(sk, AF_UNSPEC, 0, &cache), "list routes")
+        try check(rtnl_route_alloc_cache(sk, AF_UNSPEC, 0, &cache), "list the routes through \(link.name)")
         guard let cache else { return [] }
         defer { nl_cache_free(cache) }
         var out: [RouteInfo] = []

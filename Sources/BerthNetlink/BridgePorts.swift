@@ -77,25 +77,25 @@ final class RawRequest {
 
 extension RouteSocket {
     /// Sets a bridge port's hairpin mode and isolation (IFLA_PROTINFO of an AF_BRIDGE request).
-    public func setBridgePort(index: Int32, hairpin: Bool, isolated: Bool) throws(NetlinkError) {
-        let request = try RawRequest(type: Int32(RTM_SETLINK), family: Int32(AF_BRIDGE), index: index)
+    public func setBridgePort(_ link: LinkInfo, hairpin: Bool, isolated: Bool) throws(NetlinkError) {
+        let request = try RawRequest(type: Int32(RTM_SETLINK), family: Int32(AF_BRIDGE), index: link.index)
         try request.nest(Int32(IFLA_PROTINFO)) { () throws(NetlinkError) in
             try request.putU8(Int32(IFLA_BRPORT_MODE), hairpin ? 1 : 0)
             try request.putU8(Int32(IFLA_BRPORT_ISOLATED), isolated ? 1 : 0)
         }
-        try request.send(on: self, "set bridge port options of link \(index)")
+        try request.send(on: self, "set bridge port options of \(link.name)")
     }
 
-    /// Turns the promiscuous flag of link `index` on or off.
-    public func setPromiscuous(index: Int32, _ on: Bool) throws(NetlinkError) {
+    /// Turns the promiscuous flag of `link` on or off.
+    public func setPromiscuous(_ link: LinkInfo, _ on: Bool) throws(NetlinkError) {
         let orig = try LinkObject.allocate(), changes = try LinkObject.allocate()
-        rtnl_link_set_ifindex(orig.pointer, index)
+        rtnl_link_set_ifindex(orig.pointer, link.index)
         if on {
             rtnl_link_set_flags(changes.pointer, UInt32(IFF_PROMISC.rawValue))
         } else {
             rtnl_link_unset_flags(changes.pointer, UInt32(IFF_PROMISC.rawValue))
         }
-        try check(rtnl_link_change(sk, orig.pointer, changes.pointer, 0), "set promiscuous mode of link \(index)")
+        try check(rtnl_link_change(sk, orig.pointer, changes.pointer, 0), "set promiscuous mode of \(link.name)")
     }
 
     /// Creates a bridge with VLAN filtering on, up, with MTU and MAC (one request).
@@ -116,7 +116,8 @@ extension RouteSocket {
             }
         }
         try request.send(on: self, "create bridge \(name) with VLAN filtering")
-        try setUp(index: try link(named: name)?.index ?? 0)
+        guard let created = try link(named: name) else { throw NetlinkError.notFound("look up bridge \(name) just made") }
+        try setUp(created)
     }
 
     /// Turns VLAN filtering on for an existing bridge.
@@ -131,16 +132,16 @@ extension RouteSocket {
         try request.send(on: self, "turn on VLAN filtering of bridge \(bridgeIndex)")
     }
 
-    /// Adds (or, with `remove`, deletes) VLANs on bridge port `index`; with
+    /// Adds (or, with `remove`, deletes) VLANs on bridge port `link`; with
     /// `bridgeSelf`, on the bridge device itself (`bridge vlan add ... self`).
-    public func changePortVLANs(index: Int32, _ vlans: [PortVLAN], remove: Bool = false,
+    public func changePortVLANs(of link: LinkInfo, _ vlans: [PortVLAN], remove: Bool = false,
                                 bridgeSelf: Bool = false) throws(NetlinkError) {
-        let request = try RawRequest(type: Int32(remove ? RTM_DELLINK : RTM_SETLINK), family: Int32(AF_BRIDGE), index: index)
+        let request = try RawRequest(type: Int32(remove ? RTM_DELLINK : RTM_SETLINK), family: Int32(AF_BRIDGE), index: link.index)
         try request.nest(Int32(IFLA_AF_SPEC)) { () throws(NetlinkError) in
             if bridgeSelf { try request.putU16(Int32(IFLA_BRIDGE_FLAGS), UInt16(BRIDGE_FLAGS_SELF)) }
             for vlan in vlans { try request.putVLAN(vlan) }
         }
-        try request.send(on: self, "\(remove ? "remove" : "add") VLANs \(vlans.map(\.id)) on link \(index)")
+        try request.send(on: self, "\(remove ? "remove" : "add") VLANs \(vlans.map(\.id)) on \(link.name)")
     }
 
     /// Creates VLAN device `name` on `parent` for VLAN `id`, up.

@@ -128,9 +128,9 @@ extension RouteSocket {
         rtnl_link_set_addr(link, addr)
     }
 
-    /// Brings link `index` up.
-    public func setUp(index: Int32) throws(NetlinkError) {
-        try changeLink(index: index, "bring up link \(index)") { rtnl_link_set_flags($0, UInt32(IFF_UP.rawValue)) }
+    /// Brings `link` up.
+    public func setUp(_ link: LinkInfo) throws(NetlinkError) {
+        try changeLink(index: link.index, "bring up \(link.name)") { rtnl_link_set_flags($0, UInt32(IFF_UP.rawValue)) }
     }
 
     /// Makes link `index` a port of `master`.
@@ -145,10 +145,10 @@ extension RouteSocket {
         try check(rtnl_link_change(sk, orig.pointer, changes.pointer, 0), what)
     }
 
-    /// Deletes link `index`. Returns false when there was none.
+    /// Deletes `link` (by its index). Returns false when there was none.
     @discardableResult
-    public func deleteLink(index: Int32) throws(NetlinkError) -> Bool {
-        try deleteLink("delete link \(index)") { rtnl_link_set_ifindex($0, index) }
+    public func deleteLink(_ link: LinkInfo) throws(NetlinkError) -> Bool {
+        try deleteLink("delete \(link.name)") { rtnl_link_set_ifindex($0, link.index) }
     }
 
     /// How many links are ports of `master` (a bridge). Reads every link.

@@ -12,7 +12,7 @@ struct DelegatedPlugin {
     let stdin: [UInt8]
 
     /// Finds `type` on `searchPath`; a missing plugin is an error 7 naming the path searched.
-    init(type: String, searchPath: [String], environment: [String: String], stdin: [UInt8]) throws(CNIError) {
+    init(type: String, searchPath: [String], environment: [String: String], stdin: [UInt8]) throws {
         guard let executable = findExecutable(type, in: searchPath) else {
             throw CNIError(.invalidNetworkConfig, "plugin \"\(type)\" was not found on CNI_PATH",
                            details: "searched: " + searchPath.joined(separator: ":"))
@@ -25,7 +25,7 @@ struct DelegatedPlugin {
 
     /// Runs `command`; returns the parsed stdout (nil when it printed nothing).
     /// `inherit` and `outliveCaller` as for `runExecutable`.
-    func run(_ command: CNICommand, inherit: OwnedDescriptor? = nil, outliveCaller: Bool = false) throws(CNIError) -> JSON? {
+    func run(_ command: CNICommand, inherit: OwnedDescriptor? = nil, outliveCaller: Bool = false) throws -> JSON? {
         var env = environment
         env["CNI_COMMAND"] = command.rawValue
         let output: ChildOutput

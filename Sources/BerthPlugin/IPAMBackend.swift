@@ -11,11 +11,11 @@ protocol IPAMBackend {
     var plannedGateways: [IPPrefix] { get }
     /// ADD; `isNew` is false when the attachment held these addresses
     /// already, so that a failed ADD releases only what it took itself.
-    func add() throws(CNIError) -> (result: CNIResult, isNew: Bool)
-    func del() throws(CNIError)
-    func check() throws(CNIError)
-    func gc() throws(CNIError)
-    func status() throws(CNIError)
+    func add() throws -> (result: CNIResult, isNew: Bool)
+    func del() throws
+    func check() throws
+    func gc() throws
+    func status() throws
 }
 
 /// `"ipam": {"type": "berth-ipam"}`: the same code as the `berth-ipam`
@@ -30,20 +30,20 @@ struct InProcessIPAM: IPAMBackend {
         allocator.config.rangeSets.compactMap(\.gatewayPrefix).reduce(into: []) { out, p in if !out.contains(p) { out.append(p) } }
     }
 
-    init(invocation: PluginInvocation) throws(CNIError) {
+    init(invocation: PluginInvocation) throws {
         self.invocation = invocation
         allocator = AddressAllocator(config: try IPAMConfig(network: invocation.network, reader: invocation.reader,
                                                             cniArgs: invocation.env.args))
     }
 
-    func add() throws(CNIError) -> (result: CNIResult, isNew: Bool) {
+    func add() throws -> (result: CNIResult, isNew: Bool) {
         let allocation = try allocator.allocate(AddressAllocator.key(invocation.env))
         return (allocation.result, allocation.isNew)
     }
-    func del() throws(CNIError) { try IPAMPlugin.del(allocator, invocation.env) }
-    func check() throws(CNIError) { try IPAMPlugin.check(allocator, invocation.env) }
-    func gc() throws(CNIError) { try IPAMPlugin.gc(allocator, invocation.reader) }
-    func status() throws(CNIError) { try allocator.status() }
+    func del() throws { try allocator.del(AddressAllocator.key(invocation.env)) }
+    func check() throws { try allocator.check(AddressAllocator.key(invocation.env)) }
+    func gc() throws { try allocator.gc(keeping: try AddressAllocator.validKeys(invocation.reader)) }
+    func status() throws { try allocator.status() }
 }
 
 /// Any other IPAM plugin, executed per the spec. It runs holding the
@@ -59,11 +59,11 @@ struct DelegatedIPAM: IPAMBackend {
     /// ADD, with the result checked before Berth uses it: a gateway outside
     /// its address's subnet is an error 7 naming both, and what the plugin
     /// took is released again.
-    func add() throws(CNIError) -> (result: CNIResult, isNew: Bool) {
+    func add() throws -> (result: CNIResult, isNew: Bool) {
         guard let json = try run(.add) else {
             throw CNIError(.decodeFailure, "IPAM plugin \(plugin.type) printed no result")
         }
-        do throws(CNIError) {
+        do throws {
             let result = try CNIResult(json: json, field: "result of IPAM plugin \(plugin.type)")
             for ip in result.ips {
                 if let gateway = ip.gateway, !ip.address.network.contains(gateway) {
@@ -77,12 +77,12 @@ struct DelegatedIPAM: IPAMBackend {
             throw error
         }
     }
-    func del() throws(CNIError) { _ = try run(.del) }
-    func check() throws(CNIError) { _ = try run(.check) }
-    func gc() throws(CNIError) { _ = try run(.gc) }
-    func status() throws(CNIError) { _ = try run(.status) }
+    func del() throws { _ = try run(.del) }
+    func check() throws { _ = try run(.check) }
+    func gc() throws { _ = try run(.gc) }
+    func status() throws { _ = try run(.status) }
 
-    private func run(_ command: CNICommand) throws(CNIError) -> JSON? {
+    private func run(_ command: CNICommand) throws -> JSON? {
         try plugin.run(command, inherit: lock?.descriptor, outliveCaller: lock != nil)
     }
 }

@@ -289,23 +289,17 @@ public enum ContainerRuntime {
     }
 
     private static func start(_ spec: ContainerSpec) throws(RuntimeError) -> berth_container_handle {
-        let argv = spec.command.map { strdup($0) } + [nil]
-        var environment = spec.environment
-        if !environment.contains(where: { $0.hasPrefix("PATH=") }) {
-            environment.append("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
-        }
-        let envp = environment.map { strdup($0) } + [nil]
+        let argv = CStringArray(spec.command)
+        let envp = CStringArray(withDefaultPath(spec.environment))
         let hostname = strdup(spec.hostname ?? spec.name)
         let rootfs = spec.rootfs.flatMap { strdup($0) }
         defer {
-            for p in argv { free(p) }
-            for p in envp { free(p) }
             free(hostname)
             if let rootfs { free(rootfs) }
         }
         var handle = berth_container_handle()
-        let rc = argv.withUnsafeBufferPointer { a in
-            envp.withUnsafeBufferPointer { e in
+        let rc = argv.pointers.withUnsafeBufferPointer { a in
+            envp.pointers.withUnsafeBufferPointer { e in
                 var cSpec = berth_container_spec()
                 cSpec.argv = a.baseAddress
                 cSpec.envp = e.baseAddress
@@ -437,25 +431,12 @@ public enum ContainerRuntime {
         let s = try state(name)
         guard s.status == "running" else { throw RuntimeError("container \(name) is not running") }
         if command.isEmpty { throw RuntimeError("no command to run (give it after --)") }
-        var env = environment
-        if !env.contains(where: { $0.hasPrefix("PATH=") }) {
-            env.append("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
-        }
-        let procs = Set(s.cgroups.values).sorted().map { strdup("\($0)/cgroup.procs") }
-        let argv = command.map { strdup($0) } + [nil]
-        let envp = env.map { strdup($0) } + [nil]
-        defer {
-            for p in procs { free(p) }
-            for p in argv { free(p) }
-            for p in envp { free(p) }
-        }
-        let constProcs = procs.map { UnsafePointer<CChar>($0) }
+        let procs = CStringArray(Set(s.cgroups.values).sorted().map { "\($0)/cgroup.procs" })
+        let argv = CStringArray(command)
+        let envp = CStringArray(withDefaultPath(environment))
+        let constProcs = procs.pointers.dropLast().map { UnsafePointer<CChar>($0) }
         let status = constProcs.withUnsafeBufferPointer { cg in
-            argv.withUnsafeBufferPointer { a in
-                envp.withUnsafeBufferPointer { e in
-                    berth_exec_in(s.pid, cg.baseAddress, Int32(cg.count), a.baseAddress, e.baseAddress)
-                }
-            }
+            berth_exec_in(s.pid, cg.baseAddress, Int32(cg.count), argv.pointers, envp.pointers)
         }
         if status < 0 { throw RuntimeError("cannot enter container \(name): \(SystemError.last("setns"))") }
         let code = berth_exit_code(status)
@@ -469,15 +450,11 @@ public enum ContainerRuntime {
     public static func runDetached(executable: String, arguments: [String]) throws(RuntimeError) {
         var fds: [Int32] = [0, 0]
         if berth_pipe_cloexec(&fds) != 0 { throw RuntimeError("cannot create a pipe: \(SystemError.last("pipe2"))") }
-        let argv = ([executable] + arguments).map { strdup($0) } + [nil]
+        let argv = CStringArray([executable] + arguments)
         var environment = processEnvironment()
         environment["BERTH_READY_FD"] = "3"
-        let envp = environment.map { strdup("\($0.key)=\($0.value)") } + [nil]
-        defer {
-            for p in argv { free(p) }
-            for p in envp { free(p) }
-        }
-        let pid = berth_spawn_detached(executable, argv, envp, fds[1])
+        let envp = CStringArray(environment.map { "\($0.key)=\($0.value)" })
+        let pid = berth_spawn_detached(executable, argv.pointers, envp.pointers, fds[1])
         close(fds[1])
         defer { close(fds[0]) }
         if pid < 0 { throw RuntimeError("cannot start the container's monitor: \(SystemError.last("fork"))") }

@@ -65,13 +65,9 @@ public enum NamedNamespaces {
     /// With `output`, its stdout and stderr go to that descriptor.
     public static func exec(_ nameOrPath: String, command: [String], output: Int32 = -1) throws(RuntimeError) -> Int32 {
         let file = try resolve(nameOrPath)
-        let argv = command.map { strdup($0) } + [nil]
-        let envp = processEnvironment().map { strdup("\($0.key)=\($0.value)") } + [nil]
-        defer {
-            for p in argv { free(p) }
-            for p in envp { free(p) }
-        }
-        let status = berth_netns_exec(file, argv, envp, output)
+        let argv = CStringArray(command)
+        let envp = CStringArray(processEnvironment().map { "\($0.key)=\($0.value)" })
+        let status = berth_netns_exec(file, argv.pointers, envp.pointers, output)
         if status < 0 { throw RuntimeError("cannot enter \(nameOrPath): \(SystemError.last("setns"))") }
         let code = berth_exit_code(status)
         if code == 126 { throw RuntimeError("cannot enter network namespace \(nameOrPath)") }

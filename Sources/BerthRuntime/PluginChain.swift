@@ -177,7 +177,7 @@ public struct PluginChain: Sendable {
         let environment = [
             "CNI_COMMAND": command.rawValue, "CNI_CONTAINERID": a.containerID, "CNI_NETNS": a.netns,
             "CNI_IFNAME": a.ifname, "CNI_PATH": searchPath.joined(separator: ":"),
-            "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            "PATH": defaultExecutablePath,
         ]
         let output: ChildOutput
         do {

@@ -48,6 +48,15 @@ public func runExecutable(_ path: String, arguments: [String] = [], environment:
     return ChildOutput(status: status, stdout: try stdoutHandle.readAll())
 }
 
+/// The `PATH` a process gets when it was given none (a container's
+/// workload, a plugin, iptables).
+public let defaultExecutablePath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+/// `environment` with `PATH=defaultExecutablePath` added when it has no `PATH`.
+public func withDefaultPath(_ environment: [String]) -> [String] {
+    environment.contains(where: { $0.hasPrefix("PATH=") }) ? environment : environment + ["PATH=\(defaultExecutablePath)"]
+}
+
 /// A NULL-terminated array of C strings, freed with it.
 public final class CStringArray {
     public let pointers: [UnsafeMutablePointer<CChar>?]

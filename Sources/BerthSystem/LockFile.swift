@@ -26,32 +26,24 @@ public final class LockFile {
     public let isShared: Bool
     private var held = true
 
-    /// Why the lock could not be had.
-    public enum Failure: Error, Equatable {
-        /// Others held it for all of `waitedSeconds`.
-        case timedOut(waitedSeconds: Int)
-        case system(SystemError)
+    /// Others held the lock for all of the time this waited.
+    public struct TimedOut: Error, Equatable, CustomStringConvertible {
+        public let path: String
+        public let seconds: Int
+        public var description: String { "\(path): another operation has held this lock for \(seconds) s" }
     }
 
-    /// Waits (polling, at most `timeout` seconds) until the lock on `name` is ours.
+    /// Waits (polling, at most `timeout` seconds) until the lock on `name` is
+    /// ours. Throws `TimedOut`, or `SystemError`.
     public init(name: String, shared: Bool = false, directory path: String = LockFile.defaultDirectory,
-                timeout: Double = 60) throws(Failure) {
+                timeout: Double = 60) throws {
         self.name = name
         isShared = shared
         let deadline = monotonicSeconds() + timeout
-        do {
-            directory = try DirectoryHandle(path: path, create: true)
-        } catch {
-            throw .system(error)
-        }
+        directory = try DirectoryHandle(path: path, create: true)
         var pause: UInt32 = 500  // µs, doubled up to 50 ms while someone holds the lock
         while true {
-            let file: OwnedDescriptor
-            do {
-                file = try directory.openFile(name)
-            } catch {
-                throw .system(error)
-            }
+            let file = try directory.openFile(name)
             if flock(file.rawValue, (shared ? LOCK_SH : LOCK_EX) | LOCK_NB) == 0 {
                 // Ours, unless its last holder removed the file in the meantime.
                 if LockFile.isNamed(name, in: directory, file) {
@@ -61,9 +53,9 @@ public final class LockFile {
                 continue
             }
             if errno != EWOULDBLOCK && errno != EINTR {
-                throw .system(SystemError.last("lock \(path)/\(name)"))
+                throw SystemError.last("lock \(path)/\(name)")
             }
-            if monotonicSeconds() >= deadline { throw .timedOut(waitedSeconds: Int(timeout)) }
+            if monotonicSeconds() >= deadline { throw TimedOut(path: "\(path)/\(name)", seconds: Int(timeout)) }
             usleep(pause)
             pause = min(pause * 2, 50_000)
         }

@@ -2,6 +2,7 @@ import ArgumentParser
 import BerthCNI
 import BerthIPAM
 import BerthRuntime
+import BerthSystem
 
 @main
 struct Berthctl: ParsableCommand {
@@ -40,7 +41,7 @@ struct ListAllocations: ParsableCommand {
         do {
             allocations = try AllocationStore(dataDir: dataDir, network: network, create: false).allAddresses()
         } catch {
-            throw CLIError(error.msg)
+            throw CLIError(CNIError(ipamError: error).msg)
         }
         if json {
             let items: [JSON] = allocations.map { item in
@@ -72,6 +73,11 @@ extension String {
 }
 
 /// A failure reported as one line: "Error: <message>".
+/// Where berthctl looks for CNI plugins: `CNI_PATH`, else the usual places.
+var cniSearchPath: [String] {
+    CNIEnvironment.splitPath(processEnvironment()["CNI_PATH"]).nonEmpty ?? PluginChain.defaultSearchPath
+}
+
 struct CLIError: Error, CustomStringConvertible {
     let description: String
     init(_ message: String) { description = message }

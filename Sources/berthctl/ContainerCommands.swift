@@ -4,6 +4,7 @@ import Glibc
 import ArgumentParser
 import BerthCNI
 import BerthRuntime
+import BerthSystem
 
 struct Run: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -86,23 +87,18 @@ struct Run: ParsableCommand {
         var rng = SystemRandomNumberGenerator()
         let containerName = name ?? "berth-" + String(UInt32.random(in: 0...UInt32.max, using: &rng), radix: 16)
         if detach {
-            do {
-                try ContainerRuntime.runDetached(executable: "/proc/self/exe", arguments: monitorArguments(name: containerName))
-            } catch {
-                throw CLIError(error.description)
-            }
+            try ContainerRuntime.runDetached(executable: "/proc/self/exe", arguments: monitorArguments(name: containerName))
             print(containerName)
             return
         }
-        let monitoring = ProcessInfo.environment["BERTH_READY_FD"] == "3"
+        let monitoring = processEnvironment()["BERTH_READY_FD"] == "3"
         var spec = ContainerSpec(
             name: containerName,
             command: command, environment: environment, hostname: hostname,
             limits: ResourceLimits(memory: memory.flatMap(ResourceLimits.parseSize), cpus: cpus,
                                    cpuShares: cpuShares, pids: pidsLimit),
             useInit: !noInit, networks: networks, cniConfDirectory: cniConfDirectory,
-            cniPath: (ProcessInfo.environment["CNI_PATH"] ?? "").split(separator: ":").map(String.init).nonEmpty
-                ?? PluginChain.defaultSearchPath,
+            cniPath: cniSearchPath,
             rootfs: rootfs, lxcfs: lxcfs)
         spec.logOutput = monitoring
         spec.userNamespace = userNamespace
@@ -111,7 +107,7 @@ struct Run: ParsableCommand {
             code = try ContainerRuntime.run(spec) { _ in ContainerRuntime.reportToLauncher("ok\n") }
         } catch {
             ContainerRuntime.reportToLauncher(error.description)
-            throw CLIError(error.description)
+            throw error
         }
         if let state = try? ContainerRuntime.state(spec.name), state.oomKills > 0 {
             writeError("berthctl: container \(spec.name) ran out of memory: \(state.oomKills) process(es) OOM-killed")
@@ -138,7 +134,7 @@ struct Exec: ParsableCommand {
 
     func run() throws {
         let code: Int32
-        do { code = try ContainerRuntime.exec(name, command: command, environment: environment) } catch { throw CLIError(error.description) }
+        code = try ContainerRuntime.exec(name, command: command, environment: environment)
         throw ExitCode(code)
     }
 }
@@ -180,7 +176,7 @@ struct Kill: ParsableCommand {
 
     func run() throws {
         guard let number = signalNumber(signal) else { throw CLIError("unknown signal \(signal)") }
-        do { try ContainerRuntime.kill(name, signal: number) } catch { throw CLIError(error.description) }
+        try ContainerRuntime.kill(name, signal: number)
     }
 }
 
@@ -191,7 +187,7 @@ struct Remove: ParsableCommand {
 
     func run() throws {
         for name in names {
-            do { try ContainerRuntime.remove(name) } catch { throw CLIError(error.description) }
+            try ContainerRuntime.remove(name)
         }
     }
 }
@@ -202,22 +198,10 @@ struct Inspect: ParsableCommand {
     @Argument var name: String
 
     func run() throws {
-        do { print(try ContainerRuntime.state(name).json().serialized(pretty: true)) } catch { throw CLIError(error.description) }
+        print(try ContainerRuntime.state(name).json().serialized(pretty: true))
     }
 }
 
-enum ProcessInfo {
-    static var environment: [String: String] {
-        var env: [String: String] = [:]
-        var p = environ
-        while let entry = p.pointee {
-            let s = String(cString: entry)
-            if let eq = s.firstIndex(of: "=") { env[String(s[..<eq])] = String(s[s.index(after: eq)...]) }
-            p += 1
-        }
-        return env
-    }
-}
 
 extension Array {
     var nonEmpty: Self? { isEmpty ? nil : self }

@@ -27,7 +27,7 @@ struct LabCommand: ParsableCommand {
     }
 
     static var cniPath: [String] {
-        (ProcessInfo.environment["CNI_PATH"] ?? "").split(separator: ":").map(String.init).nonEmpty ?? PluginChain.defaultSearchPath
+        cniSearchPath
     }
 
     struct Up: ParsableCommand {
@@ -65,7 +65,7 @@ struct LabCommand: ParsableCommand {
 
         func run() throws {
             let l = Lab(try LabCommand.topology(lab, requireFile: false), searchPath: LabCommand.cniPath)
-            try oneLine { () throws(RuntimeError) in try l.down() }
+            try l.down()
         }
     }
 
@@ -81,7 +81,7 @@ struct LabCommand: ParsableCommand {
         @Argument(parsing: .postTerminator) var command: [String] = []
         func validate() throws { if command.isEmpty { throw ValidationError("give the command to run after --") } }
         func run() throws {
-            let code = try oneLine { () throws(RuntimeError) in try Lab(Topology(name: lab)).exec(on: host, command) }
+            let code = try Lab(Topology(name: lab)).exec(on: host, command)
             throw ExitCode(code)
         }
     }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import BerthCNI
 import BerthRuntime
+import BerthSystem
 
 /// Options every command that runs a network's plugins shares.
 struct NetworkOptions: ParsableArguments {
@@ -8,13 +9,8 @@ struct NetworkOptions: ParsableArguments {
     var cniConfDirectory: String = NetworkList.defaultDirectory
 
     var cniPath: [String] {
-        (ProcessInfo.environment["CNI_PATH"] ?? "").split(separator: ":").map(String.init).nonEmpty ?? PluginChain.defaultSearchPath
+        cniSearchPath
     }
-}
-
-/// Runs `body`, turning a runtime failure into a one-line error.
-func oneLine<T>(_ body: () throws(RuntimeError) -> T) throws -> T {
-    do { return try body() } catch { throw CLIError(error.description) }
 }
 
 struct NetnsCommand: ParsableCommand {
@@ -26,13 +22,13 @@ struct NetnsCommand: ParsableCommand {
     struct Add: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Create a named network namespace.")
         @Argument var name: String
-        func run() throws { try oneLine { () throws(RuntimeError) in try NamedNamespaces.add(name) } }
+        func run() throws { try NamedNamespaces.add(name) }
     }
 
     struct Delete: ParsableCommand {
         static let configuration = CommandConfiguration(commandName: "del", abstract: "Remove a named network namespace.")
         @Argument var name: String
-        func run() throws { try oneLine { () throws(RuntimeError) in try NamedNamespaces.delete(name) } }
+        func run() throws { try NamedNamespaces.delete(name) }
     }
 
     struct List: ParsableCommand {
@@ -46,7 +42,7 @@ struct NetnsCommand: ParsableCommand {
         @Argument(parsing: .postTerminator) var command: [String] = []
         func validate() throws { if command.isEmpty { throw ValidationError("give the command to run after --") } }
         func run() throws {
-            let code = try oneLine { () throws(RuntimeError) in try NamedNamespaces.exec(name, command: command) }
+            let code = try NamedNamespaces.exec(name, command: command)
             throw ExitCode(code)
         }
     }
@@ -64,10 +60,8 @@ struct Attach: ParsableCommand {
     @OptionGroup var options: NetworkOptions
 
     func run() throws {
-        let record = try oneLine { () throws(RuntimeError) in
-            try Attachments.attach(network: network, netns: netns, ifname: ifname, ip: ip, mac: mac,
-                                   cniConfDirectory: options.cniConfDirectory, cniPath: options.cniPath)
-        }
+        let record = try Attachments.attach(network: network, netns: netns, ifname: ifname, ip: ip, mac: mac,
+                                            cniConfDirectory: options.cniConfDirectory, cniPath: options.cniPath)
         print(record.result.serialized(pretty: true))
     }
 }
@@ -77,7 +71,7 @@ struct Detach: ParsableCommand {
     @Argument var network: String
     @Argument var netns: String
     @Option var ifname: String = "eth0"
-    func run() throws { try oneLine { () throws(RuntimeError) in try Attachments.detach(network: network, netns: netns, ifname: ifname) } }
+    func run() throws { try Attachments.detach(network: network, netns: netns, ifname: ifname) }
 }
 
 struct Check: ParsableCommand {
@@ -86,7 +80,7 @@ struct Check: ParsableCommand {
     @Argument var netns: String
     @Option var ifname: String = "eth0"
     func run() throws {
-        try oneLine { () throws(RuntimeError) in try Attachments.check(network: network, netns: netns, ifname: ifname) }
+        try Attachments.check(network: network, netns: netns, ifname: ifname)
         print("ok")
     }
 }
@@ -96,9 +90,7 @@ struct Status: ParsableCommand {
     @Argument var network: String
     @OptionGroup var options: NetworkOptions
     func run() throws {
-        try oneLine { () throws(RuntimeError) in
-            try Attachments.status(network: network, cniConfDirectory: options.cniConfDirectory, cniPath: options.cniPath)
-        }
+        try Attachments.status(network: network, cniConfDirectory: options.cniConfDirectory, cniPath: options.cniPath)
         print("ready")
     }
 }
@@ -109,9 +101,7 @@ struct GC: ParsableCommand {
     @Argument var network: String
     @OptionGroup var options: NetworkOptions
     func run() throws {
-        try oneLine { () throws(RuntimeError) in
-            try Attachments.gc(network: network, cniConfDirectory: options.cniConfDirectory, cniPath: options.cniPath)
-        }
+        try Attachments.gc(network: network, cniConfDirectory: options.cniConfDirectory, cniPath: options.cniPath)
     }
 }
 

@@ -66,14 +66,14 @@ struct StoreTests {
         do {
             _ = try a.add(key("c2"))
             Issue.record("allocated from a full range")
-        } catch {
+        } catch let error as CNIError {
             #expect(error.code == 11)
             #expect(error.msg.contains("net1") && error.msg.contains("10.5.0.0/30"))
         }
         do {
             try a.status()
             Issue.record("STATUS passed on a full range")
-        } catch {
+        } catch let error as CNIError {
             #expect(error.code == 50)
         }
         try a.del(key("c1"))
@@ -89,7 +89,7 @@ struct StoreTests {
         do {
             _ = try a.add(key("c2"))
             Issue.record("gave a held address twice")
-        } catch {
+        } catch let error as CNIError {
             #expect(error.msg.contains("10.5.0.77") && error.msg.contains("c1"))
         }
     }

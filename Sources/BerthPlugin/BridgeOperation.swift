@@ -1,0 +1,105 @@
+import BerthCNI
+import BerthFirewall
+import BerthNetlink
+import BerthSystem
+
+/// One invocation of the `berth` plugin for one container: ADD, DEL, CHECK,
+/// GC, STATUS (each in a file of its own, `BridgeOperation+ADD.swift` ...).
+///
+/// Everything runs synchronously on the main thread. The container's
+/// namespace is entered only for the instant a netlink socket is opened in it
+/// (`RouteSocket.opened(in:)`) and to set the interface's sysctls; all other
+/// work goes through that socket.
+///
+/// ADD, CHECK and DEL of one attachment (network, container, interface) run
+/// one at a time: each holds the attachment's lock (`attachmentLock`) from
+/// before it touches anything until its reply is delivered, and a delegated
+/// IPAM plugin inherits it, so the lock outlives a killed `berth` until that
+/// plugin is done.
+///
+/// Layers throw their own errors (`NetlinkError`, `FirewallError`,
+/// `SystemError`, ...); `CNIError(pluginError:)` turns them into the reply.
+struct BridgeOperation {
+    let config: BridgeConfig
+    let env: CNIEnvironment
+    let ipam: IPAMBackend?
+    let rules: AttachmentRules
+    /// Held for ADD, CHECK and DEL; released by `finish()`.
+    let attachmentLock: LockFile?
+
+    /// The index of the container interface among Berth's own `interfaces`.
+    static let containerInterfaceIndex = 2
+
+    /// Ports a Linux bridge can have (port numbers are 10 bits, 0 unused).
+    static let maximumPorts = 1023
+
+    /// How long an operation waits for another one on the same attachment.
+    static let lockTimeout: Double = 60
+
+    init(config: BridgeConfig, invocation: PluginInvocation) throws {
+        self.config = config
+        env = invocation.env
+        rules = AttachmentRules(network: config.network.name, containerID: env.containerID, ifname: env.ifname)
+        var delegate: DelegatedPlugin?
+        if let type = config.network.ipamType, type != InProcessIPAM.type {
+            // Resolved first, so a missing plugin is refused before anything is touched.
+            delegate = try DelegatedPlugin(type: type, searchPath: env.path, environment: invocation.processEnvironment,
+                                           stdin: invocation.input)
+        }
+        let env = invocation.env
+        let lock = try [.add, .check, .del].contains(env.command)
+            ? LockFile(name: DerivedName.fit("\(config.network.name):\(env.containerID):\(env.ifname)", limit: 255),
+                       timeout: BridgeOperation.lockTimeout)
+            : nil
+        attachmentLock = lock
+        switch config.network.ipamType {
+        case nil:
+            ipam = nil
+        case InProcessIPAM.type?:
+            ipam = try InProcessIPAM(invocation: invocation)
+        case .some:
+            ipam = delegate.map { DelegatedIPAM(plugin: $0, lock: lock) }
+        }
+    }
+
+    /// Releases the attachment's lock: call once the reply is delivered.
+    func finish() {
+        attachmentLock?.release()
+    }
+
+    var hasFirewallRules: Bool { config.ipMasq || config.macSpoofCheck }
+
+    var firewallBackend: FirewallBackend { config.ipMasqBackend == .iptables ? .iptables : .nftables }
+
+    /// Opens CNI_NETNS. Missing or not a network namespace is an error 4 on
+    /// ADD and CHECK; on DEL it means there is nothing left to remove (nil).
+    /// The host's own namespace is refused: a plugin must not turn the host
+    /// into a container, nor delete the host's interfaces on DEL.
+    func openNamespace(required: Bool) throws -> NetworkNamespace? {
+        if env.netns.isEmpty { return nil }
+        let netns: NetworkNamespace
+        do {
+            netns = try NetworkNamespace(path: env.netns)
+        } catch {
+            switch error {
+            case .missing, .notANetworkNamespace:
+                if !required { return nil }
+                throw CNIError(.invalidEnvironment, "CNI_NETNS: \(error)")
+            case .system(let e):
+                throw e
+            }
+        }
+        if try netns.isCurrentThreadNamespace() {
+            throw CNIError(.invalidEnvironment, "CNI_NETNS: \(env.netns) is the plugin's own (host) network namespace")
+        }
+        return netns
+    }
+
+    /// CNI_NETNS for ADD and CHECK, where the environment check made it required.
+    func requiredNamespace() throws -> NetworkNamespace {
+        guard let netns = try openNamespace(required: true) else {
+            throw CNIError(.invalidEnvironment, "CNI_NETNS is not set")
+        }
+        return netns
+    }
+}
