@@ -34,37 +34,39 @@ let package = Package(
         ),
         // The few syscalls Swift cannot make (setns, ioctl, memfd_create).
         .target(name: "CBerthSys"),
-        // Pure: JSON, CNI types, versions, errors, config, results. No side effects.
-        .target(name: "BerthCNI"),
+        // Pure: JSON values, parsed and printed (CNI's needs: unknown fields kept, numbers exact).
+        .target(name: "BerthJSON"),
+        // Pure: CNI types, versions, errors, environment, network config, results. No side effects.
+        .target(name: "BerthCNI", dependencies: ["BerthJSON"]),
         // Files, namespaces and child processes behind typed wrappers.
         .target(name: "BerthSystem", dependencies: ["CBerthSys"]),
         // The only module that imports libnl.
         .target(name: "BerthNetlink", dependencies: ["CLibNL", "BerthCNI", "BerthSystem"]),
         // The only module that imports libnftables: masquerade and MAC spoof rules (and iptables for masquerade).
-        .target(name: "BerthFirewall", dependencies: ["CNFTables", "BerthCNI", "BerthSystem"]),
+        .target(name: "BerthFirewall", dependencies: ["CNFTables", "BerthJSON", "BerthCNI", "BerthSystem"]),
         // Berth's IPAM: range arithmetic and config (pure), the allocation store, the operations.
-        .target(name: "BerthIPAM", dependencies: ["BerthCNI", "BerthSystem"]),
+        .target(name: "BerthIPAM", dependencies: ["BerthJSON", "BerthCNI", "BerthSystem"]),
         // The namespace runtime: containers, cgroups, their state.
-        .target(name: "BerthRuntime", dependencies: ["BerthCNI", "BerthSystem", "CBerthSys"]),
+        .target(name: "BerthRuntime", dependencies: ["BerthJSON", "BerthCNI", "BerthSystem", "CBerthSys"]),
         // Test labs: topologies of namespaces and networks, for berthctl lab and Swift test suites.
-        .target(name: "BerthLab", dependencies: ["BerthCNI", "BerthRuntime", "BerthSystem", "BerthNetlink", "CBerthSys",
+        .target(name: "BerthLab", dependencies: ["BerthJSON", "BerthCNI", "BerthRuntime", "BerthSystem", "BerthNetlink", "CBerthSys",
                                                  .product(name: "Yams", package: "Yams")]),
         // The bridge plugin: ADD, DEL, CHECK, GC, STATUS orchestration.
-        .target(name: "BerthPlugin", dependencies: ["BerthCNI", "BerthSystem", "BerthNetlink", "BerthIPAM", "BerthFirewall"]),
+        .target(name: "BerthPlugin", dependencies: ["BerthJSON", "BerthCNI", "BerthSystem", "BerthNetlink", "BerthIPAM", "BerthFirewall"]),
         // The plugin executables: tests find them in the build directory.
         .executableTarget(name: "berth", dependencies: ["BerthPlugin"]),
         .executableTarget(name: "berth-ipam", dependencies: ["BerthIPAM"]),
         // The human CLI.
         .executableTarget(name: "berthctl", dependencies: [
-            "BerthCNI", "BerthSystem", "BerthIPAM", "BerthRuntime", "BerthLab",
+            "BerthJSON", "BerthCNI", "BerthSystem", "BerthIPAM", "BerthRuntime", "BerthLab",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
-        .testTarget(name: "BerthCNITests", dependencies: ["BerthCNI", "BerthIPAM", "BerthPlugin", "BerthFirewall", "BerthNetlink"]),
-        .testTarget(name: "BerthIPAMTests", dependencies: ["BerthCNI", "BerthIPAM", "berthctl"]),
-        .testTarget(name: "BerthRuntimeTests", dependencies: ["BerthRuntime", "BerthLab", "berthctl"]),
+        .testTarget(name: "BerthCNITests", dependencies: ["BerthJSON", "BerthCNI", "BerthIPAM", "BerthPlugin", "BerthFirewall", "BerthNetlink"]),
+        .testTarget(name: "BerthIPAMTests", dependencies: ["BerthJSON", "BerthCNI", "BerthIPAM", "berthctl"]),
+        .testTarget(name: "BerthRuntimeTests", dependencies: ["BerthJSON", "BerthRuntime", "BerthLab", "berthctl"]),
         .testTarget(
             name: "BerthEndToEndTests",
-            dependencies: ["BerthCNI", "BerthSystem", "berthctl"],
+            dependencies: ["BerthJSON", "BerthCNI", "BerthSystem", "berthctl"],
             exclude: ["Corpus"]  // read by path (#filePath), not a resource
         ),
     ]

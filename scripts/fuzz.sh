@@ -14,9 +14,11 @@ if ! command -v swift >/dev/null 2>&1; then export PATH="/opt/swift/usr/bin:$PAT
 work=".build/fuzz"
 rm -rf "$work/src" "$work/seeds"
 mkdir -p "$work/src" "$work/seeds" "$work/corpus"
-# One module: BerthCNI, IPAMConfig and the target (their `import BerthCNI` dropped).
-for f in Sources/BerthCNI/*.swift Sources/BerthIPAM/IPAMConfig.swift scripts/fuzz/BerthFuzz.swift; do
-  sed '/^import BerthCNI$/d' "$f" > "$work/src/$(basename "$f")"
+# One module: BerthJSON, BerthCNI, the IPAM and bridge config readers, the
+# address plan and the target (their imports of each other dropped).
+for f in Sources/BerthJSON/*.swift Sources/BerthCNI/*.swift Sources/BerthIPAM/IPAMConfig.swift \
+         Sources/BerthPlugin/BridgeConfig.swift Sources/BerthPlugin/AddressPlan.swift scripts/fuzz/BerthFuzz.swift; do
+  sed -e '/^import BerthCNI$/d' -e '/^import BerthJSON$/d' "$f" > "$work/src/$(basename "$f")"
 done
 swiftc -O -sanitize=fuzzer,address -parse-as-library -module-name BerthFuzz \
   "$work"/src/*.swift -o "$work/berth-fuzz" 2>&1 | grep -v "ld.gold: warning: Cannot export local symbol" || true

@@ -1,3 +1,4 @@
+import BerthJSON
 /// A CNI error, as the spec prints it on stdout: `{"cniVersion", "code", "msg", "details"}`.
 public struct CNIError: Error, Equatable, Sendable, CustomStringConvertible {
     /// The well-known codes of the CNI specification.

@@ -1,3 +1,4 @@
+import BerthJSON
 /// A CNI specification version, "MAJOR.MINOR.PATCH".
 public struct CNIVersion: Comparable, Hashable, Sendable, CustomStringConvertible {
     public let major: Int

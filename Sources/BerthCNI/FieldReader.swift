@@ -1,3 +1,4 @@
+import BerthJSON
 /// Reads typed fields out of a JSON object, naming the field in every error.
 ///
 /// A `null` value counts as absent, as Go's decoder treats it. A value of the

@@ -1,3 +1,4 @@
+import BerthJSON
 /// What one invocation of a plugin prints and how it exits.
 public struct PluginReply: Equatable, Sendable {
     public var status: Int32

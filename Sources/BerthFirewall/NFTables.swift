@@ -3,6 +3,7 @@ import Glibc
 #endif
 import CNFTables
 import BerthCNI
+import BerthJSON
 
 /// libnftables, opened with dlopen on first use.
 struct LibNFTables {

@@ -1,5 +1,6 @@
 import BerthCNI
 import BerthSystem
+import BerthJSON
 
 /// Who an allocation belongs to: one interface of one container.
 public struct AttachmentKey: Hashable, Sendable, CustomStringConvertible {

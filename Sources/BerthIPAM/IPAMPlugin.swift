@@ -1,5 +1,6 @@
 import BerthCNI
 import BerthSystem
+import BerthJSON
 
 /// The `berth-ipam` executable: a CNI IPAM plugin over `AddressAllocator`.
 public enum IPAMPlugin {

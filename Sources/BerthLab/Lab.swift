@@ -6,6 +6,7 @@ import BerthNetlink
 import BerthRuntime
 import BerthSystem
 import CBerthSys
+import BerthJSON
 
 /// A lab on this machine: builds a topology's bridges, namespaces and
 /// attachments through the `berth` plugin, runs commands on its hosts, and

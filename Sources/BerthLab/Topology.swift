@@ -1,5 +1,6 @@
 import BerthCNI
 import Yams
+import BerthJSON
 
 /// A lab: networks (each a Berth bridge with its own subnet) and hosts (each
 /// a network namespace attached to some of them). Pure: reading and checking

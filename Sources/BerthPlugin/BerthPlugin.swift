@@ -2,6 +2,7 @@ import BerthCNI
 import BerthFirewall
 import BerthNetlink
 import BerthSystem
+import BerthJSON
 
 /// The `berth` executable's entry point.
 public enum BerthPlugin {

@@ -1,5 +1,6 @@
 import BerthCNI
 import BerthSystem
+import BerthJSON
 
 /// Another CNI plugin run on Berth's behalf (an IPAM plugin), executed as the
 /// spec says: found on CNI_PATH, given the same stdin and environment with

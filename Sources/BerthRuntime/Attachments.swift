@@ -3,6 +3,7 @@ import Glibc
 #endif
 import BerthCNI
 import BerthSystem
+import BerthJSON
 
 /// Networks attached by hand to network namespaces (`berthctl attach`),
 /// through the same plugin chains the runtime uses, with a record each under

@@ -4,6 +4,7 @@ import Glibc
 import BerthCNI
 import BerthSystem
 import CBerthSys
+import BerthJSON
 
 /// A runtime failure, said in one line.
 public struct RuntimeError: Error, CustomStringConvertible, Sendable {

@@ -3,6 +3,7 @@ import Glibc
 #endif
 import BerthCNI
 import BerthSystem
+import BerthJSON
 
 /// A network configuration list (`.conflist`), or a single `.conf` taken as a list of one.
 public struct NetworkList: Sendable {

@@ -3,6 +3,7 @@ import BerthCNI
 import BerthIPAM
 import BerthRuntime
 import BerthSystem
+import BerthJSON
 
 @main
 struct Berthctl: ParsableCommand {

@@ -5,6 +5,7 @@ import ArgumentParser
 import BerthCNI
 import BerthRuntime
 import BerthSystem
+import BerthJSON
 
 struct Run: ParsableCommand {
     static let configuration = CommandConfiguration(

@@ -6,6 +6,7 @@ import BerthCNI
 import BerthLab
 import BerthRuntime
 import BerthSystem
+import BerthJSON
 
 struct LabCommand: ParsableCommand {
     static let configuration = CommandConfiguration(

@@ -2,6 +2,7 @@ import ArgumentParser
 import BerthCNI
 import BerthRuntime
 import BerthSystem
+import BerthJSON
 
 /// Options every command that runs a network's plugins shares.
 struct NetworkOptions: ParsableArguments {

@@ -1,5 +1,7 @@
 import Testing
 @testable import BerthCNI
+@testable import BerthPlugin
+import BerthJSON
 
 private let baseEnv = [
     "CNI_COMMAND": "ADD", "CNI_CONTAINERID": "abc123", "CNI_NETNS": "/run/netns/x",

@@ -1,7 +1,9 @@
 import Foundation
 import Testing
 @testable import BerthCNI
+@testable import BerthPlugin
 import BerthIPAM
+import BerthJSON
 
 /// The conflists shipped in conf/ must be valid for the plugins they name.
 @Suite("Example configs in conf/")

@@ -1,5 +1,6 @@
 import Testing
 @testable import BerthCNI
+import BerthJSON
 
 @Suite("JSON parsing and printing")
 struct JSONTests {

@@ -1,6 +1,7 @@
 import Testing
 @testable import BerthCNI
 @testable import BerthPlugin
+import BerthJSON
 
 /// The plugin's replies for inputs it rejects before touching the kernel.
 @Suite("Plugin replies to bad input")

@@ -1,4 +1,5 @@
 import Testing
+@testable import BerthFirewall
 import BerthCNI
 
 @Suite("containsText (substring search without _StringProcessing)")

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import BerthCNI
+import BerthJSON
 
 /// One case of Corpus/bad-input.json: stdin, environment changes, an optional
 /// setup, and the CNI error it must produce.

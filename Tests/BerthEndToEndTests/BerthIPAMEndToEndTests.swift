@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import BerthCNI
+import BerthJSON
 
 /// `berth` with `"ipam": {"type": "berth-ipam"}` (in-process) in real namespaces.
 @Suite("berth with berth-ipam end to end", .serialized, .enabled(if: runningAsRoot, "needs root for namespaces and links"))

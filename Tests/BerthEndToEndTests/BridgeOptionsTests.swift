@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import BerthCNI
+import BerthJSON
 
 /// The nftables rules of Berth's tables carrying `comment`.
 func berthNFTRules(containing comment: String) -> [String] {

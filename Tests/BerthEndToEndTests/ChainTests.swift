@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import BerthCNI
+import BerthJSON
 
 /// Runs a conflist the way libcni does: each plugin gets the list's `name`
 /// and `cniVersion`, the `runtimeConfig` of the capabilities it declares, and

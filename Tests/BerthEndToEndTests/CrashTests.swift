@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import BerthCNI
+import BerthJSON
 
 /// A `berth` process started as a runtime starts it, so that it can be killed.
 struct PluginProcess {

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import BerthCNI
+import BerthJSON
 
 /// Whether the kernel tests can run: they need root for namespaces and links.
 let runningAsRoot = getuid() == 0

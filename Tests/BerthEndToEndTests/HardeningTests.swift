@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import BerthCNI
 import BerthSystem
+import BerthJSON
 
 /// Runs `berth` through `sh -c` so that a test can shape its descriptors:
 /// `redirections` is appended to the command ("<&-", ">&-", "2>FILE").

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import BerthCNI
+import BerthJSON
 
 @Suite("security review", .enabled(if: runningAsRoot, "needs root for namespaces and links"))
 struct SecurityTests {

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 @testable import BerthCNI
 @testable import BerthIPAM
+import BerthJSON
 
 @Suite("berthctl ipam ls")
 struct BerthctlIPAMTests {

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 @testable import BerthCNI
 @testable import BerthIPAM
+import BerthJSON
 
 /// The built `berth-ipam`: BERTH_BIN_DIR, or beside the test bundle.
 let berthIPAMPath: String = {

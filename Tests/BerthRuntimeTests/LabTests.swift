@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import BerthCNI
 @testable import BerthLab
+import BerthJSON
 
 @Suite("lab topology files")
 struct TopologyTests {

@@ -1,3 +1,5 @@
+import BerthCNI
+
 /// What the bridge plugin does with an IPAM result, decided without touching
 /// the kernel: the addresses and routes of the container interface, the
 /// routes its result reports, and the gateway addresses the bridge holds.
