@@ -46,10 +46,13 @@ let package = Package(
         .target(name: "BerthFirewall", dependencies: ["CNFTables", "BerthJSON", "BerthCNI", "BerthSystem"]),
         // Berth's IPAM: range arithmetic and config (pure), the allocation store, the operations.
         .target(name: "BerthIPAM", dependencies: ["BerthJSON", "BerthCNI", "BerthSystem"]),
+        // A CNI client as libcni is one: network lists, plugin chains with cached
+        // results, attachments of named namespaces (berthctl attach, labs, the runtime).
+        .target(name: "BerthCNIClient", dependencies: ["BerthJSON", "BerthCNI", "BerthSystem", "CBerthSys"]),
         // The namespace runtime: containers, cgroups, their state.
-        .target(name: "BerthRuntime", dependencies: ["BerthJSON", "BerthCNI", "BerthSystem", "CBerthSys"]),
+        .target(name: "BerthRuntime", dependencies: ["BerthJSON", "BerthCNI", "BerthCNIClient", "BerthSystem", "CBerthSys"]),
         // Test labs: topologies of namespaces and networks, for berthctl lab and Swift test suites.
-        .target(name: "BerthLab", dependencies: ["BerthJSON", "BerthCNI", "BerthRuntime", "BerthSystem", "BerthNetlink", "CBerthSys",
+        .target(name: "BerthLab", dependencies: ["BerthJSON", "BerthCNI", "BerthCNIClient", "BerthSystem", "BerthNetlink", "CBerthSys",
                                                  .product(name: "Yams", package: "Yams")]),
         // The bridge plugin: ADD, DEL, CHECK, GC, STATUS orchestration.
         .target(name: "BerthPlugin", dependencies: ["BerthJSON", "BerthCNI", "BerthSystem", "BerthNetlink", "BerthIPAM", "BerthFirewall"]),
@@ -58,12 +61,12 @@ let package = Package(
         .executableTarget(name: "berth-ipam", dependencies: ["BerthIPAM"]),
         // The human CLI.
         .executableTarget(name: "berthctl", dependencies: [
-            "BerthJSON", "BerthCNI", "BerthSystem", "BerthIPAM", "BerthRuntime", "BerthLab",
+            "BerthJSON", "BerthCNI", "BerthSystem", "BerthIPAM", "BerthCNIClient", "BerthRuntime", "BerthLab",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .testTarget(name: "BerthCNITests", dependencies: ["BerthJSON", "BerthCNI", "BerthIPAM", "BerthPlugin", "BerthFirewall", "BerthNetlink"]),
         .testTarget(name: "BerthIPAMTests", dependencies: ["BerthJSON", "BerthCNI", "BerthIPAM", "berthctl"]),
-        .testTarget(name: "BerthRuntimeTests", dependencies: ["BerthJSON", "BerthRuntime", "BerthLab", "berthctl"]),
+        .testTarget(name: "BerthRuntimeTests", dependencies: ["BerthJSON", "BerthCNIClient", "BerthSystem", "BerthRuntime", "BerthLab", "berthctl"]),
         .testTarget(
             name: "BerthEndToEndTests",
             dependencies: ["BerthJSON", "BerthCNI", "BerthSystem", "berthctl"],

@@ -3,7 +3,7 @@ import Glibc
 #endif
 import BerthCNI
 import BerthNetlink
-import BerthRuntime
+import BerthCNIClient
 import BerthSystem
 import CBerthSys
 import BerthJSON

@@ -1,6 +1,7 @@
 import ArgumentParser
 import BerthCNI
 import BerthIPAM
+import BerthCNIClient
 import BerthRuntime
 import BerthSystem
 import BerthJSON

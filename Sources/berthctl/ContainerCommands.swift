@@ -3,6 +3,7 @@ import Glibc
 #endif
 import ArgumentParser
 import BerthCNI
+import BerthCNIClient
 import BerthRuntime
 import BerthSystem
 import BerthJSON
@@ -159,7 +160,7 @@ struct PS: ParsableCommand {
             if let c = s.limits.cpus { limits.append("cpus=\(c)") }
             if let c = s.limits.cpuShares { limits.append("shares=\(c)") }
             if let p = s.limits.pids { limits.append("pids=\(p)") }
-            let state = s.status == "exited" ? "exited (\(s.exitCode.map(String.init) ?? "?"))" : s.status
+            let state = s.status == .exited ? "exited (\(s.exitCode.map(String.init) ?? "?"))" : s.status.rawValue
             let addresses = s.networks.flatMap(\.addresses)
             rows.append([s.name, String(s.pid), state, addresses.isEmpty ? "-" : addresses.joined(separator: ","),
                          limits.isEmpty ? "-" : limits.joined(separator: ","),

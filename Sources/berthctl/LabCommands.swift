@@ -4,6 +4,7 @@ import Glibc
 import ArgumentParser
 import BerthCNI
 import BerthLab
+import BerthCNIClient
 import BerthRuntime
 import BerthSystem
 import BerthJSON

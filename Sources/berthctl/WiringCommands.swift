@@ -1,5 +1,6 @@
 import ArgumentParser
 import BerthCNI
+import BerthCNIClient
 import BerthRuntime
 import BerthSystem
 import BerthJSON
@@ -102,7 +103,11 @@ struct GC: ParsableCommand {
     @Argument var network: String
     @OptionGroup var options: NetworkOptions
     func run() throws {
-        try Attachments.gc(network: network, cniConfDirectory: options.cniConfDirectory, cniPath: options.cniPath)
+        let running = ContainerRuntime.list().filter { $0.status == .running }.flatMap { c in
+            c.networks.filter { $0.network == network }.map { (containerID: c.name, ifname: $0.ifname) }
+        }
+        try Attachments.gc(network: network, cniConfDirectory: options.cniConfDirectory, cniPath: options.cniPath,
+                           alsoValid: running)
     }
 }
 

@@ -39,8 +39,8 @@ struct PackageConsumerTests {
         try FileManager.default.createDirectory(atPath: repo, withIntermediateDirectories: true)
         try FileManager.default.createDirectory(atPath: "\(consumer)/Sources/LabRunner", withIntermediateDirectories: true)
 
-        // A repository of Berth's tracked files as they are now, tagged 1.0.0.
-        let files = command(["git", "-C", root, "ls-files", "-z"], in: root)
+        // A repository of Berth's files as they are now (tracked, and new ones not ignored), tagged 1.0.0.
+        let files = command(["git", "-C", root, "ls-files", "-z", "--cached", "--others", "--exclude-standard"], in: root)
         try #require(files.status == 0, "\(files.out)")
         for path in files.out.split(separator: "\0").map(String.init) where FileManager.default.fileExists(atPath: "\(root)/\(path)") {
             let target = "\(repo)/\(path)"

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import BerthRuntime
+@testable import BerthCNIClient
 
 @Suite("Resource limits and cgroup layout")
 struct CgroupUnitTests {

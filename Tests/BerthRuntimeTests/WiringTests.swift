@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import BerthRuntime
+@testable import BerthCNIClient
 
 func ip(_ args: [String]) -> (status: Int32, out: String) {
     let p = Process()

@@ -30,7 +30,7 @@ public enum NamedNamespaces {
     }
 
     public static func add(_ name: String) throws(RuntimeError) {
-        try ContainerRuntime.requireRoot("berthctl netns add")
+        try requireRoot("berthctl netns add")
         try checkName(name)
         do { try DirectoryHandle.makeDirectories(directory) } catch { throw RuntimeError("cannot create \(directory): \(error)") }
         let file = path(name)
@@ -48,7 +48,7 @@ public enum NamedNamespaces {
     }
 
     public static func delete(_ name: String) throws(RuntimeError) {
-        try ContainerRuntime.requireRoot("berthctl netns del")
+        try requireRoot("berthctl netns del")
         try checkName(name)
         let file = path(name)
         if access(file, F_OK) != 0 { throw RuntimeError("no network namespace \(name) in \(directory)") }

@@ -88,7 +88,7 @@ public enum Attachments {
     public static func attach(network: String, netns: String, ifname: String = "eth0", ip: String? = nil, mac: String? = nil,
                               cniConfDirectory: String = NetworkList.defaultDirectory,
                               cniPath: [String] = PluginChain.defaultSearchPath) throws(RuntimeError) -> Record {
-        try ContainerRuntime.requireRoot("berthctl attach")
+        try requireRoot("berthctl attach")
         if let problem = CNIEnvironment.interfaceNameProblem(ifname) { throw RuntimeError("--ifname \(ifname): \(problem)") }
         let path = try NamedNamespaces.resolve(netns)
         let list = try NetworkList.load(name: network, directory: cniConfDirectory)
@@ -128,7 +128,7 @@ public enum Attachments {
     /// DEL of the chain in reverse with the cached result; the record goes.
     /// Works when the namespace is already gone.
     public static func detach(network: String, netns: String, ifname: String = "eth0") throws(RuntimeError) {
-        try ContainerRuntime.requireRoot("berthctl detach")
+        try requireRoot("berthctl detach")
         let record = try find(network: network, netns: netns, ifname: ifname)
         let list = try NetworkList.load(name: network, directory: record.cniConfDirectory)
         let existing = access(record.netns, F_OK) == 0 ? record.netns : ""
@@ -151,14 +151,12 @@ public enum Attachments {
     }
 
     /// GC of the network's plugins, keeping the recorded attachments of that
-    /// network and the runtime's running containers on it.
-    public static func gc(network: String, cniConfDirectory: String, cniPath: [String]) throws(RuntimeError) {
+    /// network and `alsoValid` (the runtime's running containers on it).
+    public static func gc(network: String, cniConfDirectory: String, cniPath: [String],
+                          alsoValid: [(containerID: String, ifname: String)] = []) throws(RuntimeError) {
         let list = try NetworkList.load(name: network, directory: cniConfDirectory)
-        var valid = self.list().filter { $0.network == network }.map { (containerID: $0.containerID, ifname: $0.ifname) }
-        for c in ContainerRuntime.list() where c.status == "running" {
-            for n in c.networks where n.network == network { valid.append((c.name, n.ifname)) }
-        }
-        try PluginChain(list: list, searchPath: cniPath).gc(valid: valid)
+        let valid = self.list().filter { $0.network == network }.map { (containerID: $0.containerID, ifname: $0.ifname) }
+        try PluginChain(list: list, searchPath: cniPath).gc(valid: valid + alsoValid)
     }
 
     /// Every recorded attachment.

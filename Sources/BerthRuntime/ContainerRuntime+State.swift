@@ -1,0 +1,58 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import BerthCNI
+import BerthCNIClient
+import BerthJSON
+import BerthSystem
+import CBerthSys
+
+extension ContainerRuntime {
+    // MARK: State
+
+    /// Writes `state.json` whole or not at all (scratch file, then rename).
+    static func saveState(_ state: ContainerState) throws(RuntimeError) {
+        do {
+            let dir = try DirectoryHandle(path: stateDirectory(state.name), create: false)
+            let scratch = try dir.writeScratch(Array(state.json().serialized(pretty: true).utf8))
+            try dir.publish(scratch, as: "state.json", in: dir)
+        } catch {
+            throw RuntimeError("cannot save the state of container \(state.name): \(error)")
+        }
+    }
+
+    static func removeState(_ name: String) {
+        removeStateDirectory(stateDirectory(name))
+    }
+
+    /// Removes a state directory: its known files, scratch files of a killed save, itself.
+    static func removeStateDirectory(_ dir: String) {
+        if let handle = try? DirectoryHandle(path: dir, create: false), let names = try? handle.names() {
+            for name in names { _ = try? handle.remove(name) }
+        }
+        rmdir(dir)
+    }
+
+    /// The recorded state of `name`, with a running container's liveness re-checked.
+    public static func state(_ name: String) throws(RuntimeError) -> ContainerState {
+        if CNIEnvironment.containerIDProblem(name) != nil { throw RuntimeError("no container named \(name)") }
+        guard let fd = try? OwnedDescriptor(openingForReading: "\(stateDirectory(name))/state.json"),
+              let bytes = try? fd.readAll() else {
+            throw RuntimeError("no container named \(name)")
+        }
+        guard let json = try? JSON.parse(bytes), var state = ContainerState(json: json) else {
+            throw RuntimeError("the state of container \(name) is unreadable")
+        }
+        if state.status == .running && berth_kill(state.pid, 0) != 0 {
+            state.status = .exited
+        }
+        state.oomKills = max(state.oomKills, Cgroup(existing: state).oomKills())
+        return state
+    }
+
+    /// Every container with recorded state, by name.
+    public static func list() -> [ContainerState] {
+        guard let dir = try? DirectoryHandle(path: stateRoot, create: false), let names = try? dir.names() else { return [] }
+        return names.filter { !$0.hasPrefix(".") }.sorted().compactMap { try? state($0) }
+    }
+}

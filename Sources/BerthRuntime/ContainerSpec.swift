@@ -1,0 +1,48 @@
+import BerthCNIClient
+
+/// What to run.
+public struct ContainerSpec: Sendable {
+    public var name: String
+    public var command: [String]
+    public var environment: [String]
+    public var hostname: String?
+    public var limits: ResourceLimits
+    /// A small init as PID 1 (the workload is PID 2); false makes the workload PID 1.
+    public var useInit: Bool
+    /// CNI networks to attach, as eth0, eth1, ... (names of conflists).
+    public var networks: [String]
+    /// Where the conflists are (default /etc/cni/net.d).
+    public var cniConfDirectory: String
+    /// Where the plugins are (CNI_PATH).
+    public var cniPath: [String]
+    /// A root file system to pivot_root into; nil keeps the host's root.
+    public var rootfs: String?
+    /// Show the container's limits in /proc through lxcfs.
+    public var lxcfs: Bool
+    /// Send the workload's output to `output.log` in the state directory (detached runs).
+    public var logOutput = false
+    /// A user namespace in which the container's root is host uid and gid
+    /// `userNamespaceBase` (and 65,535 more ids above it).
+    public var userNamespace = false
+    public static let userNamespaceBase = 100_000
+    public static let userNamespaceSize = 65_536
+
+    public static let lxcfsDirectory = "/var/lib/lxcfs"
+
+    public init(name: String, command: [String], environment: [String] = [], hostname: String? = nil,
+                limits: ResourceLimits = ResourceLimits(), useInit: Bool = true, networks: [String] = [],
+                cniConfDirectory: String = NetworkList.defaultDirectory, cniPath: [String] = PluginChain.defaultSearchPath,
+                rootfs: String? = nil, lxcfs: Bool = false) {
+        self.rootfs = rootfs
+        self.lxcfs = lxcfs
+        self.name = name
+        self.command = command
+        self.environment = environment
+        self.hostname = hostname
+        self.limits = limits
+        self.useInit = useInit
+        self.networks = networks
+        self.cniConfDirectory = cniConfDirectory
+        self.cniPath = cniPath
+    }
+}
