@@ -32,14 +32,17 @@ let package = Package(
             name: "CNFTables",
             providers: [.apt(["libnftables-dev"])]
         ),
-        // The few syscalls Swift cannot make (setns, ioctl, memfd_create).
+        // The few system calls Swift cannot make (setns, ioctl, memfd_create, sigaction).
         .target(name: "CBerthSys"),
+        // What runs in a child between fork/clone and exec (containers, plugins,
+        // netns exec): C only, as runc's nsexec, since no Swift may run there.
+        .target(name: "CBerthLaunch"),
         // Pure: JSON values, parsed and printed (CNI's needs: unknown fields kept, numbers exact).
         .target(name: "BerthJSON"),
         // Pure: CNI types, versions, errors, environment, network config, results. No side effects.
         .target(name: "BerthCNI", dependencies: ["BerthJSON"]),
         // Files, namespaces and child processes behind typed wrappers.
-        .target(name: "BerthSystem", dependencies: ["CBerthSys"]),
+        .target(name: "BerthSystem", dependencies: ["CBerthSys", "CBerthLaunch"]),
         // The only module that imports libnl.
         .target(name: "BerthNetlink", dependencies: ["CLibNL", "BerthCNI", "BerthSystem"]),
         // The only module that imports libnftables: masquerade and MAC spoof rules (and iptables for masquerade).
@@ -48,9 +51,9 @@ let package = Package(
         .target(name: "BerthIPAM", dependencies: ["BerthJSON", "BerthCNI", "BerthSystem"]),
         // A CNI client as libcni is one: network lists, plugin chains with cached
         // results, attachments of named namespaces (berthctl attach, labs, the runtime).
-        .target(name: "BerthCNIClient", dependencies: ["BerthJSON", "BerthCNI", "BerthSystem", "CBerthSys"]),
+        .target(name: "BerthCNIClient", dependencies: ["BerthJSON", "BerthCNI", "BerthSystem", "CBerthLaunch"]),
         // The namespace runtime: containers, cgroups, their state.
-        .target(name: "BerthRuntime", dependencies: ["BerthJSON", "BerthCNI", "BerthCNIClient", "BerthSystem", "CBerthSys"]),
+        .target(name: "BerthRuntime", dependencies: ["BerthJSON", "BerthCNI", "BerthCNIClient", "BerthSystem", "CBerthLaunch"]),
         // Test labs: topologies of namespaces and networks, for berthctl lab and Swift test suites.
         .target(name: "BerthLab", dependencies: ["BerthJSON", "BerthCNI", "BerthCNIClient", "BerthSystem", "BerthNetlink", "CBerthSys",
                                                  .product(name: "Yams", package: "Yams")]),

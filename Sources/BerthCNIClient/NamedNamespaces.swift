@@ -3,7 +3,7 @@ import Glibc
 #endif
 import BerthCNI
 import BerthSystem
-import CBerthSys
+import CBerthLaunch
 
 /// Named network namespaces in the same files as `ip netns` (/run/netns/NAME),
 /// so either tool sees the other's.

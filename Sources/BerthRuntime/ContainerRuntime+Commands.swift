@@ -3,6 +3,7 @@ import Glibc
 #endif
 import BerthCNI
 import BerthSystem
+import CBerthLaunch
 import CBerthSys
 
 /// What a person does with a container after `run`: signal it, run more in
@@ -12,7 +13,7 @@ extension ContainerRuntime {
     public static func kill(_ name: String, signal: Int32) throws(RuntimeError) {
         let s = try state(name)
         guard s.status == .running else { throw RuntimeError("container \(name) is not running") }
-        if berth_kill(s.pid, signal) != 0 { throw RuntimeError("cannot signal container \(name): \(SystemError.last("kill"))") }
+        if Glibc.kill(s.pid, signal) != 0 { throw RuntimeError("cannot signal container \(name): \(SystemError.last("kill"))") }
     }
 
     /// Runs `command` inside a running container: in all its namespaces and
@@ -84,8 +85,8 @@ extension ContainerRuntime {
         let dir = stateDirectory(name), aside = "\(stateRoot)/.removing-\(name)"
         if rename(dir, aside) != 0 { throw RuntimeError("cannot remove \(dir): \(SystemError.last("rename"))") }
         let cgroup = Cgroup(existing: s)
-        if s.status == .running && s.pid > 0 { _ = berth_kill(s.pid, SIGKILL) }
-        for pid in cgroup.pids() { _ = berth_kill(pid, SIGKILL) }
+        if s.status == .running && s.pid > 0 { _ = Glibc.kill(s.pid, SIGKILL) }
+        for pid in cgroup.pids() { _ = Glibc.kill(pid, SIGKILL) }
         var removed = false
         for _ in 0..<200 {
             if (try? cgroup.remove()) != nil { removed = true; break }

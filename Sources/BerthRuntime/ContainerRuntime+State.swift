@@ -43,7 +43,7 @@ extension ContainerRuntime {
         guard let json = try? JSON.parse(bytes), var state = ContainerState(json: json) else {
             throw RuntimeError("the state of container \(name) is unreadable")
         }
-        if state.status == .running && berth_kill(state.pid, 0) != 0 {
+        if state.status == .running && Glibc.kill(state.pid, 0) != 0 {
             state.status = .exited
         }
         state.oomKills = max(state.oomKills, Cgroup(existing: state).oomKills())

@@ -4,7 +4,7 @@ import Glibc
 import BerthCNI
 import BerthCNIClient
 import BerthSystem
-import CBerthSys
+import CBerthLaunch
 
 /// Starts, lists, signals and removes containers. A container's life:
 /// `run` records its state, makes its cgroup, starts its first process in new
@@ -200,7 +200,7 @@ final class StartedContainer {
 
     /// Kills and reaps the process and removes its cgroup and state.
     func abandon(cgroup: Cgroup) {
-        _ = berth_kill(pid, SIGKILL)
+        _ = kill(pid, SIGKILL)
         var status: Int32 = 0
         waitpid(pid, &status, 0)
         try? cgroup.remove()

@@ -3,6 +3,7 @@ import Glibc
 #elseif canImport(Musl)
 import Musl
 #endif
+import CBerthLaunch
 import CBerthSys
 
 /// What a finished child process gave back.

@@ -21,20 +21,6 @@ int berth_namespace_type(int fd);
 /// The corresponding C function is memfd_create(2).
 int berth_memfd(const char *name);
 
-/// Starts `path` as a plugin: stdin from `in_fd`, stdout to `out_fd`, stderr
-/// inherited or, with `quiet`, /dev/null; `inherit_fd` (unless -1) as
-/// descriptor 4; no other descriptor.
-/// Without `outlive_caller` it is killed (SIGKILL) if the calling thread dies
-/// first, so a runtime killed in the middle of an ADD leaves no plugin
-/// finishing that ADD after the runtime's DEL. With `outlive_caller` it runs
-/// to its end in a session of its own, ignoring SIGPIPE: a delegated IPAM
-/// plugin must never stop half-way because its caller was killed (it holds
-/// the attachment's lock through `inherit_fd` until it is done).
-/// Returns the pid, or -1 with errno set (also when execve failed).
-/// Uses fork(2), prctl(PR_SET_PDEATHSIG), setsid(2), close_range(2), execve(2).
-pid_t berth_spawn_plugin(const char *path, char *const argv[], char *const envp[], int in_fd, int out_fd, int quiet,
-                         int inherit_fd, int outlive_caller);
-
 /// Whether descriptor `fd` is open (fcntl F_GETFD does not fail with EBADF).
 int berth_descriptor_is_open(int fd);
 

@@ -1,5 +1,10 @@
-#ifndef BERTH_CONTAINER_H
-#define BERTH_CONTAINER_H
+#ifndef BERTH_LAUNCH_H
+#define BERTH_LAUNCH_H
+
+/* What runs in a child process between fork or clone and execve: starting
+ * containers, entering them, plugins, detached monitors, `ip netns`-style
+ * commands. Kept in C, as runc keeps nsexec: after clone in a multi-threaded
+ * process only async-signal-safe calls are allowed, so no Swift runs there. */
 
 #include <sys/types.h>
 
@@ -18,17 +23,12 @@ struct berth_container_spec {
     /// 1: a small init is PID 1 (reaps orphans, forwards signals, exits with
     /// the workload's status). 0: the workload itself is PID 1.
     int use_init;
-    /// Working directory of the workload (NULL: /).
-    const char *workdir;
     /// A root file system to pivot_root into (NULL: keep the host's root,
     /// with private mount propagation and a fresh /proc).
     const char *rootfs;
     /// Bind-mount lxcfs's /proc files (and cpu online) over the container's.
     int lxcfs;
 };
-
-/// The capabilities a container keeps (Docker's default set), as a bit mask.
-unsigned long long berth_default_capabilities(void);
 
 /// A started container: its first process, and the descriptors the caller
 /// uses to finish setting it up.
@@ -83,7 +83,18 @@ int berth_netns_create(const char *path);
 /// and stderr go there.
 int berth_netns_exec(const char *path, char *const *argv, char *const *envp, int out_fd);
 
-/// Sends `sig` to `pid`; 0 or -1 with errno.
-int berth_kill(pid_t pid, int sig);
+/// Starts `path` as a plugin: stdin from `in_fd`, stdout to `out_fd`, stderr
+/// inherited or, with `quiet`, /dev/null; `inherit_fd` (unless -1) as
+/// descriptor 4; no other descriptor.
+/// Without `outlive_caller` it is killed (SIGKILL) if the calling thread dies
+/// first, so a runtime killed in the middle of an ADD leaves no plugin
+/// finishing that ADD after the runtime's DEL. With `outlive_caller` it runs
+/// to its end in a session of its own, ignoring SIGPIPE: a delegated IPAM
+/// plugin must never stop half-way because its caller was killed (it holds
+/// the attachment's lock through `inherit_fd` until it is done).
+/// Returns the pid, or -1 with errno set (also when execve failed).
+/// Uses fork(2), prctl(PR_SET_PDEATHSIG), setsid(2), close_range(2), execve(2).
+pid_t berth_spawn_plugin(const char *path, char *const argv[], char *const envp[], int in_fd, int out_fd, int quiet,
+                         int inherit_fd, int outlive_caller);
 
 #endif

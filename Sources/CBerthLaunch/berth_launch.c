@@ -1,5 +1,5 @@
 #define _GNU_SOURCE
-#include "berth_container.h"
+#include "berth_launch.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -115,7 +115,7 @@ static const int default_caps[] = {
     CAP_SETFCAP, CAP_SETPCAP, CAP_NET_BIND_SERVICE, CAP_SYS_CHROOT, CAP_KILL, CAP_AUDIT_WRITE,
 };
 
-unsigned long long berth_default_capabilities(void) {
+static unsigned long long default_capabilities(void) {
     unsigned long long mask = 0;
     for (size_t i = 0; i < sizeof(default_caps) / sizeof(default_caps[0]); i++) mask |= 1ULL << default_caps[i];
     return mask;
@@ -124,7 +124,7 @@ unsigned long long berth_default_capabilities(void) {
 /* Drops every capability outside the default set from the bounding set and
  * from the effective, permitted and inheritable sets. */
 static int drop_capabilities(void) {
-    unsigned long long keep = berth_default_capabilities();
+    unsigned long long keep = default_capabilities();
     for (int cap = 0; cap <= 63; cap++) {
         if (keep & (1ULL << cap)) continue;
         if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 && errno != EINVAL) return -1;
@@ -149,33 +149,33 @@ static const char *join(char *out, size_t size, const char *a, const char *b) {
 /* Mounts the container's own root: the rootfs bound onto itself, a fresh
  * /proc, a minimal /dev (tmpfs with the usual nodes bound from the host's,
  * devpts, shm), a fresh read-only /sys; then pivot_root into it and drop
- * the old root. */
-static int enter_rootfs(const char *rootfs, int fd) {
+ * the old root. Returns NULL, or the step that failed (errno set). */
+static const char *enter_rootfs(const char *rootfs) {
     char path[4096];
-    if (mount(rootfs, rootfs, NULL, MS_BIND | MS_REC, NULL) != 0) fail(fd, "bind-mount the root file system");
+    if (mount(rootfs, rootfs, NULL, MS_BIND | MS_REC, NULL) != 0) return "bind-mount the root file system";
     mkdir(join(path, sizeof(path), rootfs, "/proc"), 0555);
-    if (mount("proc", path, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) != 0) fail(fd, "mount /proc in the root file system");
+    if (mount("proc", path, "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) != 0) return "mount /proc in the root file system";
     mkdir(join(path, sizeof(path), rootfs, "/dev"), 0755);
-    if (mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_STRICTATIME, "mode=755,size=65536k") != 0) fail(fd, "mount /dev");
+    if (mount("tmpfs", path, "tmpfs", MS_NOSUID | MS_STRICTATIME, "mode=755,size=65536k") != 0) return "mount /dev";
     static const char *nodes[] = { "/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom", "/dev/tty" };
     for (size_t i = 0; i < sizeof(nodes) / sizeof(nodes[0]); i++) {
         join(path, sizeof(path), rootfs, nodes[i]);
         int created = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0666);
         if (created >= 0) close(created);
-        if (mount(nodes[i], path, NULL, MS_BIND, NULL) != 0) fail(fd, "bind a device node into /dev");
+        if (mount(nodes[i], path, NULL, MS_BIND, NULL) != 0) return "bind a device node into /dev";
     }
     mkdir(join(path, sizeof(path), rootfs, "/dev/pts"), 0755);
-    if (mount("devpts", path, "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620") != 0) fail(fd, "mount /dev/pts");
-    if (symlink("pts/ptmx", join(path, sizeof(path), rootfs, "/dev/ptmx")) != 0) fail(fd, "link /dev/ptmx");
+    if (mount("devpts", path, "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620") != 0) return "mount /dev/pts";
+    if (symlink("pts/ptmx", join(path, sizeof(path), rootfs, "/dev/ptmx")) != 0) return "link /dev/ptmx";
     mkdir(join(path, sizeof(path), rootfs, "/dev/shm"), 01777);
-    if (mount("shm", path, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=1777,size=65536k") != 0) fail(fd, "mount /dev/shm");
+    if (mount("shm", path, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=1777,size=65536k") != 0) return "mount /dev/shm";
     mkdir(join(path, sizeof(path), rootfs, "/sys"), 0555);
-    if (mount("sysfs", path, "sysfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) != 0) fail(fd, "mount /sys read-only");
-    if (chdir(rootfs) != 0) fail(fd, "enter the root file system");
-    if (syscall(SYS_pivot_root, ".", ".") != 0) fail(fd, "pivot_root");
-    if (umount2(".", MNT_DETACH) != 0) fail(fd, "detach the old root");
-    if (chdir("/") != 0) fail(fd, "change to /");
-    return 0;
+    if (mount("sysfs", path, "sysfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) != 0) return "mount /sys read-only";
+    if (chdir(rootfs) != 0) return "enter the root file system";
+    if (syscall(SYS_pivot_root, ".", ".") != 0) return "pivot_root";
+    if (umount2(".", MNT_DETACH) != 0) return "detach the old root";
+    if (chdir("/") != 0) return "change to /";
+    return NULL;
 }
 
 #ifndef SYS_mount_setattr
@@ -225,20 +225,23 @@ static int make_sys_read_only(void) {
     return 0;
 }
 
-/* lxcfs serves cgroup-aware copies of /proc files: bind them over the container's. */
-static int bind_lxcfs(int fd) {
+/* lxcfs serves cgroup-aware copies of /proc files: bind them over the
+ * container's (a file this lxcfs does not serve is left as it is). Returns
+ * NULL, or the step that failed (errno set). */
+static const char *bind_lxcfs(void) {
     static const char *files[] = { "meminfo", "cpuinfo", "stat", "uptime", "loadavg", "diskstats", "swaps" };
     char from[256], to[256];
     for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
         join(from, sizeof(from), "/var/lib/lxcfs/proc/", files[i]);
         join(to, sizeof(to), "/proc/", files[i]);
         if (access(from, R_OK) != 0) continue;
-        if (mount(from, to, NULL, MS_BIND, NULL) != 0) fail(fd, "bind an lxcfs /proc file");
+        if (mount(from, to, NULL, MS_BIND, NULL) != 0) return "bind an lxcfs /proc file";
     }
-    if (access("/var/lib/lxcfs/sys/devices/system/cpu/online", R_OK) == 0) {
-        mount("/var/lib/lxcfs/sys/devices/system/cpu/online", "/sys/devices/system/cpu/online", NULL, MS_BIND, NULL);
+    static const char *online = "/var/lib/lxcfs/sys/devices/system/cpu/online";
+    if (access(online, R_OK) == 0 && mount(online, "/sys/devices/system/cpu/online", NULL, MS_BIND, NULL) != 0) {
+        return "bind lxcfs's cpu/online";
     }
-    return 0;
+    return NULL;
 }
 
 /* The new network namespace starts with lo down. */
@@ -285,17 +288,18 @@ static int child_main(void *arg) {
     if (unshare(CLONE_NEWCGROUP) != 0) fail(fd, "create the cgroup namespace");
     if (spec->hostname && sethostname(spec->hostname, strlen(spec->hostname)) != 0) fail(fd, "set the host name");
     if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0) fail(fd, "make mounts private");
+    const char *failed;
     if (spec->rootfs) {
-        enter_rootfs(spec->rootfs, fd);
+        if ((failed = enter_rootfs(spec->rootfs))) fail(fd, failed);
     } else if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) != 0) {
         fail(fd, "mount /proc");
     }
-    if (spec->lxcfs) bind_lxcfs(fd);
+    if (spec->lxcfs && (failed = bind_lxcfs())) fail(fd, failed);
     if (!spec->rootfs && make_sys_read_only() != 0) fail(fd, "make /sys read-only");
     if (bring_up_loopback() != 0) fail(fd, "bring up the loopback interface");
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) fail(fd, "set no_new_privs");
     if (drop_capabilities() != 0) fail(fd, "drop capabilities");
-    if (chdir(spec->workdir ? spec->workdir : "/") != 0) fail(fd, "change to the working directory");
+    if (chdir("/") != 0) fail(fd, "change to /");
 
     if (spec->use_init) run_init(spec, fd);
     sigset_t none;
@@ -344,10 +348,6 @@ int berth_exit_code(int wait_status) {
     if (WIFEXITED(wait_status)) return WEXITSTATUS(wait_status);
     if (WIFSIGNALED(wait_status)) return 128 + WTERMSIG(wait_status);
     return 255;
-}
-
-int berth_kill(pid_t pid, int sig) {
-    return kill(pid, sig);
 }
 
 int berth_wait_forwarding(pid_t pid) {
@@ -495,4 +495,72 @@ int berth_netns_exec(const char *path, char *const *argv, char *const *envp, int
     }
     close(fd);
     return berth_wait_forwarding(pid);
+}
+
+pid_t berth_spawn_plugin(const char *path, char *const argv[], char *const envp[], int in_fd, int out_fd, int quiet,
+                         int inherit_fd, int outlive_caller) {
+    int report[2];
+    if (pipe2(report, O_CLOEXEC) != 0) return -1;
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid < 0) {
+        int saved = errno;
+        close(report[0]);
+        close(report[1]);
+        errno = saved;
+        return -1;
+    }
+    if (pid == 0) {
+        /* Only async-signal-safe calls: the parent may have other threads. */
+        int err = 0;
+        if (outlive_caller) {
+            /* Its own session: a signal meant for the caller's process group
+               (Ctrl-C) does not reach it, and a write to a pipe whose reader
+               died fails with EPIPE instead of killing it. */
+            struct sigaction ignore = {0};
+            ignore.sa_handler = SIG_IGN;
+            if (setsid() < 0 || sigaction(SIGPIPE, &ignore, NULL) != 0) err = errno;
+        } else if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent) {
+            _exit(127);
+        }
+        /* The inherited descriptor is moved out of the way of 0-4 first. */
+        int kept = -1;
+        if (!err && inherit_fd >= 0 && (kept = fcntl(inherit_fd, F_DUPFD_CLOEXEC, 10)) < 0) err = errno;
+        if (!err && (dup2(in_fd, 0) < 0 || dup2(out_fd, 1) < 0)) err = errno;
+        if (!err && quiet) {
+            int null = open("/dev/null", O_WRONLY | O_CLOEXEC);
+            if (null < 0 || dup2(null, 2) < 0) err = errno;
+        }
+        int first_closed = 4;
+        if (!err) {
+            /* The report pipe is kept at 3, close-on-exec: it tells the parent
+               whether execve worked. The inherited descriptor becomes 4. */
+            int keep = report[1];
+            if (keep != 3 && dup3(keep, 3, O_CLOEXEC) < 0) err = errno;
+        }
+        if (!err && kept >= 0) {
+            if (dup2(kept, 4) < 0) err = errno;
+            first_closed = 5;
+        }
+        if (!err) {
+            close_range(first_closed, ~0U, 0);
+            execve(path, argv, envp);
+            err = errno;
+        }
+        ssize_t ignored = write(3, &err, sizeof err);
+        (void)ignored;
+        _exit(127);
+    }
+    close(report[1]);
+    int err = 0;
+    ssize_t n;
+    do { n = read(report[0], &err, sizeof err); } while (n < 0 && errno == EINTR);
+    close(report[0]);
+    if (n == (ssize_t)sizeof err) {
+        int status;
+        while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
+        errno = err;
+        return -1;
+    }
+    return pid;
 }
