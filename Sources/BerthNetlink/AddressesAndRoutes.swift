@@ -23,6 +23,20 @@ public struct AddressState: Equatable, Sendable {
     public var dadFailed: Bool
 }
 
+/// Owns one `rtnl_addr`: an address of a link, as a request to add or remove it.
+final class AddressRequest {
+    let pointer: OpaquePointer
+    deinit { rtnl_addr_put(pointer) }
+
+    init(_ address: IPPrefix, on link: LinkInfo) throws(NetlinkError) {
+        guard let raw = rtnl_addr_alloc() else { throw NetlinkError("allocate address", code: NLE_NOMEM) }
+        pointer = raw
+        let local = try AddressObject(address.address, prefixLength: address.prefixLength)
+        rtnl_addr_set_ifindex(raw, link.index)
+        try check(rtnl_addr_set_local(raw, local.pointer), "set address \(address)")
+    }
+}
+
 /// Owns one `nl_addr` and releases it.
 final class AddressObject {
     let pointer: OpaquePointer
@@ -61,12 +75,8 @@ extension RouteSocket {
     /// `skipDAD`, IPv6 is usable at once instead of tentative for 1-2 s.
     /// Throws `isExists` when the link has that address already.
     public func addAddress(_ address: IPPrefix, to link: LinkInfo, skipDAD: Bool = true) throws(NetlinkError) {
-        let index = link.index
-        guard let raw = rtnl_addr_alloc() else { throw NetlinkError("allocate address", code: NLE_NOMEM) }
-        defer { rtnl_addr_put(raw) }
-        let local = try AddressObject(address.address, prefixLength: address.prefixLength)
-        rtnl_addr_set_ifindex(raw, index)
-        try check(rtnl_addr_set_local(raw, local.pointer), "set address \(address)")
+        let request = try AddressRequest(address, on: link)
+        let raw = request.pointer
         if address.family == .v4, address.prefixLength < 31 {
             let broadcast = try AddressObject(address.lastAddress, prefixLength: 32)
             try check(rtnl_addr_set_broadcast(raw, broadcast.pointer), "set broadcast of \(address)")
@@ -110,13 +120,8 @@ extension RouteSocket {
 
     /// Removes `address` from `link`.
     public func deleteAddress(_ address: IPPrefix, from link: LinkInfo) throws(NetlinkError) {
-        let index = link.index
-        guard let raw = rtnl_addr_alloc() else { throw NetlinkError("allocate address", code: NLE_NOMEM) }
-        defer { rtnl_addr_put(raw) }
-        let local = try AddressObject(address.address, prefixLength: address.prefixLength)
-        rtnl_addr_set_ifindex(raw, index)
-        try check(rtnl_addr_set_local(raw, local.pointer), "set address \(address)")
-        try check(rtnl_addr_delete(sk, raw, 0), "remove address \(address) from \(link.name)")
+        let request = try AddressRequest(address, on: link)
+        try check(rtnl_addr_delete(sk, request.pointer, 0), "remove address \(address) from \(link.name)")
     }
 
     /// Adds `spec` (a CNI route: destination, gateway, and the 1.1.0 extras)
