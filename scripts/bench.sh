@@ -4,7 +4,8 @@
 #   1. ADD and DEL latency of the bridge plugins (scripts/bench.py);
 #   2. ADD+DEL cost of the IPAM plugins as their stores fill (scripts/bench_ipam.py);
 #   3. the whole container cycle of berthctl against unshare + ip netns (scripts/bench_runtime.py);
-#   4. a lab of 200 hosts on 4 networks against a shell script of ip and the reference plugin (scripts/bench_lab.py).
+#   4. a lab of 200 hosts on 4 networks against a shell script of ip and the reference plugin (scripts/bench_lab.py);
+#   5. BerthJSON against FoundationEssentials' JSON coders in a static probe (scripts/bench_json.sh).
 #   scripts/bench.sh [--quick]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,6 +15,7 @@ if [[ "${1:-}" == "--quick" ]]; then
   python3 scripts/bench_ipam.py --cycles 10 --sizes 10,500
   python3 scripts/bench_runtime.py --cycles 10
   python3 scripts/bench_lab.py --hosts 40
+  scripts/bench_json.sh 50
 else
   python3 scripts/bench.py --iterations 100 --markdown docs/benchmarks.md
   echo
@@ -22,4 +24,6 @@ else
   python3 scripts/bench_runtime.py --cycles 40
   echo
   python3 scripts/bench_lab.py
+  echo
+  scripts/bench_json.sh
 fi

@@ -13,6 +13,7 @@ packages=(
   iproute2 iputils-ping                      # tests and the demo wire and probe namespaces
   iptables nftables                          # ipMasqBackend iptables; the reference portmap, firewall
   python3                                    # the benchmarks, and small servers in traffic tests
+  time                                       # /usr/bin/time: peak memory in the benchmarks
   busybox-static                             # scripts/make-rootfs.sh, for berthctl run --rootfs
   lxcfs                                      # berthctl run --lxcfs (the tests start it)
 )
