@@ -29,6 +29,8 @@ plugin_flags=(
 )
 mkdir -p .build/release
 for product in berth berth-ipam; do
+  # Always relinked: the build system does not see the ordering file change.
+  rm -f ".build-plugins/release/$product"
   swift build -c release --scratch-path .build-plugins --product "$product" "${plugin_flags[@]}" 2>&1 | quiet
   install -m 0755 ".build-plugins/release/$product" ".build/release/$product"
 done

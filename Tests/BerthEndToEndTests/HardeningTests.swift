@@ -118,8 +118,11 @@ struct HardeningTests {
     @Test("a result that cannot be written is a failure (exit 1, a message on stderr) and the ADD is undone",
           arguments: ["stdout closed", "broken pipe"])
     func undeliverableResult(how: String) throws {
-        let net = TestNetwork()
-        defer { net.cleanUp() }
+        let net = TestNetwork(), host = HostFirewallState()
+        defer {
+            host.restore()
+            net.cleanUp()
+        }
         let ns = net.makeNamespace()
         let config = net.config(ipam: net.berthIPAM, extra: #","ipMasq":true"#)
         let errors = NSTemporaryDirectory() + "berthtest-stderr-\(net.id)"
