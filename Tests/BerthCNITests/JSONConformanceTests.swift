@@ -368,3 +368,39 @@ struct JSONDifferentialTests {
         print("mutated documents: Foundation alone accepted \(disagreements["trailing comma"] ?? 0) with a trailing comma; Berth alone accepted \(disagreements["number beyond a Double"] ?? 0) with a number beyond a Double; no other difference")
     }
 }
+
+/// The public JSONTestSuite's parsing cases, where they have been placed
+/// beside the repository (`../shared/JSONTestSuite/test_parsing/`, or
+/// `BERTH_JSONTESTSUITE`): y_ accepted, n_ refused, i_ as docs/json.md
+/// decides (numbers accepted, the rest refused).
+enum PublicJSONTestSuite {
+    static let directory: String? = {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent()
+        let given: String? = ProcessInfo.processInfo.environment["BERTH_JSONTESTSUITE"]
+        let beside: String = root.deletingLastPathComponent().appendingPathComponent("shared/JSONTestSuite/test_parsing").path
+        let candidates: [String] = (given.map { [$0] } ?? []) + [beside]
+        return candidates.first { FileManager.default.fileExists(atPath: $0) }
+    }()
+}
+
+@Suite("the public JSONTestSuite, where it is present",
+       .enabled(if: PublicJSONTestSuite.directory != nil,
+                "the suite's files are not in this repository: place test_parsing/ under ../shared/JSONTestSuite/ or name it in BERTH_JSONTESTSUITE"))
+struct PublicJSONTestSuiteTests {
+    @Test("every y_ file is accepted, every n_ file refused, every i_ file decided as docs/json.md says")
+    func publicSuite() throws {
+        let dir = try #require(PublicJSONTestSuite.directory)
+        let names = try FileManager.default.contentsOfDirectory(atPath: dir).filter { $0.hasSuffix(".json") }.sorted()
+        #expect(names.count > 100, "only \(names.count) files in \(dir)")
+        for name in names {
+            let bytes = Array(try Data(contentsOf: URL(fileURLWithPath: "\(dir)/\(name)")))
+            let parsed = (try? JSON.parse(bytes)) != nil
+            switch name.prefix(2) {
+            case "y_": #expect(parsed, "\(name) refused")
+            case "n_": #expect(!parsed, "\(name) accepted")
+            default: #expect(parsed == name.hasPrefix("i_number_"), "\(name): \(parsed ? "accepted" : "refused")")
+            }
+        }
+    }
+}

@@ -92,7 +92,9 @@ struct PackageConsumerTests {
         }
         """.write(toFile: "\(consumer)/Sources/LabRunner/main.swift", atomically: false, encoding: .utf8)
 
-        let build = command(["swift", "build"], in: consumer)
+        // SwiftPM leaves lock files in TMPDIR: give it one that goes with the rest.
+        try FileManager.default.createDirectory(atPath: "\(work)/tmp", withIntermediateDirectories: true)
+        let build = command(["swift", "build"], in: consumer, environment: ["TMPDIR": "\(work)/tmp"])
         try #require(build.status == 0, "the consumer did not build:\n\(build.out.suffix(3000))")
         let resolved = (try? String(contentsOfFile: "\(consumer)/Package.resolved", encoding: .utf8)) ?? ""
         #expect(resolved.contains("\"version\" : \"1.0.0\""), "not resolved by version: \(resolved)")
