@@ -12,11 +12,13 @@ let package = Package(
         .executable(name: "berth", targets: ["berth"]),
         .executable(name: "berth-ipam", targets: ["berth-ipam"]),
         .executable(name: "berthctl", targets: ["berthctl"]),
+        .executable(name: "berth-agent", targets: ["berth-agent"]),
         .library(name: "BerthLab", targets: ["BerthLab"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "5.0.0"),
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
     ],
     targets: [
         // libnl-3 route library, found through pkg-config.
@@ -62,6 +64,17 @@ let package = Package(
         // The plugin executables: tests find them in the build directory.
         .executableTarget(name: "berth", dependencies: ["BerthPlugin"]),
         .executableTarget(name: "berth-ipam", dependencies: ["BerthIPAM"]),
+        // Clusters: etcd's v3 API (through its JSON gateway), the cluster
+        // model, the node agent and the routes, VXLAN and FDB it programs.
+        .target(name: "BerthCluster", dependencies: [
+            "BerthJSON", "BerthCNI", "BerthSystem", "BerthNetlink",
+            .product(name: "AsyncHTTPClient", package: "async-http-client"),
+        ]),
+        // The node agent (and `init`, `show`, `nodes` for people).
+        .executableTarget(name: "berth-agent", dependencies: [
+            "BerthCluster", "BerthJSON", "BerthCNI",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
         // The human CLI.
         .executableTarget(name: "berthctl", dependencies: [
             "BerthJSON", "BerthCNI", "BerthSystem", "BerthIPAM", "BerthCNIClient", "BerthRuntime", "BerthLab",

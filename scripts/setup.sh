@@ -16,6 +16,7 @@ packages=(
   time                                       # /usr/bin/time: peak memory in the benchmarks
   busybox-static                             # scripts/make-rootfs.sh, for berthctl run --rootfs
   lxcfs                                      # berthctl run --lxcfs (the tests start it)
+  etcd-server etcd-client                    # clusters: the store berth-agent uses (the tests start their own)
 )
 
 missing=()

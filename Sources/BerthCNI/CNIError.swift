@@ -58,6 +58,13 @@ public struct CNIError: Error, Equatable, Sendable, CustomStringConvertible {
         self.details = json["details"]?.stringValue ?? ""
     }
 
+    /// For STATUS, "try again later" (11: an ADD now would have to wait, such
+    /// as for a node's address block) is the spec's "not available" (50).
+    public func forStatus(_ command: CNICommand) -> CNIError {
+        guard command == .status, code == Code.tryAgainLater.rawValue else { return self }
+        return CNIError(code: Code.notAvailable.rawValue, msg: msg, details: details)
+    }
+
     /// Prefixes the message with what was being done, keeping the code.
     public func context(_ prefix: String) -> CNIError {
         var copy = self

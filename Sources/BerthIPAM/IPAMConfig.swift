@@ -1,4 +1,8 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import BerthCNI
+import BerthJSON
 
 /// One range of a range set: addresses `start...end` of `subnet`, with the
 /// subnet's gateway (never handed out).
@@ -27,8 +31,15 @@ public struct AddressRange: Equatable, Sendable, CustomStringConvertible {
 
     /// Reads one range object (`subnet`, `rangeStart`, `rangeEnd`, `gateway`),
     /// filling defaults as host-local does and refusing what cannot work.
-    public init(_ r: FieldReader) throws(CNIError) {
-        guard let given = try r.prefix("subnet") else { throw r.error("subnet", "is required") }
+    public init(_ r: FieldReader, readFile: (String) -> [UInt8]? = IPAMConfig.readSmallFile) throws(CNIError) {
+        let given: IPPrefix
+        if let path = try r.string("subnetFile") {
+            given = try AddressRange.subnet(fromFile: path, field: r, readFile: readFile)
+        } else if let subnet = try r.prefix("subnet") {
+            given = subnet
+        } else {
+            throw r.error("subnet", "is required (or \"subnetFile\")")
+        }
         let subnet = given.network
         let bits = subnet.address.bitWidth
         if subnet.prefixLength >= bits - 1 {
@@ -57,6 +68,20 @@ public struct AddressRange: Equatable, Sendable, CustomStringConvertible {
         if start == end && start == gateway {
             throw r.error("rangeStart", "the range \(start)-\(end) holds only the gateway: nothing to hand out")
         }
+    }
+
+    /// The subnet a node's cluster agent wrote (`{"block": "10.244.3.0/24", ...}`):
+    /// until the file exists the node holds no block, and ADD is error 11.
+    static func subnet(fromFile path: String, field r: FieldReader,
+                       readFile: (String) -> [UInt8]?) throws(CNIError) -> IPPrefix {
+        guard path.hasPrefix("/") else { throw r.error("subnetFile", "\"\(path)\" must be an absolute path") }
+        guard let bytes = readFile(path) else {
+            throw CNIError(.tryAgainLater, "field \"\(r.path).subnetFile\": \(path) does not exist: this node holds no address block yet (the cluster agent writes it once it does)")
+        }
+        guard let json = try? JSON.parse(bytes), let text = json["block"]?.stringValue, let block = IPPrefix(text) else {
+            throw CNIError(.invalidNetworkConfig, "field \"\(r.path).subnetFile\": \(path) holds no \"block\" prefix")
+        }
+        return block
     }
 
     public init(subnet: IPPrefix, start: IPAddress, end: IPAddress, gateway: IPAddress?) {
@@ -169,6 +194,22 @@ public struct IPAMConfig: Sendable {
 
     public static let defaultDataDir = "/var/lib/berth/ipam"
 
+    /// A file of at most 64 KB, or nil when it cannot be read.
+    public static func readSmallFile(_ path: String) -> [UInt8]? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var bytes = [UInt8](repeating: 0, count: 65537)
+        var count = 0
+        while count < bytes.count {
+            let n = bytes[count...].withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { break }
+            count += n
+        }
+        return count < bytes.count ? Array(bytes[..<count]) : nil
+    }
+
     /// Reads the `ipam` object of `config` (and the runtime's requests).
     public init(network: NetworkConfig, reader top: FieldReader, cniArgs: [(key: String, value: String)]) throws(CNIError) {
         self.network = network
@@ -183,7 +224,7 @@ public struct IPAMConfig: Sendable {
             path = "runtimeConfig.ipRanges"
         }
         let key = rangeSource === r ? "ranges" : "ipRanges"
-        if rangeSource === r, r.has("subnet") {
+        if rangeSource === r, r.has("subnet") || r.has("subnetFile") {
             sets.append([r])  // legacy top-level subnet: the first set
         }
         for (i, item) in (try rangeSource.array(key) ?? []).enumerated() {

@@ -38,7 +38,7 @@ public enum IPAMPlugin {
             }
             return nil
         } catch {
-            throw CNIError(ipamError: error)
+            throw CNIError(ipamError: error).forStatus(invocation.env.command)
         }
     }
 }

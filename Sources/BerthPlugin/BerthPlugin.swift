@@ -44,7 +44,7 @@ public enum BerthPlugin {
             }
             return nil
         } catch {
-            throw CNIError(pluginError: error)
+            throw CNIError(pluginError: error).forStatus(invocation.env.command)
         }
     }
 }

@@ -15,6 +15,9 @@
 #include <linux/if_link.h>
 #include <linux/if_bridge.h>
 #include <netlink/route/link/vlan.h>
+#include <netlink/route/link/vxlan.h>
+#include <netlink/route/neighbour.h>
+#include <linux/neighbour.h>
 #include <netlink/msg.h>
 #include <netlink/attr.h>
 #endif

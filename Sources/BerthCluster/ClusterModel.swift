@@ -1,0 +1,156 @@
+import BerthCNI
+import BerthJSON
+
+/// How the nodes of a cluster network reach each other's blocks.
+public enum ClusterMode: String, Sendable, CaseIterable {
+    /// A route per remote block via that node's address (nodes share an L2 segment).
+    case hostGateway = "host-gw"
+    /// A VXLAN device per node, with per-peer FDB and neighbour entries and a
+    /// route per remote block through it (works across routed underlays).
+    case vxlan
+}
+
+/// A cluster network as declared once in etcd (`berth-agent init`).
+public struct ClusterConfig: Equatable, Sendable {
+    public var name: String
+    /// The cluster's range, split into one block per node.
+    public var network: IPPrefix
+    /// The prefix length of a node's block (24 by default).
+    public var blockLength: Int
+    public var mode: ClusterMode
+    /// VXLAN network identifier and UDP port (vxlan mode).
+    public var vni: Int
+    public var port: Int
+
+    public static let defaultBlockLength = 24
+    /// flannel's VXLAN port, so the two can share firewall rules; 4789 is IANA's.
+    public static let defaultPort = 8472
+
+    public init(name: String, network: IPPrefix, blockLength: Int = ClusterConfig.defaultBlockLength,
+                mode: ClusterMode = .hostGateway, vni: Int = 1, port: Int = ClusterConfig.defaultPort) throws(ClusterError) {
+        if let problem = NetworkConfig.networkNameProblem(name) { throw ClusterError("cluster name \"\(name)\" is invalid: \(problem)") }
+        guard network.family == .v4 else { throw ClusterError("cluster range \(network): only IPv4 ranges are supported") }
+        guard blockLength > network.prefixLength, blockLength <= 30 else {
+            throw ClusterError("block length /\(blockLength) must be longer than the cluster range \(network) and at most /30")
+        }
+        guard blockLength - network.prefixLength <= 16 else {
+            throw ClusterError("cluster range \(network) would hold more than 65,536 blocks of /\(blockLength)")
+        }
+        guard (1...16_777_215).contains(vni) else { throw ClusterError("VNI \(vni) is not between 1 and 16777215") }
+        guard (1...65535).contains(port) else { throw ClusterError("UDP port \(port) is not between 1 and 65535") }
+        self.name = name
+        self.network = network.network
+        self.blockLength = blockLength
+        self.mode = mode
+        self.vni = vni
+        self.port = port
+    }
+
+    public var json: JSON {
+        .object(["name": .string(name), "network": .string(network.description), "blockLength": .int(blockLength),
+                 "mode": .string(mode.rawValue), "vni": .int(vni), "port": .int(port)])
+    }
+
+    public init(json: JSON) throws(ClusterError) {
+        guard let name = json["name"]?.stringValue, let network = json["network"]?.stringValue.flatMap(IPPrefix.init),
+              let mode = json["mode"]?.stringValue.flatMap(ClusterMode.init(rawValue:)) else {
+            throw ClusterError("the cluster config is not one: \(json.serialized())")
+        }
+        try self.init(name: name, network: network, blockLength: json["blockLength"]?.intValue ?? ClusterConfig.defaultBlockLength,
+                      mode: mode, vni: json["vni"]?.intValue ?? 1, port: json["port"]?.intValue ?? ClusterConfig.defaultPort)
+    }
+
+    /// How many blocks the range holds.
+    public var blockCount: Int { 1 << (blockLength - network.prefixLength) }
+
+    /// Block number `i` of the range.
+    public func block(_ i: Int) -> IPPrefix {
+        let start = network.address.advanced(by: UInt64(i) << UInt64(32 - blockLength))!
+        return IPPrefix(address: start, prefixLength: blockLength)!
+    }
+
+    /// Whether `prefix` is one of this range's blocks.
+    public func isBlock(_ prefix: IPPrefix) -> Bool {
+        prefix.prefixLength == blockLength && network.contains(prefix.address) && prefix.address == prefix.network.address
+    }
+
+    // MARK: Keys in etcd
+
+    public static let root = "/berth/clusters/"
+    public static func configKey(_ name: String) -> String { "\(root)\(name)/config" }
+    public var configKey: String { ClusterConfig.configKey(name) }
+    public var nodesPrefix: String { "\(ClusterConfig.root)\(name)/nodes/" }
+    public var blocksPrefix: String { "\(ClusterConfig.root)\(name)/blocks/" }
+    public func nodeKey(_ node: String) -> String { nodesPrefix + node }
+    /// A block's key: its address and length ("10.244.3.0-24").
+    public func blockKey(_ block: IPPrefix) -> String { blocksPrefix + "\(block.address)-\(block.prefixLength)" }
+    public func block(fromKey key: String) -> IPPrefix? {
+        guard key.hasPrefix(blocksPrefix) else { return nil }
+        let text = key.dropFirst(blocksPrefix.count)
+        guard let dash = text.lastIndex(of: "-"), let prefix = IPPrefix("\(text[..<dash])/\(text[text.index(after: dash)...])"),
+              isBlock(prefix) else { return nil }
+        return prefix
+    }
+}
+
+/// What a node publishes about itself (under its lease).
+public struct NodeRecord: Equatable, Sendable {
+    public var node: String
+    /// The node's underlay address: where other nodes send its block's traffic.
+    public var address: IPAddress
+    public var block: IPPrefix
+    /// The MAC of the node's VXLAN device (vxlan mode).
+    public var vtepMAC: String?
+    /// When the node took its lease (seconds since 1970).
+    public var since: Int
+
+    public init(node: String, address: IPAddress, block: IPPrefix, vtepMAC: String? = nil, since: Int) {
+        self.node = node
+        self.address = address
+        self.block = block
+        self.vtepMAC = vtepMAC
+        self.since = since
+    }
+
+    public var json: JSON {
+        var o: JSONObject = ["node": .string(node), "address": .string(address.description),
+                             "block": .string(block.description), "since": .int(since)]
+        if let vtepMAC { o["vtepMAC"] = .string(vtepMAC) }
+        return .object(o)
+    }
+
+    /// Reads a record; nil when it is not one (a corrupt record is logged and ignored).
+    public init?(json: JSON) {
+        guard let node = json["node"]?.stringValue, !node.isEmpty,
+              let address = json["address"]?.stringValue.flatMap(IPAddress.init), address.family == .v4,
+              let block = json["block"]?.stringValue.flatMap(IPPrefix.init) else { return nil }
+        if let mac = json["vtepMAC"]?.stringValue, parseMAC(mac) == nil { return nil }
+        self.init(node: node, address: address, block: block, vtepMAC: json["vtepMAC"]?.stringValue,
+                  since: json["since"]?.intValue ?? 0)
+    }
+
+    /// The VTEP address in vxlan mode: the block's first address (as flannel uses).
+    public var vtepAddress: IPAddress { block.network.address }
+}
+
+/// A failure of the cluster code that a person reads.
+public struct ClusterError: Error, CustomStringConvertible, Sendable {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// Which block a node should try to take, in order: the one it holds in
+/// etcd already (a restart within the lease's life), the one it last wrote
+/// locally, then every free block of the range from the first.
+public func blockCandidates(config: ClusterConfig, node: String, held: [IPPrefix: String],
+                            previous: IPPrefix?) -> [IPPrefix] {
+    var out: [IPPrefix] = held.filter { $0.value == node }.map(\.key).sorted { $0.address < $1.address }
+    if let previous, config.isBlock(previous), held[previous] == nil || held[previous] == node, !out.contains(previous) {
+        out.append(previous)
+    }
+    for i in 0..<config.blockCount {
+        let b = config.block(i)
+        if held[b] == nil && !out.contains(b) { out.append(b) }
+    }
+    return out
+}

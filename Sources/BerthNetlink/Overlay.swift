@@ -1,0 +1,211 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CLibNL
+import BerthCNI
+
+/// A route between nodes as the cluster agent installs and reads it back.
+public struct NodeRoute: Equatable, Hashable, Sendable, CustomStringConvertible {
+    public var destination: IPPrefix
+    public var gateway: IPAddress
+    /// The link the route leaves through when it names one (VXLAN: onlink through the device).
+    public var outputIndex: Int32?
+
+    public init(destination: IPPrefix, gateway: IPAddress, outputIndex: Int32? = nil) {
+        self.destination = destination
+        self.gateway = gateway
+        self.outputIndex = outputIndex
+    }
+
+    public var description: String { "\(destination) via \(gateway)" }
+}
+
+/// A permanent neighbour (ARP) or forwarding (FDB) entry on a link.
+public struct OverlayEntry: Equatable, Hashable, Sendable {
+    public var address: IPAddress
+    public var mac: String
+
+    public init(address: IPAddress, mac: String) {
+        self.address = address
+        self.mac = mac
+    }
+}
+
+extension RouteSocket {
+    /// The routing protocol number of the routes Berth's cluster agent
+    /// installs, so that it finds exactly its own again (`ip route show proto 77`).
+    public static let agentRouteProtocol: UInt8 = 77
+
+    /// Creates VXLAN device `name` (VNI `vni`, UDP `port`, no learning: the
+    /// agent programs every peer), sending from `local` over `underlay`, with
+    /// MAC `mac`, up.
+    public func createVXLAN(name: String, vni: UInt32, local: IPAddress, underlay: LinkInfo, port: UInt16,
+                            mac: String, mtu: Int?) throws(NetlinkError) {
+        guard let raw = rtnl_link_vxlan_alloc() else { throw NetlinkError("allocate vxlan", code: NLE_NOMEM) }
+        let link = LinkObject(raw)
+        rtnl_link_set_name(link.pointer, name)
+        try check(rtnl_link_vxlan_set_id(link.pointer, vni), "set VNI of \(name)")
+        let source = try AddressObject(local, prefixLength: local.bitWidth)
+        try check(rtnl_link_vxlan_set_local(link.pointer, source.pointer), "set local address of \(name)")
+        try check(rtnl_link_vxlan_set_link(link.pointer, UInt32(underlay.index)), "set underlay of \(name)")
+        try check(rtnl_link_vxlan_set_port(link.pointer, UInt32(port)), "set UDP port of \(name)")
+        try check(rtnl_link_vxlan_set_learning(link.pointer, 0), "turn off learning on \(name)")
+        if let mtu { rtnl_link_set_mtu(link.pointer, UInt32(mtu)) }
+        guard let bytes = parseMAC(mac),
+              let addr = bytes.withUnsafeBytes({ nl_addr_build(AF_LLC, UnsafeMutableRawPointer(mutating: $0.baseAddress), $0.count) })
+        else { throw NetlinkError("build MAC \(mac)", code: NLE_INVAL) }
+        defer { nl_addr_put(addr) }
+        rtnl_link_set_addr(link.pointer, addr)
+        rtnl_link_set_flags(link.pointer, UInt32(IFF_UP.rawValue))
+        try check(rtnl_link_add(sk, link.pointer, NLM_F_CREATE | NLM_F_EXCL), "create VXLAN device \(name)")
+    }
+
+    /// Adds or replaces the route `route`, marked as the agent's.
+    public func replaceNodeRoute(_ route: NodeRoute) throws(NetlinkError) {
+        try changeNodeRoute(route, add: true)
+    }
+
+    /// Removes `route`; gone already is fine.
+    public func deleteNodeRoute(_ route: NodeRoute) throws(NetlinkError) {
+        do {
+            try changeNodeRoute(route, add: false)
+        } catch {
+            if !error.isNotFound && error.code != NLE_OBJ_NOTFOUND && error.code != NLE_NOADDR { throw error }
+        }
+    }
+
+    private func changeNodeRoute(_ spec: NodeRoute, add: Bool) throws(NetlinkError) {
+        guard let route = rtnl_route_alloc() else { throw NetlinkError("allocate route", code: NLE_NOMEM) }
+        defer { rtnl_route_put(route) }
+        rtnl_route_set_family(route, UInt8(spec.destination.family == .v4 ? AF_INET : AF_INET6))
+        let dst = try AddressObject(spec.destination.network.address, prefixLength: spec.destination.prefixLength)
+        try check(rtnl_route_set_dst(route, dst.pointer), "set route destination \(spec.destination)")
+        rtnl_route_set_table(route, UInt32(RT_TABLE_MAIN.rawValue))
+        rtnl_route_set_protocol(route, RouteSocket.agentRouteProtocol)
+        rtnl_route_set_scope(route, UInt8(RT_SCOPE_UNIVERSE.rawValue))
+        guard let hop = rtnl_route_nh_alloc() else { throw NetlinkError("allocate next hop", code: NLE_NOMEM) }
+        rtnl_route_add_nexthop(route, hop)  // owned by the route from here
+        let gateway = try AddressObject(spec.gateway, prefixLength: spec.gateway.bitWidth)
+        rtnl_route_nh_set_gateway(hop, gateway.pointer)
+        if let index = spec.outputIndex {
+            rtnl_route_nh_set_ifindex(hop, index)
+            rtnl_route_nh_set_flags(hop, UInt32(RTNH_F_ONLINK))
+        }
+        if add {
+            try check(rtnl_route_add(sk, route, NLM_F_CREATE | NLM_F_REPLACE), "add route \(spec)")
+        } else {
+            try check(rtnl_route_delete(sk, route, 0), "remove route \(spec)")
+        }
+    }
+
+    /// The routes of the main table that the agent installed.
+    public func nodeRoutes() throws(NetlinkError) -> [NodeRoute] {
+        var cache: OpaquePointer?
+        try check(rtnl_route_alloc_cache(sk, AF_UNSPEC, 0, &cache), "list routes")
+        guard let cache else { return [] }
+        defer { nl_cache_free(cache) }
+        var out: [NodeRoute] = []
+        var object = nl_cache_get_first(cache)
+        while let route = object {
+            object = nl_cache_get_next(route)
+            let family = Int32(rtnl_route_get_family(route))
+            guard rtnl_route_get_protocol(route) == RouteSocket.agentRouteProtocol,
+                  rtnl_route_get_table(route) == UInt32(RT_TABLE_MAIN.rawValue),
+                  rtnl_route_get_nnexthops(route) > 0, let hop = rtnl_route_nexthop_n(route, 0),
+                  let dst = readPrefix(rtnl_route_get_dst(route), family: family),
+                  let gw = rtnl_route_nh_get_gateway(hop).flatMap({ readPrefix($0, family: family) })
+            else { continue }
+            let onlink = rtnl_route_nh_get_flags(hop) & UInt32(RTNH_F_ONLINK) != 0
+            out.append(NodeRoute(destination: dst.network, gateway: gw.address,
+                                 outputIndex: onlink ? rtnl_route_nh_get_ifindex(hop) : nil))
+        }
+        return out
+    }
+
+    /// Adds or replaces a permanent neighbour entry `ip` -> `mac` on `link`
+    /// (with `forwarding`, an FDB entry of a VXLAN device instead: frames
+    /// for `mac` go to the underlay address `ip`).
+    public func replaceEntry(_ entry: OverlayEntry, on link: LinkInfo, forwarding: Bool) throws(NetlinkError) {
+        let neigh = try entryObject(entry, on: link, forwarding: forwarding)
+        defer { rtnl_neigh_put(neigh) }
+        let what = forwarding ? "forwarding entry \(entry.mac) -> \(entry.address)" : "neighbour \(entry.address) -> \(entry.mac)"
+        try check(rtnl_neigh_add(sk, neigh, NLM_F_CREATE | NLM_F_REPLACE), "add \(what) on \(link.name)")
+    }
+
+    /// Removes a neighbour or FDB entry; gone already is fine.
+    public func deleteEntry(_ entry: OverlayEntry, on link: LinkInfo, forwarding: Bool) throws(NetlinkError) {
+        let neigh = try entryObject(entry, on: link, forwarding: forwarding)
+        defer { rtnl_neigh_put(neigh) }
+        let rc = rtnl_neigh_delete(sk, neigh, 0)
+        if rc < 0 {
+            let e = NetlinkError("remove entry \(entry.mac) of \(link.name)", code: rc)
+            if !e.isNotFound { throw e }
+        }
+    }
+
+    /// The permanent entries of `link`: neighbours, or with `forwarding` its FDB's remote ends.
+    public func entries(on link: LinkInfo, forwarding: Bool) throws(NetlinkError) -> [OverlayEntry] {
+        var cache: OpaquePointer?
+        try check(rtnl_neigh_alloc_cache(sk, &cache), "list neighbours")
+        guard let cache else { return [] }
+        defer { nl_cache_free(cache) }
+        var out: [OverlayEntry] = []
+        var object = nl_cache_get_first(cache)
+        while let neigh = object {
+            object = nl_cache_get_next(neigh)
+            let family = rtnl_neigh_get_family(neigh)
+            guard rtnl_neigh_get_ifindex(neigh) == link.index,
+                  forwarding ? family == AF_BRIDGE : family != AF_BRIDGE,
+                  rtnl_neigh_get_state(neigh) & Int32(NUD_PERMANENT) != 0,
+                  let ll = rtnl_neigh_get_lladdr(neigh), let dstAddr = rtnl_neigh_get_dst(neigh) else { continue }
+            let dstFamily = nl_addr_get_family(dstAddr)
+            guard let dst = readPrefix(dstAddr, family: dstFamily) else { continue }
+            out.append(OverlayEntry(address: dst.address, mac: formatMAC(ll)))
+        }
+        return out
+    }
+
+    private func entryObject(_ entry: OverlayEntry, on link: LinkInfo, forwarding: Bool) throws(NetlinkError) -> OpaquePointer {
+        guard let neigh = rtnl_neigh_alloc() else { throw NetlinkError("allocate neighbour", code: NLE_NOMEM) }
+        do throws(NetlinkError) {
+            rtnl_neigh_set_ifindex(neigh, link.index)
+            rtnl_neigh_set_state(neigh, Int32(NUD_PERMANENT))
+            guard let bytes = parseMAC(entry.mac),
+                  let ll = bytes.withUnsafeBytes({ nl_addr_build(AF_LLC, UnsafeMutableRawPointer(mutating: $0.baseAddress), $0.count) })
+            else { throw NetlinkError("build MAC \(entry.mac)", code: NLE_INVAL) }
+            rtnl_neigh_set_lladdr(neigh, ll)
+            nl_addr_put(ll)
+            let dst = try AddressObject(entry.address, prefixLength: entry.address.bitWidth)
+            try check(rtnl_neigh_set_dst(neigh, dst.pointer), "set neighbour address \(entry.address)")
+            if forwarding {
+                // After the destination: libnl refuses an IPv4 destination on an
+                // AF_BRIDGE entry once the family is set, though the kernel takes it.
+                rtnl_neigh_set_family(neigh, Int32(AF_BRIDGE))
+                rtnl_neigh_set_flags(neigh, UInt32(NTF_SELF))
+            }
+            return neigh
+        } catch {
+            rtnl_neigh_put(neigh)
+            throw error
+        }
+    }
+}
+
+extension RouteSocket {
+    /// The link that holds address `ip`, if any.
+    public func link(holding ip: IPAddress) throws(NetlinkError) -> LinkInfo? {
+        var cache: OpaquePointer?
+        try check(rtnl_addr_alloc_cache(sk, &cache), "list addresses")
+        guard let cache else { return nil }
+        defer { nl_cache_free(cache) }
+        var object = nl_cache_get_first(cache)
+        while let addr = object {
+            object = nl_cache_get_next(addr)
+            if let p = readPrefix(rtnl_addr_get_local(addr), family: rtnl_addr_get_family(addr)), p.address == ip {
+                return try link(index: rtnl_addr_get_ifindex(addr))
+            }
+        }
+        return nil
+    }
+}
+
