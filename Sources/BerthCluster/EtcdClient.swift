@@ -35,7 +35,12 @@ public final class EtcdClient: Sendable {
     /// `endpoint` as "http://ADDRESS:PORT".
     public init(endpoint: String) {
         self.endpoint = endpoint.hasSuffix("/") ? String(endpoint.dropLast()) : endpoint
-        http = HTTPClient(eventLoopGroupProvider: .singleton)
+        // Berth retries with its own backoff and logs each failure: a failed
+        // connection fails the request at once instead of waiting in the pool.
+        var configuration = HTTPClient.Configuration()
+        configuration.connectionPool.retryConnectionEstablishment = false
+        configuration.timeout.connect = .seconds(2)
+        http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
     }
 
     public func shutdown() async {

@@ -146,7 +146,18 @@ extension RouteSocket {
     /// The permanent entries of `link`: neighbours, or with `forwarding` its FDB's remote ends.
     public func entries(on link: LinkInfo, forwarding: Bool) throws(NetlinkError) -> [OverlayEntry] {
         var cache: OpaquePointer?
-        try check(rtnl_neigh_alloc_cache(sk, &cache), "list neighbours")
+        if forwarding {
+            // The FDB is dumped only when asked for the bridge family.
+            try check(nl_cache_alloc_name("route/neigh", &cache), "allocate a neighbour cache")
+            guard let cache else { return [] }
+            nl_cache_set_arg1(cache, Int32(AF_BRIDGE))
+            if let e = Optional(nl_cache_refill(sk, cache)), e < 0 {
+                nl_cache_free(cache)
+                throw NetlinkError("list the forwarding entries of \(link.name)", code: e)
+            }
+        } else {
+            try check(rtnl_neigh_alloc_cache(sk, &cache), "list neighbours")
+        }
         guard let cache else { return [] }
         defer { nl_cache_free(cache) }
         var out: [OverlayEntry] = []
@@ -158,9 +169,12 @@ extension RouteSocket {
                   forwarding ? family == AF_BRIDGE : family != AF_BRIDGE,
                   rtnl_neigh_get_state(neigh) & Int32(NUD_PERMANENT) != 0,
                   let ll = rtnl_neigh_get_lladdr(neigh), let dstAddr = rtnl_neigh_get_dst(neigh) else { continue }
-            let dstFamily = nl_addr_get_family(dstAddr)
-            guard let dst = readPrefix(dstAddr, family: dstFamily) else { continue }
-            out.append(OverlayEntry(address: dst.address, mac: formatMAC(ll)))
+            // An FDB entry's destination comes back with the bridge family:
+            // read it by its length.
+            let length = Int(nl_addr_get_len(dstAddr))
+            guard length == 4 || length == 16, let base = nl_addr_get_binary_addr(dstAddr),
+                  let dst = IPAddress(bytes: Array(UnsafeRawBufferPointer(start: base, count: length))) else { continue }
+            out.append(OverlayEntry(address: dst, mac: formatMAC(ll)))
         }
         return out
     }

@@ -232,3 +232,123 @@ struct ClusterTests {
         #expect(list.count == 3 && list.allSatisfy { $0["mode"]?.stringValue == mode }, "\(nodes.out)")
     }
 }
+
+extension SimulatedCluster {
+    func log(_ i: Int) -> String { (try? String(contentsOfFile: agentLog(i), encoding: .utf8)) ?? "" }
+
+    func etcdctl(_ args: [String]) -> (status: Int32, out: String) {
+        shell(["etcdctl", "--endpoints", etcdURL] + args, environment: ["ETCDCTL_API": "3", "PATH": "/usr/bin:/bin"])
+    }
+
+    /// Starts agents 0..<count and waits until every node has a route to every other.
+    func converge(_ count: Int, seconds: Double = 20) throws {
+        for i in 0..<count { try startAgent(i) }
+        let done = wait(seconds: seconds) { (0..<count).allSatisfy { routes($0).count == count - 1 } }
+        try #require(done != nil, "routes: \((0..<count).map(routes)); logs: \((0..<count).map(log))")
+    }
+}
+
+extension ClusterTests {
+    @Test("etcd unreachable at start: the agent retries with backoff and says so, STATUS is 50 until a block is held, then ADD works")
+    func etcdUnreachableAtStart() throws {
+        let cluster = try SimulatedCluster(mode: "host-gw", nodes: 1)
+        defer { cluster.cleanUp() }
+        cluster.stopEtcd()
+        try cluster.startAgent(0)
+        usleep(1_500_000)
+        let status = cluster.berth("STATUS", node: 0)
+        #expect(status.status != 0 && status.errorCode == 50 && status.message.contains("no address block"), "\(status.stdout)")
+        #expect(cluster.log(0).contains("trying again in"), "\(cluster.log(0))")
+        #expect(cluster.block(0) == nil)
+        try cluster.startEtcd()
+        try #require(cluster.wait(seconds: 15) { cluster.block(0) != nil } != nil, "\(cluster.log(0))")
+        #expect(cluster.berth("STATUS", node: 0).status == 0)
+        try cluster.addPod(node: 0)
+    }
+
+    @Test("etcd down later: pods keep working, ADD keeps working, routes stay; the agents reconnect, resynchronise and see a new node")
+    func etcdDownLater() throws {
+        let cluster = try SimulatedCluster(mode: "host-gw", nodes: 3)
+        defer { cluster.cleanUp() }
+        try cluster.converge(2)
+        let a = try cluster.addPod(node: 0), b = try cluster.addPod(node: 1)
+        let before = (0..<2).map(cluster.routes)
+        cluster.stopEtcd()
+        usleep(1_000_000)
+        #expect(cluster.inPod(cluster.pods[0].netns, ["ping", "-c", "1", "-W", "2", b]).status == 0, "pods lost their network with etcd down")
+        let c = try cluster.addPod(node: 1)
+        #expect(cluster.inPod(cluster.pods[0].netns, ["ping", "-c", "1", "-W", "2", c]).status == 0)
+        #expect((0..<2).map(cluster.routes) == before, "routes changed while etcd was down")
+        try cluster.startEtcd()
+        try cluster.startAgent(2)
+        let joined = cluster.wait(seconds: 20) { (0..<3).allSatisfy { cluster.routes($0).count == 2 } }
+        #expect(joined != nil, "after etcd came back the agents did not see node 2: \((0..<3).map(cluster.routes)); \(cluster.log(0))")
+        let d = try cluster.addPod(node: 2)
+        #expect(cluster.inPod(cluster.pods[0].netns, ["ping", "-c", "1", "-W", "2", d]).status == 0)
+        _ = a
+    }
+
+    @Test("nine agents starting at once on a range of eight blocks: eight distinct blocks, the ninth says the range is exhausted and STATUS is 50")
+    func concurrentClaimsAndExhaustion() throws {
+        let cluster = try SimulatedCluster(mode: "host-gw", nodes: 9, network: "10.248.0.0/21", blockLength: 24)
+        defer { cluster.cleanUp() }
+        for i in 0..<9 { try cluster.startAgent(i) }
+        let eight = cluster.wait(seconds: 20) { (0..<9).compactMap(cluster.block).count == 8 }
+        try #require(eight != nil, "blocks: \((0..<9).map(cluster.block))")
+        usleep(500_000)
+        let blocks = (0..<9).compactMap(cluster.block)
+        #expect(blocks.count == 8 && Set(blocks).count == 8, "blocks \(blocks)")
+        let loser = try #require((0..<9).first { cluster.block($0) == nil })
+        #expect(cluster.log(loser).contains("10.248.0.0/21 has no free /24 block"), "\(cluster.log(loser))")
+        #expect(cluster.berth("STATUS", node: loser).errorCode == 50)
+    }
+
+    @Test("a node gone for longer than the lease: its block is freed and its routes disappear from every other node")
+    func nodeGone() throws {
+        let cluster = try SimulatedCluster(mode: "vxlan", nodes: 3, ttl: 3)
+        defer { cluster.cleanUp() }
+        try cluster.converge(3)
+        cluster.stopAgent(2, kill: true)
+        let gone = cluster.wait(seconds: 12) { (0..<2).allSatisfy { cluster.routes($0).count == 1 } }
+        #expect(gone != nil, "routes to the dead node stayed: \((0..<2).map(cluster.routes))")
+        #expect(cluster.log(0).contains("node n2 left"), "\(cluster.log(0))")
+        let nodes = cluster.agentCommand(["nodes", "--etcd", cluster.etcdURL, "--cluster", cluster.name])
+        #expect(!nodes.out.contains("n2") && nodes.out.contains("n1"), "\(nodes.out)")
+        #expect(cluster.etcdctl(["get", "--prefix", "/berth/clusters/\(cluster.name)/blocks/"]).out
+            .split(separator: "\n").filter { $0 == "n2" }.isEmpty, "node 2 still holds its block")
+    }
+
+    @Test("an agent killed and restarted gets the same block back, and no route flaps on any node")
+    func restartKeepsBlock() throws {
+        let cluster = try SimulatedCluster(mode: "vxlan", nodes: 3, ttl: 10)
+        defer { cluster.cleanUp() }
+        try cluster.converge(3)
+        let block = cluster.block(1)
+        let logLengths = (0..<3).map { cluster.log($0).count }
+        let routes = (0..<3).map(cluster.routes)
+        cluster.stopAgent(1, kill: true)
+        try cluster.startAgent(1)
+        try #require(cluster.wait(seconds: 10) { cluster.log(1).contains("holds") } != nil, "\(cluster.log(1))")
+        usleep(1_000_000)
+        #expect(cluster.block(1) == block)
+        #expect((0..<3).map(cluster.routes) == routes)
+        for i in [0, 2] {
+            let since = String(cluster.log(i).dropFirst(logLengths[i]))
+            #expect(!since.contains("removed") && !since.contains("added"),
+                    "node \(i) changed routes: \(since); fdb: \(shell(["ip", "netns", "exec", cluster.nodeNamespace(i), "bridge", "fdb", "show", "dev", "berthvx1"]).out)")
+        }
+        #expect(!cluster.log(1).contains("removed"), "\(cluster.log(1))")
+    }
+
+    @Test("a corrupt record in etcd is logged with its key and ignored")
+    func corruptRecord() throws {
+        let cluster = try SimulatedCluster(mode: "host-gw", nodes: 2)
+        defer { cluster.cleanUp() }
+        try cluster.converge(2)
+        let key = "/berth/clusters/\(cluster.name)/nodes/bogus"
+        #expect(cluster.etcdctl(["put", key, "{not json"]).status == 0)
+        let logged = cluster.wait(seconds: 5) { cluster.log(0).contains("ignoring a corrupt record at \(key)") }
+        #expect(logged != nil, "\(cluster.log(0))")
+        #expect((0..<2).allSatisfy { cluster.routes($0).count == 1 })
+    }
+}
