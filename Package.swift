@@ -81,6 +81,7 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .testTarget(name: "BerthCNITests", dependencies: ["BerthJSON", "BerthCNI", "BerthIPAM", "BerthPlugin", "BerthFirewall", "BerthNetlink"]),
+        .testTarget(name: "BerthClusterTests", dependencies: ["BerthCluster", "BerthJSON", "BerthCNI", "BerthIPAM"]),
         .testTarget(name: "BerthIPAMTests", dependencies: ["BerthJSON", "BerthCNI", "BerthIPAM", "berthctl"]),
         .testTarget(name: "BerthRuntimeTests", dependencies: ["BerthJSON", "BerthCNIClient", "BerthSystem", "BerthRuntime", "BerthLab", "berthctl"]),
         .testTarget(

@@ -2,7 +2,7 @@
 # Installs Berth's CNI plugins where runtimes look for them.
 #   scripts/install.sh [--prefix DIR] [--bindir DIR] [--conf FILE] [--confdir DIR]
 # --prefix  where the CNI plugins go (default /opt/cni/bin)
-# --bindir  where berthctl goes (default /usr/local/bin)
+# --bindir  where berthctl and berth-agent go (default /usr/local/bin)
 # --conf    also install this conflist (for example conf/berth-docker0.conflist)
 # --confdir where conflists go (default /etc/cni/net.d)
 set -euo pipefail
@@ -32,7 +32,8 @@ for bin in berth berth-ipam; do
 done
 install -d -m 0755 "$bindir"
 install -m 0755 .build/release/berthctl "$bindir/berthctl"
-echo "installed berth and berth-ipam into $prefix, berthctl into $bindir"
+install -m 0755 .build/release/berth-agent "$bindir/berth-agent"
+echo "installed berth and berth-ipam into $prefix, berthctl and berth-agent into $bindir"
 if [[ -n "$conf" ]]; then
   install -d -m 0755 "$confdir"
   install -m 0644 "$conf" "$confdir/$(basename "$conf")"

@@ -211,7 +211,9 @@ public struct IPAMConfig: Sendable {
     }
 
     /// Reads the `ipam` object of `config` (and the runtime's requests).
-    public init(network: NetworkConfig, reader top: FieldReader, cniArgs: [(key: String, value: String)]) throws(CNIError) {
+    /// `readFile` reads a range's `subnetFile` (tests give their own).
+    public init(network: NetworkConfig, reader top: FieldReader, cniArgs: [(key: String, value: String)],
+                readFile: (String) -> [UInt8]? = IPAMConfig.readSmallFile) throws(CNIError) {
         self.network = network
         guard let r = try top.object("ipam") else {
             throw top.error("ipam", "is required")
@@ -251,7 +253,7 @@ public struct IPAMConfig: Sendable {
         for readers in sets {
             var ranges: [AddressRange] = []
             for rr in readers {
-                let range = try AddressRange(rr)
+                let range = try AddressRange(rr, readFile: readFile)
                 if let first = ranges.first, first.family != range.family {
                     throw rr.error("subnet", "a range set must hold one address family; \(range.subnet) differs from \(first.subnet)")
                 }

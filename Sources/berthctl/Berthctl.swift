@@ -13,7 +13,7 @@ struct Berthctl: ParsableCommand {
         abstract: "Inspect and drive Berth container networking.",
         subcommands: [Run.self, Exec.self, PS.self, Kill.self, Remove.self, Inspect.self,
                       NetnsCommand.self, Attach.self, Detach.self, Check.self, Status.self, GC.self, ListAttachments.self,
-                      LabCommand.self, IPAMCommand.self])
+                      LabCommand.self, IPAMCommand.self, ClusterCommand.self])
 }
 
 struct IPAMCommand: ParsableCommand {

@@ -227,9 +227,15 @@ struct ClusterTests {
         let seen = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
         #expect(seen == from.address, "\(mode): the pod on node \(to.node) saw \(seen), not \(from.address)")
 
-        let nodes = cluster.agentCommand(["nodes", "--etcd", cluster.etcdURL, "--cluster", cluster.name, "--json"])
+        // berthctl cluster hands over to berth-agent: nodes as JSON and as a table, the declaration.
+        let berthctl = "\(productsDirectory)/berthctl"
+        let nodes = shell([berthctl, "cluster", "nodes", "--etcd", cluster.etcdURL, "--cluster", cluster.name, "--json"])
         let list = try JSON.parse(nodes.out).arrayValue ?? []
-        #expect(list.count == 3 && list.allSatisfy { $0["mode"]?.stringValue == mode }, "\(nodes.out)")
+        #expect(list.count == 3 && list.allSatisfy { $0["mode"]?.stringValue == mode && $0["leaseAge"]?.intValue != nil }, "\(nodes.out)")
+        let table = shell([berthctl, "cluster", "nodes", "--etcd", cluster.etcdURL, "--cluster", cluster.name]).out
+        #expect(table.hasPrefix("NODE") && (0..<3).allSatisfy { table.contains(cluster.nodeAddress($0)) }, "\(table)")
+        let show = shell([berthctl, "cluster", "show", "--etcd", cluster.etcdURL, "--cluster", cluster.name]).out
+        #expect((try? JSON.parse(show))?["mode"]?.stringValue == mode, "\(show)")
     }
 }
 

@@ -1,0 +1,102 @@
+import Testing
+import BerthCNI
+import BerthJSON
+import BerthIPAM
+@testable import BerthCluster
+
+@Suite("cluster model (pure)")
+struct ClusterModelTests {
+    func config(_ network: String = "10.244.0.0/16", blockLength: Int = 24, mode: ClusterMode = .hostGateway) throws -> ClusterConfig {
+        try ClusterConfig(name: "pods", network: IPPrefix(network)!, blockLength: blockLength, mode: mode)
+    }
+
+    @Test("a declaration prints and reads back the same, and its blocks tile the range")
+    func configRoundTrip() throws {
+        let c = try config(mode: .vxlan)
+        #expect(try ClusterConfig(json: JSON.parse(c.json.serialized())) == c)
+        #expect(c.blockCount == 256)
+        #expect(c.block(0).description == "10.244.0.0/24" && c.block(255).description == "10.244.255.0/24")
+        for i in [0, 7, 255] {
+            #expect(c.block(fromKey: c.blockKey(c.block(i))) == c.block(i))
+        }
+        #expect(c.block(fromKey: c.blocksPrefix + "10.244.1.7-24") == nil, "not a block boundary")
+        #expect(c.block(fromKey: c.blocksPrefix + "10.245.0.0-24") == nil, "outside the range")
+    }
+
+    @Test("impossible declarations are refused, naming what is wrong",
+          arguments: [("10.244.0.0/24", 24, "must be longer"), ("10.244.0.0/24", 31, "at most /30"),
+                      ("10.0.0.0/8", 28, "more than 65,536"), ("fd00::/48", 64, "only IPv4")])
+    func refused(network: String, blockLength: Int, says: String) {
+        do {
+            _ = try config(network, blockLength: blockLength)
+            Issue.record("accepted \(network) with /\(blockLength) blocks")
+        } catch {
+            #expect("\(error)".contains(says), "\(error)")
+        }
+    }
+
+    @Test("a node record reads back; corrupt ones are not records",
+          arguments: [#"{"node":"n1","address":"10.0.0.1"}"#, #"{"node":"","address":"10.0.0.1","block":"10.244.1.0/24"}"#,
+                      #"{"node":"n1","address":"fd00::1","block":"10.244.1.0/24"}"#,
+                      #"{"node":"n1","address":"10.0.0.1","block":"10.244.1.0/24","vtepMAC":"zz"}"#, #"[1]"#])
+    func corruptRecords(text: String) throws {
+        #expect(NodeRecord(json: try JSON.parse(text)) == nil)
+        let good = NodeRecord(node: "n1", address: IPAddress("10.0.0.1")!, block: IPPrefix("10.244.1.0/24")!,
+                              vtepMAC: "02:00:00:00:00:01", since: 5)
+        #expect(NodeRecord(json: try JSON.parse(good.json.serialized())) == good)
+        #expect(good.vtepAddress.description == "10.244.1.0")
+    }
+
+    @Test("a node tries the block it holds first, then the one it last wrote, then free blocks in order")
+    func candidates() throws {
+        let c = try config("10.244.0.0/22")
+        let b = (0..<4).map(c.block)
+        #expect(blockCandidates(config: c, node: "n1", held: [:], previous: nil) == b)
+        #expect(blockCandidates(config: c, node: "n1", held: [b[2]: "n1", b[0]: "n2"], previous: nil) == [b[2], b[1], b[3]])
+        #expect(blockCandidates(config: c, node: "n1", held: [b[0]: "n2"], previous: b[3]) == [b[3], b[1], b[2]])
+        #expect(blockCandidates(config: c, node: "n1", held: [b[3]: "n2"], previous: b[3]) == [b[0], b[1], b[2]],
+                "a previous block another node holds now is not tried")
+        let full = Dictionary(uniqueKeysWithValues: b.map { ($0, "other") })
+        #expect(blockCandidates(config: c, node: "n1", held: full, previous: b[1]).isEmpty)
+    }
+
+    @Test("the watch stream is split into whole messages whatever the chunks")
+    func streamReader() throws {
+        let messages = [#"{"result":{"events":[{"kv":{"key":"YQ=="}}]}}"#, #"{"result":{"x":"a } in a string {"}}"#, "{}"]
+        let text = Array(messages.joined(separator: "\n").utf8)
+        for cut in [1, 7, 13, 40, text.count] {
+            var reader = JSONStreamReader()
+            var got: [JSON] = []
+            var offset = 0
+            while offset < text.count {
+                let end = min(offset + cut, text.count)
+                got += reader.feed(Array(text[offset..<end]))
+                offset = end
+            }
+            #expect(got == (try messages.map { try JSON.parse($0) }), "chunks of \(cut)")
+        }
+    }
+
+    @Test("berth-ipam reads a node's block from its subnetFile: missing is 11 (50 for STATUS), unreadable is 7")
+    func subnetFile() throws {
+        let text = #"{"cniVersion":"1.1.0","name":"pods","type":"berth","ipam":{"type":"berth-ipam","ranges":[[{"subnetFile":"/run/berth/cluster/pods.json"}]]}}"#
+        let (network, reader) = try NetworkConfig.decode(Array(text.utf8))
+        let ipam = try IPAMConfig(network: network, reader: reader, cniArgs: [],
+                                  readFile: { _ in Array(#"{"block":"10.244.7.0/24"}"#.utf8) })
+        #expect(ipam.rangeSets[0].ranges[0].subnet.description == "10.244.7.0/24")
+        #expect(ipam.rangeSets[0].gatewayPrefix?.description == "10.244.7.1/24")
+        do {
+            _ = try IPAMConfig(network: network, reader: reader, cniArgs: [], readFile: { _ in nil })
+            Issue.record("a missing subnet file was accepted")
+        } catch {
+            #expect(error.code == 11 && error.msg.contains("no address block yet"), "\(error)")
+            #expect(error.forStatus(.status).code == 50 && error.forStatus(.add).code == 11)
+        }
+        do {
+            _ = try IPAMConfig(network: network, reader: reader, cniArgs: [], readFile: { _ in Array("garbage".utf8) })
+            Issue.record("an unreadable subnet file was accepted")
+        } catch {
+            #expect(error.code == 7 && error.msg.contains("subnetFile"), "\(error)")
+        }
+    }
+}
