@@ -1,0 +1,122 @@
+#!/usr/bin/env python3
+"""Cluster convergence: N simulated nodes (network namespaces on an underlay
+bridge, each running berth-agent) join a cluster network in etcd at once;
+measures the time until every node has a route to every other node's block,
+then the time until a node joining afterwards is known to all of them, and
+the same for a node leaving (its agent stopped, its lease revoked by waiting
+out the TTL is not measured: the agent is removed with etcdctl lease revoke).
+As root; everything it makes is removed at the end.
+  python3 scripts/bench_cluster.py [--nodes 50] [--modes host-gw,vxlan] [--agent-dir .build/release]
+"""
+import argparse, json, os, random, shutil, signal, subprocess, sys, tempfile, time
+
+def sh(*args, check=True, **kw):
+    return subprocess.run(list(args), check=check, capture_output=True, text=True, **kw)
+
+def route_counts(namespaces):
+    counts = []
+    for ns in namespaces:
+        out = sh("ip", "-n", ns, "-4", "route", "show", "proto", "77", check=False).stdout
+        counts.append(len([l for l in out.splitlines() if l.strip()]))
+    return counts
+
+def wait_until(predicate, timeout):
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        if predicate():
+            return time.monotonic() - start
+        time.sleep(0.05)
+    return None
+
+def run_mode(args, mode):
+    tag = f"{random.randrange(16**5):05x}"
+    work = tempfile.mkdtemp(prefix=f"berth-bench-cluster-{tag}-")
+    bridge, base = f"bk{tag}", f"10.{random.randrange(200, 240)}.{random.randrange(256)}"
+    while base + "." in sh("ip", "-4", "route", "show", "table", "all").stdout:
+        base = f"10.{random.randrange(200, 240)}.{random.randrange(256)}"
+    port = random.randrange(30000, 39000)
+    url = f"http://{base}.1:{port}"
+    agent = os.path.join(args.agent_dir, "berth-agent")
+    namespaces, agents, etcd = [], {}, None
+    try:
+        sh("ip", "link", "add", bridge, "type", "bridge")
+        sh("ip", "addr", "add", f"{base}.1/24", "dev", bridge)
+        sh("ip", "link", "set", bridge, "up")
+        for i in range(args.nodes + 1):
+            ns = f"bk-{tag}-{i}"
+            sh("ip", "netns", "add", ns)
+            sh("ip", "link", "add", f"bk{tag}h{i}", "type", "veth", "peer", "name", "eth0", "netns", ns)
+            sh("ip", "link", "set", f"bk{tag}h{i}", "master", bridge, "up")
+            sh("ip", "-n", ns, "addr", "add", f"{base}.{10 + i}/24", "dev", "eth0")
+            sh("ip", "-n", ns, "link", "set", "eth0", "up")
+            namespaces.append(ns)
+        etcd = subprocess.Popen(["etcd", "--name", tag, "--data-dir", f"{work}/etcd", "--listen-client-urls", url,
+                                 "--advertise-client-urls", url, "--listen-peer-urls", f"http://127.0.0.1:{port + 1}",
+                                 "--initial-advertise-peer-urls", f"http://127.0.0.1:{port + 1}",
+                                 "--initial-cluster", f"{tag}=http://127.0.0.1:{port + 1}"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_until(lambda: sh("etcdctl", "--endpoints", url, "endpoint", "health", check=False,
+                              env={"ETCDCTL_API": "3", "PATH": "/usr/bin:/bin"}).returncode == 0, 20)
+        sh(agent, "init", "--etcd", url, "--cluster", f"bench{tag}", "--network", "10.250.0.0/16", "--mode", mode)
+
+        def start(i):
+            log = open(f"{work}/agent{i}.log", "w")
+            agents[i] = subprocess.Popen(["ip", "netns", "exec", namespaces[i], agent, "run", "--etcd", url,
+                                          "--cluster", f"bench{tag}", "--node", f"n{i}", "--address", f"{base}.{10 + i}",
+                                          "--subnet-file", f"{work}/node{i}.json", "--ttl", "30"],
+                                         stdout=subprocess.DEVNULL, stderr=log)
+        n = args.nodes
+        for i in range(n):
+            start(i)
+        converged = wait_until(lambda: all(c == n - 1 for c in route_counts(namespaces[:n])), 120)
+        start(n)
+        joined = wait_until(lambda: all(c == n for c in route_counts(namespaces[:n + 1])), 60)
+        agents.pop(n).send_signal(signal.SIGKILL)
+        lease = sh("etcdctl", "--endpoints", url, "get", f"/berth/clusters/bench{tag}/nodes/n{n}", "-w", "json",
+                   env={"ETCDCTL_API": "3", "PATH": "/usr/bin:/bin"}).stdout
+        lease_id = json.loads(lease)["kvs"][0]["lease"]
+        sh("etcdctl", "--endpoints", url, "lease", "revoke", format(lease_id, "x"), env={"ETCDCTL_API": "3", "PATH": "/usr/bin:/bin"})
+        left = wait_until(lambda: all(c == n - 1 for c in route_counts(namespaces[:n])), 60)
+        rss = []
+        for p in agents.values():
+            try:
+                children = sh("pgrep", "-P", str(p.pid), check=False).stdout.split()
+                pid = children[0] if children else str(p.pid)
+                for line in open(f"/proc/{pid}/status"):
+                    if line.startswith("VmRSS:"):
+                        rss.append(int(line.split()[1]))
+            except (OSError, IndexError):
+                pass
+        return {"mode": mode, "nodes": n, "converged": converged, "joined": joined, "left": left,
+                "rss": sorted(rss)[len(rss) // 2] if rss else 0}
+    finally:
+        for p in agents.values():
+            p.send_signal(signal.SIGTERM)
+        for p in agents.values():
+            p.wait()
+        if etcd:
+            etcd.terminate()
+            etcd.wait()
+        for ns in namespaces:
+            sh("ip", "netns", "del", ns, check=False)
+        sh("ip", "link", "del", bridge, check=False)
+        shutil.rmtree(work, ignore_errors=True)
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--nodes", type=int, default=50)
+    ap.add_argument("--modes", default="host-gw,vxlan")
+    ap.add_argument("--agent-dir", default=".build/release")
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        sys.exit("bench_cluster: needs root")
+    rows = [run_mode(args, m) for m in args.modes.split(",")]
+    fmt = lambda v: f"{v:.2f}" if v is not None else "timed out"
+    print(f"{args.nodes} nodes started at once, then one more joining, then that one leaving (lease revoked)\n")
+    print("| mode | all nodes have all routes (s) | a later node known to all (s) | a leaving node gone from all (s) | agent RSS, median (KB) |")
+    print("|---|---:|---:|---:|---:|")
+    for r in rows:
+        print(f"| {r['mode']} | {fmt(r['converged'])} | {fmt(r['joined'])} | {fmt(r['left'])} | {r['rss']} |")
+
+if __name__ == "__main__":
+    main()
