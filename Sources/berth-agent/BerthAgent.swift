@@ -15,6 +15,14 @@ struct BerthAgent: AsyncParsableCommand {
 struct ClusterOptions: ParsableArguments {
     @Option(help: "etcd's client URL (http://ADDRESS:PORT).") var etcd: String = "http://127.0.0.1:2379"
     @Option(name: .customLong("cluster"), help: "The cluster network's name.") var cluster: String
+
+    /// The cluster's declaration as etcd holds it.
+    func declaration(_ client: EtcdClient) async throws -> ClusterConfig {
+        guard let item = try await client.get(ClusterConfig.configKey(cluster)) else {
+            throw ValidationError("cluster \(cluster) is not declared in etcd at \(etcd)")
+        }
+        return try ClusterConfig(json: try JSON.parse(item.value))
+    }
 }
 
 /// A line on stderr with the time, for the agent's log.
@@ -94,11 +102,7 @@ struct Show: AsyncParsableCommand {
     func run() async throws {
         let etcd = EtcdClient(endpoint: options.etcd)
         defer { Task { await etcd.shutdown() } }
-        guard let item = try await etcd.get(ClusterConfig.configKey(options.cluster)) else {
-            throw ValidationError("cluster \(options.cluster) is not declared in etcd at \(options.etcd)")
-        }
-        let config = try ClusterConfig(json: try JSON.parse(item.value))
-        print(config.json.serialized(pretty: true))
+        print(try await options.declaration(etcd).json.serialized(pretty: true))
     }
 }
 
@@ -110,10 +114,7 @@ struct Nodes: AsyncParsableCommand {
     func run() async throws {
         let etcd = EtcdClient(endpoint: options.etcd)
         defer { Task { await etcd.shutdown() } }
-        guard let item = try await etcd.get(ClusterConfig.configKey(options.cluster)) else {
-            throw ValidationError("cluster \(options.cluster) is not declared in etcd at \(options.etcd)")
-        }
-        let config = try ClusterConfig(json: try JSON.parse(item.value))
+        let config = try await options.declaration(etcd)
         let now = Int(Date().timeIntervalSince1970)
         let records = try await etcd.list(prefix: config.nodesPrefix).items
             .compactMap { (try? JSON.parse($0.value)).flatMap(NodeRecord.init(json:)) }
