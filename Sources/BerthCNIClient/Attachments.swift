@@ -137,6 +137,18 @@ public enum Attachments {
         _ = try? store().remove(record.fileName)
     }
 
+    /// Forgets an attachment without running its plugins: its record and
+    /// its cached result go (for a lab whose networks were cleared at once by GC).
+    public static func forget(_ record: Record) {
+        guard let list = try? NetworkList.load(name: record.network, directory: record.cniConfDirectory) else {
+            _ = try? store().remove(record.fileName)
+            return
+        }
+        PluginChain(list: list, searchPath: record.cniPath)
+            .removeCachedResult(PluginChain.Attachment(containerID: record.containerID, netns: record.netns, ifname: record.ifname))
+        _ = try? store().remove(record.fileName)
+    }
+
     /// CHECK of the chain with the cached result.
     public static func check(network: String, netns: String, ifname: String = "eth0") throws(RuntimeError) {
         let record = try find(network: network, netns: netns, ifname: ifname)

@@ -109,6 +109,11 @@ public struct PluginChain: Sendable {
         return result
     }
 
+    /// Forgets an attachment's cached result without running any plugin.
+    public func removeCachedResult(_ a: Attachment) {
+        if let dir = try? DirectoryHandle(path: cacheDirectory, create: false) { _ = try? dir.remove(cacheFile(a)) }
+    }
+
     /// The cached result of an attachment, if any.
     public func cachedResult(_ a: Attachment) -> JSON? {
         guard let dir = try? DirectoryHandle(path: cacheDirectory, create: false),

@@ -104,18 +104,33 @@ public final class Lab {
         }
     }
 
-    /// Removes everything the lab made: attachments, namespaces, bridges,
+    /// Removes everything the lab made: namespaces, attachments, bridges,
     /// its IPAM store and configs. Finds them by record and by name, so it
     /// works after a partial `up` too. Nothing to remove is fine.
+    ///
+    /// Not one veth at a time (each deletion waits for an RCU grace period):
+    /// the namespaces go first, and the kernel removes their interfaces, both
+    /// ends of each veth, in batches; then each network's plugins drop every
+    /// attachment at once (GC with none valid: addresses, rules), the
+    /// records are forgotten, and the bridges go.
     public func down() throws(RuntimeError) {
         if geteuid() != 0 { throw RuntimeError("lab down needs root") }
         let prefix = "lab-\(topology.name)-"
-        for record in Attachments.list() where record.network.hasPrefix(prefix) {
-            try? Attachments.detach(network: record.network,
-                                    netns: record.netns, ifname: record.ifname)
-        }
         for name in NamedNamespaces.list() where name.hasPrefix(prefix) {
             try? NamedNamespaces.delete(name)
+        }
+        let records = Attachments.list().filter { $0.network.hasPrefix(prefix) }
+        for network in Set(records.map(\.network)) {
+            let ofNetwork = records.filter { $0.network == network }
+            if let list = try? NetworkList.load(name: network, directory: confDirectory),
+               (try? PluginChain(list: list, searchPath: searchPath).gc(valid: [])) != nil {
+                for record in ofNetwork { Attachments.forget(record) }
+            } else {
+                // No GC (the plugins not found, say): DEL each, as a runtime would.
+                for record in ofNetwork {
+                    try? Attachments.detach(network: record.network, netns: record.netns, ifname: record.ifname)
+                }
+            }
         }
         if let socket = try? RouteSocket() {
             for i in 0..<max(topology.networks.count, 64) { _ = try? socket.deleteLink(named: bridgeName(i)) }
