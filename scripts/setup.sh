@@ -17,6 +17,7 @@ packages=(
   busybox-static                             # scripts/make-rootfs.sh, for berthctl run --rootfs
   lxcfs                                      # berthctl run --lxcfs (the tests start it)
   etcd-server etcd-client                    # clusters: the store berth-agent uses (the tests start their own)
+  graphviz                                   # berthctl lab graph
 )
 
 missing=()

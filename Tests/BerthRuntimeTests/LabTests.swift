@@ -129,6 +129,67 @@ struct LabEndToEndTests {
         #expect(!FileManager.default.fileExists(atPath: "/run/berth/labs/\(name)"))
     }
 
+    @Test("lab check pings every pair that shares a network (a matrix, --json), honours --expect isolation, and fails on a miss; lab graph draws every host, network and interface; up and ls say what was made as JSON")
+    func checkAndGraph() throws {
+        let name = "bk\(getpid() % 100000)"
+        let third = Int.random(in: 0...250)
+        let dir = NSTemporaryDirectory() + "berthtest-labcheck-\(name)"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let file = "\(dir)/lab.yaml"
+        defer {
+            _ = berthctl(["lab", "down", file])
+            try? FileManager.default.removeItem(atPath: dir)
+        }
+        try """
+        name: \(name)
+        networks:
+          - name: n1
+            subnet: 10.233.\(third).0/24
+          - name: n2
+            subnet: 10.233.\(third + 1).0/24
+        hosts:
+          - name: a
+            networks: [n1]
+          - name: b
+            networks: [n1, n2]
+          - name: c
+            networks: [n2]
+        """.write(toFile: file, atomically: false, encoding: .utf8)
+        let up = berthctl(["lab", "up", "--json", file], cniPath: LabEndToEndTests.binDir)
+        try #require(up.status == 0, "\(up.err)")
+        let made = try JSON.parse(up.out)
+        #expect(made["hosts"]?.arrayValue?.count == 3 && made["networks"]?.arrayValue?.count == 2, "\(up.out)")
+        let hostB = made["hosts"]?.arrayValue?.first { $0["name"]?.stringValue == "b" }
+        #expect(hostB?["interfaces"]?.arrayValue?.last?["address"]?.stringValue?.hasPrefix("10.233.\(third + 1).") == true, "\(up.out)")
+        let ls = try JSON.parse(berthctl(["lab", "ls", "--json"]).out).arrayValue ?? []
+        #expect(ls.contains { $0["name"]?.stringValue == name && $0["hosts"]?.arrayValue?.count == 3 })
+
+        let isolation = "\(dir)/expect"
+        try "# a and c share no network and no router\na c\nc a\n".write(toFile: isolation, atomically: false, encoding: .utf8)
+        let check = berthctl(["lab", "check", file, "--expect", isolation])
+        #expect(check.status == 0, "\(check.out)\(check.err)")
+        #expect(check.out.contains("6 pings: 6 as expected, 0 missed"), "\(check.out)")
+        // Host b loses its address on n1: a and b no longer reach each other.
+        #expect(ip(["netns", "exec", "lab-\(name)-b", "ip", "addr", "flush", "dev", "eth0"]).status == 0)
+        let broken = berthctl(["lab", "check", file, "--json"])
+        #expect(broken.status == 1)
+        let report = try JSON.parse(broken.out)
+        #expect(report["missed"]?.intValue == 2, "\(broken.out)")
+        #expect(report["pairs"]?.arrayValue?.contains { $0["from"]?.stringValue == "a" && $0["reached"]?.boolValue == false } == true)
+
+        let svg = "\(dir)/lab.svg"
+        let graph = berthctl(["lab", "graph", file, "--output", svg])
+        #expect(graph.status == 0, "\(graph.err)")
+        let drawing = (try? String(contentsOfFile: svg, encoding: .utf8)) ?? ""
+        for node in ["host:a", "host:b", "host:c", "net:n1", "net:n2"] {
+            #expect(drawing.contains("<title>\(node)</title>"), "\(node) is not drawn")
+        }
+        for edge in ["host:a&#45;&#45;net:n1", "host:b&#45;&#45;net:n1", "host:b&#45;&#45;net:n2", "host:c&#45;&#45;net:n2"] {
+            #expect(drawing.contains("<title>\(edge)</title>"), "edge \(edge) is not drawn")
+        }
+        #expect(drawing.contains("10.233.\(third + 1)."), "addresses are not drawn")
+    }
+
     @Test("a lab file with mistakes is refused before anything is created")
     func refusedFile() throws {
         let name = "br\(getpid() % 100000)"

@@ -1,0 +1,145 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Dispatch
+import BerthCNI
+import BerthCNIClient
+import BerthJSON
+import BerthSystem
+
+/// One ping of a connectivity check.
+public struct Reachability: Sendable, Equatable {
+    public var from: String
+    public var to: String
+    public var address: String
+    /// Whether the topology says `from` reaches `to` (false: it must not).
+    public var expected: Bool
+    public var reached: Bool
+    public var ok: Bool { expected == reached }
+}
+
+extension Lab {
+    /// The hosts' addresses per network (host -> network -> address), from the attachments.
+    public func addresses() -> [String: [String: String]] {
+        let prefix = "lab-\(topology.name)-"
+        var out: [String: [String: String]] = [:]
+        for record in Attachments.list() where record.network.hasPrefix(prefix) {
+            let host = String(record.netns.split(separator: "/").last.map { $0.dropFirst(prefix.count) } ?? "")
+            let network = String(record.network.dropFirst(prefix.count))
+            if let address = record.addresses.first?.split(separator: "/").first {
+                out[host, default: [:]][network] = String(address)
+            }
+        }
+        return out
+    }
+
+    /// Pings every pair of hosts that share a network (on that network's
+    /// address), and every pair in `mustNotReach` (which must fail), at most
+    /// `parallel` at a time. The lab must be up.
+    public func check(mustNotReach: [(from: String, to: String)] = [], parallel: Int = 16) throws(RuntimeError) -> [Reachability] {
+        let known = Set(topology.hosts.map(\.name))
+        for pair in mustNotReach where !known.contains(pair.from) || !known.contains(pair.to) {
+            throw RuntimeError("--expect: no host \(known.contains(pair.from) ? pair.to : pair.from) in lab \(topology.name)")
+        }
+        let addresses = self.addresses()
+        if addresses.isEmpty { throw RuntimeError("lab \(topology.name) is not up") }
+        var plan: [Reachability] = []
+        for a in topology.hosts {
+            for b in topology.hosts where a.name != b.name {
+                let isolated = mustNotReach.contains { $0.from == a.name && $0.to == b.name }
+                if isolated, let address = b.networks.compactMap({ addresses[b.name]?[$0] }).first {
+                    plan.append(Reachability(from: a.name, to: b.name, address: address, expected: false, reached: false))
+                } else if let shared = a.networks.first(where: { b.networks.contains($0) }), let address = addresses[b.name]?[shared] {
+                    plan.append(Reachability(from: a.name, to: b.name, address: address, expected: true, reached: false))
+                }
+            }
+        }
+        let results = Results(plan)
+        let pings = plan
+        let namespaces = Dictionary(uniqueKeysWithValues: topology.hosts.map { ($0.name, namespace($0.name)) })
+        let queue = DispatchQueue(label: "berth.lab.check", attributes: .concurrent)
+        let group = DispatchGroup()
+        for _ in 0..<max(1, min(parallel, plan.count)) {
+            queue.async(group: group) {
+                while let i = results.next() {
+                    let item = pings[i]
+                    let status = (try? NamedNamespaces.exec(namespaces[item.from] ?? "",
+                                                            command: ["ping", "-c", "1", "-W", "1", "-q", item.address],
+                                                            output: results.devNull)) ?? 1
+                    results.set(i, reached: status == 0)
+                }
+            }
+        }
+        group.wait()
+        return results.all
+    }
+}
+
+/// The check's shared state: the next ping to do and the outcomes.
+private final class Results: @unchecked Sendable {
+    private let lock = NSLockLike()
+    private var items: [Reachability]
+    private var cursor = 0
+    let devNull = open("/dev/null", O_WRONLY | O_CLOEXEC)
+
+    init(_ items: [Reachability]) { self.items = items }
+    deinit { close(devNull) }
+
+    func next() -> Int? {
+        lock.withLock {
+            guard cursor < items.count else { return nil }
+            cursor += 1
+            return cursor - 1
+        }
+    }
+
+    func set(_ i: Int, reached: Bool) { lock.withLock { items[i].reached = reached } }
+    var all: [Reachability] { lock.withLock { items } }
+}
+
+/// A mutex without Foundation.
+final class NSLockLike: @unchecked Sendable {
+    private var mutex = pthread_mutex_t()
+    init() { pthread_mutex_init(&mutex, nil) }
+    deinit { pthread_mutex_destroy(&mutex) }
+    func withLock<T>(_ body: () -> T) -> T {
+        pthread_mutex_lock(&mutex)
+        defer { pthread_mutex_unlock(&mutex) }
+        return body()
+    }
+}
+
+extension Lab {
+    /// The topology as Graphviz DOT: hosts (ellipses), networks (boxes with
+    /// subnet and bridge), an edge per interface (with its address once up).
+    public func dot() -> String {
+        let addresses = self.addresses()
+        func q(_ s: String) -> String { "\"" + s.replacingOccurrences(of: "\"", with: "\\\"") + "\"" }
+        var lines = ["graph \(q(topology.name)) {", "  graph [label=\(q("lab \(topology.name)")), labelloc=t];",
+                     "  node [fontname=\"Helvetica\"];"]
+        for (i, net) in topology.networks.enumerated() {
+            lines.append("  \(q("net:\(net.name)")) [shape=box, style=rounded, label=\(q("\(net.name)\\n\(net.subnet)\\n\(bridgeName(i))"))];")
+        }
+        for host in topology.hosts {
+            lines.append("  \(q("host:\(host.name)")) [shape=ellipse, label=\(q(host.name))];")
+            for (j, net) in host.networks.enumerated() {
+                let label = "eth\(j)" + (addresses[host.name]?[net].map { "\\n\($0)" } ?? "")
+                lines.append("  \(q("host:\(host.name)")) -- \(q("net:\(net)")) [label=\(q(label))];")
+            }
+        }
+        lines.append("}")
+        return lines.joined(separator: "\n") + "\n"
+    }
+}
+
+extension String {
+    func replacingOccurrences(of target: String, with replacement: String) -> String {
+        var out = ""
+        var rest = Substring(self)
+        while let r = rest.firstRange(of: target) {
+            out += rest[..<r.lowerBound] + replacement
+            rest = rest[r.upperBound...]
+        }
+        return out + rest
+    }
+}
