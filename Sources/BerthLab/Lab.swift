@@ -86,6 +86,102 @@ public final class Lab {
                 progress(done, total, "\(host.name) on \(net)")
             }
         }
+        try makeLinks()
+        try makeRoutes()
+    }
+
+    /// The namespace file of `host`, opened.
+    func namespaceFile(_ host: String) throws(RuntimeError) -> NetworkNamespace {
+        do {
+            return try NetworkNamespace(path: NamedNamespaces.path(namespace(host)))
+        } catch {
+            throw RuntimeError("host \(host): \(error)")
+        }
+    }
+
+    /// A netlink socket inside `host`.
+    func socket(in host: String) throws(RuntimeError) -> RouteSocket {
+        do {
+            return try RouteSocket.opened(in: try namespaceFile(host))
+        } catch let e as RuntimeError {
+            throw e
+        } catch {
+            throw RuntimeError("host \(host): \(error)")
+        }
+    }
+
+    /// Each link: a veth pair made in one request with one end in each host, addressed and up.
+    func makeLinks() throws(RuntimeError) {
+        for link in topology.links {
+            let (a, b) = (link.ends[0], link.ends[1])
+            do {
+                let sa = try socket(in: a), sb = try socket(in: b)
+                try sa.createVethPair(host: VethEnd(name: link.interface(in: a), up: false), master: nil,
+                                      peer: VethEnd(name: link.interface(in: b), up: false), peerNamespace: try namespaceFile(b))
+                for (k, (sock, host)) in [(sa, a), (sb, b)].enumerated() {
+                    guard let end = try sock.link(named: link.interface(in: host)) else {
+                        throw RuntimeError("link \(a)-\(b): \(link.interface(in: host)) vanished")
+                    }
+                    try sock.addAddress(IPPrefix(address: link.addresses[k], prefixLength: link.subnet.prefixLength)!, to: end)
+                    try sock.setUp(end)
+                }
+            } catch let e as RuntimeError {
+                throw e
+            } catch {
+                throw RuntimeError("link \(a)-\(b): \(error)")
+            }
+        }
+    }
+
+    /// The address of `host` on `subnet` (a network's, from its attachment, or a link's).
+    func address(of host: String, on subnet: IPPrefix, networkAddresses: [String: [String: String]]) -> IPAddress? {
+        if let link = topology.links.first(where: { $0.subnet == subnet && $0.ends.contains(host) }) {
+            return link.addresses[link.ends[0] == host ? 0 : 1]
+        }
+        guard let net = topology.networks.first(where: { $0.subnet == subnet }) else { return nil }
+        return networkAddresses[host]?[net.name].flatMap(IPAddress.init)
+    }
+
+    /// The static routes of every host: its own, and with `autoRoutes` the planned ones.
+    public func plannedRoutes() throws(RuntimeError) -> [String: [Topology.StaticRoute]] {
+        let addresses = self.addresses()
+        var out: [String: [Topology.StaticRoute]] = [:]
+        for host in topology.hosts { out[host.name] = host.routes }
+        if topology.autoRoutes {
+            let hops: [String: [IPPrefix: RoutePlanner.FirstHop]]
+            do { hops = try RoutePlanner(topology).firstHops() } catch { throw RuntimeError("\(error)") }
+            for (host, routes) in hops {
+                for (destination, hop) in routes.sorted(by: { $0.key.address < $1.key.address }) {
+                    guard !out[host, default: []].contains(where: { $0.destination == destination }),
+                          let via = address(of: hop.router, on: hop.subnet, networkAddresses: addresses) else { continue }
+                    out[host, default: []].append(Topology.StaticRoute(destination: destination, via: via))
+                }
+            }
+        }
+        return out
+    }
+
+    /// Forwarding on routers, and the routes of every host.
+    func makeRoutes() throws(RuntimeError) {
+        let routes = try plannedRoutes()
+        for host in topology.hosts {
+            if host.forwarding {
+                do {
+                    try namespaceFile(host.name).perform { try Sysctl.ensure("net.ipv4.ip_forward", is: "1") }
+                } catch {
+                    throw RuntimeError("host \(host.name): turn on forwarding: \(error)")
+                }
+            }
+            guard let list = routes[host.name], !list.isEmpty else { continue }
+            let sock = try socket(in: host.name)
+            for route in list {
+                do {
+                    try sock.replaceNodeRoute(NodeRoute(destination: route.destination, gateway: route.via))
+                } catch {
+                    throw RuntimeError("host \(host.name): route to \(route.destination) via \(route.via): \(error)")
+                }
+            }
+        }
     }
 
     /// Refuses subnets that overlap a route this machine already has.

@@ -43,14 +43,45 @@ extension Lab {
         }
         let addresses = self.addresses()
         if addresses.isEmpty { throw RuntimeError("lab \(topology.name) is not up") }
+        let routes = try plannedRoutes()
+        func own(_ host: String) -> [(subnet: IPPrefix, address: IPAddress)] {
+            topology.subnets(of: host).compactMap { s in address(of: host, on: s, networkAddresses: addresses).map { (s, $0) } }
+        }
+        let owned = Dictionary(uniqueKeysWithValues: topology.hosts.map { ($0.name, own($0.name)) })
+        func owner(_ ip: IPAddress) -> Topology.Host? {
+            topology.hosts.first { owned[$0.name]?.contains { $0.address == ip } == true }
+        }
+        /// Whether a packet from `from` to `dst` arrives, hop by hop through the
+        /// routes and the routers; and the address it leaves `from` with.
+        func delivers(from: String, to dst: IPAddress) -> (arrives: Bool, source: IPAddress?) {
+            var current = from
+            var source: IPAddress?
+            for _ in 0..<32 {
+                let here = owned[current] ?? []
+                if let on = here.first(where: { $0.subnet.contains(dst) }) {
+                    return (owner(dst) != nil, source ?? on.address)
+                }
+                guard let route = routes[current]?.filter({ $0.destination.contains(dst) })
+                        .max(by: { $0.destination.prefixLength < $1.destination.prefixLength }),
+                      let out = here.first(where: { $0.subnet.contains(route.via) }),
+                      let next = owner(route.via), next.forwarding else { return (false, nil) }
+                source = source ?? out.address
+                current = next.name
+            }
+            return (false, nil)
+        }
         var plan: [Reachability] = []
         for a in topology.hosts {
             for b in topology.hosts where a.name != b.name {
+                // On a shared subnet, the address there; else the first it has.
+                let shared = owned[b.name]?.first { target in owned[a.name]?.contains { $0.subnet == target.subnet } == true }
+                guard let target = shared ?? owned[b.name]?.first else { continue }
                 let isolated = mustNotReach.contains { $0.from == a.name && $0.to == b.name }
-                if isolated, let address = b.networks.compactMap({ addresses[b.name]?[$0] }).first {
-                    plan.append(Reachability(from: a.name, to: b.name, address: address, expected: false, reached: false))
-                } else if let shared = a.networks.first(where: { b.networks.contains($0) }), let address = addresses[b.name]?[shared] {
-                    plan.append(Reachability(from: a.name, to: b.name, address: address, expected: true, reached: false))
+                let there = delivers(from: a.name, to: target.address)
+                let back = there.source.map { delivers(from: b.name, to: $0).arrives } ?? false
+                if isolated || (there.arrives && back) {
+                    plan.append(Reachability(from: a.name, to: b.name, address: target.address.description,
+                                             expected: !isolated, reached: false))
                 }
             }
         }
@@ -126,6 +157,13 @@ extension Lab {
                 let label = "eth\(j)" + (addresses[host.name]?[net].map { "\\n\($0)" } ?? "")
                 lines.append("  \(q("host:\(host.name)")) -- \(q("net:\(net)")) [label=\(q(label))];")
             }
+        }
+        for link in topology.links {
+            let label = "\(link.subnet)\n\(link.addresses[0]) - \(link.addresses[1])"
+            lines.append("  \(q("host:\(link.ends[0])")) -- \(q("host:\(link.ends[1])")) [style=bold, label=\(q(label))];")
+        }
+        for host in topology.hosts where host.forwarding {
+            lines.append("  \(q("host:\(host.name)")) [shape=doubleoctagon];")
         }
         lines.append("}")
         return lines.joined(separator: "\n") + "\n"

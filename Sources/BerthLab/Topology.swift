@@ -25,22 +25,62 @@ public struct Topology: Equatable, Sendable {
         public var networks: [String]
         /// Fixed addresses per network (the rest are allocated).
         public var addresses: [String: IPAddress]
+        /// A router: it forwards IPv4 between its interfaces.
+        public var forwarding: Bool
+        /// Static routes: destination and next hop (on one of its subnets).
+        public var routes: [StaticRoute]
 
-        public init(name: String, networks: [String], addresses: [String: IPAddress] = [:]) {
+        public init(name: String, networks: [String], addresses: [String: IPAddress] = [:], forwarding: Bool = false,
+                    routes: [StaticRoute] = []) {
             self.name = name
             self.networks = networks
             self.addresses = addresses
+            self.forwarding = forwarding
+            self.routes = routes
         }
+    }
+
+    public struct StaticRoute: Equatable, Hashable, Sendable {
+        public var destination: IPPrefix
+        public var via: IPAddress
+
+        public init(destination: IPPrefix, via: IPAddress) {
+            self.destination = destination
+            self.via = via
+        }
+    }
+
+    /// A point-to-point link between two hosts: a veth pair, no bridge. In
+    /// host A the interface is `to-B`; the addresses come from `subnet`
+    /// (given, or its first two host addresses in the order of `ends`).
+    public struct Link: Equatable, Sendable {
+        public var ends: [String]
+        public var subnet: IPPrefix
+        public var addresses: [IPAddress]
+
+        public init(ends: [String], subnet: IPPrefix, addresses: [IPAddress]) {
+            self.ends = ends
+            self.subnet = subnet
+            self.addresses = addresses
+        }
+
+        /// The interface name in host `host` of the link (to its other end).
+        public func interface(in host: String) -> String { "to-" + (ends[0] == host ? ends[1] : ends[0]) }
     }
 
     public var name: String
     public var networks: [Network]
     public var hosts: [Host]
+    public var links: [Link]
+    /// Compute static routes so every host reaches every subnet across routers.
+    public var autoRoutes: Bool
 
-    public init(name: String, networks: [Network] = [], hosts: [Host] = []) {
+    public init(name: String, networks: [Network] = [], hosts: [Host] = [], links: [Link] = [], autoRoutes: Bool = false) {
         self.name = name
         self.networks = networks
         self.hosts = hosts
+        self.links = links
+        self.autoRoutes = autoRoutes
     }
 
     /// A problem in a lab file, naming the key (and line, for YAML) where it is.
@@ -177,7 +217,75 @@ public struct Topology: Equatable, Sendable {
                 }
                 addresses[key] = ip
             }
-            hosts.append(Host(name: h, networks: nets, addresses: addresses))
+            let forwarding: Bool
+            switch o["forwarding"] {
+            case nil: forwarding = false
+            case .bool(let b)?: forwarding = b
+            case let other?: throw Problem(location: "\(path).forwarding", message: "expected true or false, got \(other.typeName)")
+            }
+            var routes: [StaticRoute] = []
+            for (j, item) in (o["routes"]?.arrayValue ?? []).enumerated() {
+                let at = "\(path).routes[\(j)]"
+                guard let r = item.objectValue, let to = r["to"]?.stringValue.flatMap(IPPrefix.init),
+                      let via = r["via"]?.stringValue.flatMap(IPAddress.init) else {
+                    throw Problem(location: at, message: "a route needs \"to\" (a prefix) and \"via\" (an address)")
+                }
+                routes.append(StaticRoute(destination: to.network, via: via))
+            }
+            hosts.append(Host(name: h, networks: nets, addresses: addresses, forwarding: forwarding, routes: routes))
         }
+        links = []
+        for (i, item) in (top["links"]?.arrayValue ?? []).enumerated() {
+            let path = "links[\(i)]"
+            guard let o = item.objectValue else { throw Problem(location: path, message: "expected a mapping") }
+            guard let ends = o["ends"]?.arrayValue?.compactMap(\.stringValue), ends.count == 2, ends[0] != ends[1] else {
+                throw Problem(location: "\(path).ends", message: "a link needs two different hosts")
+            }
+            for (j, end) in ends.enumerated() where !hosts.contains(where: { $0.name == end }) {
+                throw Problem(location: "\(path).ends[\(j)]", message: "unknown link end \(end)")
+            }
+            if links.contains(where: { Set($0.ends) == Set(ends) }) {
+                throw Problem(location: "\(path).ends", message: "\(ends[0]) and \(ends[1]) are linked twice")
+            }
+            let subnetText = try string(o, "subnet", "\(path).subnet")
+            guard let subnet = IPPrefix(subnetText)?.network, subnet.family == .v4, subnet.prefixLength <= 30 else {
+                throw Problem(location: "\(path).subnet", message: "\"\(subnetText)\" is not an IPv4 subnet with room for two hosts")
+            }
+            let clash = networks.first(where: { $0.subnet.overlaps(subnet) }).map { "network \($0.name)" }
+                ?? links.first(where: { $0.subnet.overlaps(subnet) }).map { "link \($0.ends.joined(separator: "-"))" }
+            if let clash { throw Problem(location: "\(path).subnet", message: "\(subnet) overlaps \(clash)") }
+            var addresses = [subnet.address.advanced(by: 1)!, subnet.address.advanced(by: 2)!]
+            for (key, value) in o["addresses"]?.objectValue?.entries ?? [] {
+                let at = "\(path).addresses.\(key)"
+                guard let k = ends.firstIndex(of: key) else { throw Problem(location: at, message: "\(key) is not an end of this link") }
+                guard let ip = value.stringValue.flatMap(IPAddress.init), subnet.contains(ip), ip != subnet.address,
+                      ip != subnet.lastAddress else {
+                    throw Problem(location: at, message: "\(value.stringValue ?? value.typeName) is not a host address of \(subnet)")
+                }
+                addresses[k] = ip
+            }
+            if addresses[0] == addresses[1] { throw Problem(location: "\(path).addresses", message: "both ends have \(addresses[0])") }
+            links.append(Link(ends: ends, subnet: subnet, addresses: addresses))
+        }
+        switch top["autoRoutes"] {
+        case nil: autoRoutes = false
+        case .bool(let b)?: autoRoutes = b
+        case let other?: throw Problem(location: "autoRoutes", message: "expected true or false, got \(other.typeName)")
+        }
+        // Every next hop must be on a subnet of its host: a route that does not resolve is refused now.
+        for (i, host) in hosts.enumerated() {
+            for (j, route) in host.routes.enumerated() where !subnets(of: host.name).contains(where: { $0.contains(route.via) }) {
+                throw Problem(location: "hosts[\(i)].routes[\(j)].via",
+                              message: "\(route.via) is on none of \(host.name)'s subnets: the route to \(route.destination) would not resolve")
+            }
+        }
+        if autoRoutes { _ = try RoutePlanner(self).firstHops() }
+    }
+
+    /// The subnets host `name` is on: its networks' and its links'.
+    public func subnets(of name: String) -> [IPPrefix] {
+        let host = hosts.first { $0.name == name }
+        return (host?.networks ?? []).compactMap { n in networks.first { $0.name == n }?.subnet }
+            + links.filter { $0.ends.contains(name) }.map(\.subnet)
     }
 }

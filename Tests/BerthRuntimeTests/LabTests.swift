@@ -210,3 +210,139 @@ enum NamedNamespacesSnapshot {
         ((try? FileManager.default.contentsOfDirectory(atPath: "/run/netns")) ?? []).contains { $0.hasPrefix(prefix) }
     }
 }
+
+@Suite("lab topologies with links and routers")
+struct RoutedTopologyTests {
+    static let twoRouters = """
+    name: rt
+    autoRoutes: true
+    networks:
+      - name: left
+        subnet: 10.231.1.0/24
+      - name: right
+        subnet: 10.231.2.0/24
+    hosts:
+      - name: h1
+        networks: [left]
+      - name: r1
+        networks: [left]
+        forwarding: true
+      - name: r2
+        networks: [right]
+        forwarding: true
+      - name: h2
+        networks: [right]
+    links:
+      - ends: [r1, r2]
+        subnet: 10.231.9.0/30
+    """
+
+    @Test("links take their addresses from their subnet, in the order of their ends, or as given")
+    func links() throws {
+        let t = try Topology.parse(RoutedTopologyTests.twoRouters)
+        #expect(t.links.count == 1 && t.links[0].addresses.map(\.description) == ["10.231.9.1", "10.231.9.2"])
+        #expect(t.links[0].interface(in: "r1") == "to-r2")
+        #expect(t.subnets(of: "r1").map(\.description) == ["10.231.1.0/24", "10.231.9.0/30"])
+    }
+
+    @Test("autoRoutes sends each host's traffic for a far subnet through the nearest router")
+    func planned() throws {
+        let hops = try RoutePlanner(try Topology.parse(RoutedTopologyTests.twoRouters)).firstHops()
+        #expect(hops["h1"]?[IPPrefix("10.231.2.0/24")!] == .init(subnet: IPPrefix("10.231.1.0/24")!, router: "r1"))
+        #expect(hops["h1"]?[IPPrefix("10.231.9.0/30")!]?.router == "r1")
+        #expect(hops["r1"]?[IPPrefix("10.231.2.0/24")!] == .init(subnet: IPPrefix("10.231.9.0/30")!, router: "r2"))
+        #expect(hops["h2"]?[IPPrefix("10.231.1.0/24")!]?.router == "r2")
+    }
+
+    @Test("bad link and route declarations are refused naming the key, before anything is made",
+          arguments: [("links:\n  - ends: [r1, nobody]\n    subnet: 10.231.8.0/30", "links[0].ends[1]", "unknown link end nobody"),
+                      ("links:\n  - ends: [r1, r2]\n    subnet: 10.231.1.0/30", "links[0].subnet", "overlaps network left"),
+                      ("links:\n  - ends: [r1, r1]\n    subnet: 10.231.8.0/30", "links[0].ends", "two different hosts")])
+    func badLinks(extra: String, location: String, says: String) {
+        let text = RoutedTopologyTests.twoRouters.replacingOccurrences(of: "links:\n  - ends: [r1, r2]\n    subnet: 10.231.9.0/30", with: extra)
+        #expect(text != RoutedTopologyTests.twoRouters)
+        do {
+            _ = try Topology.parse(text)
+            Issue.record("accepted: \(extra)")
+        } catch {
+            #expect(error.location.hasPrefix(location) && error.message.contains(says), "\(error)")
+        }
+    }
+
+    @Test("a route whose next hop is on none of the host's subnets is refused")
+    func unresolvedRoute() {
+        let text = RoutedTopologyTests.twoRouters.replacingOccurrences(
+            of: "  - name: h1\n    networks: [left]\n",
+            with: "  - name: h1\n    networks: [left]\n    routes:\n      - to: 10.231.2.0/24\n        via: 10.231.9.2\n")
+        do {
+            _ = try Topology.parse(text)
+            Issue.record("accepted a route that does not resolve")
+        } catch {
+            #expect(error.location.hasPrefix("hosts[0].routes[0].via") && error.message.contains("would not resolve"), "\(error)")
+        }
+    }
+
+    @Test("two routers at the same distance to a subnet make autoRoutes ambiguous, and the lab is refused")
+    func ambiguous() {
+        let text = """
+        name: amb
+        autoRoutes: true
+        networks:
+          - name: a
+            subnet: 10.231.1.0/24
+          - name: b
+            subnet: 10.231.2.0/24
+        hosts:
+          - name: h
+            networks: [a]
+          - name: r1
+            networks: [a, b]
+            forwarding: true
+          - name: r2
+            networks: [a, b]
+            forwarding: true
+        """
+        do {
+            _ = try Topology.parse(text)
+            Issue.record("accepted an ambiguous topology")
+        } catch {
+            #expect(error.location.hasPrefix("autoRoutes") && error.message.contains("ambiguous") && error.message.contains("r1")
+                    && error.message.contains("r2"), "\(error)")
+        }
+    }
+}
+
+extension LabEndToEndTests {
+    @Test("two routers joined by a link: with autoRoutes every host reaches every other; lab check passes, and fails once a route is removed by hand")
+    func routedLab() throws {
+        let name = "rt\(getpid() % 100000)"
+        let third = Int.random(in: 0...200)
+        let dir = NSTemporaryDirectory() + "berthtest-routed-\(name)"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        let file = "\(dir)/lab.yaml"
+        defer {
+            _ = berthctl(["lab", "down", file])
+            try? FileManager.default.removeItem(atPath: dir)
+        }
+        try RoutedTopologyTests.twoRouters.replacingOccurrences(of: "name: rt", with: "name: \(name)")
+            .replacingOccurrences(of: "10.231.1.", with: "10.231.\(third).").replacingOccurrences(of: "10.231.2.", with: "10.231.\(third + 1).")
+            .replacingOccurrences(of: "10.231.9.", with: "10.231.\(third + 2).")
+            .write(toFile: file, atomically: false, encoding: .utf8)
+        let up = berthctl(["lab", "up", file], cniPath: LabEndToEndTests.binDir)
+        try #require(up.status == 0, "\(up.err)")
+        let check = berthctl(["lab", "check", file])
+        #expect(check.status == 0, "\(check.out)\(check.err)")
+        #expect(check.out.contains("12 pings: 12 as expected"), "every pair of the four hosts: \(check.out)")
+        let h2 = try #require(Lab(try Topology.parse(try String(contentsOfFile: file, encoding: .utf8))).addresses()["h2"]?["right"])
+        #expect(ip(["netns", "exec", "lab-\(name)-h1", "ping", "-c", "1", "-W", "2", h2]).status == 0)
+        // r1 forgets the way to the right network: h1 and r1 lose h2 and r2's network.
+        #expect(ip(["netns", "exec", "lab-\(name)-r1", "ip", "route", "del", "10.231.\(third + 1).0/24"]).status == 0)
+        let broken = berthctl(["lab", "check", file, "--json"])
+        #expect(broken.status == 1, "\(broken.out)")
+        #expect((try? JSON.parse(broken.out))?["missed"]?.intValue ?? 0 > 0, "\(broken.out)")
+        let dot = "\(dir)/lab.dot"
+        #expect(berthctl(["lab", "graph", file, "-o", dot]).status == 0)
+        let text = (try? String(contentsOfFile: dot, encoding: .utf8)) ?? ""
+        #expect(text.contains("\"host:r1\" -- \"host:r2\"") && text.contains("doubleoctagon"), "\(text)")
+    }
+}
