@@ -48,6 +48,9 @@ public final class Lab {
         if geteuid() != 0 { throw RuntimeError("lab up needs root: it creates namespaces and bridges") }
         if access(directory, F_OK) == 0 { throw RuntimeError("lab \(topology.name) is up already (berthctl lab down first)") }
         try checkRoutes()
+        if let first = topology.netemUses.first, !Lab.kernelHasNetem() {
+            throw RuntimeError("\(first): delay, jitter and loss need the kernel's netem qdisc (sch_netem), which this kernel does not have")
+        }
         do {
             try DirectoryHandle.makeDirectories(confDirectory)
         } catch {
@@ -88,6 +91,49 @@ public final class Lab {
         }
         try makeLinks()
         try makeRoutes()
+        try applyShaping()
+    }
+
+    /// Whether this kernel has netem: tried in a throwaway namespace, which goes again.
+    public static func kernelHasNetem() -> Bool {
+        let probe = "berth-probe-\(getpid())"
+        guard (try? NamedNamespaces.add(probe)) != nil else { return false }
+        defer { try? NamedNamespaces.delete(probe) }
+        guard let ns = try? NetworkNamespace(path: NamedNamespaces.path(probe)), let sock = try? RouteSocket.opened(in: ns),
+              let lo = try? sock.link(named: "lo") else { return false }
+        return sock.hasQdisc("netem", on: lo)
+    }
+
+    /// The shaping of attachments (ethN in the host) and links (both ends).
+    func applyShaping() throws(RuntimeError) {
+        for host in topology.hosts where !host.shaping.isEmpty {
+            let sock = try socket(in: host.name)
+            for (j, net) in host.networks.enumerated() {
+                guard let shaping = host.shaping[net] else { continue }
+                do {
+                    guard let link = try sock.link(named: "eth\(j)") else { throw RuntimeError("host \(host.name) has no eth\(j)") }
+                    try sock.shape(link, shaping)
+                } catch let e as RuntimeError {
+                    throw e
+                } catch {
+                    throw RuntimeError("host \(host.name) on \(net): \(error)")
+                }
+            }
+        }
+        for link in topology.links {
+            guard let shaping = link.shaping else { continue }
+            for host in link.ends {
+                let sock = try socket(in: host)
+                do {
+                    guard let end = try sock.link(named: link.interface(in: host)) else { throw RuntimeError("host \(host) has no \(link.interface(in: host))") }
+                    try sock.shape(end, shaping)
+                } catch let e as RuntimeError {
+                    throw e
+                } catch {
+                    throw RuntimeError("link \(link.ends.joined(separator: "-")) in \(host): \(error)")
+                }
+            }
+        }
     }
 
     /// The namespace file of `host`, opened.

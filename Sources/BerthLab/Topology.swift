@@ -1,4 +1,5 @@
 import BerthCNI
+import BerthNetlink
 import Yams
 import BerthJSON
 
@@ -29,14 +30,17 @@ public struct Topology: Equatable, Sendable {
         public var forwarding: Bool
         /// Static routes: destination and next hop (on one of its subnets).
         public var routes: [StaticRoute]
+        /// Traffic shaping of its interface on a network, by network name.
+        public var shaping: [String: Shaping]
 
         public init(name: String, networks: [String], addresses: [String: IPAddress] = [:], forwarding: Bool = false,
-                    routes: [StaticRoute] = []) {
+                    routes: [StaticRoute] = [], shaping: [String: Shaping] = [:]) {
             self.name = name
             self.networks = networks
             self.addresses = addresses
             self.forwarding = forwarding
             self.routes = routes
+            self.shaping = shaping
         }
     }
 
@@ -57,11 +61,14 @@ public struct Topology: Equatable, Sendable {
         public var ends: [String]
         public var subnet: IPPrefix
         public var addresses: [IPAddress]
+        /// Traffic shaping of both ends (each direction alike).
+        public var shaping: Shaping?
 
-        public init(ends: [String], subnet: IPPrefix, addresses: [IPAddress]) {
+        public init(ends: [String], subnet: IPPrefix, addresses: [IPAddress], shaping: Shaping? = nil) {
             self.ends = ends
             self.subnet = subnet
             self.addresses = addresses
+            self.shaping = shaping
         }
 
         /// The interface name in host `host` of the link (to its other end).
@@ -232,7 +239,12 @@ public struct Topology: Equatable, Sendable {
                 }
                 routes.append(StaticRoute(destination: to.network, via: via))
             }
-            hosts.append(Host(name: h, networks: nets, addresses: addresses, forwarding: forwarding, routes: routes))
+            var shaping: [String: Shaping] = [:]
+            for (key, value) in o["shaping"]?.objectValue?.entries ?? [] {
+                guard nets.contains(key) else { throw Problem(location: "\(path).shaping.\(key)", message: "the host is not on a network \(key)") }
+                shaping[key] = try Topology.shaping(value, "\(path).shaping.\(key)")
+            }
+            hosts.append(Host(name: h, networks: nets, addresses: addresses, forwarding: forwarding, routes: routes, shaping: shaping))
         }
         links = []
         for (i, item) in (top["links"]?.arrayValue ?? []).enumerated() {
@@ -265,7 +277,8 @@ public struct Topology: Equatable, Sendable {
                 addresses[k] = ip
             }
             if addresses[0] == addresses[1] { throw Problem(location: "\(path).addresses", message: "both ends have \(addresses[0])") }
-            links.append(Link(ends: ends, subnet: subnet, addresses: addresses))
+            let shaping = try o["shaping"].map { (v) throws(Problem) in try Topology.shaping(v, "\(path).shaping") }
+            links.append(Link(ends: ends, subnet: subnet, addresses: addresses, shaping: shaping))
         }
         switch top["autoRoutes"] {
         case nil: autoRoutes = false
@@ -280,6 +293,64 @@ public struct Topology: Equatable, Sendable {
             }
         }
         if autoRoutes { _ = try RoutePlanner(self).firstHops() }
+    }
+
+    /// Every shaping that needs netem, with where it is declared.
+    public var netemUses: [String] {
+        var out: [String] = []
+        for (i, host) in hosts.enumerated() {
+            for (net, s) in host.shaping.sorted(by: { $0.key < $1.key }) where s.needsNetem { out.append("hosts[\(i)].shaping.\(net)") }
+        }
+        for (i, link) in links.enumerated() where link.shaping?.needsNetem == true { out.append("links[\(i)].shaping") }
+        return out
+    }
+
+    /// Reads `{rate: 10mbit, delay: 20ms, jitter: 5ms, loss: 1%}`.
+    static func shaping(_ value: JSON, _ path: String) throws(Problem) -> Shaping {
+        guard let o = value.objectValue else { throw Problem(location: path, message: "expected a mapping of rate, delay, jitter, loss") }
+        var s = Shaping()
+        for (key, v) in o.entries {
+            let text = v.stringValue ?? (v.intValue.map(String.init) ?? "")
+            switch key {
+            case "rate":
+                guard let bits = Topology.rate(text), bits >= 8_000 else {
+                    throw Problem(location: "\(path).rate", message: "\"\(text)\" is not a rate of at least 8kbit (such as 10mbit)")
+                }
+                s.rate = bits
+            case "delay", "jitter":
+                guard let us = Topology.duration(text) else {
+                    throw Problem(location: "\(path).\(key)", message: "\"\(text)\" is not a time (such as 20ms)")
+                }
+                if key == "delay" { s.delay = us } else { s.jitter = us }
+            case "loss":
+                guard text.hasSuffix("%"), let p = Double(text.dropLast()), p >= 0, p <= 100 else {
+                    throw Problem(location: "\(path).loss", message: "\"\(text)\" is not a percentage (such as 1%)")
+                }
+                s.loss = p
+            default:
+                throw Problem(location: "\(path).\(key)", message: "unknown shaping key (rate, delay, jitter, loss)")
+            }
+        }
+        return s
+    }
+
+    /// "10mbit", "500kbit", "1gbit", "64000bit" as bits per second.
+    static func rate(_ text: String) -> UInt64? {
+        for (unit, factor) in [("gbit", 1_000_000_000), ("mbit", 1_000_000), ("kbit", 1_000), ("bit", 1)] as [(String, UInt64)]
+        where text.hasSuffix(unit) {
+            guard let n = Double(text.dropLast(unit.count)), n > 0 else { return nil }
+            return UInt64(n * Double(factor))
+        }
+        return nil
+    }
+
+    /// "20ms", "500us", "1s" as microseconds.
+    static func duration(_ text: String) -> UInt32? {
+        for (unit, factor) in [("us", 1.0), ("ms", 1_000.0), ("s", 1_000_000.0)] where text.hasSuffix(unit) {
+            guard let n = Double(text.dropLast(unit.count)), n >= 0, n * factor < 60_000_000 else { return nil }
+            return UInt32(n * factor)
+        }
+        return nil
     }
 
     /// The subnets host `name` is on: its networks' and its links'.

@@ -17,6 +17,10 @@
 #include <netlink/route/link/vlan.h>
 #include <netlink/route/link/vxlan.h>
 #include <netlink/route/neighbour.h>
+#include <netlink/route/qdisc.h>
+#include <netlink/route/qdisc/tbf.h>
+#include <netlink/route/qdisc/netem.h>
+#include <netlink/route/tc.h>
 #include <linux/neighbour.h>
 #include <netlink/msg.h>
 #include <netlink/attr.h>

@@ -346,3 +346,121 @@ extension LabEndToEndTests {
         #expect(text.contains("\"host:r1\" -- \"host:r2\"") && text.contains("doubleoctagon"), "\(text)")
     }
 }
+
+@Suite("lab traffic shaping")
+struct ShapingTests {
+    @Test("shaping reads rates, times and percentages, and refuses the rest naming the key",
+          arguments: [("{rate: 10mbit, delay: 20ms, jitter: 500us, loss: 1.5%}", nil),
+                      ("{rate: 10 mbit}", "shaping.n1.rate"), ("{delay: soon}", "shaping.n1.delay"),
+                      ("{loss: 150%}", "shaping.n1.loss"), ("{burst: 1}", "shaping.n1.burst")] as [(String, String?)])
+    func parse(shaping: String, badKey: String?) throws {
+        let text = "name: sh\nnetworks:\n  - name: n1\n    subnet: 10.230.1.0/24\nhosts:\n  - name: a\n    networks: [n1]\n    shaping: {n1: \(shaping)}\n"
+        do {
+            let t = try Topology.parse(text)
+            #expect(badKey == nil, "accepted \(shaping)")
+            let s = try #require(t.hosts[0].shaping["n1"])
+            #expect(s.rate == 10_000_000 && s.delay == 20_000 && s.jitter == 500 && s.loss == 1.5 && s.needsNetem)
+            #expect(t.netemUses == ["hosts[0].shaping.n1"])
+        } catch let error as Topology.Problem {
+            #expect(badKey.map { error.location.contains($0) } == true, "\(error)")
+        }
+    }
+}
+
+extension LabEndToEndTests {
+    static let kernelHasNetem = Lab.kernelHasNetem()
+
+    @Test("a rate on a host's interface limits a real transfer between two hosts to about that rate")
+    func rateShaping() throws {
+        let name = "sh\(getpid() % 100000)"
+        let third = Int.random(in: 0...250)
+        let file = NSTemporaryDirectory() + "berthtest-shaping-\(name).yaml"
+        defer {
+            _ = berthctl(["lab", "down", file])
+            try? FileManager.default.removeItem(atPath: file)
+        }
+        try """
+        name: \(name)
+        networks:
+          - name: n1
+            subnet: 10.229.\(third).0/24
+        hosts:
+          - name: a
+            networks: [n1]
+            shaping: {n1: {rate: 8mbit}}
+          - name: b
+            networks: [n1]
+            addresses: {n1: 10.229.\(third).20}
+        """.write(toFile: file, atomically: false, encoding: .utf8)
+        let up = berthctl(["lab", "up", file], cniPath: LabEndToEndTests.binDir)
+        try #require(up.status == 0, "\(up.err)")
+        let qdisc = ip(["netns", "exec", "lab-\(name)-a", "tc", "qdisc", "show", "dev", "eth0"]).out
+        #expect(qdisc.contains("tbf") && qdisc.contains("rate 8Mbit"), "\(qdisc)")
+
+        let server = Process()
+        server.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
+        server.arguments = ["netns", "exec", "lab-\(name)-b", "python3", "-c", """
+        import socket
+        s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(('0.0.0.0', 9100)); s.listen(1); s.settimeout(20)
+        c, _ = s.accept(); n = 0
+        while True:
+            d = c.recv(65536)
+            if not d: break
+            n += len(d)
+        print(n)
+        """]
+        let out = Pipe()
+        server.standardOutput = out
+        try server.run()
+        usleep(300_000)
+        // 2,000,000 bytes at 8 Mbit/s: 2 s.
+        let client = ip(["netns", "exec", "lab-\(name)-a", "python3", "-c", """
+        import socket, time
+        s = socket.create_connection(('10.229.\(third).20', 9100), timeout=20); t = time.time()
+        s.sendall(b'x' * 2000000); s.shutdown(socket.SHUT_WR); s.recv(1); print(time.time() - t)
+        """])
+        server.waitUntilExit()
+        let received = Int(String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            .trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0
+        let seconds = try #require(Double(client.out.trimmingCharacters(in: .whitespacesAndNewlines)), "\(client.out)")
+        let mbit = Double(received) * 8 / seconds / 1e6
+        print("rate shaping: 2,000,000 bytes in \(seconds) s, \(mbit) Mbit/s for a rate of 8 Mbit/s")
+        #expect(received == 2_000_000)
+        #expect(mbit > 5.5 && mbit < 9.0, "measured \(mbit) Mbit/s for a rate of 8 Mbit/s")
+    }
+
+    @Test("delay, jitter or loss on a kernel without netem: the lab is refused before anything is made, naming sch_netem and the key")
+    func netemRefused() throws {
+        try #require(!LabEndToEndTests.kernelHasNetem, "this kernel has netem: the working path runs instead")
+        let name = "nm\(getpid() % 100000)"
+        let file = NSTemporaryDirectory() + "berthtest-netem-\(name).yaml"
+        defer {
+            _ = berthctl(["lab", "down", file])
+            try? FileManager.default.removeItem(atPath: file)
+        }
+        try "name: \(name)\nnetworks:\n  - name: n1\n    subnet: 10.228.1.0/24\nhosts:\n  - name: a\n    networks: [n1]\n  - name: b\n    networks: [n1]\n    shaping: {n1: {delay: 20ms}}\n"
+            .write(toFile: file, atomically: false, encoding: .utf8)
+        let up = berthctl(["lab", "up", file], cniPath: LabEndToEndTests.binDir)
+        #expect(up.status != 0)
+        #expect(up.err.contains("sch_netem") && up.err.contains("hosts[1].shaping.n1"), "\(up.err)")
+        #expect(!NamedNamespacesSnapshot.any(prefix: "lab-\(name)-"))
+        #expect(!NamedNamespacesSnapshot.any(prefix: "berth-probe-"))
+        #expect(!FileManager.default.fileExists(atPath: "/run/berth/labs/\(name)"))
+    }
+
+    @Test("delay through netem shows in the round trip time",
+          .enabled(if: LabEndToEndTests.kernelHasNetem, "this kernel has no netem qdisc (CONFIG_NET_SCH_NETEM is not set)"))
+    func netemDelay() throws {
+        let name = "nd\(getpid() % 100000)"
+        let file = NSTemporaryDirectory() + "berthtest-netemdelay-\(name).yaml"
+        defer {
+            _ = berthctl(["lab", "down", file])
+            try? FileManager.default.removeItem(atPath: file)
+        }
+        try "name: \(name)\nnetworks:\n  - name: n1\n    subnet: 10.228.2.0/24\nhosts:\n  - name: a\n    networks: [n1]\n  - name: b\n    networks: [n1]\n    addresses: {n1: 10.228.2.20}\n    shaping: {n1: {delay: 50ms}}\n"
+            .write(toFile: file, atomically: false, encoding: .utf8)
+        try #require(berthctl(["lab", "up", file], cniPath: LabEndToEndTests.binDir).status == 0)
+        let ping = ip(["netns", "exec", "lab-\(name)-a", "ping", "-c", "2", "-W", "2", "10.228.2.20"]).out
+        #expect(ping.contains("time=5") || ping.contains("time=6"), "\(ping)")
+    }
+}
