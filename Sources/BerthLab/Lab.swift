@@ -4,6 +4,7 @@ import Glibc
 import BerthCNI
 import BerthNetlink
 import BerthCNIClient
+import BerthRuntime
 import BerthSystem
 import CBerthSys
 import BerthJSON
@@ -92,6 +93,49 @@ public final class Lab {
         try makeLinks()
         try makeRoutes()
         try applyShaping()
+        try makeCgroups()
+    }
+
+    /// The cgroup of `host` (its limits), under the runtime's parent.
+    func cgroup(_ host: String) throws(RuntimeError) -> Cgroup {
+        do {
+            return Cgroup(name: namespace(host), layout: try CgroupLayout.current())
+        } catch {
+            throw RuntimeError("cannot read the cgroup mounts: \(error)")
+        }
+    }
+
+    /// A cgroup with its limits for every host that has some.
+    func makeCgroups() throws(RuntimeError) {
+        for host in topology.hosts {
+            guard let limits = host.limits else { continue }
+            do {
+                try cgroup(host.name).create(limits: limits)
+            } catch {
+                throw RuntimeError("host \(host.name): cgroup: \(error)")
+            }
+        }
+    }
+
+    /// The `cgroup.procs` files of `host`'s cgroup, if it has one.
+    func cgroupProcs(_ host: String) -> [String] {
+        guard let cg = try? cgroup(host) else { return [] }
+        return Set(cg.directories.values).sorted().map { "\($0)/cgroup.procs" }.filter { access($0, F_OK) == 0 }
+    }
+
+    /// Starts `command` on `host` in the background (a server); `down` stops it. Returns its pid.
+    public func start(on host: String, _ command: [String]) throws(RuntimeError) -> Int32 {
+        let pid = try NamedNamespaces.exec(namespace(host), command: command, cgroupProcs: cgroupProcs(host), detach: true)
+        do {
+            let dir = try DirectoryHandle(path: directory, create: false)
+            let fd = try dir.openFile("detached")
+            lseek(fd.rawValue, 0, SEEK_END)
+            try fd.writeAll(Array("\(pid)\n".utf8))
+        } catch {
+            kill(pid, SIGKILL)
+            throw RuntimeError("cannot record the detached process: \(error)")
+        }
+        return pid
     }
 
     /// Whether this kernel has netem: tried in a throwaway namespace, which goes again.
@@ -258,6 +302,14 @@ public final class Lab {
     public func down() throws(RuntimeError) {
         if geteuid() != 0 { throw RuntimeError("lab down needs root") }
         let prefix = "lab-\(topology.name)-"
+        // Detached processes and everything in the hosts' cgroups go first: a
+        // process keeps its namespace alive.
+        if let text = try? OwnedDescriptor(openingForReading: "\(directory)/detached").readAll() {
+            for line in String(decoding: text, as: UTF8.self).split(separator: "\n") {
+                if let pid = pid_t(line), pid > 1 { kill(pid, SIGKILL) }
+            }
+        }
+        removeCgroups(prefix: prefix)
         for name in NamedNamespaces.list() where name.hasPrefix(prefix) {
             try? NamedNamespaces.delete(name)
         }
@@ -280,9 +332,28 @@ public final class Lab {
         removeTree(directory)
     }
 
-    /// Runs `command` on `host` with its output going to this process's.
+    /// Kills the processes in the lab's cgroups and removes them.
+    func removeCgroups(prefix: String) {
+        guard let layout = try? CgroupLayout.current() else { return }
+        var names = Set<String>()
+        for mount in [layout.unified].compactMap({ $0 }) + Array(layout.v1.values) {
+            let parent = "\(mount)/\(Cgroup.parentName)"
+            guard let dir = try? DirectoryHandle(path: parent, create: false), let entries = try? dir.names() else { continue }
+            names.formUnion(entries.filter { $0.hasPrefix(prefix) })
+        }
+        for name in names {
+            let cg = Cgroup(name: name, layout: layout)
+            for _ in 0..<100 {
+                for pid in cg.pids() { kill(pid, SIGKILL) }
+                if (try? cg.remove()) != nil { break }
+                usleep(20_000)
+            }
+        }
+    }
+
+    /// Runs `command` on `host` (in its cgroup, if it has limits) with its output going to this process's.
     public func exec(on host: String, _ command: [String]) throws(RuntimeError) -> Int32 {
-        try NamedNamespaces.exec(namespace(host), command: command)
+        try NamedNamespaces.exec(namespace(host), command: command, cgroupProcs: cgroupProcs(host))
     }
 
     /// Runs `command` on `host` and returns its exit code and output (stdout and stderr).
@@ -290,7 +361,7 @@ public final class Lab {
         let fd = berth_memfd("berth-lab-output")
         if fd < 0 { throw RuntimeError("cannot create an output buffer: \(SystemError.last("memfd_create"))") }
         let handle = OwnedDescriptor(adopting: fd)
-        let status = try NamedNamespaces.exec(namespace(host), command: command, output: fd)
+        let status = try NamedNamespaces.exec(namespace(host), command: command, output: fd, cgroupProcs: cgroupProcs(host))
         lseek(fd, 0, SEEK_SET)
         let bytes = (try? handle.readAll()) ?? []
         return (status, String(decoding: bytes, as: UTF8.self))

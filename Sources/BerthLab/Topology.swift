@@ -1,5 +1,6 @@
 import BerthCNI
 import BerthNetlink
+import BerthRuntime
 import Yams
 import BerthJSON
 
@@ -32,9 +33,12 @@ public struct Topology: Equatable, Sendable {
         public var routes: [StaticRoute]
         /// Traffic shaping of its interface on a network, by network name.
         public var shaping: [String: Shaping]
+        /// CPU and memory limits (a cgroup of the runtime's); what `lab exec` runs on the host counts against them.
+        public var limits: ResourceLimits?
 
         public init(name: String, networks: [String], addresses: [String: IPAddress] = [:], forwarding: Bool = false,
-                    routes: [StaticRoute] = [], shaping: [String: Shaping] = [:]) {
+                    routes: [StaticRoute] = [], shaping: [String: Shaping] = [:], limits: ResourceLimits? = nil) {
+            self.limits = limits
             self.name = name
             self.networks = networks
             self.addresses = addresses
@@ -244,7 +248,28 @@ public struct Topology: Equatable, Sendable {
                 guard nets.contains(key) else { throw Problem(location: "\(path).shaping.\(key)", message: "the host is not on a network \(key)") }
                 shaping[key] = try Topology.shaping(value, "\(path).shaping.\(key)")
             }
-            hosts.append(Host(name: h, networks: nets, addresses: addresses, forwarding: forwarding, routes: routes, shaping: shaping))
+            var limits = ResourceLimits()
+            if let cpus = o["cpus"] {
+                let text: String
+                switch cpus {
+                case .number(let n): text = n
+                case .string(let s): text = s
+                default: text = ""
+                }
+                guard let value = Double(text), value >= 0.01, value.isFinite else {
+                    throw Problem(location: "\(path).cpus", message: "expected a number of CPUs of at least 0.01")
+                }
+                limits.cpus = value
+            }
+            if let memory = o["memory"] {
+                let text = memory.stringValue ?? memory.intValue.map(String.init) ?? ""
+                guard let bytes = ResourceLimits.parseSize(text), bytes >= 4 << 20 else {
+                    throw Problem(location: "\(path).memory", message: "\"\(text)\" is not a size of at least 4m (such as 256m)")
+                }
+                limits.memory = bytes
+            }
+            hosts.append(Host(name: h, networks: nets, addresses: addresses, forwarding: forwarding, routes: routes, shaping: shaping,
+                              limits: limits == ResourceLimits() ? nil : limits))
         }
         links = []
         for (i, item) in (top["links"]?.arrayValue ?? []).enumerated() {

@@ -479,21 +479,54 @@ int berth_netns_create(const char *path) {
     return 0;
 }
 
-int berth_netns_exec(const char *path, char *const *argv, char *const *envp, int out_fd) {
+int berth_netns_exec(const char *path, const char *const *cgroup_procs, int cgroup_count,
+                     char *const *argv, char *const *envp, int out_fd, int detach) {
+    int cg[64];
+    if (cgroup_count > 64) { errno = EINVAL; return -1; }
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) return -1;
+    for (int i = 0; i < cgroup_count; i++) {
+        cg[i] = open(cgroup_procs[i], O_WRONLY | O_CLOEXEC);
+        if (cg[i] < 0) {
+            int saved = errno;
+            for (int j = 0; j < i; j++) close(cg[j]);
+            close(fd);
+            errno = saved;
+            return -1;
+        }
+    }
     pid_t pid = fork();
-    if (pid < 0) { close(fd); return -1; }
+    if (pid < 0) {
+        int saved = errno;
+        for (int i = 0; i < cgroup_count; i++) close(cg[i]);
+        close(fd);
+        errno = saved;
+        return -1;
+    }
     if (pid == 0) {
+        /* Into the host's cgroups first ("0": the writing process), then its namespace. */
+        for (int i = 0; i < cgroup_count; i++) {
+            if (write(cg[i], "0", 1) != 1) _exit(125);
+        }
         if (setns(fd, CLONE_NEWNET) != 0) _exit(126);
+        if (detach) {
+            setsid();
+            int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+            if (null >= 0) { dup2(null, 0); if (out_fd < 0) { dup2(null, 1); dup2(null, 2); } }
+        }
         if (out_fd >= 0) { dup2(out_fd, 1); dup2(out_fd, 2); }
+        /* A server outlives its caller: it keeps none of the caller's descriptors
+           (a pipe it kept would hold the caller's reader open). */
+        if (detach) close_range(3, ~0U, 0);
         sigset_t none;
         sigemptyset(&none);
         reset_signals(&none);
         execvpe(argv[0], argv, envp);
         _exit(127);
     }
+    for (int i = 0; i < cgroup_count; i++) close(cg[i]);
     close(fd);
+    if (detach) return pid;
     return berth_wait_forwarding(pid);
 }
 

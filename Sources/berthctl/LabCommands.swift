@@ -194,11 +194,16 @@ struct LabCommand: ParsableCommand {
         static let configuration = CommandConfiguration(commandName: "exec", abstract: "Run a command on a lab host.")
         @Argument(help: "The lab's name.") var lab: String
         @Argument(help: "The host.") var host: String
+        @Flag(help: "Run it in the background (a server): print its pid; lab down stops it.") var detach = false
         @Argument(parsing: .postTerminator) var command: [String] = []
         func validate() throws { if command.isEmpty { throw ValidationError("give the command to run after --") } }
         func run() throws {
-            let code = try Lab(Topology(name: lab)).exec(on: host, command)
-            throw ExitCode(code)
+            let l = Lab(Topology(name: lab))
+            if detach {
+                print(try l.start(on: host, command))
+                return
+            }
+            throw ExitCode(try l.exec(on: host, command))
         }
     }
 }

@@ -464,3 +464,46 @@ extension LabEndToEndTests {
         #expect(ping.contains("time=5") || ping.contains("time=6"), "\(ping)")
     }
 }
+
+extension LabEndToEndTests {
+    @Test("a host's cpus and memory are a cgroup of its own; lab exec runs inside it, exec --detach starts a server that lab down stops")
+    func hostLimits() throws {
+        let name = "lm\(getpid() % 100000)"
+        let third = Int.random(in: 0...250)
+        let file = NSTemporaryDirectory() + "berthtest-limits-\(name).yaml"
+        defer {
+            _ = berthctl(["lab", "down", file])
+            try? FileManager.default.removeItem(atPath: file)
+        }
+        try "name: \(name)\nnetworks:\n  - name: n1\n    subnet: 10.227.\(third).0/24\nhosts:\n  - name: a\n    networks: [n1]\n    cpus: 0.5\n    memory: 64m\n  - name: b\n    networks: [n1]\n"
+            .write(toFile: file, atomically: false, encoding: .utf8)
+        let up = berthctl(["lab", "up", file], cniPath: LabEndToEndTests.binDir)
+        try #require(up.status == 0, "\(up.err)")
+        let cg = try Lab(Topology(name: name)).cgroup("a")
+        let dirs = cg.directories
+        try #require(!dirs.isEmpty)
+        if let unified = dirs["unified"] {
+            #expect((try? String(contentsOfFile: "\(unified)/cpu.max", encoding: .utf8))?.hasPrefix("50000 100000") == true)
+            #expect((try? String(contentsOfFile: "\(unified)/memory.max", encoding: .utf8))?.hasPrefix("67108864") == true)
+        } else {
+            #expect((try? String(contentsOfFile: "\(dirs["cpu"] ?? "")/cpu.cfs_quota_us", encoding: .utf8))?.hasPrefix("50000") == true)
+            #expect((try? String(contentsOfFile: "\(dirs["memory"] ?? "")/memory.limit_in_bytes", encoding: .utf8))?.hasPrefix("67108864") == true)
+        }
+        // What runs on the host is in its cgroup; a host without limits has none.
+        let inside = berthctl(["lab", "exec", name, "a", "--", "cat", "/proc/self/cgroup"])
+        #expect(inside.status == 0 && inside.out.contains("/berth/lab-\(name)-a"), "\(inside.out)")
+        #expect(!berthctl(["lab", "exec", name, "b", "--", "cat", "/proc/self/cgroup"]).out.contains("lab-\(name)-b"))
+        let started = berthctl(["lab", "exec", "--detach", name, "a", "--", "sleep", "300"])
+        let pid = try #require(Int32(started.out.trimmingCharacters(in: .whitespacesAndNewlines)), "\(started.out)\(started.err)")
+        #expect(kill(pid, 0) == 0)
+        #expect(cg.pids().contains(pid), "the detached server is not in the host's cgroup")
+        #expect(berthctl(["lab", "down", file]).status == 0)
+        usleep(100_000)
+        // Gone, or a zombie left for whatever reaps orphans here.
+        let state = (try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8))?.split(separator: ")").last?
+            .split(separator: " ").first.map(String.init)
+        #expect(state == nil || state == "Z", "lab down left the detached server running (state \(state ?? "?"))")
+        #expect(dirs.values.allSatisfy { !FileManager.default.fileExists(atPath: $0) }, "lab down left the host's cgroup")
+        #expect(!NamedNamespacesSnapshot.any(prefix: "lab-\(name)-"))
+    }
+}

@@ -78,10 +78,14 @@ pid_t berth_spawn_detached(const char *path, char *const *argv, char *const *env
 /// Returns 0, or -1 with errno.
 int berth_netns_create(const char *path);
 
-/// Runs `argv` in the network namespace at `path` (as `ip netns exec`) and
-/// returns its wait status, or -1 with errno. With `out_fd` >= 0 its stdout
-/// and stderr go there.
-int berth_netns_exec(const char *path, char *const *argv, char *const *envp, int out_fd);
+/// Runs `argv` in the network namespace at `path` (as `ip netns exec`),
+/// first joining the cgroups whose `cgroup.procs` files are listed, and
+/// returns its wait status, or -1 with errno (125: joining a cgroup failed,
+/// 126: entering the namespace failed). With `out_fd` >= 0 its stdout and
+/// stderr go there. With `detach` it runs in a session of its own, stdin from
+/// /dev/null, and the call returns its pid at once.
+int berth_netns_exec(const char *path, const char *const *cgroup_procs, int cgroup_count,
+                     char *const *argv, char *const *envp, int out_fd, int detach);
 
 /// Starts `path` as a plugin: stdin from `in_fd`, stdout to `out_fd`, stderr
 /// inherited or, with `quiet`, /dev/null; `inherit_fd` (unless -1) as
