@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
 """200 hosts on 4 networks, up and down: `berthctl lab` against the same
-topology built by a shell script of `ip` commands and the reference bridge
-plugin with host-local, in the same run. Everything is removed at the end.
+topology built by Mininet (Linux-bridge switches, no controller; Debian's
+mininet package, installed here if missing) and by a shell script of `ip`
+commands and the reference bridge plugin with host-local, in the same run.
+Everything is removed at the end.
+  python3 scripts/bench_lab.py [--hosts 200] [--networks 4] [--no-mininet] [--no-reference]
 """
 import argparse, json, os, platform, random, shutil, subprocess, tempfile, time
 
@@ -13,7 +16,14 @@ def main():
     ap.add_argument("--berth-dir", default=".build/release")
     ap.add_argument("--hosts", type=int, default=200)
     ap.add_argument("--networks", type=int, default=4)
+    ap.add_argument("--no-mininet", action="store_true")
+    ap.add_argument("--no-reference", action="store_true")
     args = ap.parse_args()
+    if not args.no_mininet and (sh("/usr/bin/python3", "-c", "import mininet", check=False).returncode != 0
+                                or not shutil.which("brctl")):
+        print("bench_lab: installing mininet (Debian's package) for the comparison")
+        sh("apt-get", "install", "-y", "-qq", "--no-install-recommends", "mininet", "bridge-utils",
+           env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
     bindir = os.path.abspath(args.berth_dir)
     tag = f"{random.randrange(16**3):03x}"
     used = sh("ip", "-4", "route", "show", "table", "all").stdout
@@ -52,18 +62,24 @@ def main():
         sh(berthctl, "lab", "down", labfile, env=env)
         results["berth down"] = time.perf_counter() - t
 
-        t = time.perf_counter()
-        for h in range(args.hosts):
-            sh("ip", "netns", "add", f"ref{tag}-h{h}")
-            ref("ADD", h)
-        results["reference up"] = time.perf_counter() - t
-        t = time.perf_counter()
-        for h in range(args.hosts):
-            ref("DEL", h)
-            sh("ip", "netns", "del", f"ref{tag}-h{h}")
-        for n in range(args.networks):
-            sh("ip", "link", "del", f"br{tag}r{n}", check=False)
-        results["reference down"] = time.perf_counter() - t
+        if not args.no_mininet:
+            out = sh("/usr/bin/python3", os.path.join(os.path.dirname(__file__), "bench_lab_mininet.py"),
+                     str(args.hosts), str(args.networks)).stdout.strip().splitlines()[-1]
+            m = json.loads(out)
+            results["mininet up"], results["mininet down"] = m["up"], m["down"]
+        if not args.no_reference:
+            t = time.perf_counter()
+            for h in range(args.hosts):
+                sh("ip", "netns", "add", f"ref{tag}-h{h}")
+                ref("ADD", h)
+            results["reference up"] = time.perf_counter() - t
+            t = time.perf_counter()
+            for h in range(args.hosts):
+                ref("DEL", h)
+                sh("ip", "netns", "del", f"ref{tag}-h{h}")
+            for n in range(args.networks):
+                sh("ip", "link", "del", f"br{tag}r{n}", check=False)
+            results["reference down"] = time.perf_counter() - t
     finally:
         sh(berthctl, "lab", "down", name, check=False, env=env)
         for ns in sh("ip", "netns", "list").stdout.split():
@@ -75,11 +91,18 @@ def main():
     print(f"Machine: {platform.machine()}, {os.cpu_count()} cores, kernel {platform.release()}")
     print(f"{args.hosts} hosts on {args.networks} networks, one run, seconds.")
     print()
-    print("| step | berthctl lab | shell script: ip netns + reference bridge + host-local | berth / reference |")
-    print("|---|---:|---:|---:|")
+    print("| step | berthctl lab | Mininet (Linux bridges) | berth / Mininet | shell script: ip netns + reference bridge + host-local | berth / script |")
+    print("|---|---:|---:|---:|---:|---:|")
+    cell = lambda v: f"{v:.2f}" if v is not None else "-"
     for step in ("up", "down"):
-        b, r = results[f"berth {step}"], results[f"reference {step}"]
-        print(f"| {step} | {b:.2f} | {r:.2f} | {b / r:.2f}x |")
+        b, m, r = results[f"berth {step}"], results.get(f"mininet {step}"), results.get(f"reference {step}")
+        print(f"| {step} | {b:.2f} | {cell(m)} | {cell(m and b / m)}x | {cell(r)} | {cell(r and b / r)}x |")
+    if "mininet up" in results:
+        targets = [("up", 0.2), ("down", 0.25)]
+        print()
+        for step, limit in targets:
+            ratio = results[f"berth {step}"] / results[f"mininet {step}"]
+            print(f"target: {step} at most {limit}x Mininet's: {ratio:.2f}x, {'met' if ratio <= limit else 'not met'}")
 
 if __name__ == "__main__":
     if os.geteuid() != 0:
