@@ -237,9 +237,9 @@ public struct Topology: Equatable, Sendable {
             var routes: [StaticRoute] = []
             for (j, item) in (o["routes"]?.arrayValue ?? []).enumerated() {
                 let at = "\(path).routes[\(j)]"
-                guard let r = item.objectValue, let to = r["to"]?.stringValue.flatMap(IPPrefix.init),
+                guard let r = item.objectValue, let to = (r["to"] ?? r["destination"])?.stringValue.flatMap(IPPrefix.init),
                       let via = r["via"]?.stringValue.flatMap(IPAddress.init) else {
-                    throw Problem(location: at, message: "a route needs \"to\" (a prefix) and \"via\" (an address)")
+                    throw Problem(location: at, message: "a route needs \"to\" (or \"destination\": a prefix) and \"via\" (an address)")
                 }
                 routes.append(StaticRoute(destination: to.network, via: via))
             }
