@@ -55,6 +55,9 @@ struct Run: ParsableCommand {
     @Flag(name: [.customShort("d"), .long], help: "Run in the background: print the name once the command runs; its output goes to the state directory's output.log.")
     var detach = false
 
+    @Flag(name: .customLong("rm"), help: "Remove the container (state, cgroups, networks) once it exits, however it exits.")
+    var remove = false
+
     @Argument(parsing: .postTerminator, help: "The command and its arguments, after --.")
     var command: [String] = []
 
@@ -82,6 +85,7 @@ struct Run: ParsableCommand {
         if let rootfs { args += ["--rootfs", rootfs] }
         if lxcfs { args.append("--lxcfs") }
         if userNamespace { args.append("--user-ns") }
+        if remove { args.append("--rm") }
         return args + ["--"] + command
     }
 
@@ -113,6 +117,13 @@ struct Run: ParsableCommand {
         }
         if let state = try? ContainerRuntime.state(spec.name), state.oomKills > 0 {
             writeError("berthctl: container \(spec.name) ran out of memory: \(state.oomKills) process(es) OOM-killed")
+        }
+        if remove {
+            do {
+                try ContainerRuntime.remove(spec.name)
+            } catch {
+                writeError("berthctl: --rm: \(error)")
+            }
         }
         throw ExitCode(code)
     }

@@ -579,3 +579,53 @@ func touchFile(_ path: String) -> Bool {
     if fd >= 0 { close(fd) }
     return fd >= 0
 }
+
+extension RuntimeNetworkTests {
+    @Test("run --rm removes the container once it exits, whatever its exit: state, cgroups, network; with a network and stopped by a signal too")
+    func runRemove() throws {
+        let f = try WiringFixture.berth(prefix: "rm", subnetBase: "10.242")
+        defer { f.cleanUp() }
+        let c = TestContainer(), d = TestContainer()
+        defer {
+            c.remove()
+            d.remove()
+        }
+        func gone(_ name: String) -> [String] {
+            var left: [String] = []
+            if FileManager.default.fileExists(atPath: "/run/berth/containers/\(name)") { left.append("state") }
+            for controller in ["cpu", "memory", "pids", "unified"] where FileManager.default.fileExists(atPath: "/sys/fs/cgroup/\(controller)/berth/\(name)") {
+                left.append("\(controller) cgroup")
+            }
+            if FileManager.default.fileExists(atPath: "/run/berth/netns/\(name)") { left.append("pinned namespace") }
+            let held = (try? FileManager.default.contentsOfDirectory(atPath: "\(f.ipamDir)/\(f.network)/addresses")) ?? []
+            if !held.isEmpty { left.append("addresses \(held)") }
+            if !ip(["-o", "link", "show", "master", f.bridge]).out.isEmpty { left.append("bridge ports") }
+            return left
+        }
+        let r = berthctl(["run", "--rm", "--name", c.name, "--memory", "64m", "--net", f.network, "--cni-conf-dir", f.confDir,
+                          "--", "sh", "-c", "exit 3"], cniPath: f.cni)
+        #expect(r.status == 3, "\(r.err)")
+        #expect(gone(c.name).isEmpty, "left after an exit with status 3: \(gone(c.name))")
+        #expect(berthctl(["inspect", c.name]).status != 0)
+
+        // Stopped by a signal: berthctl passes it on, the workload ends, the container goes.
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: berthctlPath)
+        p.arguments = ["run", "--rm", "--name", d.name, "--net", f.network, "--cni-conf-dir", f.confDir, "--", "sleep", "60"]
+        var env = ProcessInfo.processInfo.environment
+        env["CNI_PATH"] = f.cni
+        p.environment = env
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        let running = (0..<100).contains { _ in
+            usleep(50_000)
+            return berthctl(["inspect", d.name]).out.contains("\"running\"")
+        }
+        #expect(running, "the container did not start")
+        p.terminate()
+        p.waitUntilExit()
+        #expect(p.terminationStatus == 128 + SIGTERM, "exit status \(p.terminationStatus)")
+        #expect(gone(d.name).isEmpty, "left after SIGTERM: \(gone(d.name))")
+    }
+}
