@@ -121,7 +121,7 @@ public struct CgroupLayout: Equatable, Sendable {
 public struct Cgroup: Sendable {
     public static let parentName = "berth"
     /// The v1 controllers a container gets a cgroup in.
-    static let v1Controllers = ["cpu", "cpuacct", "memory", "pids"]
+    static let v1Controllers = ["cpu", "cpuacct", "memory", "pids", "freezer"]
 
     public let name: String
     public let layout: CgroupLayout
@@ -193,6 +193,27 @@ public struct Cgroup: Sendable {
     /// Moves process `pid` into every directory of this cgroup.
     public func add(pid: pid_t) throws(SystemError) {
         for dir in Set(directories.values) { try write("\(pid)", to: "\(dir)/cgroup.procs") }
+    }
+
+    /// Freezes (pauses) or thaws every process of the cgroup: `cgroup.freeze`
+    /// on v2, the freezer controller's `freezer.state` on v1.
+    public func freeze(_ frozen: Bool) throws(SystemError) {
+        if let dir = directories["unified"] {
+            try write(frozen ? "1" : "0", to: "\(dir)/cgroup.freeze")
+        } else if let dir = directories["freezer"] {
+            try write(frozen ? "FROZEN" : "THAWED", to: "\(dir)/freezer.state")
+        } else {
+            throw SystemError("find the freezer of cgroup \(name) (a container made before Berth had pause)", errno: ENOENT)
+        }
+    }
+
+    /// Whether the cgroup is frozen (or freezing).
+    public func isFrozen() -> Bool {
+        if let dir = directories["unified"] {
+            return (try? readText("\(dir)/cgroup.events"))?.split(separator: "\n").contains("frozen 1") ?? false
+        }
+        guard let dir = directories["freezer"], let state = try? readText("\(dir)/freezer.state") else { return false }
+        return !state.hasPrefix("THAWED")
     }
 
     /// How many processes the kernel's OOM killer killed in this cgroup.

@@ -65,6 +65,20 @@ extension ContainerRuntime {
         close(3)
     }
 
+    /// Freezes every process of a running container (`pause`), or thaws a paused one.
+    public static func pause(_ name: String, _ frozen: Bool) throws(RuntimeError) {
+        try requireRoot(frozen ? "berthctl pause" : "berthctl unpause")
+        let s = try state(name)
+        guard s.status == (frozen ? .running : .paused) else {
+            throw RuntimeError("container \(name) is \(s.status.rawValue), not \(frozen ? "running" : "paused")")
+        }
+        do {
+            try Cgroup(existing: s).freeze(frozen)
+        } catch {
+            throw RuntimeError("cannot \(frozen ? "pause" : "unpause") container \(name): \(error)")
+        }
+    }
+
     /// Stops the container if it runs, then removes its cgroup and state.
     public static func remove(_ name: String) throws(RuntimeError) {
         try requireRoot("berthctl rm")
@@ -85,7 +99,9 @@ extension ContainerRuntime {
         let dir = stateDirectory(name), aside = "\(stateRoot)/.removing-\(name)"
         if rename(dir, aside) != 0 { throw RuntimeError("cannot remove \(dir): \(SystemError.last("rename"))") }
         let cgroup = Cgroup(existing: s)
-        if s.status == .running && s.pid > 0 { _ = Glibc.kill(s.pid, SIGKILL) }
+        // A frozen process does not die until thawed.
+        if s.status == .paused { try? cgroup.freeze(false) }
+        if (s.status == .running || s.status == .paused) && s.pid > 0 { _ = Glibc.kill(s.pid, SIGKILL) }
         for pid in cgroup.pids() { _ = Glibc.kill(pid, SIGKILL) }
         var removed = false
         for _ in 0..<200 {

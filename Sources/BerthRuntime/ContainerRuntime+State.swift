@@ -45,6 +45,8 @@ extension ContainerRuntime {
         }
         if state.status == .running && Glibc.kill(state.pid, 0) != 0 {
             state.status = .exited
+        } else if state.status == .running && Cgroup(existing: state).isFrozen() {
+            state.status = .paused
         }
         state.oomKills = max(state.oomKills, Cgroup(existing: state).oomKills())
         return state

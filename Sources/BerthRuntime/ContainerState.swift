@@ -8,6 +8,8 @@ public struct ContainerState: Sendable {
         /// `run` is making it (state recorded before each step).
         case creating
         case running
+        /// Frozen by `pause` (read from the cgroup, never recorded).
+        case paused
         case exited
     }
 

@@ -193,6 +193,18 @@ struct Kill: ParsableCommand {
     }
 }
 
+struct Pause: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Freeze every process of a running container (its cgroup's freezer).")
+    @Argument var names: [String]
+    func run() throws { for name in names { try ContainerRuntime.pause(name, true) } }
+}
+
+struct Unpause: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Thaw a paused container.")
+    @Argument var names: [String]
+    func run() throws { for name in names { try ContainerRuntime.pause(name, false) } }
+}
+
 struct Remove: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "rm", abstract: "Stop a container if needed and remove it: processes, cgroup, state.")
 

@@ -103,7 +103,7 @@ struct GC: ParsableCommand {
     @Argument var network: String
     @OptionGroup var options: NetworkOptions
     func run() throws {
-        let running = ContainerRuntime.list().filter { $0.status == .running }.flatMap { c in
+        let running = ContainerRuntime.list().filter { $0.status == .running || $0.status == .paused }.flatMap { c in
             c.networks.filter { $0.network == network }.map { (containerID: c.name, ifname: $0.ifname) }
         }
         try Attachments.gc(network: network, cniConfDirectory: options.cniConfDirectory, cniPath: options.cniPath,

@@ -629,3 +629,40 @@ extension RuntimeNetworkTests {
         #expect(gone(d.name).isEmpty, "left after SIGTERM: \(gone(d.name))")
     }
 }
+
+extension RuntimeEndToEndTests {
+    @Test("pause freezes every process of a container and ps says paused; unpause thaws it; a paused container can be removed")
+    func pauseAndUnpause() throws {
+        let c = TestContainer()
+        defer { c.remove() }
+        let counter = NSTemporaryDirectory() + "berthtest-counter-\(c.name)"
+        defer {
+            try? FileManager.default.removeItem(atPath: counter)
+            try? FileManager.default.removeItem(atPath: counter + ".tmp")
+        }
+        let started = berthctl(["run", "--detach", "--name", c.name, "--", "sh", "-c",
+                                "i=0; while :; do i=$((i+1)); echo $i > \(counter).tmp; mv \(counter).tmp \(counter); sleep 0.02; done"])
+        try #require(started.status == 0, "\(started.err)")
+        func count() -> Int { Int(((try? String(contentsOfFile: counter, encoding: .utf8)) ?? "").trimmingCharacters(in: .whitespacesAndNewlines)) ?? 0 }
+        func state() -> String? {
+            (try? JSONSerialization.jsonObject(with: Data(berthctl(["inspect", c.name]).out.utf8)) as? [String: Any])?["status"] as? String
+        }
+        usleep(300_000)
+        #expect(berthctl(["pause", c.name]).status == 0)
+        #expect(state() == "paused")
+        #expect(berthctl(["ps"]).out.split(separator: "\n").contains { $0.hasPrefix(c.name) && $0.contains("paused") })
+        usleep(100_000)
+        let frozenAt = count()
+        usleep(500_000)
+        #expect(count() == frozenAt, "the counter moved while paused")
+        #expect(berthctl(["pause", c.name]).status != 0, "pausing a paused container must fail")
+        #expect(berthctl(["unpause", c.name]).status == 0)
+        #expect(state() == "running")
+        usleep(400_000)
+        #expect(count() > frozenAt, "the counter did not move after unpause")
+        #expect(berthctl(["pause", c.name]).status == 0)
+        let removed = berthctl(["rm", c.name])
+        #expect(removed.status == 0, "\(removed.err)")
+        #expect(!FileManager.default.fileExists(atPath: "/sys/fs/cgroup/freezer/berth/\(c.name)"))
+    }
+}
