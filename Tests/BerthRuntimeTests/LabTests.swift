@@ -92,13 +92,8 @@ struct LabEndToEndTests {
 
     @Test("berthctl lab up, exec, down from a YAML file; down also cleans up after a partial up")
     func cli() throws {
-        let name = "bc\(getpid() % 100000)"
-        let third = Int.random(in: 0...250)
-        let file = NSTemporaryDirectory() + "berthtest-lab-\(name).yaml"
-        defer {
-            _ = berthctl(["lab", "down", file])
-            try? FileManager.default.removeItem(atPath: file)
-        }
+        let lab = LabFixture("bc"), name = lab.name, third = lab.third, file = lab.file
+        defer { lab.cleanUp() }
         try """
         name: \(name)
         networks:
@@ -372,13 +367,8 @@ extension LabEndToEndTests {
 
     @Test("a rate on a host's interface limits a real transfer between two hosts to about that rate")
     func rateShaping() throws {
-        let name = "sh\(getpid() % 100000)"
-        let third = Int.random(in: 0...250)
-        let file = NSTemporaryDirectory() + "berthtest-shaping-\(name).yaml"
-        defer {
-            _ = berthctl(["lab", "down", file])
-            try? FileManager.default.removeItem(atPath: file)
-        }
+        let lab = LabFixture("sh"), name = lab.name, third = lab.third, file = lab.file
+        defer { lab.cleanUp() }
         try """
         name: \(name)
         networks:
@@ -432,12 +422,8 @@ extension LabEndToEndTests {
     @Test("delay, jitter or loss on a kernel without netem: the lab is refused before anything is made, naming sch_netem and the key")
     func netemRefused() throws {
         try #require(!LabEndToEndTests.kernelHasNetem, "this kernel has netem: the working path runs instead")
-        let name = "nm\(getpid() % 100000)"
-        let file = NSTemporaryDirectory() + "berthtest-netem-\(name).yaml"
-        defer {
-            _ = berthctl(["lab", "down", file])
-            try? FileManager.default.removeItem(atPath: file)
-        }
+        let lab = LabFixture("nm"), name = lab.name, file = lab.file
+        defer { lab.cleanUp() }
         try "name: \(name)\nnetworks:\n  - name: n1\n    subnet: 10.228.1.0/24\nhosts:\n  - name: a\n    networks: [n1]\n  - name: b\n    networks: [n1]\n    shaping: {n1: {delay: 20ms}}\n"
             .write(toFile: file, atomically: false, encoding: .utf8)
         let up = berthctl(["lab", "up", file], cniPath: LabEndToEndTests.binDir)
@@ -451,12 +437,8 @@ extension LabEndToEndTests {
     @Test("delay through netem shows in the round trip time",
           .enabled(if: LabEndToEndTests.kernelHasNetem, "this kernel has no netem qdisc (CONFIG_NET_SCH_NETEM is not set)"))
     func netemDelay() throws {
-        let name = "nd\(getpid() % 100000)"
-        let file = NSTemporaryDirectory() + "berthtest-netemdelay-\(name).yaml"
-        defer {
-            _ = berthctl(["lab", "down", file])
-            try? FileManager.default.removeItem(atPath: file)
-        }
+        let lab = LabFixture("nd"), name = lab.name, file = lab.file
+        defer { lab.cleanUp() }
         try "name: \(name)\nnetworks:\n  - name: n1\n    subnet: 10.228.2.0/24\nhosts:\n  - name: a\n    networks: [n1]\n  - name: b\n    networks: [n1]\n    addresses: {n1: 10.228.2.20}\n    shaping: {n1: {delay: 50ms}}\n"
             .write(toFile: file, atomically: false, encoding: .utf8)
         try #require(berthctl(["lab", "up", file], cniPath: LabEndToEndTests.binDir).status == 0)
@@ -468,13 +450,8 @@ extension LabEndToEndTests {
 extension LabEndToEndTests {
     @Test("a host's cpus and memory are a cgroup of its own; lab exec runs inside it, exec --detach starts a server that lab down stops")
     func hostLimits() throws {
-        let name = "lm\(getpid() % 100000)"
-        let third = Int.random(in: 0...250)
-        let file = NSTemporaryDirectory() + "berthtest-limits-\(name).yaml"
-        defer {
-            _ = berthctl(["lab", "down", file])
-            try? FileManager.default.removeItem(atPath: file)
-        }
+        let lab = LabFixture("lm"), name = lab.name, third = lab.third, file = lab.file
+        defer { lab.cleanUp() }
         try "name: \(name)\nnetworks:\n  - name: n1\n    subnet: 10.227.\(third).0/24\nhosts:\n  - name: a\n    networks: [n1]\n    cpus: 0.5\n    memory: 64m\n  - name: b\n    networks: [n1]\n"
             .write(toFile: file, atomically: false, encoding: .utf8)
         let up = berthctl(["lab", "up", file], cniPath: LabEndToEndTests.binDir)
@@ -507,3 +484,22 @@ extension LabEndToEndTests {
         #expect(!NamedNamespacesSnapshot.any(prefix: "lab-\(name)-"))
     }
 }
+
+/// A lab file under a name unique to the test (and a free third octet for
+/// its subnets); `cleanUp()` takes the lab down and removes the file.
+struct LabFixture {
+    let name: String
+    let third = Int.random(in: 0...250)
+    let file: String
+
+    init(_ prefix: String) {
+        name = "\(prefix)\(getpid() % 100000)"
+        file = NSTemporaryDirectory() + "berthtest-lab-\(name).yaml"
+    }
+
+    func cleanUp() {
+        _ = berthctl(["lab", "down", file])
+        try? FileManager.default.removeItem(atPath: file)
+    }
+}
+
