@@ -216,6 +216,34 @@ public struct Cgroup: Sendable {
         return !state.hasPrefix("THAWED")
     }
 
+    /// What the cgroup uses now: CPU time so far, memory and its limit, processes.
+    public struct Usage: Equatable, Sendable {
+        /// CPU time used so far, in nanoseconds.
+        public var cpuNanoseconds: UInt64
+        public var memoryBytes: UInt64
+        /// nil when unlimited.
+        public var memoryLimit: UInt64?
+        public var pids: Int
+    }
+
+    public func usage() -> Usage {
+        func number(_ path: String) -> UInt64? {
+            (try? readText(path)).flatMap { UInt64($0.trimmingWhitespace) }
+        }
+        if let dir = directories["unified"] {
+            let stat = (try? readText("\(dir)/cpu.stat")) ?? ""
+            let usec = stat.split(separator: "\n").first { $0.hasPrefix("usage_usec ") }.flatMap { UInt64($0.split(separator: " ")[1]) } ?? 0
+            return Usage(cpuNanoseconds: usec * 1000, memoryBytes: number("\(dir)/memory.current") ?? 0,
+                         memoryLimit: number("\(dir)/memory.max"), pids: Int(number("\(dir)/pids.current") ?? 0))
+        }
+        let cpu = directories["cpuacct"].flatMap { number("\($0)/cpuacct.usage") } ?? 0
+        let memory = directories["memory"]
+        // v1 writes "no limit" as the largest page-aligned number.
+        let limit = memory.flatMap { number("\($0)/memory.limit_in_bytes") }.flatMap { $0 >= (1 << 62) ? nil : $0 }
+        return Usage(cpuNanoseconds: cpu, memoryBytes: memory.flatMap { number("\($0)/memory.usage_in_bytes") } ?? 0,
+                     memoryLimit: limit, pids: Int(directories["pids"].flatMap { number("\($0)/pids.current") } ?? 0))
+    }
+
     /// How many processes the kernel's OOM killer killed in this cgroup.
     public func oomKills() -> Int {
         let file = directories["unified"].map { "\($0)/memory.events" } ?? directories["memory"].map { "\($0)/memory.oom_control" }
@@ -269,3 +297,10 @@ func write(_ text: String, to path: String) throws(SystemError) {
 func readText(_ path: String) throws(SystemError) -> String {
     String(decoding: try OwnedDescriptor(openingForReading: path).readAll(), as: UTF8.self)
 }
+
+extension String {
+    var trimmingWhitespace: String {
+        String(drop { $0 == " " || $0 == "\n" || $0 == "\t" }.reversed().drop { $0 == " " || $0 == "\n" || $0 == "\t" }.reversed())
+    }
+}
+

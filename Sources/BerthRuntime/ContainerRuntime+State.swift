@@ -57,4 +57,42 @@ extension ContainerRuntime {
         guard let dir = try? DirectoryHandle(path: stateRoot, create: false), let names = try? dir.names() else { return [] }
         return names.filter { !$0.hasPrefix(".") }.sorted().compactMap { try? state($0) }
     }
+
+    /// A container's resource use, sampled twice `interval` seconds apart for the CPU share.
+    public struct Stats: Sendable {
+        public var name: String
+        public var status: ContainerState.Status
+        /// Percent of one CPU over the interval.
+        public var cpuPercent: Double
+        public var memoryBytes: UInt64
+        public var memoryLimit: UInt64?
+        public var pids: Int
+        public var oomKills: Int
+    }
+
+    /// The stats of `names` (every container when empty), over one interval.
+    public static func stats(_ names: [String], interval: Double = 0.5) throws(RuntimeError) -> [Stats] {
+        var states: [ContainerState] = []
+        if names.isEmpty {
+            states = list()
+        } else {
+            for name in names { states.append(try state(name)) }
+        }
+        let groups = states.map { Cgroup(existing: $0) }
+        let before = groups.map { $0.usage() }
+        var start = timespec(), end = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &start)
+        usleep(UInt32(interval * 1_000_000))
+        clock_gettime(CLOCK_MONOTONIC, &end)
+        let elapsed = Double(end.tv_sec - start.tv_sec) * 1e9 + Double(end.tv_nsec - start.tv_nsec)
+        return zip(zip(states, groups), before).map { pair, first in
+            let (s, cg) = pair
+            let now = cg.usage()
+            let used = Double(now.cpuNanoseconds &- min(first.cpuNanoseconds, now.cpuNanoseconds))
+            return Stats(name: s.name, status: s.status, cpuPercent: elapsed > 0 ? used / elapsed * 100 : 0,
+                         memoryBytes: now.memoryBytes, memoryLimit: now.memoryLimit, pids: now.pids,
+                         oomKills: max(s.oomKills, cg.oomKills()))
+        }
+    }
 }
+

@@ -11,7 +11,7 @@ struct Berthctl: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "berthctl",
         abstract: "Inspect and drive Berth container networking.",
-        subcommands: [Run.self, Exec.self, PS.self, Kill.self, Pause.self, Unpause.self, Remove.self, Inspect.self,
+        subcommands: [Run.self, Exec.self, PS.self, Stats.self, Kill.self, Pause.self, Unpause.self, Remove.self, Inspect.self,
                       NetnsCommand.self, Attach.self, Detach.self, Check.self, Status.self, GC.self, ListAttachments.self,
                       LabCommand.self, IPAMCommand.self, ClusterCommand.self])
 }

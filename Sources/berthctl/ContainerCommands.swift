@@ -193,6 +193,53 @@ struct Kill: ParsableCommand {
     }
 }
 
+struct Stats: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Containers' CPU %, memory use and limit, processes and OOM kills (refreshing on a terminal).")
+    @Argument(help: "Containers (default: all).") var names: [String] = []
+    @Flag(help: "One sample and exit (the default when stdout is not a terminal).") var noStream = false
+    @Flag(help: "Print JSON (one sample).") var json = false
+
+    func run() throws {
+        let stream = !noStream && !json && isatty(1) == 1
+        repeat {
+            let stats = try ContainerRuntime.stats(names, interval: stream ? 1 : 0.5)
+            if json {
+                print(JSON.array(stats.map { s in
+                    .object(["name": .string(s.name), "status": .string(s.status.rawValue),
+                             "cpuPercent": .number(String(format2: s.cpuPercent)),
+                             "memoryBytes": .number(String(s.memoryBytes)),
+                             "memoryLimit": s.memoryLimit.map { .number(String($0)) } ?? .null,
+                             "pids": .int(s.pids), "oomKills": .int(s.oomKills)])
+                }).serialized(pretty: true))
+                return
+            }
+            if stream { print("\u{1B}[H\u{1B}[2J", terminator: "") }
+            var rows = [["NAME", "STATE", "CPU %", "MEMORY", "LIMIT", "PIDS", "OOM KILLS"]]
+            for s in stats {
+                rows.append([s.name, s.status.rawValue, String(format2: s.cpuPercent), Stats.size(s.memoryBytes),
+                             s.memoryLimit.map(Stats.size) ?? "-", String(s.pids), String(s.oomKills)])
+            }
+            printTable(rows)
+            fflush(nil)
+        } while stream
+    }
+
+    static func size(_ bytes: UInt64) -> String {
+        let mib = Double(bytes) / 1_048_576
+        return mib >= 1024 ? "\(String(format2: mib / 1024))GiB" : "\(String(format2: mib))MiB"
+    }
+}
+
+extension String {
+    /// Two decimal places.
+    init(format2 value: Double) {
+        let hundredths = Int((value * 100).rounded())
+        let fraction = hundredths % 100
+        self = "\(hundredths / 100).\(fraction < 10 ? "0" : "")\(fraction)"
+    }
+}
+
 struct Pause: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Freeze every process of a running container (its cgroup's freezer).")
     @Argument var names: [String]

@@ -666,3 +666,25 @@ extension RuntimeEndToEndTests {
         #expect(!FileManager.default.fileExists(atPath: "/sys/fs/cgroup/freezer/berth/\(c.name)"))
     }
 }
+
+extension RuntimeEndToEndTests {
+    @Test("stats shows CPU % (bounded by --cpus), memory use and limit, processes: --json and --no-stream")
+    func stats() throws {
+        let c = TestContainer()
+        defer { c.remove() }
+        let started = berthctl(["run", "--detach", "--name", c.name, "--cpus", "0.5", "--memory", "64m", "--", "sh", "-c", "while :; do :; done"])
+        try #require(started.status == 0, "\(started.err)")
+        usleep(300_000)
+        let r = berthctl(["stats", "--json", c.name])
+        let list = try #require((try? JSONSerialization.jsonObject(with: Data(r.out.utf8))) as? [[String: Any]], "\(r.out)\(r.err)")
+        let s = try #require(list.first)
+        let cpu = (s["cpuPercent"] as? Double) ?? (s["cpuPercent"] as? NSNumber)?.doubleValue ?? -1
+        #expect(cpu > 25 && cpu < 75, "a busy loop under --cpus 0.5 used \(cpu) % of a CPU")
+        #expect((s["memoryLimit"] as? NSNumber)?.int64Value == 64 << 20, "\(s)")
+        #expect(((s["memoryBytes"] as? NSNumber)?.int64Value ?? 0) > 0)
+        #expect(((s["pids"] as? NSNumber)?.intValue ?? 0) >= 2, "init and the workload: \(s)")
+        #expect(s["status"] as? String == "running")
+        let table = berthctl(["stats", "--no-stream", c.name]).out
+        #expect(table.hasPrefix("NAME") && table.contains(c.name) && table.contains("64.00MiB"), "\(table)")
+    }
+}
