@@ -150,7 +150,9 @@ static const char *join(char *out, size_t size, const char *a, const char *b) {
  * /proc, a minimal /dev (tmpfs with the usual nodes bound from the host's,
  * devpts, shm), a fresh read-only /sys; then pivot_root into it and drop
  * the old root. Returns NULL, or the step that failed (errno set). */
-static const char *enter_rootfs(const char *rootfs) {
+static const char *bind_lxcfs(const char *root);
+
+static const char *enter_rootfs(const char *rootfs, int lxcfs) {
     char path[4096];
     if (mount(rootfs, rootfs, NULL, MS_BIND | MS_REC, NULL) != 0) return "bind-mount the root file system";
     mkdir(join(path, sizeof(path), rootfs, "/proc"), 0555);
@@ -171,6 +173,9 @@ static const char *enter_rootfs(const char *rootfs) {
     if (mount("shm", path, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=1777,size=65536k") != 0) return "mount /dev/shm";
     mkdir(join(path, sizeof(path), rootfs, "/sys"), 0555);
     if (mount("sysfs", path, "sysfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) != 0) return "mount /sys read-only";
+    /* lxcfs's files are reachable only before the old root goes. */
+    const char *failed;
+    if (lxcfs && (failed = bind_lxcfs(rootfs))) return failed;
     if (chdir(rootfs) != 0) return "enter the root file system";
     if (syscall(SYS_pivot_root, ".", ".") != 0) return "pivot_root";
     if (umount2(".", MNT_DETACH) != 0) return "detach the old root";
@@ -226,19 +231,29 @@ static int make_sys_read_only(void) {
 }
 
 /* lxcfs serves cgroup-aware copies of /proc files: bind them over the
- * container's (a file this lxcfs does not serve is left as it is). Returns
- * NULL, or the step that failed (errno set). */
-static const char *bind_lxcfs(void) {
-    static const char *files[] = { "meminfo", "cpuinfo", "stat", "uptime", "loadavg", "diskstats", "swaps" };
-    char from[256], to[256];
+ * container's /proc (under `root`: the root file system before pivot_root,
+ * while /var/lib/lxcfs can still be reached, or "" for the host's root).
+ * Every file lxcfs always serves must be there (loadavg only with its -l).
+ * Returns NULL, or the step that failed (errno set). */
+static const char *bind_lxcfs(const char *root) {
+    static const struct { const char *name; int required; } files[] = {
+        { "meminfo", 1 }, { "cpuinfo", 1 }, { "stat", 1 }, { "uptime", 1 }, { "diskstats", 1 }, { "swaps", 1 }, { "loadavg", 0 },
+    };
+    char from[256], to[4096], path[4096];
     for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
-        join(from, sizeof(from), "/var/lib/lxcfs/proc/", files[i]);
-        join(to, sizeof(to), "/proc/", files[i]);
-        if (access(from, R_OK) != 0) continue;
+        join(from, sizeof(from), "/var/lib/lxcfs/proc/", files[i].name);
+        join(path, sizeof(path), root, "/proc/");
+        join(to, sizeof(to), path, files[i].name);
+        if (access(from, R_OK) != 0) {
+            if (!files[i].required) continue;
+            errno = ENOENT;
+            return "find lxcfs's /proc files under /var/lib/lxcfs (is lxcfs running?)";
+        }
         if (mount(from, to, NULL, MS_BIND, NULL) != 0) return "bind an lxcfs /proc file";
     }
     static const char *online = "/var/lib/lxcfs/sys/devices/system/cpu/online";
-    if (access(online, R_OK) == 0 && mount(online, "/sys/devices/system/cpu/online", NULL, MS_BIND, NULL) != 0) {
+    join(to, sizeof(to), root, "/sys/devices/system/cpu/online");
+    if (access(online, R_OK) == 0 && access(to, F_OK) == 0 && mount(online, to, NULL, MS_BIND, NULL) != 0) {
         return "bind lxcfs's cpu/online";
     }
     return NULL;
@@ -290,11 +305,11 @@ static int child_main(void *arg) {
     if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0) fail(fd, "make mounts private");
     const char *failed;
     if (spec->rootfs) {
-        if ((failed = enter_rootfs(spec->rootfs))) fail(fd, failed);
-    } else if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) != 0) {
-        fail(fd, "mount /proc");
+        if ((failed = enter_rootfs(spec->rootfs, spec->lxcfs))) fail(fd, failed);
+    } else {
+        if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) != 0) fail(fd, "mount /proc");
+        if (spec->lxcfs && (failed = bind_lxcfs(""))) fail(fd, failed);
     }
-    if (spec->lxcfs && (failed = bind_lxcfs())) fail(fd, failed);
     if (!spec->rootfs && make_sys_read_only() != 0) fail(fd, "make /sys read-only");
     if (bring_up_loopback() != 0) fail(fd, "bring up the loopback interface");
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) fail(fd, "set no_new_privs");

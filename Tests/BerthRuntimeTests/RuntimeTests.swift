@@ -511,7 +511,7 @@ struct RuntimeIsolationTests {
         #expect(berthctl(["exec", running.name, "--", "grep", "CapEff", "/proc/self/status"]).out.contains("00000000a80425fb"))
     }
 
-    @Test("with lxcfs (started by the test) /proc/meminfo inside shows the memory limit")
+    @Test("with lxcfs (started by the test) /proc/meminfo inside shows the memory limit, with and without --rootfs")
     func lxcfs() throws {
         var lxcfs: Process?
         if access("/var/lib/lxcfs/proc/meminfo", R_OK) != 0 {
@@ -542,6 +542,23 @@ struct RuntimeIsolationTests {
         let r = c.run(["--memory", "96m", "--lxcfs"], "grep MemTotal /proc/meminfo")
         #expect(r.status == 0, "\(r.err)")
         #expect(r.out.contains("98304 kB"), "\(r.out)")
+
+        // With --rootfs too: lxcfs's files are bound before pivot_root detaches the old root.
+        let dir = NSTemporaryDirectory() + "berthtest-lxcfsroot-\(getpid())"
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let make = Process()
+        make.executableURL = URL(fileURLWithPath: "/bin/bash")
+        make.arguments = ["\(RuntimeIsolationTests.repository)/scripts/make-rootfs.sh", dir]
+        make.standardOutput = FileHandle.nullDevice
+        try make.run()
+        make.waitUntilExit()
+        try #require(make.terminationStatus == 0)
+        let rooted = TestContainer()
+        defer { rooted.remove() }
+        let inRoot = berthctl(["run", "--name", rooted.name, "--rootfs", dir, "--memory", "96m", "--lxcfs", "--",
+                               "/bin/sh", "-c", "grep MemTotal /proc/meminfo"])
+        #expect(inRoot.status == 0, "\(inRoot.err)")
+        #expect(inRoot.out.contains("98304 kB"), "with --rootfs: \(inRoot.out)")
     }
 
     @Test("--user-ns: root inside is an unprivileged uid outside")
