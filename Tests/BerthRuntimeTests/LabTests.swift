@@ -92,7 +92,7 @@ struct LabEndToEndTests {
 
     @Test("berthctl lab up, exec, down from a YAML file; down also cleans up after a partial up")
     func cli() throws {
-        let lab = LabFixture("bc"), name = lab.name, third = lab.third, file = lab.file
+        let lab = try LabFixture("bc"), name = lab.name, third = lab.third, file = lab.file
         defer { lab.cleanUp() }
         try """
         name: \(name)
@@ -126,15 +126,8 @@ struct LabEndToEndTests {
 
     @Test("lab check pings every pair that shares a network (a matrix, --json), honours --expect isolation, and fails on a miss; lab graph draws every host, network and interface; up and ls say what was made as JSON")
     func checkAndGraph() throws {
-        let name = "bk\(getpid() % 100000)"
-        let third = Int.random(in: 0...250)
-        let dir = NSTemporaryDirectory() + "berthtest-labcheck-\(name)"
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        let file = "\(dir)/lab.yaml"
-        defer {
-            _ = berthctl(["lab", "down", file])
-            try? FileManager.default.removeItem(atPath: dir)
-        }
+        let lab = try LabFixture("bk"), name = lab.name, third = lab.third, file = lab.file, dir = lab.dir
+        defer { lab.cleanUp() }
         try """
         name: \(name)
         networks:
@@ -310,15 +303,8 @@ struct RoutedTopologyTests {
 extension LabEndToEndTests {
     @Test("two routers joined by a link: with autoRoutes every host reaches every other; lab check passes, and fails once a route is removed by hand")
     func routedLab() throws {
-        let name = "rt\(getpid() % 100000)"
-        let third = Int.random(in: 0...200)
-        let dir = NSTemporaryDirectory() + "berthtest-routed-\(name)"
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        let file = "\(dir)/lab.yaml"
-        defer {
-            _ = berthctl(["lab", "down", file])
-            try? FileManager.default.removeItem(atPath: dir)
-        }
+        let lab = try LabFixture("rt"), name = lab.name, third = lab.third, file = lab.file, dir = lab.dir
+        defer { lab.cleanUp() }
         try RoutedTopologyTests.twoRouters.replacingOccurrences(of: "name: rt", with: "name: \(name)")
             .replacingOccurrences(of: "10.231.1.", with: "10.231.\(third).").replacingOccurrences(of: "10.231.2.", with: "10.231.\(third + 1).")
             .replacingOccurrences(of: "10.231.9.", with: "10.231.\(third + 2).")
@@ -367,7 +353,7 @@ extension LabEndToEndTests {
 
     @Test("a rate on a host's interface limits a real transfer between two hosts to about that rate")
     func rateShaping() throws {
-        let lab = LabFixture("sh"), name = lab.name, third = lab.third, file = lab.file
+        let lab = try LabFixture("sh"), name = lab.name, third = lab.third, file = lab.file
         defer { lab.cleanUp() }
         try """
         name: \(name)
@@ -422,7 +408,7 @@ extension LabEndToEndTests {
     @Test("delay, jitter or loss on a kernel without netem: the lab is refused before anything is made, naming sch_netem and the key")
     func netemRefused() throws {
         try #require(!LabEndToEndTests.kernelHasNetem, "this kernel has netem: the working path runs instead")
-        let lab = LabFixture("nm"), name = lab.name, file = lab.file
+        let lab = try LabFixture("nm"), name = lab.name, file = lab.file
         defer { lab.cleanUp() }
         try "name: \(name)\nnetworks:\n  - name: n1\n    subnet: 10.228.1.0/24\nhosts:\n  - name: a\n    networks: [n1]\n  - name: b\n    networks: [n1]\n    shaping: {n1: {delay: 20ms}}\n"
             .write(toFile: file, atomically: false, encoding: .utf8)
@@ -437,7 +423,7 @@ extension LabEndToEndTests {
     @Test("delay through netem shows in the round trip time",
           .enabled(if: LabEndToEndTests.kernelHasNetem, "this kernel has no netem qdisc (CONFIG_NET_SCH_NETEM is not set)"))
     func netemDelay() throws {
-        let lab = LabFixture("nd"), name = lab.name, file = lab.file
+        let lab = try LabFixture("nd"), name = lab.name, file = lab.file
         defer { lab.cleanUp() }
         try "name: \(name)\nnetworks:\n  - name: n1\n    subnet: 10.228.2.0/24\nhosts:\n  - name: a\n    networks: [n1]\n  - name: b\n    networks: [n1]\n    addresses: {n1: 10.228.2.20}\n    shaping: {n1: {delay: 50ms}}\n"
             .write(toFile: file, atomically: false, encoding: .utf8)
@@ -450,7 +436,7 @@ extension LabEndToEndTests {
 extension LabEndToEndTests {
     @Test("a host's cpus and memory are a cgroup of its own; lab exec runs inside it, exec --detach starts a server that lab down stops")
     func hostLimits() throws {
-        let lab = LabFixture("lm"), name = lab.name, third = lab.third, file = lab.file
+        let lab = try LabFixture("lm"), name = lab.name, third = lab.third, file = lab.file
         defer { lab.cleanUp() }
         try "name: \(name)\nnetworks:\n  - name: n1\n    subnet: 10.227.\(third).0/24\nhosts:\n  - name: a\n    networks: [n1]\n    cpus: 0.5\n    memory: 64m\n  - name: b\n    networks: [n1]\n"
             .write(toFile: file, atomically: false, encoding: .utf8)
@@ -487,19 +473,23 @@ extension LabEndToEndTests {
 
 /// A lab file under a name unique to the test (and a free third octet for
 /// its subnets); `cleanUp()` takes the lab down and removes the file.
+/// A lab with a unique name and third octet, and a directory of its own holding `lab.yaml` and
+/// whatever else the test writes; `cleanUp` takes the lab down and removes the directory.
 struct LabFixture {
     let name: String
-    let third = Int.random(in: 0...250)
-    let file: String
+    let third = Int.random(in: 0...250)  // tests use up to third + 2
+    let dir: String
+    var file: String { "\(dir)/lab.yaml" }
 
-    init(_ prefix: String) {
+    init(_ prefix: String) throws {
         name = "\(prefix)\(getpid() % 100000)"
-        file = NSTemporaryDirectory() + "berthtest-lab-\(name).yaml"
+        dir = NSTemporaryDirectory() + "berthtest-lab-\(name)"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
     }
 
     func cleanUp() {
         _ = berthctl(["lab", "down", file])
-        try? FileManager.default.removeItem(atPath: file)
+        try? FileManager.default.removeItem(atPath: dir)
     }
 }
 

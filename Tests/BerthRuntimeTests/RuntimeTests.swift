@@ -472,17 +472,22 @@ struct RuntimeNetworkTests {
 struct RuntimeIsolationTests {
     static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
 
+    /// Builds a busybox root file system at `dir` with the project's script.
+    static func makeRootfs(_ dir: String) throws {
+        let make = Process()
+        make.executableURL = URL(fileURLWithPath: "/bin/bash")
+        make.arguments = ["\(repository)/scripts/make-rootfs.sh", dir]
+        make.standardOutput = FileHandle.nullDevice
+        try make.run()
+        make.waitUntilExit()
+        try #require(make.terminationStatus == 0, "scripts/make-rootfs.sh failed")
+    }
+
     @Test("--rootfs pivots into a busybox root: the host's files are gone, /sys is read-only, /dev is minimal")
     func rootfs() throws {
         let dir = NSTemporaryDirectory() + "berthtest-rootfs-\(getpid())"
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let make = Process()
-        make.executableURL = URL(fileURLWithPath: "/bin/bash")
-        make.arguments = ["\(RuntimeIsolationTests.repository)/scripts/make-rootfs.sh", dir]
-        make.standardOutput = FileHandle.nullDevice
-        try make.run()
-        make.waitUntilExit()
-        try #require(make.terminationStatus == 0)
+        try RuntimeIsolationTests.makeRootfs(dir)
         let c = TestContainer()
         defer { c.remove() }
         let r = berthctl(["run", "--name", c.name, "--rootfs", dir, "--", "/bin/sh", "-c",
@@ -546,13 +551,7 @@ struct RuntimeIsolationTests {
         // With --rootfs too: lxcfs's files are bound before pivot_root detaches the old root.
         let dir = NSTemporaryDirectory() + "berthtest-lxcfsroot-\(getpid())"
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let make = Process()
-        make.executableURL = URL(fileURLWithPath: "/bin/bash")
-        make.arguments = ["\(RuntimeIsolationTests.repository)/scripts/make-rootfs.sh", dir]
-        make.standardOutput = FileHandle.nullDevice
-        try make.run()
-        make.waitUntilExit()
-        try #require(make.terminationStatus == 0)
+        try RuntimeIsolationTests.makeRootfs(dir)
         let rooted = TestContainer()
         defer { rooted.remove() }
         let inRoot = berthctl(["run", "--name", rooted.name, "--rootfs", dir, "--memory", "96m", "--lxcfs", "--",
