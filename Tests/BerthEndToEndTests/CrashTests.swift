@@ -36,11 +36,13 @@ struct PluginProcess {
 /// be loading the machine), each followed by its DEL.
 func longestAdd(_ net: TestNetwork, config: String) throws -> TimeInterval {
     var longest: TimeInterval = 0
-    for _ in 0..<3 {
+    // The first ADD also makes the bridge and the firewall tables, which the trials find made:
+    // it is run but not timed, or the kill instants would spread far past a trial's ADD.
+    for round in 0..<4 {
         let probe = net.makeNamespace()
         let started = Date()
         try #require(net.run("ADD", netns: probe, containerID: "probe", config: config).status == 0)
-        longest = max(longest, Date().timeIntervalSince(started))
+        if round > 0 { longest = max(longest, Date().timeIntervalSince(started)) }
         #expect(net.run("DEL", netns: probe, containerID: "probe", config: config).status == 0)
         net.deleteNamespace(probe)
     }
