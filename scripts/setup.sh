@@ -18,6 +18,7 @@ packages=(
   lxcfs                                      # berthctl run --lxcfs (the tests start it)
   etcd-server etcd-client                    # clusters: the store berth-agent uses (the tests start their own)
   graphviz                                   # berthctl lab graph
+  runc                                       # scripts/bench_runtime.py: the runtime Berth is measured against
 )
 
 missing=()

@@ -344,7 +344,7 @@ public final class Lab {
         for name in names {
             let cg = Cgroup(name: name, layout: layout)
             for _ in 0..<100 {
-                for pid in cg.pids() { kill(pid, SIGKILL) }
+                cg.killAll()
                 if (try? cg.remove()) != nil { break }
                 usleep(20_000)
             }

@@ -13,12 +13,16 @@ public struct ResourceLimits: Equatable, Sendable {
     public var cpuShares: Int?
     /// Maximum number of processes.
     public var pids: Int?
+    /// The CPUs the container may run on, as the kernel writes a list ("0-2,5").
+    public var cpusetCpus: String?
 
-    public init(memory: UInt64? = nil, cpus: Double? = nil, cpuShares: Int? = nil, pids: Int? = nil) {
+    public init(memory: UInt64? = nil, cpus: Double? = nil, cpuShares: Int? = nil, pids: Int? = nil,
+                cpusetCpus: String? = nil) {
         self.memory = memory
         self.cpus = cpus
         self.cpuShares = cpuShares
         self.pids = pids
+        self.cpusetCpus = cpusetCpus
     }
 
     /// The CFS period used for `cpus`, in microseconds.
@@ -32,6 +36,34 @@ public struct ResourceLimits: Equatable, Sendable {
     /// cgroup v2 `cpu.weight` for `cpuShares` (the mapping runc and systemd use).
     public var cpuWeight: Int? {
         cpuShares.map { 1 + (($0 - 2) * 9999) / 262142 }
+    }
+
+    /// The CPU numbers of a list like "0-2,5" (what `cpuset.cpus` and
+    /// /sys/devices/system/cpu/online hold), sorted, without repeats; nil
+    /// when it is not such a list (empty, a reversed range, a stray character).
+    public static func parseCPUList(_ text: String) -> [Int]? {
+        var cpus = Set<Int>()
+        for part in text.trimmingWhitespace.split(separator: ",", omittingEmptySubsequences: false) {
+            let bounds = part.split(separator: "-", omittingEmptySubsequences: false)
+            guard (1...2).contains(bounds.count),
+                  bounds.allSatisfy({ !$0.isEmpty && $0.count <= 5 && $0.allSatisfy(\.isASCII) && $0.allSatisfy(\.isNumber) }),
+                  let low = Int(bounds[0]), let high = Int(bounds[bounds.count - 1]), low <= high else { return nil }
+            cpus.formUnion(low...high)
+        }
+        return cpus.isEmpty ? nil : cpus.sorted()
+    }
+
+    /// `cpus` written as the kernel writes a CPU list: ranges joined by commas.
+    public static func formatCPUList(_ cpus: [Int]) -> String {
+        var parts: [String] = []
+        var i = 0
+        while i < cpus.count {
+            var j = i
+            while j + 1 < cpus.count && cpus[j + 1] == cpus[j] + 1 { j += 1 }
+            parts.append(j == i ? "\(cpus[i])" : "\(cpus[i])-\(cpus[j])")
+            i = j + 1
+        }
+        return parts.joined(separator: ",")
     }
 
     /// Parses "512m", "1g", "1048576", "64k" (binary units).
@@ -65,11 +97,16 @@ public struct ResourceLimits: Equatable, Sendable {
 public struct CgroupLayout: Equatable, Sendable {
     /// The cgroup2 mount, if any.
     public var unified: String?
-    /// v1 controller name -> its mount point.
+    /// v1 hierarchy -> its mount point, by controller name, or "name=NAME"
+    /// for a named hierarchy without controllers (systemd's).
     public var v1: [String: String]
 
+    /// The controllers a v1 mount option can name.
+    static let v1Controllers: Set<String> = ["cpu", "cpuacct", "cpuset", "memory", "pids", "blkio", "devices", "freezer",
+                                             "net_cls", "net_prio", "perf_event", "hugetlb", "rdma", "misc"]
+
     /// True when the v2 hierarchy holds the controllers (no v1 controller mounted).
-    public var isUnified: Bool { unified != nil && v1.isEmpty }
+    public var isUnified: Bool { unified != nil && !v1.keys.contains { !$0.hasPrefix("name=") } }
 
     public static func parse(mountinfo: String) -> CgroupLayout {
         var layout = CgroupLayout(unified: nil, v1: [:])
@@ -84,8 +121,7 @@ public struct CgroupLayout: Equatable, Sendable {
             } else if fsType == "cgroup" {
                 for option in fields[dash + 3].split(separator: ",") {
                     let name = String(option)
-                    if ["cpu", "cpuacct", "memory", "pids", "cpuset", "blkio", "devices", "freezer"].contains(name),
-                       layout.v1[name] == nil {
+                    if CgroupLayout.v1Controllers.contains(name) || name.hasPrefix("name="), layout.v1[name] == nil {
                         layout.v1[name] = mountPoint
                     }
                 }
@@ -116,28 +152,29 @@ public struct CgroupLayout: Equatable, Sendable {
     }
 }
 
-/// A container's cgroup: one directory in the v2 hierarchy, or one per v1
-/// controller it limits, all named `berth/NAME`.
+/// A container's cgroup, at the same path `berth/NAME` in every hierarchy:
+/// the cgroup2 one and, on a hybrid or legacy host, every v1 one (as runc
+/// does; lxcfs, for one, reads the CPU quota at the container's cpuset path).
+///
+/// Limits go to the hierarchy holding the controllers: v2 on a unified host,
+/// v1 otherwise. The cgroup2 directory, also on a hybrid host where that
+/// hierarchy has no controllers, serves what needs none: `cgroup.freeze`,
+/// `cgroup.kill` and `cgroup.events`.
 public struct Cgroup: Sendable {
     public static let parentName = "berth"
-    /// The v1 controllers a container gets a cgroup in.
-    static let v1Controllers = ["cpu", "cpuacct", "memory", "pids", "freezer"]
 
     public let name: String
     public let layout: CgroupLayout
-    /// The directories, keyed by controller ("unified" for v2).
+    /// The directories, keyed by v1 controller (or "name=NAME"), and "unified" for v2.
     public let directories: [String: String]
 
     public init(name: String, layout: CgroupLayout) {
         self.name = name
         self.layout = layout
         var dirs: [String: String] = [:]
-        if layout.isUnified, let root = layout.unified {
-            dirs["unified"] = "\(root)/\(Cgroup.parentName)/\(name)"
-        } else {
-            for controller in Cgroup.v1Controllers {
-                if let mount = layout.v1[controller] { dirs[controller] = "\(mount)/\(Cgroup.parentName)/\(name)" }
-            }
+        if let root = layout.unified { dirs["unified"] = "\(root)/\(Cgroup.parentName)/\(name)" }
+        if !layout.isUnified {
+            for (controller, mount) in layout.v1 { dirs[controller] = "\(mount)/\(Cgroup.parentName)/\(name)" }
         }
         directories = dirs
     }
@@ -149,8 +186,9 @@ public struct Cgroup: Sendable {
             // Controllers must be enabled on every level above the container's cgroup.
             let parent = "\(root)/\(Cgroup.parentName)"
             try makeDirectory(parent)
+            let wanted = ["cpu", "memory", "pids"] + (limits.cpusetCpus == nil ? [] : ["cpuset"])
             for dir in [root, parent] {
-                try? write("+cpu +memory +pids", to: "\(dir)/cgroup.subtree_control")
+                for controller in wanted { try? write("+\(controller)", to: "\(dir)/cgroup.subtree_control") }
             }
         }
         for dir in Set(directories.values) {
@@ -162,11 +200,26 @@ public struct Cgroup: Sendable {
                 if errno != ENOENT || attempt == 2 { throw SystemError.last("create cgroup \(dir)") }
             }
         }
+        if !layout.isUnified, let dir = directories["cpuset"] {
+            // A new v1 cpuset cgroup has no CPUs and no memory nodes, and no
+            // process can join it until it has: both levels take their parent's.
+            let parent = String(dir[..<dir.lastIndex(of: "/")!])
+            try inheritCpuset(parent)
+            try inheritCpuset(dir)
+        }
         try apply(limits)
     }
 
+    /// Fills the empty `cpuset.cpus` and `cpuset.mems` of v1 cgroup `dir` from its parent's.
+    private func inheritCpuset(_ dir: String) throws(SystemError) {
+        let parent = String(dir[..<dir.lastIndex(of: "/")!])
+        for file in ["cpuset.cpus", "cpuset.mems"] where try readText("\(dir)/\(file)").trimmingWhitespace.isEmpty {
+            try write(try readText("\(parent)/\(file)").trimmingWhitespace, to: "\(dir)/\(file)")
+        }
+    }
+
     func apply(_ limits: ResourceLimits) throws(SystemError) {
-        if let dir = directories["unified"] {
+        if layout.isUnified, let dir = directories["unified"] {
             if let quota = limits.cpuQuota { try write("\(quota) \(ResourceLimits.cpuPeriod)", to: "\(dir)/cpu.max") }
             if let weight = limits.cpuWeight { try write("\(weight)", to: "\(dir)/cpu.weight") }
             if let memory = limits.memory {
@@ -174,6 +227,7 @@ public struct Cgroup: Sendable {
                 try? write("0", to: "\(dir)/memory.swap.max")
             }
             if let pids = limits.pids { try write("\(pids)", to: "\(dir)/pids.max") }
+            if let cpus = limits.cpusetCpus { try write(cpus, to: "\(dir)/cpuset.cpus") }
             return
         }
         if let dir = directories["cpu"] {
@@ -188,6 +242,12 @@ public struct Cgroup: Sendable {
             try? write("\(memory)", to: "\(dir)/memory.memsw.limit_in_bytes")
         }
         if let dir = directories["pids"], let pids = limits.pids { try write("\(pids)", to: "\(dir)/pids.max") }
+        if let cpus = limits.cpusetCpus {
+            guard let dir = directories["cpuset"] else {
+                throw SystemError("find the cpuset controller for --cpuset-cpus (no cpuset hierarchy is mounted)", errno: ENOENT)
+            }
+            try write(cpus, to: "\(dir)/cpuset.cpus")
+        }
     }
 
     /// Moves process `pid` into every directory of this cgroup.
@@ -195,22 +255,46 @@ public struct Cgroup: Sendable {
         for dir in Set(directories.values) { try write("\(pid)", to: "\(dir)/cgroup.procs") }
     }
 
+    /// The cgroup2 directory when the kernel has `file` in it (cgroup.freeze
+    /// since 5.2, cgroup.kill since 5.14).
+    private func v2Directory(having file: String) -> String? {
+        guard let dir = directories["unified"], access("\(dir)/\(file)", F_OK) == 0 else { return nil }
+        return dir
+    }
+
     /// Freezes (pauses) or thaws every process of the cgroup: `cgroup.freeze`
-    /// on v2, the freezer controller's `freezer.state` on v1.
+    /// of the cgroup2 directory, or else the v1 freezer's `freezer.state`.
     public func freeze(_ frozen: Bool) throws(SystemError) {
-        if let dir = directories["unified"] {
+        if let dir = v2Directory(having: "cgroup.freeze") {
             try write(frozen ? "1" : "0", to: "\(dir)/cgroup.freeze")
         } else if let dir = directories["freezer"] {
             try write(frozen ? "FROZEN" : "THAWED", to: "\(dir)/freezer.state")
         } else {
-            throw SystemError("find the freezer of cgroup \(name) (a container made before Berth had pause)", errno: ENOENT)
+            throw SystemError("find a freezer for cgroup \(name) (neither cgroup.freeze nor a v1 freezer)", errno: ENOENT)
         }
+    }
+
+    /// Kills every process of the cgroup: all at once by `cgroup.kill` (no
+    /// fork can escape it), then one by one whatever is left in any hierarchy
+    /// (a `run` killed while placing its container leaves it in some only).
+    public func killAll() {
+        if let dir = v2Directory(having: "cgroup.kill") { try? write("1", to: "\(dir)/cgroup.kill") }
+        for pid in pids() { kill(pid, SIGKILL) }
+    }
+
+    /// Whether a process is still in the cgroup, in any hierarchy.
+    public func isPopulated() -> Bool {
+        if let dir = directories["unified"], let events = try? readText("\(dir)/cgroup.events"),
+           events.split(separator: "\n").contains("populated 1") {
+            return true
+        }
+        return !pids().isEmpty
     }
 
     /// Whether the cgroup is frozen (or freezing).
     public func isFrozen() -> Bool {
-        if let dir = directories["unified"] {
-            return (try? readText("\(dir)/cgroup.events"))?.split(separator: "\n").contains("frozen 1") ?? false
+        if let dir = v2Directory(having: "cgroup.freeze") {
+            return (try? readText("\(dir)/cgroup.freeze"))?.trimmingWhitespace == "1"
         }
         guard let dir = directories["freezer"], let state = try? readText("\(dir)/freezer.state") else { return false }
         return !state.hasPrefix("THAWED")
@@ -230,7 +314,7 @@ public struct Cgroup: Sendable {
         func number(_ path: String) -> UInt64? {
             (try? readText(path)).flatMap { UInt64($0.trimmingWhitespace) }
         }
-        if let dir = directories["unified"] {
+        if layout.isUnified, let dir = directories["unified"] {
             let stat = (try? readText("\(dir)/cpu.stat")) ?? ""
             let usec = stat.split(separator: "\n").first { $0.hasPrefix("usage_usec ") }.flatMap { UInt64($0.split(separator: " ")[1]) } ?? 0
             return Usage(cpuNanoseconds: usec * 1000, memoryBytes: number("\(dir)/memory.current") ?? 0,
@@ -246,7 +330,8 @@ public struct Cgroup: Sendable {
 
     /// How many processes the kernel's OOM killer killed in this cgroup.
     public func oomKills() -> Int {
-        let file = directories["unified"].map { "\($0)/memory.events" } ?? directories["memory"].map { "\($0)/memory.oom_control" }
+        let file = layout.isUnified ? directories["unified"].map { "\($0)/memory.events" }
+                                    : directories["memory"].map { "\($0)/memory.oom_control" }
         guard let file, let text = try? readText(file) else { return 0 }
         for line in text.split(separator: "\n") where line.hasPrefix("oom_kill ") {
             return Int(line.split(separator: " ").last ?? "0") ?? 0

@@ -102,10 +102,11 @@ extension ContainerRuntime {
         // A frozen process does not die until thawed.
         if s.status == .paused { try? cgroup.freeze(false) }
         if (s.status == .running || s.status == .paused) && s.pid > 0 { _ = Glibc.kill(s.pid, SIGKILL) }
-        for pid in cgroup.pids() { _ = Glibc.kill(pid, SIGKILL) }
+        cgroup.killAll()
         var removed = false
-        for _ in 0..<200 {
-            if (try? cgroup.remove()) != nil { removed = true; break }
+        for attempt in 0..<200 {
+            if !cgroup.isPopulated(), (try? cgroup.remove()) != nil { removed = true; break }
+            if attempt % 20 == 19 { cgroup.killAll() }  // one forked before the kill reached it
             usleep(25_000)
         }
         if !removed {
@@ -125,7 +126,9 @@ extension Cgroup {
 
     init(name: String, directories: [String: String]) {
         self.name = name
-        self.layout = CgroupLayout(unified: directories["unified"].map { _ in "" }, v1: [:])
+        // Which hierarchies, not where they are mounted: enough to tell v2 limits from v1.
+        self.layout = CgroupLayout(unified: directories["unified"].map { _ in "" },
+                                   v1: directories.filter { $0.key != "unified" }.mapValues { _ in "" })
         self.directories = directories
     }
 }

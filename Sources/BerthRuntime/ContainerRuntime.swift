@@ -92,6 +92,15 @@ public enum ContainerRuntime {
                 throw RuntimeError("--rootfs \(rootfs) is not an absolute path to a directory")
             }
         }
+        if let list = spec.limits.cpusetCpus {
+            guard let wanted = ResourceLimits.parseCPUList(list) else {
+                throw RuntimeError("--cpuset-cpus \(list) is not a list of CPUs like 0-2,5")
+            }
+            let onlineText = (try? readText("/sys/devices/system/cpu/online"))?.trimmingWhitespace ?? ""
+            if let online = ResourceLimits.parseCPUList(onlineText), !Set(wanted).isSubset(of: online) {
+                throw RuntimeError("--cpuset-cpus \(list): this machine's online CPUs are \(onlineText)")
+            }
+        }
         if spec.lxcfs && access("\(ContainerSpec.lxcfsDirectory)/proc/meminfo", R_OK) != 0 {
             throw RuntimeError("--lxcfs: lxcfs is not serving \(ContainerSpec.lxcfsDirectory) (install lxcfs and start it: lxcfs \(ContainerSpec.lxcfsDirectory))")
         }

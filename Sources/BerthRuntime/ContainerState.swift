@@ -39,6 +39,7 @@ public struct ContainerState: Sendable {
         if let c = limits.cpus { limitsJSON["cpus"] = .number(String(c)) }
         if let s = limits.cpuShares { limitsJSON["cpuShares"] = .int(s) }
         if let p = limits.pids { limitsJSON["pids"] = .int(p) }
+        if let c = limits.cpusetCpus { limitsJSON["cpusetCpus"] = .string(c) }
         var cgroupJSON = JSONObject()
         for (k, v) in cgroups.sorted(by: { $0.key < $1.key }) { cgroupJSON[k] = .string(v) }
         var o: JSONObject = [
@@ -67,7 +68,8 @@ public struct ContainerState: Sendable {
         let l = json["limits"]
         limits = ResourceLimits(memory: l?["memory"].flatMap { if case .number(let n) = $0 { return UInt64(n) }; return nil },
                                 cpus: l?["cpus"].flatMap { if case .number(let n) = $0 { return Double(n) }; return nil },
-                                cpuShares: l?["cpuShares"]?.intValue, pids: l?["pids"]?.intValue)
+                                cpuShares: l?["cpuShares"]?.intValue, pids: l?["pids"]?.intValue,
+                                cpusetCpus: l?["cpusetCpus"]?.stringValue)
         cgroups = [:]
         for (k, v) in json["cgroups"]?.objectValue?.entries ?? [] { cgroups[k] = v.stringValue }
         oomKills = json["oomKills"]?.intValue ?? 0

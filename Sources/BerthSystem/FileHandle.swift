@@ -50,6 +50,11 @@ public final class OwnedDescriptor {
 public struct FileIdentity: Equatable, Sendable {
     public let device: UInt64
     public let inode: UInt64
+
+    public init(device: UInt64, inode: UInt64) {
+        self.device = device
+        self.inode = inode
+    }
 }
 
 /// Reads `fd` until end of file (stdin, a pipe).

@@ -30,7 +30,12 @@ public final class LockFile {
     public struct TimedOut: Error, Equatable, CustomStringConvertible {
         public let path: String
         public let seconds: Int
-        public var description: String { "\(path): another operation has held this lock for \(seconds) s" }
+        /// Who held it when the wait ended, like "pid 812 (berth)", as /proc/locks tells.
+        public var holders: [String] = []
+        public var description: String {
+            "\(path): another operation has held this lock for \(seconds) s"
+                + (holders.isEmpty ? "" : " (held by \(holders.joined(separator: ", ")))")
+        }
     }
 
     /// Waits (polling, at most `timeout` seconds) until the lock on `name` is
@@ -41,7 +46,7 @@ public final class LockFile {
         isShared = shared
         let deadline = monotonicSeconds() + timeout
         directory = try DirectoryHandle(path: path, create: true)
-        var pause: UInt32 = 500  // µs, doubled up to 50 ms while someone holds the lock
+        var pause: UInt32 = 200  // µs, doubled up to 5 ms while someone holds the lock
         while true {
             let file = try directory.openFile(name)
             if flock(file.rawValue, (shared ? LOCK_SH : LOCK_EX) | LOCK_NB) == 0 {
@@ -55,10 +60,37 @@ public final class LockFile {
             if errno != EWOULDBLOCK && errno != EINTR {
                 throw SystemError.last("lock \(path)/\(name)")
             }
-            if monotonicSeconds() >= deadline { throw TimedOut(path: "\(path)/\(name)", seconds: Int(timeout)) }
+            if monotonicSeconds() >= deadline {
+                let holders = (try? file.identity()).map { LockFile.holders(of: $0) } ?? []
+                throw TimedOut(path: "\(path)/\(name)", seconds: Int(timeout), holders: holders)
+            }
             usleep(pause)
-            pause = min(pause * 2, 50_000)
+            // A short cap: a waiter that sleeps long loses the lock to newcomers
+            // that poll more often, again and again.
+            pause = min(pause * 2, 5_000)
         }
+    }
+
+    /// The processes holding a lock on `file`, as "pid N (COMMAND)", from
+    /// /proc/locks (a lock handed to a child names the process that took it).
+    public static func holders(of file: FileIdentity, locks: String? = nil) -> [String] {
+        let text = locks ?? ((try? OwnedDescriptor(openingForReading: "/proc/locks").readAll()).map { String(decoding: $0, as: UTF8.self) } ?? "")
+        let major = (file.device >> 8) & 0xfff | (file.device >> 32) & ~0xfff
+        let minor = file.device & 0xff | (file.device >> 12) & ~0xff
+        let wanted = String(major, radix: 16) + ":" + String(minor, radix: 16) + ":" + String(file.inode)
+        var found: [String] = []
+        // "1: FLOCK  ADVISORY  WRITE 812 00:1a:4711 0 EOF"; waiters are "1: -> FLOCK ...".
+        for line in text.split(separator: "\n") {
+            let fields = line.split(separator: " ")
+            guard fields.count >= 6, fields[1] == "FLOCK", let pid = Int32(fields[4]) else { continue }
+            let id = fields[5].split(separator: ":")
+            guard id.count == 3, let ma = UInt64(id[0], radix: 16), let mi = UInt64(id[1], radix: 16) else { continue }
+            guard String(ma, radix: 16) + ":" + String(mi, radix: 16) + ":" + id[2] == wanted else { continue }
+            let comm = (try? OwnedDescriptor(openingForReading: "/proc/\(pid)/comm").readAll())
+                .map { String(decoding: $0, as: UTF8.self).split(separator: "\n").first.map(String.init) ?? "" } ?? ""
+            found.append(comm.isEmpty ? "pid \(pid)" : "pid \(pid) (\(comm))")
+        }
+        return found
     }
 
     /// Whether `file` is still the file called `name` in `directory`.

@@ -439,6 +439,10 @@ int berth_exec_in(pid_t target, const char *const *cgroup_procs, int cgroup_coun
             if (chdir("/") != 0) _exit(125);
             prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
             if (drop_capabilities() != 0) _exit(125);
+            /* Nothing of the caller's but stdio enters the container: a host
+               descriptor inside would be a way out of it (and a caller's
+               other threads' pipes would stay open while the command runs). */
+            close_range(3, ~0U, 0);
             execvpe(argv[0], argv, envp);
             _exit(127);
         }
@@ -530,9 +534,10 @@ int berth_netns_exec(const char *path, const char *const *cgroup_procs, int cgro
             if (null >= 0) { dup2(null, 0); if (out_fd < 0) { dup2(null, 1); dup2(null, 2); } }
         }
         if (out_fd >= 0) { dup2(out_fd, 1); dup2(out_fd, 2); }
-        /* A server outlives its caller: it keeps none of the caller's descriptors
-           (a pipe it kept would hold the caller's reader open). */
-        if (detach) close_range(3, ~0U, 0);
+        /* The command keeps none of the caller's descriptors but stdio: a pipe
+           it kept (another thread's, in a library caller) would hold that
+           pipe's reader open for as long as the command runs. */
+        close_range(3, ~0U, 0);
         sigset_t none;
         sigemptyset(&none);
         reset_signals(&none);

@@ -31,6 +31,9 @@ struct Run: ParsableCommand {
     @Option(name: .customLong("pids-limit"), help: "Maximum number of processes.")
     var pidsLimit: Int?
 
+    @Option(name: .customLong("cpuset-cpus"), help: "The CPUs it may run on, like 0-2,5.")
+    var cpusetCpus: String?
+
     @Option(name: .customLong("env"), help: "An environment variable K=V (repeatable).")
     var environment: [String] = []
 
@@ -67,6 +70,9 @@ struct Run: ParsableCommand {
         if let cpus, !(cpus > 0 && cpus <= 1024) { throw ValidationError("--cpus must be above 0") }
         if let cpuShares, !(2...262144).contains(cpuShares) { throw ValidationError("--cpu-shares must be within 2-262144") }
         if let pidsLimit, pidsLimit < 1 { throw ValidationError("--pids-limit must be at least 1") }
+        if let cpusetCpus, ResourceLimits.parseCPUList(cpusetCpus) == nil {
+            throw ValidationError("--cpuset-cpus \(cpusetCpus) is not a list of CPUs like 0-2,5")
+        }
         for e in environment where !e.contains("=") { throw ValidationError("--env \(e) is not K=V") }
     }
 
@@ -78,6 +84,7 @@ struct Run: ParsableCommand {
         if let cpus { args += ["--cpus", String(cpus)] }
         if let cpuShares { args += ["--cpu-shares", String(cpuShares)] }
         if let pidsLimit { args += ["--pids-limit", String(pidsLimit)] }
+        if let cpusetCpus { args += ["--cpuset-cpus", cpusetCpus] }
         for e in environment { args += ["--env", e] }
         if noInit { args.append("--no-init") }
         for n in networks { args += ["--net", n] }
@@ -102,7 +109,8 @@ struct Run: ParsableCommand {
             name: containerName,
             command: command, environment: environment, hostname: hostname,
             limits: ResourceLimits(memory: memory.flatMap(ResourceLimits.parseSize), cpus: cpus,
-                                   cpuShares: cpuShares, pids: pidsLimit),
+                                   cpuShares: cpuShares, pids: pidsLimit,
+                                   cpusetCpus: cpusetCpus.flatMap(ResourceLimits.parseCPUList).map(ResourceLimits.formatCPUList)),
             useInit: !noInit, networks: networks, cniConfDirectory: cniConfDirectory,
             cniPath: cniSearchPath,
             rootfs: rootfs, lxcfs: lxcfs)

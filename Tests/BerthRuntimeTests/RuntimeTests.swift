@@ -45,7 +45,42 @@ struct CgroupUnitTests {
         #expect(layout.v1["cpu"] == "/sys/fs/cgroup/cpu")
         let cg = Cgroup(name: "c1", layout: layout)
         #expect(cg.directories["pids"] == "/sys/fs/cgroup/pids/berth/c1")
-        #expect(cg.directories["unified"] == nil)
+        // The cgroup2 tree holds no controller here, but freeze, kill and events work there.
+        #expect(cg.directories["unified"] == "/sys/fs/cgroup/unified/berth/c1")
+    }
+
+    @Test("the container sits at the same path in every v1 hierarchy: cpuset, devices, named ones like systemd's")
+    func everyHierarchy() {
+        let mounts = CgroupUnitTests.hybrid + """
+
+        39 31 0:34 / /sys/fs/cgroup/cpuset rw,nosuid - cgroup cgroup rw,cpuset
+        40 31 0:35 / /sys/fs/cgroup/devices rw,nosuid - cgroup cgroup rw,devices
+        41 31 0:36 / /sys/fs/cgroup/net_cls,net_prio rw,nosuid - cgroup cgroup rw,net_cls,net_prio
+        42 31 0:37 / /sys/fs/cgroup/systemd rw,nosuid - cgroup cgroup rw,xattr,name=systemd
+        """
+        let layout = CgroupLayout.parse(mountinfo: mounts)
+        #expect(!layout.isUnified)
+        #expect(layout.v1["xattr"] == nil)
+        let cg = Cgroup(name: "c1", layout: layout)
+        #expect(Set(cg.directories.values) == Set(["unified", "cpu", "cpuacct", "memory", "pids", "cpuset", "devices",
+                                                    "net_cls,net_prio", "systemd"].map { "/sys/fs/cgroup/\($0)/berth/c1" }))
+        // A v2 host with only systemd's named v1 hierarchy left is still a v2 host.
+        let v2 = CgroupLayout.parse(mountinfo: "30 24 0:26 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n"
+                                    + "42 31 0:37 / /run/systemd-v1 rw - cgroup cgroup rw,name=systemd")
+        #expect(v2.isUnified)
+        #expect(Cgroup(name: "x", layout: v2).directories == ["unified": "/sys/fs/cgroup/berth/x"])
+    }
+
+    @Test("CPU lists parse as the kernel writes them and are written back the same way; nonsense is refused")
+    func cpuLists() {
+        #expect(ResourceLimits.parseCPUList("0-2,5") == [0, 1, 2, 5])
+        #expect(ResourceLimits.parseCPUList("3") == [3])
+        #expect(ResourceLimits.parseCPUList("1,0,1\n") == [0, 1])
+        for bad in ["", "a", "2-1", "1,,2", "-1", "1-", "0x1", "1 2", "1-2-3", "99999999"] {
+            #expect(ResourceLimits.parseCPUList(bad) == nil, "\(bad)")
+        }
+        #expect(ResourceLimits.formatCPUList([0, 1, 2, 5, 7, 8]) == "0-2,5,7-8")
+        #expect(ResourceLimits.formatCPUList([4]) == "4")
     }
 
     @Test("a cgroup v2 host: one tree; a joint cpu,cpuacct v1 mount is found for both; escapes in paths are decoded")
@@ -84,6 +119,12 @@ struct CgroupV2FileTests {
         try "low 0\nhigh 0\nmax 3\noom 2\noom_kill 2\n".write(toFile: "\(dir)/memory.events", atomically: false, encoding: .utf8)
         #expect(cgroup.oomKills() == 2)
     }
+}
+
+/// The mount points of this machine's cgroup hierarchies (v1 and cgroup2).
+func cgroupHierarchies() -> [String] {
+    guard let layout = try? CgroupLayout.current() else { return [] }
+    return Array(Set(layout.v1.values).union([layout.unified].compactMap { $0 })).sorted()
 }
 
 /// The built `berthctl`.
@@ -528,7 +569,7 @@ struct RuntimeIsolationTests {
             try FileManager.default.createDirectory(atPath: "/var/lib/lxcfs", withIntermediateDirectories: true)
             let p = Process()
             p.executableURL = URL(fileURLWithPath: "/usr/bin/lxcfs")
-            p.arguments = ["--foreground", "/var/lib/lxcfs"]
+            p.arguments = ["--foreground", "--enable-cfs", "/var/lib/lxcfs"]
             p.standardOutput = FileHandle.nullDevice
             p.standardError = FileHandle.nullDevice
             try p.run()
@@ -558,6 +599,74 @@ struct RuntimeIsolationTests {
                                "/bin/sh", "-c", "grep MemTotal /proc/meminfo"])
         #expect(inRoot.status == 0, "\(inRoot.err)")
         #expect(inRoot.out.contains("98304 kB"), "with --rootfs: \(inRoot.out)")
+
+        // The CPU view (lxcfs --enable-cfs reads the quota at the container's cpuset path).
+        guard lxcfs != nil else { return }  // an lxcfs this test did not start may run without --enable-cfs
+        let online = try #require(ResourceLimits.parseCPUList((try? String(contentsOfFile: "/sys/devices/system/cpu/online", encoding: .utf8)) ?? ""))
+        try #require(online.count > 1, "one CPU: a limit to 1 CPU shows nothing")
+        let view = "grep -c ^processor /proc/cpuinfo; grep -c '^cpu[0-9]' /proc/stat; cat /sys/devices/system/cpu/online"
+        for options in [["--cpus", "0.5"], ["--cpuset-cpus", "\(online.last!)"]] {
+            let one = TestContainer()
+            defer { one.remove() }
+            let r = one.run(options + ["--lxcfs"], view)
+            #expect(r.status == 0, "\(r.err)")
+            #expect(r.out.split(separator: "\n") == ["1", "1", "0"], "\(options): \(r.out)")
+        }
+        let all = TestContainer()
+        defer { all.remove() }
+        let unlimited = all.run(["--lxcfs"], view)
+        #expect(unlimited.out.split(separator: "\n").first.map(String.init) == "\(online.count)", "without a CPU limit: \(unlimited.out)")
+    }
+
+    @Test("--cpuset-cpus pins the container; it sits at berth/NAME in every hierarchy; a CPU the machine lacks or a bad list is refused")
+    func cpuset() throws {
+        let online = try #require(ResourceLimits.parseCPUList((try? String(contentsOfFile: "/sys/devices/system/cpu/online", encoding: .utf8)) ?? ""))
+        let c = TestContainer()
+        defer { c.remove() }
+        let pid = try #require(c.startDetached(["--cpuset-cpus", "\(online.last!)"]))
+        let status = (try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)) ?? ""
+        #expect(status.contains("Cpus_allowed_list:\t\(online.last!)\n"), "\(status)")
+        let inside = berthctl(["exec", c.name, "--", "grep", "Cpus_allowed_list", "/proc/self/status"])
+        #expect(inside.out.hasSuffix("\t\(online.last!)\n"), "\(inside.out)\(inside.err)")
+        // Every hierarchy, v1 and cgroup2, has the init at the same path.
+        let lines = ((try? String(contentsOfFile: "/proc/\(pid)/cgroup", encoding: .utf8)) ?? "").split(separator: "\n")
+        #expect(!lines.isEmpty)
+        for line in lines {
+            #expect(line.hasSuffix(":/berth/\(c.name)"), "\(line)")
+        }
+
+        let missing = TestContainer()
+        defer { missing.remove() }
+        let refused = missing.run(["--cpuset-cpus", "\(online.last! + 1)"], "true")
+        #expect(refused.status != 0 && refused.err.contains("online CPUs are"), "\(refused.err)")
+        #expect(!FileManager.default.fileExists(atPath: "/run/berth/containers/\(missing.name)"))
+        for bad in ["x", "2-1", "1,,2"] {
+            let r = missing.run(["--cpuset-cpus", bad], "true")
+            #expect(r.status != 0 && r.err.contains("--cpuset-cpus \(bad)"), "\(bad): \(r.err)")
+        }
+    }
+
+    @Test("berthctl exec and netns exec pass no descriptor but stdio to the command")
+    func noInheritedDescriptors() throws {
+        let c = TestContainer()
+        defer { c.remove() }
+        _ = try #require(c.startDetached())
+        let ns = "berthtest-fd-\(getpid())"
+        #expect(berthctl(["netns", "add", ns]).status == 0)
+        defer { _ = berthctl(["netns", "delete", ns]) }
+        for command in [["exec", c.name], ["netns", "exec", ns]] {
+            // Descriptor 7 open in berthctl's caller; `ls` itself holds 3 for the directory.
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: "/bin/sh")
+            p.arguments = ["-c", "exec 7</etc/hostname; exec \"$0\" \"$@\"", berthctlPath] + command + ["--", "ls", "/proc/self/fd"]
+            let out = Pipe()
+            p.standardOutput = out
+            try p.run()
+            let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            p.waitUntilExit()
+            #expect(p.terminationStatus == 0)
+            #expect(text.split(separator: "\n") == ["0", "1", "2", "3"], "\(command): \(text)")
+        }
     }
 
     @Test("--user-ns: root inside is an unprivileged uid outside")
@@ -609,8 +718,8 @@ extension RuntimeNetworkTests {
         func gone(_ name: String) -> [String] {
             var left: [String] = []
             if FileManager.default.fileExists(atPath: "/run/berth/containers/\(name)") { left.append("state") }
-            for controller in ["cpu", "memory", "pids", "unified"] where FileManager.default.fileExists(atPath: "/sys/fs/cgroup/\(controller)/berth/\(name)") {
-                left.append("\(controller) cgroup")
+            for hierarchy in cgroupHierarchies() where FileManager.default.fileExists(atPath: "\(hierarchy)/berth/\(name)") {
+                left.append("\(hierarchy) cgroup")
             }
             if FileManager.default.fileExists(atPath: "/run/berth/netns/\(name)") { left.append("pinned namespace") }
             let held = (try? FileManager.default.contentsOfDirectory(atPath: "\(f.ipamDir)/\(f.network)/addresses")) ?? []
@@ -677,9 +786,13 @@ extension RuntimeEndToEndTests {
         usleep(400_000)
         #expect(count() > frozenAt, "the counter did not move after unpause")
         #expect(berthctl(["pause", c.name]).status == 0)
+        // On this hybrid host the freeze is the cgroup2 tree's, which holds no controller.
+        #expect((try? String(contentsOfFile: "/sys/fs/cgroup/unified/berth/\(c.name)/cgroup.freeze", encoding: .utf8)) == "1\n")
         let removed = berthctl(["rm", c.name])
         #expect(removed.status == 0, "\(removed.err)")
-        #expect(!FileManager.default.fileExists(atPath: "/sys/fs/cgroup/freezer/berth/\(c.name)"))
+        for hierarchy in cgroupHierarchies() {
+            #expect(!FileManager.default.fileExists(atPath: "\(hierarchy)/berth/\(c.name)"))
+        }
     }
 }
 

@@ -55,7 +55,8 @@ int berth_container_start(const struct berth_container_spec *spec, struct berth_
 /// first joins the cgroups whose `cgroup.procs` files are listed (so it counts
 /// against the container's limits), then the container's cgroup, ipc, uts,
 /// net, pid and mount namespaces, and is executed as a child of a small
-/// supervisor that forwards signals. Returns the wait status of that
+/// supervisor that forwards signals. Only stdin, stdout and stderr of the
+/// caller's descriptors reach it. Returns the wait status of that
 /// supervisor (the command's status), or -1 with errno.
 int berth_exec_in(pid_t target, const char *const *cgroup_procs, int cgroup_count,
                   char *const *argv, char *const *envp);
@@ -82,7 +83,8 @@ int berth_netns_create(const char *path);
 /// first joining the cgroups whose `cgroup.procs` files are listed, and
 /// returns its wait status, or -1 with errno (125: joining a cgroup failed,
 /// 126: entering the namespace failed). With `out_fd` >= 0 its stdout and
-/// stderr go there. With `detach` it runs in a session of its own, stdin from
+/// stderr go there; no other descriptor of the caller's but stdin reaches
+/// it. With `detach` it runs in a session of its own, stdin from
 /// /dev/null, and the call returns its pid at once.
 int berth_netns_exec(const char *path, const char *const *cgroup_procs, int cgroup_count,
                      char *const *argv, char *const *envp, int out_fd, int detach);
