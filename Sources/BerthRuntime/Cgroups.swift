@@ -250,9 +250,10 @@ public struct Cgroup: Sendable {
         }
     }
 
-    /// Moves process `pid` into every directory of this cgroup.
-    public func add(pid: pid_t) throws(SystemError) {
-        for dir in Set(directories.values) { try write("\(pid)", to: "\(dir)/cgroup.procs") }
+    /// Moves process `pid` into every directory of this cgroup but those of the hierarchies in `except`.
+    public func add(pid: pid_t, except: Set<String> = []) throws(SystemError) {
+        let skipped = Set(except.compactMap { directories[$0] })
+        for dir in Set(directories.values).subtracting(skipped) { try write("\(pid)", to: "\(dir)/cgroup.procs") }
     }
 
     /// The cgroup2 directory when the kernel has `file` in it (cgroup.freeze

@@ -46,7 +46,7 @@ public enum ContainerRuntime {
         }
         let child: StartedContainer
         do {
-            child = try start(spec)
+            child = try start(spec, cgroup: cgroup)
         } catch {
             try? cgroup.remove()
             removeState(spec.name)
@@ -141,7 +141,11 @@ public enum ContainerRuntime {
                 try write(map, to: "/proc/\(child.pid)/uid_map")
                 try write(map, to: "/proc/\(child.pid)/gid_map")
             }
-            try cgroup.add(pid: child.pid)
+            // Without a user namespace the child joined the v1 cgroups itself
+            // and was created in the cgroup2 one, when the kernel could.
+            let joined = spec.userNamespace ? [] : Set(cgroup.directories.keys.filter { $0 != "unified" })
+                .union(child.inCgroup2 ? ["unified"] : [])
+            try cgroup.add(pid: child.pid, except: joined)
         } catch {
             throw RuntimeError("cannot set up the container's user mapping or cgroup: \(error)")
         }
@@ -158,14 +162,25 @@ public enum ContainerRuntime {
     }
 
     /// Starts the container's first process in its new namespaces, paused.
-    private static func start(_ spec: ContainerSpec) throws(RuntimeError) -> StartedContainer {
+    private static func start(_ spec: ContainerSpec, cgroup: Cgroup) throws(RuntimeError) -> StartedContainer {
         let argv = CStringArray(spec.command)
         let envp = CStringArray(withDefaultPath(spec.environment))
         let strings = CStringArray([spec.hostname ?? spec.name] + (spec.rootfs.map { [$0] } ?? []))
+        // The child joins its v1 cgroups itself and is created in its cgroup2
+        // one: neither waits for the kernel as a move of another process does.
+        let v1 = Set(cgroup.directories.filter { $0.key != "unified" }.values).sorted()
+        let tasks = CStringArray(v1.map { "\($0)/tasks" })
+        let cgroup2 = cgroup.directories["unified"].map { open($0, O_RDONLY | O_DIRECTORY | O_CLOEXEC) } ?? -1
+        defer { if cgroup2 >= 0 { close(cgroup2) } }
         var handle = berth_container_handle()
         let rc = argv.pointers.withUnsafeBufferPointer { a in
             envp.pointers.withUnsafeBufferPointer { e in
                 var cSpec = berth_container_spec()
+                let constTasks = tasks.pointers.dropLast().map { UnsafePointer<CChar>($0) }
+                cSpec.cgroup_tasks_count = Int32(constTasks.count)
+                cSpec.cgroup2_fd = cgroup2
+                return constTasks.withUnsafeBufferPointer { t in
+                cSpec.cgroup_tasks = t.baseAddress
                 cSpec.argv = a.baseAddress
                 cSpec.envp = e.baseAddress
                 cSpec.hostname = UnsafePointer(strings.pointers[0])
@@ -174,6 +189,7 @@ public enum ContainerRuntime {
                 cSpec.lxcfs = spec.lxcfs ? 1 : 0
                 cSpec.user_ns = spec.userNamespace ? 1 : 0
                 return berth_container_start(&cSpec, &handle)
+                }
             }
         }
         if rc != 0 { throw RuntimeError("cannot create the container's namespaces: \(SystemError.last("clone"))") }
@@ -185,6 +201,8 @@ public enum ContainerRuntime {
 /// the two pipes to it, each closed by its owner.
 final class StartedContainer {
     let pid: pid_t
+    /// Whether it was created in its cgroup2 cgroup.
+    let inCgroup2: Bool
     /// Written once to let the process go on to exec the workload.
     private let go: OwnedDescriptor
     /// Where the process reports a failure before exec (empty when exec worked).
@@ -192,6 +210,7 @@ final class StartedContainer {
 
     init(_ handle: berth_container_handle) {
         pid = handle.pid
+        inCgroup2 = handle.in_cgroup2 != 0
         go = OwnedDescriptor(adopting: handle.go_fd)
         status = OwnedDescriptor(adopting: handle.status_fd)
     }

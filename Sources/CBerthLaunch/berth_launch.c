@@ -2,6 +2,7 @@
 #include "berth_launch.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <fcntl.h>
 #include <sched.h>
 #include <signal.h>
@@ -23,6 +24,12 @@
 #include <linux/close_range.h>
 #include <pthread.h>
 #include <time.h>
+
+/* clone3's arguments (linux/sched.h's struct clone_args, which clashes with <sched.h>). */
+struct berth_clone_args {
+    uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls, set_tid, set_tid_size, cgroup;
+};
+#define BERTH_CLONE_INTO_CGROUP 0x200000000ULL
 
 /* Everything below runs in the cloned child, which may have been cloned from
  * a multi-threaded process: only async-signal-safe calls until execve. */
@@ -284,6 +291,12 @@ static int child_main(void *arg) {
        before it says "go" gives us end-of-file instead of a wait forever. */
     close(a->go_write);
     close(a->status_read);
+    /* Into the v1 cgroups: a write of "0" moves only this (single) thread. */
+    for (int i = 0; i < spec->cgroup_tasks_count && !spec->user_ns; i++) {
+        int tasks = open(spec->cgroup_tasks[i], O_WRONLY | O_CLOEXEC);
+        if (tasks < 0 || write(tasks, "0", 1) != 1) fail(fd, "join the container's cgroup");
+        close(tasks);
+    }
     /* Wait until the parent has put us into our cgroup and wired the network. */
     char go;
     ssize_t n;
@@ -342,7 +355,23 @@ int berth_container_start(const struct berth_container_spec *spec, struct berth_
     int flags = CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWNET | SIGCHLD;
     if (spec->user_ns) flags |= CLONE_NEWUSER;
     /* Without CLONE_VM the child has its own copy of memory, `args` included. */
-    pid_t pid = clone(child_main, (char *)stack + stack_size, flags, &args);
+    pid_t pid = -1;
+    out->in_cgroup2 = 0;
+    if (spec->cgroup2_fd >= 0) {
+        /* clone3 without a stack of its own: the child returns here, as from fork. */
+        struct berth_clone_args ca;
+        memset(&ca, 0, sizeof ca);
+        ca.flags = (uint64_t)(flags & ~CSIGNAL) | BERTH_CLONE_INTO_CGROUP;
+        ca.exit_signal = SIGCHLD;
+        ca.cgroup = (uint64_t)spec->cgroup2_fd;
+        pid = (pid_t)syscall(SYS_clone3, &ca, sizeof ca);
+        if (pid == 0) {
+            child_main(&args);
+            _exit(127);
+        }
+        if (pid > 0) out->in_cgroup2 = 1;
+    }
+    if (pid < 0) pid = clone(child_main, (char *)stack + stack_size, flags, &args);
     int saved = errno;
     munmap(stack, stack_size);
     close(go[0]);

@@ -7,6 +7,35 @@ import BerthSystem
 import BerthJSON
 
 @main
+enum BerthctlMain {
+    /// The container commands a runtime cycle runs (`run`, `rm`, `exec`...)
+    /// are parsed on their own, without building the whole command tree:
+    /// that costs milliseconds of type lookups per start (argument parsing
+    /// was most of a `berthctl` start; docs/benchmarks.md). The others, help
+    /// and completion go through the tree.
+    static let direct: [String: ParsableCommand.Type] = [
+        "run": Run.self, "rm": Remove.self, "exec": Exec.self, "ps": PS.self, "kill": Kill.self,
+        "inspect": Inspect.self, "pause": Pause.self, "unpause": Unpause.self, "stats": Stats.self,
+    ]
+
+    static func main() {
+        let arguments = Array(CommandLine.arguments.dropFirst())
+        guard let first = arguments.first, let command = direct[first] else { return Berthctl.main(arguments) }
+        var parsed: ParsableCommand
+        do {
+            parsed = try command.parseAsRoot(Array(arguments.dropFirst()))
+        } catch {
+            // Help and usage errors: the tree prints them with the full command names.
+            return Berthctl.main(arguments)
+        }
+        do {
+            try parsed.run()
+        } catch {
+            Berthctl.exit(withError: error)
+        }
+    }
+}
+
 struct Berthctl: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "berthctl",

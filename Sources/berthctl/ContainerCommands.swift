@@ -9,7 +9,7 @@ import BerthSystem
 import BerthJSON
 
 struct Run: ParsableCommand {
-    static let configuration = CommandConfiguration(
+    static let configuration = CommandConfiguration(commandName: "run",
         abstract: "Run a command in a new container (its own pid, mount, uts, ipc, net and cgroup namespaces).",
         discussion: "Runs in the foreground and exits with the command's exit code (128+N when it was killed by signal N).")
 
@@ -138,7 +138,7 @@ struct Run: ParsableCommand {
 }
 
 struct Exec: ParsableCommand {
-    static let configuration = CommandConfiguration(
+    static let configuration = CommandConfiguration(commandName: "exec",
         abstract: "Run a command inside a running container: all its namespaces and its cgroup.")
 
     @Argument var name: String
@@ -161,7 +161,8 @@ struct Exec: ParsableCommand {
 }
 
 struct PS: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "ps", abstract: "List containers.")
+    static let configuration = CommandConfiguration(commandName: "ps",
+        abstract: "List containers.")
 
     @Flag(help: "Print JSON instead of a table.")
     var json = false
@@ -190,7 +191,8 @@ struct PS: ParsableCommand {
 }
 
 struct Kill: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Send a signal to a container (default TERM).")
+    static let configuration = CommandConfiguration(commandName: "kill",
+        abstract: "Send a signal to a container (default TERM).")
 
     @Argument var name: String
     @Argument(help: "Signal name or number (TERM, SIGKILL, 9).") var signal: String = "TERM"
@@ -202,7 +204,7 @@ struct Kill: ParsableCommand {
 }
 
 struct Stats: ParsableCommand {
-    static let configuration = CommandConfiguration(
+    static let configuration = CommandConfiguration(commandName: "stats",
         abstract: "Containers' CPU %, memory use and limit, processes and OOM kills (refreshing on a terminal).")
     @Argument(help: "Containers (default: all).") var names: [String] = []
     @Flag(help: "One sample and exit (the default when stdout is not a terminal).") var noStream = false
@@ -249,19 +251,22 @@ extension String {
 }
 
 struct Pause: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Freeze every process of a running container (its cgroup's freezer).")
+    static let configuration = CommandConfiguration(commandName: "pause",
+        abstract: "Freeze every process of a running container (its cgroup's freezer).")
     @Argument var names: [String]
     func run() throws { for name in names { try ContainerRuntime.pause(name, true) } }
 }
 
 struct Unpause: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Thaw a paused container.")
+    static let configuration = CommandConfiguration(commandName: "unpause",
+        abstract: "Thaw a paused container.")
     @Argument var names: [String]
     func run() throws { for name in names { try ContainerRuntime.pause(name, false) } }
 }
 
 struct Remove: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "rm", abstract: "Stop a container if needed and remove it: processes, cgroup, state.")
+    static let configuration = CommandConfiguration(commandName: "rm",
+        abstract: "Stop a container if needed and remove it: processes, cgroup, state.")
 
     @Argument var names: [String]
 
@@ -273,7 +278,8 @@ struct Remove: ParsableCommand {
 }
 
 struct Inspect: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Print a container's state as JSON.")
+    static let configuration = CommandConfiguration(commandName: "inspect",
+        abstract: "Print a container's state as JSON.")
 
     @Argument var name: String
 

@@ -445,7 +445,7 @@ extension LabEndToEndTests {
         let cg = try Lab(Topology(name: name)).cgroup("a")
         let dirs = cg.directories
         try #require(!dirs.isEmpty)
-        if let unified = dirs["unified"] {
+        if cg.layout.isUnified, let unified = dirs["unified"] {
             #expect((try? String(contentsOfFile: "\(unified)/cpu.max", encoding: .utf8))?.hasPrefix("50000 100000") == true)
             #expect((try? String(contentsOfFile: "\(unified)/memory.max", encoding: .utf8))?.hasPrefix("67108864") == true)
         } else {

@@ -678,6 +678,13 @@ struct RuntimeIsolationTests {
         let lines = r.out.split(separator: "\n").map { $0.split(separator: " ").joined(separator: " ") }
         #expect(lines.first == "0")
         #expect(lines.dropFirst().first == "0 100000 65536")
+
+        // Such a child cannot join its cgroups itself: run moves it into every one.
+        let detached = TestContainer()
+        defer { detached.remove() }
+        let pid = try #require(detached.startDetached(["--user-ns"]))
+        let cgroups = ((try? String(contentsOfFile: "/proc/\(pid)/cgroup", encoding: .utf8)) ?? "").split(separator: "\n")
+        #expect(!cgroups.isEmpty && cgroups.allSatisfy { $0.hasSuffix(":/berth/\(detached.name)") }, "\(cgroups)")
     }
 
     @Test("a non-root user gets a one-line message")

@@ -28,6 +28,16 @@ struct berth_container_spec {
     const char *rootfs;
     /// Bind-mount lxcfs's /proc files (and cpu online) over the container's.
     int lxcfs;
+    /// The v1 cgroups' `tasks` files: the child joins them itself before it
+    /// waits (unless user_ns: the caller joins it to them then). A thread
+    /// writing "0" there moves only itself, which takes no global lock,
+    /// while a move of another process waits for an RCU grace period (10-20
+    /// ms) when none happened lately. The child is single-threaded.
+    const char *const *cgroup_tasks;
+    int cgroup_tasks_count;
+    /// A cgroup2 directory to create the child in (clone3 with
+    /// CLONE_INTO_CGROUP: no move, no wait), or -1.
+    int cgroup2_fd;
 };
 
 /// A started container: its first process, and the descriptors the caller
@@ -41,6 +51,9 @@ struct berth_container_handle {
     /// Read end: reaches end of file once the workload has been exec'd;
     /// carries "errno:message" if the child failed before that.
     int status_fd;
+    /// 1 when the child was created in `cgroup2_fd`; 0 when the kernel
+    /// refused that (the caller moves it there itself).
+    int in_cgroup2;
 };
 
 /// Clones the container's first process into new pid, mount, uts, ipc and
