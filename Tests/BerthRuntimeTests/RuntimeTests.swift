@@ -653,7 +653,7 @@ struct RuntimeIsolationTests {
         _ = try #require(c.startDetached())
         let ns = "berthtest-fd-\(getpid())"
         #expect(berthctl(["netns", "add", ns]).status == 0)
-        defer { _ = berthctl(["netns", "delete", ns]) }
+        defer { _ = berthctl(["netns", "del", ns]) }
         for command in [["exec", c.name], ["netns", "exec", ns]] {
             // Descriptor 7 open in berthctl's caller; `ls` itself holds 3 for the directory.
             let p = Process()
@@ -667,6 +667,7 @@ struct RuntimeIsolationTests {
             #expect(p.terminationStatus == 0)
             #expect(text.split(separator: "\n") == ["0", "1", "2", "3"], "\(command): \(text)")
         }
+        #expect(berthctl(["netns", "del", ns]).status == 0)
     }
 
     @Test("--user-ns: root inside is an unprivileged uid outside")
