@@ -510,6 +510,10 @@ int berth_netns_create(const char *path) {
     pid_t pid = fork();
     if (pid < 0) { close(report[0]); close(report[1]); return -1; }
     if (pid == 0) {
+        /* Nothing of the caller's stays open here but the report pipe (another
+           thread's pipe held by this child would keep its reader waiting). */
+        if (report[1] > 3) close_range(3, (unsigned)report[1] - 1, 0);
+        close_range((unsigned)report[1] + 1, ~0U, 0);
         int err = 0;
         if (unshare(CLONE_NEWNET) != 0 || mount("/proc/self/ns/net", path, NULL, MS_BIND, NULL) != 0) err = errno;
         ssize_t ignored = write(report[1], &err, sizeof(err));
