@@ -192,12 +192,13 @@ public struct Cgroup: Sendable {
             }
         }
         for dir in Set(directories.values) {
-            let parent = String(dir[..<dir.lastIndex(of: "/")!])
-            // `rm` of the last container removes the parent: make it again if that raced us.
-            for attempt in 0..<3 {
-                try makeDirectory(parent)
-                if mkdir(dir, 0o755) == 0 || errno == EEXIST { break }
-                if errno != ENOENT || attempt == 2 { throw SystemError.last("create cgroup \(dir)") }
+            do {
+                try makeWithParent(dir)
+            } catch {
+                // On a hybrid host the controller-less cgroup2 tree only adds
+                // cgroup.freeze and cgroup.kill: where it cannot be written
+                // (a container's read-only mount), the v1 freezer serves.
+                if !(dir == directories["unified"] && !layout.isUnified) { throw error }
             }
         }
         if !layout.isUnified, let dir = directories["cpuset"] {
@@ -208,6 +209,17 @@ public struct Cgroup: Sendable {
             try inheritCpuset(dir)
         }
         try apply(limits)
+    }
+
+    /// Creates `dir` and its parent. `rm` of the last container removes the
+    /// parent: it is made again if that raced us.
+    private func makeWithParent(_ dir: String) throws(SystemError) {
+        let parent = String(dir[..<dir.lastIndex(of: "/")!])
+        for attempt in 0..<3 {
+            try makeDirectory(parent)
+            if mkdir(dir, 0o755) == 0 || errno == EEXIST { return }
+            if errno != ENOENT || attempt == 2 { throw SystemError.last("create cgroup \(dir)") }
+        }
     }
 
     /// Fills the empty `cpuset.cpus` and `cpuset.mems` of v1 cgroup `dir` from its parent's.
@@ -251,8 +263,10 @@ public struct Cgroup: Sendable {
     }
 
     /// Moves process `pid` into every directory of this cgroup but those of the hierarchies in `except`.
+    /// (A hybrid host's cgroup2 directory that `create` could not make is left out.)
     public func add(pid: pid_t, except: Set<String> = []) throws(SystemError) {
-        let skipped = Set(except.compactMap { directories[$0] })
+        var skipped = Set(except.compactMap { directories[$0] })
+        if !layout.isUnified, let dir = directories["unified"], access(dir, F_OK) != 0 { skipped.insert(dir) }
         for dir in Set(directories.values).subtracting(skipped) { try write("\(pid)", to: "\(dir)/cgroup.procs") }
     }
 

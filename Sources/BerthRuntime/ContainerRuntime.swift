@@ -172,23 +172,23 @@ public enum ContainerRuntime {
         let tasks = CStringArray(v1.map { "\($0)/tasks" })
         let cgroup2 = cgroup.directories["unified"].map { open($0, O_RDONLY | O_DIRECTORY | O_CLOEXEC) } ?? -1
         defer { if cgroup2 >= 0 { close(cgroup2) } }
+        let constTasks = tasks.pointers.dropLast().map { UnsafePointer<CChar>($0) }
         var handle = berth_container_handle()
         let rc = argv.pointers.withUnsafeBufferPointer { a in
             envp.pointers.withUnsafeBufferPointer { e in
-                var cSpec = berth_container_spec()
-                let constTasks = tasks.pointers.dropLast().map { UnsafePointer<CChar>($0) }
-                cSpec.cgroup_tasks_count = Int32(constTasks.count)
-                cSpec.cgroup2_fd = cgroup2
-                return constTasks.withUnsafeBufferPointer { t in
-                cSpec.cgroup_tasks = t.baseAddress
-                cSpec.argv = a.baseAddress
-                cSpec.envp = e.baseAddress
-                cSpec.hostname = UnsafePointer(strings.pointers[0])
-                cSpec.use_init = spec.useInit ? 1 : 0
-                cSpec.rootfs = spec.rootfs == nil ? nil : UnsafePointer(strings.pointers[1])
-                cSpec.lxcfs = spec.lxcfs ? 1 : 0
-                cSpec.user_ns = spec.userNamespace ? 1 : 0
-                return berth_container_start(&cSpec, &handle)
+                constTasks.withUnsafeBufferPointer { t in
+                    var cSpec = berth_container_spec()
+                    cSpec.argv = a.baseAddress
+                    cSpec.envp = e.baseAddress
+                    cSpec.hostname = UnsafePointer(strings.pointers[0])
+                    cSpec.use_init = spec.useInit ? 1 : 0
+                    cSpec.rootfs = spec.rootfs == nil ? nil : UnsafePointer(strings.pointers[1])
+                    cSpec.lxcfs = spec.lxcfs ? 1 : 0
+                    cSpec.user_ns = spec.userNamespace ? 1 : 0
+                    cSpec.cgroup_tasks = t.baseAddress
+                    cSpec.cgroup_tasks_count = Int32(t.count)
+                    cSpec.cgroup2_fd = cgroup2
+                    return berth_container_start(&cSpec, &handle)
                 }
             }
         }

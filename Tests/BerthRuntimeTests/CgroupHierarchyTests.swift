@@ -66,6 +66,34 @@ struct CgroupHierarchyTests {
         #expect(!FileManager.default.fileExists(atPath: dir))
     }
 
+    @Test("a hybrid host whose cgroup2 tree cannot be written: the container lives in v1 alone, the v1 freezer pauses it")
+    func unwritableCgroup2() throws {
+        let layout = try CgroupLayout.current()
+        try #require(layout.v1["freezer"] != nil, "no v1 freezer here")
+        // /proc refuses mkdir: what a read-only cgroup2 mount does.
+        let cg = Cgroup(name: Self.uniqueName("ro2"), layout: CgroupLayout(unified: "/proc", v1: layout.v1))
+        let p = try Self.sleeper()
+        defer {
+            kill(p.processIdentifier, SIGKILL)
+            try? cg.freeze(false)
+            cg.killAll()
+            _ = Self.eventually { !cg.isPopulated() }
+            try? cg.remove()
+        }
+        try cg.create(limits: ResourceLimits(pids: 10))
+        try cg.add(pid: p.processIdentifier)
+        #expect(Self.read("/proc/\(p.processIdentifier)/cgroup").contains(":pids:/berth/\(cg.name)\n"))
+        try cg.freeze(true)
+        let freezer = try #require(cg.directories["freezer"])
+        #expect(cg.isFrozen() && Self.eventually { Self.read("\(freezer)/freezer.state").hasPrefix("FROZEN") })
+        try cg.freeze(false)
+        cg.killAll()
+        p.waitUntilExit()
+        #expect(Self.eventually { !cg.isPopulated() })
+        try cg.remove()
+        #expect(cg.directories.values.allSatisfy { !FileManager.default.fileExists(atPath: $0) })
+    }
+
     @Test("v1 hierarchies only: the freezer, and a cpuset cgroup that takes its parent's CPUs and memory nodes or the ones given")
     func v1() throws {
         let layout = try CgroupLayout.current()
