@@ -63,17 +63,16 @@ public enum NamedNamespaces {
 
     /// Runs `command` inside namespace `nameOrPath`; returns its exit code.
     /// With `output`, its stdout and stderr go to that descriptor.
-    /// With `cgroupProcs` (cgroup.procs files) the command runs in those
-    /// cgroups too; with `detach` it runs on its own and its pid is returned.
-    public static func exec(_ nameOrPath: String, command: [String], output: Int32 = -1, cgroupProcs: [String] = [],
+    /// With `cgroup` the command runs in those cgroups too; with `detach` it
+    /// runs on its own and its pid is returned.
+    public static func exec(_ nameOrPath: String, command: [String], output: Int32 = -1,
+                            cgroup: CgroupPlacement = CgroupPlacement(),
                             detach: Bool = false) throws(RuntimeError) -> Int32 {
         let file = try resolve(nameOrPath)
         let argv = CStringArray(command)
         let envp = CStringArray(processEnvironment().map { "\($0.key)=\($0.value)" })
-        let procs = CStringArray(cgroupProcs)
-        let constProcs = procs.pointers.dropLast().map { UnsafePointer<CChar>($0) }
-        let status = constProcs.withUnsafeBufferPointer { cg in
-            berth_netns_exec(file, cg.baseAddress, Int32(cg.count), argv.pointers, envp.pointers, output, detach ? 1 : 0)
+        let status = cgroup.withC { cgroups in
+            berth_netns_exec(file, cgroups, argv.pointers, envp.pointers, output, detach ? 1 : 0)
         }
         if status < 0 { throw RuntimeError("cannot enter \(nameOrPath): \(SystemError.last("setns"))") }
         if detach { return status }

@@ -117,15 +117,16 @@ public final class Lab {
         }
     }
 
-    /// The `cgroup.procs` files of `host`'s cgroup, if it has one.
-    func cgroupProcs(_ host: String) -> [String] {
-        guard let cg = try? cgroup(host) else { return [] }
-        return Set(cg.directories.values).sorted().map { "\($0)/cgroup.procs" }.filter { access($0, F_OK) == 0 }
+    /// Where a process on `host` goes: its cgroup, if it has one (only hosts with limits do).
+    func placement(_ host: String) -> CgroupPlacement {
+        guard let cg = try? cgroup(host) else { return CgroupPlacement() }
+        let exists = { (dir: String) in access(dir, F_OK) == 0 }
+        return CgroupPlacement(v1: cg.placement.v1.filter(exists), cgroup2: cg.placement.cgroup2.flatMap { exists($0) ? $0 : nil })
     }
 
     /// Starts `command` on `host` in the background (a server); `down` stops it. Returns its pid.
     public func start(on host: String, _ command: [String]) throws(RuntimeError) -> Int32 {
-        let pid = try NamedNamespaces.exec(namespace(host), command: command, cgroupProcs: cgroupProcs(host), detach: true)
+        let pid = try NamedNamespaces.exec(namespace(host), command: command, cgroup: placement(host), detach: true)
         do {
             let dir = try DirectoryHandle(path: directory, create: false)
             let fd = try dir.openFile("detached")
@@ -353,7 +354,7 @@ public final class Lab {
 
     /// Runs `command` on `host` (in its cgroup, if it has limits) with its output going to this process's.
     public func exec(on host: String, _ command: [String]) throws(RuntimeError) -> Int32 {
-        try NamedNamespaces.exec(namespace(host), command: command, cgroupProcs: cgroupProcs(host))
+        try NamedNamespaces.exec(namespace(host), command: command, cgroup: placement(host))
     }
 
     /// Runs `command` on `host` and returns its exit code and output (stdout and stderr).
@@ -361,7 +362,7 @@ public final class Lab {
         let fd = berth_memfd("berth-lab-output")
         if fd < 0 { throw RuntimeError("cannot create an output buffer: \(SystemError.last("memfd_create"))") }
         let handle = OwnedDescriptor(adopting: fd)
-        let status = try NamedNamespaces.exec(namespace(host), command: command, output: fd, cgroupProcs: cgroupProcs(host))
+        let status = try NamedNamespaces.exec(namespace(host), command: command, output: fd, cgroup: placement(host))
         lseek(fd, 0, SEEK_SET)
         let bytes = (try? handle.readAll()) ?? []
         return (status, String(decoding: bytes, as: UTF8.self))

@@ -270,6 +270,14 @@ public struct Cgroup: Sendable {
         for dir in Set(directories.values).subtracting(skipped) { try write("\(pid)", to: "\(dir)/cgroup.procs") }
     }
 
+    /// How a new process joins this cgroup without waiting on the kernel:
+    /// the v1 directories and the cgroup2 one (when it exists: a hybrid
+    /// host's may not have been made).
+    public var placement: CgroupPlacement {
+        let v2 = directories["unified"].flatMap { layout.isUnified || access($0, F_OK) == 0 ? $0 : nil }
+        return CgroupPlacement(v1: Set(directories.filter { $0.key != "unified" }.values).sorted(), cgroup2: v2)
+    }
+
     /// The cgroup2 directory when the kernel has `file` in it (cgroup.freeze
     /// since 5.2, cgroup.kill since 5.14).
     private func v2Directory(having file: String) -> String? {

@@ -23,12 +23,10 @@ extension ContainerRuntime {
         let s = try state(name)
         guard s.status == .running else { throw RuntimeError("container \(name) is not running") }
         if command.isEmpty { throw RuntimeError("no command to run (give it after --)") }
-        let procs = CStringArray(Set(s.cgroups.values).sorted().map { "\($0)/cgroup.procs" })
         let argv = CStringArray(command)
         let envp = CStringArray(withDefaultPath(environment))
-        let constProcs = procs.pointers.dropLast().map { UnsafePointer<CChar>($0) }
-        let status = constProcs.withUnsafeBufferPointer { cg in
-            berth_exec_in(s.pid, cg.baseAddress, Int32(cg.count), argv.pointers, envp.pointers)
+        let status = Cgroup(existing: s).placement.withC { cgroups in
+            berth_exec_in(s.pid, cgroups, argv.pointers, envp.pointers)
         }
         if status < 0 { throw RuntimeError("cannot enter container \(name): \(SystemError.last("setns"))") }
         let code = berth_exit_code(status)

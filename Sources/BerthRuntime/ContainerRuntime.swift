@@ -166,17 +166,12 @@ public enum ContainerRuntime {
         let argv = CStringArray(spec.command)
         let envp = CStringArray(withDefaultPath(spec.environment))
         let strings = CStringArray([spec.hostname ?? spec.name] + (spec.rootfs.map { [$0] } ?? []))
+        var handle = berth_container_handle()
         // The child joins its v1 cgroups itself and is created in its cgroup2
         // one: neither waits for the kernel as a move of another process does.
-        let v1 = Set(cgroup.directories.filter { $0.key != "unified" }.values).sorted()
-        let tasks = CStringArray(v1.map { "\($0)/tasks" })
-        let cgroup2 = cgroup.directories["unified"].map { open($0, O_RDONLY | O_DIRECTORY | O_CLOEXEC) } ?? -1
-        defer { if cgroup2 >= 0 { close(cgroup2) } }
-        let constTasks = tasks.pointers.dropLast().map { UnsafePointer<CChar>($0) }
-        var handle = berth_container_handle()
-        let rc = argv.pointers.withUnsafeBufferPointer { a in
-            envp.pointers.withUnsafeBufferPointer { e in
-                constTasks.withUnsafeBufferPointer { t in
+        let rc = cgroup.placement.withC { cgroups in
+            argv.pointers.withUnsafeBufferPointer { a in
+                envp.pointers.withUnsafeBufferPointer { e in
                     var cSpec = berth_container_spec()
                     cSpec.argv = a.baseAddress
                     cSpec.envp = e.baseAddress
@@ -185,9 +180,7 @@ public enum ContainerRuntime {
                     cSpec.rootfs = spec.rootfs == nil ? nil : UnsafePointer(strings.pointers[1])
                     cSpec.lxcfs = spec.lxcfs ? 1 : 0
                     cSpec.user_ns = spec.userNamespace ? 1 : 0
-                    cSpec.cgroup_tasks = t.baseAddress
-                    cSpec.cgroup_tasks_count = Int32(t.count)
-                    cSpec.cgroup2_fd = cgroup2
+                    cSpec.cgroups = cgroups?.pointee ?? berth_cgroups(tasks: nil, tasks_count: 0, cgroup2_fd: -1)
                     return berth_container_start(&cSpec, &handle)
                 }
             }

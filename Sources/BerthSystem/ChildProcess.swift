@@ -93,3 +93,31 @@ public func findExecutable(_ name: String, in directories: [String]) -> String? 
     }
     return nil
 }
+
+/// The cgroups a new process is put in, the way that makes it wait on
+/// nothing (`berth_cgroups`): the v1 cgroup directories it joins itself
+/// through their `tasks` files, and the cgroup2 directory it is created in.
+public struct CgroupPlacement: Equatable, Sendable {
+    public var v1: [String]
+    public var cgroup2: String?
+
+    public init(v1: [String] = [], cgroup2: String? = nil) {
+        self.v1 = v1
+        self.cgroup2 = cgroup2
+    }
+
+    /// Calls `body` with the C form (NULL when there is no cgroup): the
+    /// `tasks` files and the cgroup2 directory open for the call (left out
+    /// when it cannot be opened).
+    public func withC<R>(_ body: (UnsafePointer<berth_cgroups>?) -> R) -> R {
+        if v1.isEmpty && cgroup2 == nil { return body(nil) }
+        let tasks = CStringArray(v1.map { "\($0)/tasks" })
+        let fd = cgroup2.map { open($0, O_RDONLY | O_DIRECTORY | O_CLOEXEC) } ?? -1
+        defer { if fd >= 0 { close(fd) } }
+        let constTasks = tasks.pointers.dropLast().map { UnsafePointer<CChar>($0) }
+        return constTasks.withUnsafeBufferPointer { t in
+            var c = berth_cgroups(tasks: t.baseAddress, tasks_count: Int32(t.count), cgroup2_fd: fd)
+            return body(&c)
+        }
+    }
+}

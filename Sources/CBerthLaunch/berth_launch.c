@@ -31,6 +31,53 @@ struct berth_clone_args {
 };
 #define BERTH_CLONE_INTO_CGROUP 0x200000000ULL
 
+/* Forks (with `flags`, namespaces among them) a child created in the
+ * cgroup2 cgroup `cg->cgroup2_fd` when there is one: clone3 with
+ * CLONE_INTO_CGROUP, without a stack of its own, so the child returns here
+ * as from fork (only async-signal-safe calls there, and no fork: no atfork
+ * handler ran). `*in_cgroup2` says whether that worked. Otherwise a plain
+ * fork, or -1 when `flags` asks for more than fork does. */
+static pid_t fork_in(const struct berth_cgroups *cg, int flags, int *in_cgroup2) {
+    *in_cgroup2 = 0;
+    if (cg && cg->cgroup2_fd >= 0) {
+        struct berth_clone_args ca;
+        memset(&ca, 0, sizeof ca);
+        ca.flags = (uint64_t)(unsigned)flags | BERTH_CLONE_INTO_CGROUP;
+        ca.exit_signal = SIGCHLD;
+        ca.cgroup = (uint64_t)cg->cgroup2_fd;
+        pid_t pid = (pid_t)syscall(SYS_clone3, &ca, sizeof ca);
+        if (pid >= 0) {
+            *in_cgroup2 = 1;
+            return pid;
+        }
+    }
+    if (flags != 0) return -1;  /* the caller clones in its own way */
+    return fork();
+}
+
+/* In a single-threaded child: joins the v1 cgroups (writing "0" to `tasks`
+ * moves only the writing thread: no global lock, no wait). 0, or -1. */
+static int join_v1(const struct berth_cgroups *cg) {
+    for (int i = 0; cg && i < cg->tasks_count; i++) {
+        int fd = open(cg->tasks[i], O_WRONLY | O_CLOEXEC);
+        if (fd < 0) return -1;
+        ssize_t n = write(fd, "0", 1);
+        close(fd);
+        if (n != 1) return -1;
+    }
+    return 0;
+}
+
+/* In a child not created in its cgroup2 cgroup: moves itself there. 0, or -1. */
+static int join_v2(const struct berth_cgroups *cg, int in_cgroup2) {
+    if (!cg || cg->cgroup2_fd < 0 || in_cgroup2) return 0;
+    int fd = openat(cg->cgroup2_fd, "cgroup.procs", O_WRONLY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    ssize_t n = write(fd, "0", 1);
+    close(fd);
+    return n == 1 ? 0 : -1;
+}
+
 /* Everything below runs in the cloned child, which may have been cloned from
  * a multi-threaded process: only async-signal-safe calls until execve. */
 
@@ -40,6 +87,7 @@ struct child_args {
     int go_write;
     int status_read;
     int status_write;
+    int in_cgroup2;
 };
 
 static void report(int fd, int err, const char *what) {
@@ -291,11 +339,10 @@ static int child_main(void *arg) {
        before it says "go" gives us end-of-file instead of a wait forever. */
     close(a->go_write);
     close(a->status_read);
-    /* Into the v1 cgroups: a write of "0" moves only this (single) thread. */
-    for (int i = 0; i < spec->cgroup_tasks_count && !spec->user_ns; i++) {
-        int tasks = open(spec->cgroup_tasks[i], O_WRONLY | O_CLOEXEC);
-        if (tasks < 0 || write(tasks, "0", 1) != 1) fail(fd, "join the container's cgroup");
-        close(tasks);
+    /* Into the cgroups (with a user namespace the caller moves it: the child
+       may not write to the host's cgroup files before its maps exist). */
+    if (!spec->user_ns && (join_v1(&spec->cgroups) != 0 || join_v2(&spec->cgroups, a->in_cgroup2) != 0)) {
+        fail(fd, "join the container's cgroup");
     }
     /* Wait until the parent has put us into our cgroup and wired the network. */
     char go;
@@ -351,25 +398,21 @@ int berth_container_start(const struct berth_container_spec *spec, struct berth_
         close(go[0]); close(go[1]); close(status[0]); close(status[1]);
         return -1;
     }
-    struct child_args args = { spec, go[0], go[1], status[0], status[1] };
+    struct child_args args = { spec, go[0], go[1], status[0], status[1], 0 };
     int flags = CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWNET | SIGCHLD;
     if (spec->user_ns) flags |= CLONE_NEWUSER;
     /* Without CLONE_VM the child has its own copy of memory, `args` included. */
     pid_t pid = -1;
     out->in_cgroup2 = 0;
-    if (spec->cgroup2_fd >= 0) {
-        /* clone3 without a stack of its own: the child returns here, as from fork. */
-        struct berth_clone_args ca;
-        memset(&ca, 0, sizeof ca);
-        ca.flags = (uint64_t)(flags & ~CSIGNAL) | BERTH_CLONE_INTO_CGROUP;
-        ca.exit_signal = SIGCHLD;
-        ca.cgroup = (uint64_t)spec->cgroup2_fd;
-        pid = (pid_t)syscall(SYS_clone3, &ca, sizeof ca);
+    if (spec->cgroups.cgroup2_fd >= 0) {
+        int in_cgroup2 = 0;
+        pid = fork_in(&spec->cgroups, flags & ~CSIGNAL, &in_cgroup2);
         if (pid == 0) {
+            args.in_cgroup2 = in_cgroup2;
             child_main(&args);
             _exit(127);
         }
-        if (pid > 0) out->in_cgroup2 = 1;
+        out->in_cgroup2 = pid > 0 && in_cgroup2;
     }
     if (pid < 0) pid = clone(child_main, (char *)stack + stack_size, flags, &args);
     int saved = errno;
@@ -423,15 +466,11 @@ static void format_pid(pid_t pid, char *buf, size_t size) {
     buf[n] = 0;
 }
 
-int berth_exec_in(pid_t target, const char *const *cgroup_procs, int cgroup_count,
-                  char *const *argv, char *const *envp) {
+int berth_exec_in(pid_t target, const struct berth_cgroups *cgroups, char *const *argv, char *const *envp) {
     static const char *kinds[] = { "cgroup", "ipc", "uts", "net", "pid", "mnt" };
     enum { KINDS = 6 };
     int ns[KINDS];
-    int cg[64];
-    if (cgroup_count > 64) { errno = EINVAL; return -1; }
     for (int i = 0; i < KINDS; i++) ns[i] = -1;
-    for (int i = 0; i < cgroup_count; i++) cg[i] = -1;
     int rc = -1;
     char path[64];
     for (int i = 0; i < KINDS; i++) {
@@ -441,27 +480,24 @@ int berth_exec_in(pid_t target, const char *const *cgroup_procs, int cgroup_coun
         ns[i] = open(path, O_RDONLY | O_CLOEXEC);
         if (ns[i] < 0) goto out;
     }
-    for (int i = 0; i < cgroup_count; i++) {
-        cg[i] = open(cgroup_procs[i], O_WRONLY | O_CLOEXEC);
-        if (cg[i] < 0) goto out;
-    }
     pid_t child = fork();
     if (child < 0) goto out;
     if (child == 0) {
-        char me[16];
-        format_pid(getpid(), me, sizeof(me));
-        for (int i = 0; i < cgroup_count; i++) {
-            if (write(cg[i], me, strlen(me)) < 0) _exit(125);
-        }
+        /* The v1 cgroups before the mount namespace hides the host's /sys. */
+        if (join_v1(cgroups) != 0) _exit(125);
         for (int i = 0; i < KINDS; i++) {
             if (setns(ns[i], 0) != 0) _exit(125);
         }
         sigset_t all;
         sigfillset(&all);
         sigprocmask(SIG_BLOCK, &all, NULL);
-        pid_t inner = fork();  /* joining a pid namespace applies to children */
+        /* Joining a pid namespace applies to children; this one is created in
+           the cgroup2 cgroup (this process is single-threaded: clone3 is safe). */
+        int in_cgroup2 = 0;
+        pid_t inner = fork_in(cgroups, 0, &in_cgroup2);
         if (inner < 0) _exit(125);
         if (inner == 0) {
+            if (join_v2(cgroups, in_cgroup2) != 0) _exit(125);
             sigset_t none;
             sigemptyset(&none);
             reset_signals(&none);
@@ -482,7 +518,6 @@ out:
     {
         int saved = errno;
         for (int i = 0; i < KINDS; i++) if (ns[i] >= 0) close(ns[i]);
-        for (int i = 0; i < cgroup_count; i++) if (cg[i] >= 0) close(cg[i]);
         errno = saved;
     }
     return rc;
@@ -531,35 +566,23 @@ int berth_netns_create(const char *path) {
     return 0;
 }
 
-int berth_netns_exec(const char *path, const char *const *cgroup_procs, int cgroup_count,
+int berth_netns_exec(const char *path, const struct berth_cgroups *cgroups,
                      char *const *argv, char *const *envp, int out_fd, int detach) {
-    int cg[64];
-    if (cgroup_count > 64) { errno = EINVAL; return -1; }
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) return -1;
-    for (int i = 0; i < cgroup_count; i++) {
-        cg[i] = open(cgroup_procs[i], O_WRONLY | O_CLOEXEC);
-        if (cg[i] < 0) {
-            int saved = errno;
-            for (int j = 0; j < i; j++) close(cg[j]);
-            close(fd);
-            errno = saved;
-            return -1;
-        }
-    }
-    pid_t pid = fork();
+    /* Only async-signal-safe calls in the child (the caller may have threads):
+       no fork there, so clone3 is safe. */
+    int in_cgroup2 = 0;
+    pid_t pid = fork_in(cgroups, 0, &in_cgroup2);
     if (pid < 0) {
         int saved = errno;
-        for (int i = 0; i < cgroup_count; i++) close(cg[i]);
         close(fd);
         errno = saved;
         return -1;
     }
     if (pid == 0) {
-        /* Into the host's cgroups first ("0": the writing process), then its namespace. */
-        for (int i = 0; i < cgroup_count; i++) {
-            if (write(cg[i], "0", 1) != 1) _exit(125);
-        }
+        /* Into the host's cgroups first, then its namespace. */
+        if (join_v1(cgroups) != 0 || join_v2(cgroups, in_cgroup2) != 0) _exit(125);
         if (setns(fd, CLONE_NEWNET) != 0) _exit(126);
         if (detach) {
             setsid();
@@ -577,7 +600,6 @@ int berth_netns_exec(const char *path, const char *const *cgroup_procs, int cgro
         execvpe(argv[0], argv, envp);
         _exit(127);
     }
-    for (int i = 0; i < cgroup_count; i++) close(cg[i]);
     close(fd);
     if (detach) return pid;
     return berth_wait_forwarding(pid);

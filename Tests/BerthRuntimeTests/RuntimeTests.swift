@@ -634,6 +634,10 @@ struct RuntimeIsolationTests {
         for line in lines {
             #expect(line.hasSuffix(":/berth/\(c.name)"), "\(line)")
         }
+        // exec's command joins every one of them too: inside the container's
+        // cgroup namespace each is its root.
+        let execLines = berthctl(["exec", c.name, "--", "cat", "/proc/self/cgroup"]).out.split(separator: "\n")
+        #expect(execLines.count == lines.count && execLines.allSatisfy { $0.hasSuffix(":/") }, "\(execLines)")
 
         let missing = TestContainer()
         defer { missing.remove() }

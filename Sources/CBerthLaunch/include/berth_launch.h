@@ -8,6 +8,20 @@
 
 #include <sys/types.h>
 
+/// Where a new process goes in the cgroup hierarchies, without the wait a
+/// move of another process makes (the cgroup lock's RCU grace period, 10-20
+/// ms when no move happened lately): it joins the v1 cgroups itself, writing
+/// "0" to their `tasks` files (a thread moving only itself takes no global
+/// lock), and is created in the cgroup2 one (clone3 with CLONE_INTO_CGROUP;
+/// where the kernel refuses, it writes "0" to its `cgroup.procs`).
+struct berth_cgroups {
+    /// The v1 cgroups' `tasks` files.
+    const char *const *tasks;
+    int tasks_count;
+    /// The cgroup2 directory, open, or -1.
+    int cgroup2_fd;
+};
+
 /// What the container's first process does between clone and exec.
 /// Everything here runs in C in the child: no Swift runs after clone.
 struct berth_container_spec {
@@ -28,16 +42,10 @@ struct berth_container_spec {
     const char *rootfs;
     /// Bind-mount lxcfs's /proc files (and cpu online) over the container's.
     int lxcfs;
-    /// The v1 cgroups' `tasks` files: the child joins them itself before it
-    /// waits (unless user_ns: the caller joins it to them then). A thread
-    /// writing "0" there moves only itself, which takes no global lock,
-    /// while a move of another process waits for an RCU grace period (10-20
-    /// ms) when none happened lately. The child is single-threaded.
-    const char *const *cgroup_tasks;
-    int cgroup_tasks_count;
-    /// A cgroup2 directory to create the child in (clone3 with
-    /// CLONE_INTO_CGROUP: no move, no wait), or -1.
-    int cgroup2_fd;
+    /// Its cgroups: the child joins them itself before it waits (with
+    /// user_ns the caller moves it instead: the child may not write to the
+    /// host's cgroup files before its maps exist).
+    struct berth_cgroups cgroups;
 };
 
 /// A started container: its first process, and the descriptors the caller
@@ -51,7 +59,7 @@ struct berth_container_handle {
     /// Read end: reaches end of file once the workload has been exec'd;
     /// carries "errno:message" if the child failed before that.
     int status_fd;
-    /// 1 when the child was created in `cgroup2_fd`; 0 when the kernel
+    /// 1 when the child was created in `cgroups.cgroup2_fd`; 0 when the kernel
     /// refused that (the caller moves it there itself).
     int in_cgroup2;
 };
@@ -65,14 +73,14 @@ struct berth_container_handle {
 int berth_container_start(const struct berth_container_spec *spec, struct berth_container_handle *out);
 
 /// Runs `argv` inside the container whose PID 1 is `target`: the process
-/// first joins the cgroups whose `cgroup.procs` files are listed (so it counts
-/// against the container's limits), then the container's cgroup, ipc, uts,
+/// first joins `cgroups` (so it counts against the container's limits; the
+/// command runs in all of them, its supervisor in the v1 ones), then the
+/// container's cgroup, ipc, uts,
 /// net, pid and mount namespaces, and is executed as a child of a small
 /// supervisor that forwards signals. Only stdin, stdout and stderr of the
 /// caller's descriptors reach it. Returns the wait status of that
 /// supervisor (the command's status), or -1 with errno.
-int berth_exec_in(pid_t target, const char *const *cgroup_procs, int cgroup_count,
-                  char *const *argv, char *const *envp);
+int berth_exec_in(pid_t target, const struct berth_cgroups *cgroups, char *const *argv, char *const *envp);
 
 /// Decodes a wait status: the exit code, or 128+N for a process killed by signal N.
 int berth_exit_code(int wait_status);
@@ -93,13 +101,13 @@ pid_t berth_spawn_detached(const char *path, char *const *argv, char *const *env
 int berth_netns_create(const char *path);
 
 /// Runs `argv` in the network namespace at `path` (as `ip netns exec`),
-/// first joining the cgroups whose `cgroup.procs` files are listed, and
+/// first joining `cgroups` (NULL: none), and
 /// returns its wait status, or -1 with errno (125: joining a cgroup failed,
 /// 126: entering the namespace failed). With `out_fd` >= 0 its stdout and
 /// stderr go there; no other descriptor of the caller's but stdin reaches
 /// it. With `detach` it runs in a session of its own, stdin from
 /// /dev/null, and the call returns its pid at once.
-int berth_netns_exec(const char *path, const char *const *cgroup_procs, int cgroup_count,
+int berth_netns_exec(const char *path, const struct berth_cgroups *cgroups,
                      char *const *argv, char *const *envp, int out_fd, int detach);
 
 /// Starts `path` as a plugin: stdin from `in_fd`, stdout to `out_fd`, stderr
