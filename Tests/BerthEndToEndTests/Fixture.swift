@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import BerthCNI
 import BerthJSON
+import BerthSystem
 
 /// Whether the kernel tests can run: they need root for namespaces and links.
 let runningAsRoot = getuid() == 0
@@ -18,23 +19,22 @@ let productsDirectory: String = {
 let referencePluginDirectory = "/usr/lib/cni"
 
 /// Runs a command line, returns exit status and stdout. stdin is `input`.
+///
+/// Not through Foundation's `Process`: it closes the parent's descriptors in
+/// the child from a list taken before the spawn, so a pipe another thread
+/// opens meanwhile can leak into a long-lived child (a `swift build`, a
+/// server) and keep that thread's read waiting for as long as the child
+/// lives, locks held or not. `runExecutable` closes them in the child and
+/// reads the output from a memory file once the command has exited.
 @discardableResult
 func shell(_ args: [String], input: String? = nil, environment: [String: String]? = nil) -> (status: Int32, out: String) {
-    let p = Process()
-    p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    p.arguments = args
-    if let environment { p.environment = environment }
-    let out = Pipe()
-    p.standardOutput = out
-    p.standardError = FileHandle.nullDevice
-    let inPipe = Pipe()
-    p.standardInput = inPipe
-    do { try p.run() } catch { return (127, "\(error)") }
-    if let input { inPipe.fileHandleForWriting.write(Data(input.utf8)) }
-    try? inPipe.fileHandleForWriting.close()
-    let data = out.fileHandleForReading.readDataToEndOfFile()
-    p.waitUntilExit()
-    return (p.terminationStatus, String(decoding: data, as: UTF8.self))
+    do {
+        let r = try runExecutable("/usr/bin/env", arguments: args, environment: environment ?? ProcessInfo.processInfo.environment,
+                                  input: Array((input ?? "").utf8), discardStandardError: true)
+        return (r.status, String(decoding: r.stdout, as: UTF8.self))
+    } catch {
+        return (127, "\(error)")
+    }
 }
 
 /// The host's IPv4 forwarding setting, put back as it was (ipMasq and the reference bridge plugin turn it on).

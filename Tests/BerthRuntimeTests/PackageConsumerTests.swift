@@ -1,25 +1,22 @@
 import Foundation
 import Testing
+import BerthSystem
 
 /// Runs `args` (the first found on PATH, with the toolchain's directory added)
 /// in `directory`; returns the exit status and what it printed (stdout and stderr).
+/// Through `runExecutable`, not Foundation's `Process`: a long `swift build`
+/// must not inherit pipes other tests' threads open meanwhile (see `shell`).
 private func command(_ args: [String], in directory: String, environment extra: [String: String] = [:]) -> (status: Int32, out: String) {
-    let p = Process()
-    p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    p.arguments = args
-    p.currentDirectoryURL = URL(fileURLWithPath: directory)
     var env = ProcessInfo.processInfo.environment
     env["PATH"] = (env["PATH"].map { $0 + ":" } ?? "") + "/opt/swift/usr/bin:/usr/sbin:/usr/bin:/sbin:/bin"
     for (k, v) in extra { env[k] = v }
-    p.environment = env
-    let out = Pipe()
-    p.standardOutput = out
-    p.standardError = out
-    p.standardInput = FileHandle.nullDevice
-    do { try p.run() } catch { return (127, "\(error)") }
-    let data = out.fileHandleForReading.readDataToEndOfFile()
-    p.waitUntilExit()
-    return (p.terminationStatus, String(decoding: data, as: UTF8.self))
+    do {
+        let r = try runExecutable("/usr/bin/env", arguments: ["-C", directory, "sh", "-c", "exec \"$@\" 2>&1", "sh"] + args,
+                                  environment: env, input: [])
+        return (r.status, String(decoding: r.stdout, as: UTF8.self))
+    } catch {
+        return (127, "\(error)")
+    }
 }
 
 /// Berth as someone else's dependency: a package outside this repository
