@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import BerthSystem
 @testable import BerthRuntime
 @testable import BerthCNIClient
 
@@ -136,22 +137,20 @@ let berthctlPath: String = {
 
 /// Runs berthctl; `cniPath` sets its CNI_PATH (per process: suites run in parallel).
 func berthctl(_ args: [String], cniPath: String? = nil) -> (status: Int32, out: String, err: String) {
-    let p = Process()
-    p.executableURL = URL(fileURLWithPath: berthctlPath)
-    p.arguments = args
-    if let cniPath {
-        var env = ProcessInfo.processInfo.environment
-        env["CNI_PATH"] = cniPath
-        p.environment = env
+    // Through runExecutable, not Foundation's Process (see `command` in
+    // PackageConsumerTests); stderr goes to a file of its own.
+    var env = ProcessInfo.processInfo.environment
+    if let cniPath { env["CNI_PATH"] = cniPath }
+    let errFile = NSTemporaryDirectory() + "berthtest-stderr-\(getpid())-\(UInt64.random(in: 0...UInt64.max))"
+    defer { unlink(errFile) }
+    do {
+        let r = try runExecutable("/bin/sh", arguments: ["-c", "f=$1; shift; exec \"$@\" 2>\"$f\"", "sh", errFile, berthctlPath] + args,
+                                  environment: env, input: [])
+        let err = (try? String(contentsOfFile: errFile, encoding: .utf8)) ?? ""
+        return (r.status, String(decoding: r.stdout, as: UTF8.self), err)
+    } catch {
+        return (127, "", "\(error)")
     }
-    let out = Pipe(), err = Pipe()
-    p.standardOutput = out
-    p.standardError = err
-    p.standardInput = FileHandle.nullDevice
-    do { try p.run() } catch { return (127, "", "\(error)") }
-    let o = out.fileHandleForReading.readDataToEndOfFile(), e = err.fileHandleForReading.readDataToEndOfFile()
-    p.waitUntilExit()
-    return (p.terminationStatus, String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self))
 }
 
 /// A container name unique to this test; `remove()` cleans it up.

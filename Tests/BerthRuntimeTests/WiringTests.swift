@@ -1,19 +1,17 @@
 import Foundation
 import Testing
+import BerthSystem
 @testable import BerthRuntime
 @testable import BerthCNIClient
 
 func ip(_ args: [String]) -> (status: Int32, out: String) {
-    let p = Process()
-    p.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
-    p.arguments = args
-    let out = Pipe()
-    p.standardOutput = out
-    p.standardError = FileHandle.nullDevice
-    do { try p.run() } catch { return (127, "") }
-    let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-    p.waitUntilExit()
-    return (p.terminationStatus, text)
+    do {
+        let r = try runExecutable("/usr/sbin/ip", arguments: args, environment: ProcessInfo.processInfo.environment,
+                                  input: [], discardStandardError: true)
+        return (r.status, String(decoding: r.stdout, as: UTF8.self))
+    } catch {
+        return (127, "")
+    }
 }
 
 @Suite("attachment container IDs")
