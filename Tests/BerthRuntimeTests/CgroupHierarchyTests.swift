@@ -21,6 +21,15 @@ struct CgroupHierarchyTests {
 
     static func read(_ path: String) -> String { (try? String(contentsOfFile: path, encoding: .utf8)) ?? "" }
 
+    /// Kills `p` and whatever else is in `cg` (thawed first), and removes `cg`.
+    static func remove(_ cg: Cgroup, after p: Process) {
+        kill(p.processIdentifier, SIGKILL)
+        try? cg.freeze(false)
+        cg.killAll()
+        _ = eventually { !cg.isPopulated() }
+        try? cg.remove()
+    }
+
     /// Waits up to 3 s for `condition`.
     static func eventually(_ condition: () -> Bool) -> Bool {
         for _ in 0..<60 {
@@ -37,12 +46,7 @@ struct CgroupHierarchyTests {
         let cg = Cgroup(name: Self.uniqueName("v2"), layout: CgroupLayout(unified: root, v1: [:]))
         let dir = try #require(cg.directories["unified"])
         let p = try Self.sleeper()
-        defer {
-            kill(p.processIdentifier, SIGKILL)
-            cg.killAll()
-            _ = Self.eventually { !cg.isPopulated() }
-            try? cg.remove()
-        }
+        defer { Self.remove(cg, after: p) }
         try cg.create(limits: ResourceLimits())
         try cg.add(pid: p.processIdentifier)
         #expect(Self.read("\(dir)/cgroup.procs").split(separator: "\n").contains("\(p.processIdentifier)"))
@@ -73,13 +77,7 @@ struct CgroupHierarchyTests {
         // /proc refuses mkdir: what a read-only cgroup2 mount does.
         let cg = Cgroup(name: Self.uniqueName("ro2"), layout: CgroupLayout(unified: "/proc", v1: layout.v1))
         let p = try Self.sleeper()
-        defer {
-            kill(p.processIdentifier, SIGKILL)
-            try? cg.freeze(false)
-            cg.killAll()
-            _ = Self.eventually { !cg.isPopulated() }
-            try? cg.remove()
-        }
+        defer { Self.remove(cg, after: p) }
         try cg.create(limits: ResourceLimits(pids: 10))
         try cg.add(pid: p.processIdentifier)
         #expect(Self.read("/proc/\(p.processIdentifier)/cgroup").contains(":pids:/berth/\(cg.name)\n"))
@@ -103,13 +101,7 @@ struct CgroupHierarchyTests {
         let online = try #require(ResourceLimits.parseCPUList(Self.read("/sys/devices/system/cpu/online")))
         let last = try #require(online.last)
         let p = try Self.sleeper()
-        defer {
-            kill(p.processIdentifier, SIGKILL)
-            try? cg.freeze(false)
-            cg.killAll()
-            _ = Self.eventually { !cg.isPopulated() }
-            try? cg.remove()
-        }
+        defer { Self.remove(cg, after: p) }
         try cg.create(limits: ResourceLimits(cpusetCpus: "\(last)"))
         let cpuset = try #require(cg.directories["cpuset"])
         #expect(Self.read("\(cpuset)/cpuset.cpus").trimmingCharacters(in: .whitespacesAndNewlines) == "\(last)")
