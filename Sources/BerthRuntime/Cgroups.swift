@@ -262,20 +262,25 @@ public struct Cgroup: Sendable {
         }
     }
 
-    /// Moves process `pid` into every directory of this cgroup but those of the hierarchies in `except`.
-    /// (A hybrid host's cgroup2 directory that `create` could not make is left out.)
-    public func add(pid: pid_t, except: Set<String> = []) throws(SystemError) {
-        var skipped = Set(except.compactMap { directories[$0] })
-        if !layout.isUnified, let dir = directories["unified"], access(dir, F_OK) != 0 { skipped.insert(dir) }
-        for dir in Set(directories.values).subtracting(skipped) { try write("\(pid)", to: "\(dir)/cgroup.procs") }
+    /// The cgroup2 directory a process can be put in: on a unified host
+    /// always; on a hybrid one only when `create` could make it.
+    var cgroup2Directory: String? {
+        directories["unified"].flatMap { layout.isUnified || access($0, F_OK) == 0 ? $0 : nil }
     }
 
-    /// How a new process joins this cgroup without waiting on the kernel:
-    /// the v1 directories and the cgroup2 one (when it exists: a hybrid
-    /// host's may not have been made).
+    /// The v1 directories (each once: cpu and cpuacct may share one).
+    var v1Directories: [String] {
+        Set(directories.filter { $0.key != "unified" }.values).sorted()
+    }
+
+    /// Moves process `pid` into every directory of this cgroup.
+    public func add(pid: pid_t) throws(SystemError) {
+        for dir in v1Directories + [cgroup2Directory].compactMap({ $0 }) { try write("\(pid)", to: "\(dir)/cgroup.procs") }
+    }
+
+    /// How a new process joins this cgroup without waiting on the kernel.
     public var placement: CgroupPlacement {
-        let v2 = directories["unified"].flatMap { layout.isUnified || access($0, F_OK) == 0 ? $0 : nil }
-        return CgroupPlacement(v1: Set(directories.filter { $0.key != "unified" }.values).sorted(), cgroup2: v2)
+        CgroupPlacement(v1: v1Directories, cgroup2: cgroup2Directory)
     }
 
     /// The cgroup2 directory when the kernel has `file` in it (cgroup.freeze

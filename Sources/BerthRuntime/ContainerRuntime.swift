@@ -141,11 +141,8 @@ public enum ContainerRuntime {
                 try write(map, to: "/proc/\(child.pid)/uid_map")
                 try write(map, to: "/proc/\(child.pid)/gid_map")
             }
-            // Without a user namespace the child joined the v1 cgroups itself
-            // and was created in the cgroup2 one, when the kernel could.
-            let joined = spec.userNamespace ? [] : Set(cgroup.directories.keys.filter { $0 != "unified" })
-                .union(child.inCgroup2 ? ["unified"] : [])
-            try cgroup.add(pid: child.pid, except: joined)
+            // Without a user namespace the child has joined its cgroups itself.
+            if spec.userNamespace { try cgroup.add(pid: child.pid) }
         } catch {
             throw RuntimeError("cannot set up the container's user mapping or cgroup: \(error)")
         }
@@ -194,8 +191,6 @@ public enum ContainerRuntime {
 /// the two pipes to it, each closed by its owner.
 final class StartedContainer {
     let pid: pid_t
-    /// Whether it was created in its cgroup2 cgroup.
-    let inCgroup2: Bool
     /// Written once to let the process go on to exec the workload.
     private let go: OwnedDescriptor
     /// Where the process reports a failure before exec (empty when exec worked).
@@ -203,7 +198,6 @@ final class StartedContainer {
 
     init(_ handle: berth_container_handle) {
         pid = handle.pid
-        inCgroup2 = handle.in_cgroup2 != 0
         go = OwnedDescriptor(adopting: handle.go_fd)
         status = OwnedDescriptor(adopting: handle.status_fd)
     }

@@ -403,16 +403,12 @@ int berth_container_start(const struct berth_container_spec *spec, struct berth_
     if (spec->user_ns) flags |= CLONE_NEWUSER;
     /* Without CLONE_VM the child has its own copy of memory, `args` included. */
     pid_t pid = -1;
-    out->in_cgroup2 = 0;
     if (spec->cgroups.cgroup2_fd >= 0) {
-        int in_cgroup2 = 0;
-        pid = fork_in(&spec->cgroups, flags & ~CSIGNAL, &in_cgroup2);
+        pid = fork_in(&spec->cgroups, flags & ~CSIGNAL, &args.in_cgroup2);
         if (pid == 0) {
-            args.in_cgroup2 = in_cgroup2;
             child_main(&args);
             _exit(127);
         }
-        out->in_cgroup2 = pid > 0 && in_cgroup2;
     }
     if (pid < 0) pid = clone(child_main, (char *)stack + stack_size, flags, &args);
     int saved = errno;

@@ -53,20 +53,17 @@ struct berth_container_spec {
 struct berth_container_handle {
     /// The container's PID 1, as seen from the caller's PID namespace.
     pid_t pid;
-    /// Write one byte to let the child go on (after putting it into its
-    /// cgroup and wiring its network); close it to make the child exit.
+    /// Write one byte to let the child go on (after writing its user maps and
+    /// wiring its network); close it to make the child exit.
     int go_fd;
     /// Read end: reaches end of file once the workload has been exec'd;
     /// carries "errno:message" if the child failed before that.
     int status_fd;
-    /// 1 when the child was created in `cgroups.cgroup2_fd`; 0 when the kernel
-    /// refused that (the caller moves it there itself).
-    int in_cgroup2;
 };
 
 /// Clones the container's first process into new pid, mount, uts, ipc and
 /// net namespaces. The child waits on `go_fd` before going on; then it takes
-/// a new cgroup namespace (so its cgroup, joined by the parent meanwhile, is
+/// a new cgroup namespace (so its cgroup, joined before it waited, is
 /// its root), sets the host name, makes every mount private, mounts a fresh
 /// /proc, sets no_new_privs, and executes the workload (under the init when
 /// `use_init`). Returns 0, or -1 with errno set.
