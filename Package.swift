@@ -67,7 +67,7 @@ let package = Package(
         // Clusters: etcd's v3 API (through its JSON gateway), the cluster
         // model, the node agent and the routes, VXLAN and FDB it programs.
         .target(name: "BerthCluster", dependencies: [
-            "BerthJSON", "BerthCNI", "BerthSystem", "BerthNetlink",
+            "BerthJSON", "BerthCNI", "BerthSystem", "BerthNetlink", "BerthIPAM",
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
         ]),
         // The node agent (and `init`, `show`, `nodes` for people).

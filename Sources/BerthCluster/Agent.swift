@@ -1,4 +1,5 @@
 import BerthCNI
+import BerthIPAM
 import BerthJSON
 import BerthSystem
 import Foundation
@@ -27,12 +28,25 @@ public struct AgentOptions: Sendable {
     public static func defaultSubnetFile(cluster: String) -> String { "/run/berth/cluster/\(cluster).json" }
 }
 
+/// The block search found every block held: waiting for one to be freed.
+struct NoFreeBlock: Error, CustomStringConvertible {
+    let description: String
+    /// The store's revision when the blocks were read: a block freed after it ends the wait.
+    let revision: Int64
+}
+
 /// The node agent: holds a block of the cluster's range for its node under an
 /// etcd lease (the same block again after a restart), publishes the node's
 /// address (and VTEP MAC), and keeps the kernel's routes to every other node's
 /// block in step with etcd through a watch. When etcd is out of reach it
 /// leaves everything as it is and tries again with backoff; once back, it
 /// renews or retakes its lease and resynchronises by difference.
+///
+/// Nothing read from etcd is trusted: a node record counts only when the
+/// block key of its block names that node, with a usable underlay address,
+/// and never for this node's own block (`acceptedPeers`). Each peer is
+/// applied on its own; one the kernel refuses is logged with its etcd key
+/// and retried every few seconds without holding back the others.
 public actor Agent {
     public let options: AgentOptions
     let etcd: EtcdClient
@@ -42,12 +56,33 @@ public actor Agent {
     private var network: NodeNetwork?
     private var lease: Int64 = 0
     private var block: IPPrefix?
-    private var peers: [String: NodeRecord] = [:]
+    /// Node records by etcd key, as read (checked when applied).
+    private var records: [String: NodeRecord] = [:]
+    /// Who each block key names.
+    private var owners: [IPPrefix: String] = [:]
+    /// The value this node last wrote to its record.
+    private var published: [UInt8] = []
+    /// Set when someone else changed this node's record or block key: written again.
+    private var tampered = false
+    /// What was last logged about each rejected record and failing peer, so a retry does not repeat it.
+    private var rejectedLogged: [String: String] = [:]
+    private var failing: [String: String] = [:]
+
+    /// How often etcd is asked whether it answers (a hung etcd is noticed within about twice this).
+    public static let probeInterval: Double = 2
+    /// How often peers the kernel refused are tried again.
+    public static let retryInterval: Double = 2
 
     public init(options: AgentOptions, log: @escaping @Sendable (String) -> Void) {
         self.options = options
         self.log = log
         etcd = EtcdClient(endpoint: options.etcd)
+    }
+
+    /// The lock an agent holds for its node and cluster while it runs: a
+    /// second agent for the same node is refused, and `leave` finds it.
+    public static func lockName(cluster: String, node: String) -> String {
+        DerivedName.fit("agent:\(cluster):\(node)", limit: 255)
     }
 
     /// Runs until cancelled.
@@ -58,6 +93,12 @@ public actor Agent {
                 try await serve()
             } catch is CancellationError {
                 break
+            } catch let wait as NoFreeBlock {
+                if Task.isCancelled { break }
+                log("\(wait); trying again in \(String(format: "%.2g", delay)) s, or as soon as a block is freed")
+                await waitForFreedBlock(after: wait.revision, seconds: delay)
+                delay = min(delay * 2, 5)
+                continue
             } catch {
                 if Task.isCancelled { break }
                 log("\(error); trying again in \(String(format: "%.2g", delay)) s")
@@ -65,6 +106,8 @@ public actor Agent {
                 delay = min(delay * 2, 5)
                 continue
             }
+            // serve() returns only when cancelled; never loop without a pause.
+            try? await Task.sleep(nanoseconds: UInt64(delay * 1e9))
             delay = 0.25
         }
         await etcd.shutdown()
@@ -81,14 +124,22 @@ public actor Agent {
         }
         if lease == 0 {
             lease = try await etcd.grantLease(ttl: options.ttl)
-            block = try await claimBlock(config)
-            try network.holdBlock(block!)
-            try writeSubnetFile(config, block!, mtu: network.podMTU)
+            block = nil
         }
-        guard let block else { return }
-        let record = NodeRecord(node: options.node, address: options.address, block: block, vtepMAC: network.vtepMAC,
-                                since: Int(Date().timeIntervalSince1970))
-        try await etcd.put(config.nodeKey(options.node), Array(record.json.serialized().utf8), lease: lease)
+        if block == nil {
+            do {
+                block = try await claimBlock(config)
+            } catch let e as NoFreeBlock {
+                // No lease is kept while waiting: the next try grants a new one.
+                try? await etcd.revoke(lease)
+                lease = 0
+                throw e
+            }
+            try network.holdBlock(block!)
+            try writeNodeFile(NodeFile(cluster: config.name, network: config.network, block: block!, mtu: network.podMTU))
+        }
+        guard let block else { throw ClusterError("no block is held") }
+        try await publish(config, block, network)
 
         let lease = self.lease, etcd = self.etcd, ttl = options.ttl, log = self.log
         let keeper = Task {
@@ -103,41 +154,136 @@ public actor Agent {
         }
         defer { keeper.cancel() }
 
-        let (items, revision) = try await etcd.list(prefix: config.nodesPrefix)
-        peers = [:]
+        let prefix = "\(ClusterConfig.root)\(config.name)/"
+        let (items, revision) = try await etcd.list(prefix: prefix)
+        records = [:]
+        owners = [:]
         for item in items { take(item, config: config) }
+        tampered = false
         try resync()
-        log("node \(options.node) holds \(block) in cluster \(config.name) (\(config.mode.rawValue)); \(peers.count - 1) other nodes")
-        for try await events in etcd.watch(prefix: config.nodesPrefix, from: revision + 1) {
+        log("node \(options.node) holds \(block) in cluster \(config.name) (\(config.mode.rawValue)); \(records.count - 1) other nodes")
+        // The watch, a probe that notices a hung etcd within seconds (the
+        // watch itself would wait for ever), and the retries of refused peers:
+        // the first to fail ends this stretch.
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await self.follow(config, prefix: prefix, from: revision + 1) }
+            group.addTask { try await Agent.probe(etcd, log: log) }
+            group.addTask {
+                while true {
+                    try await Task.sleep(nanoseconds: UInt64(Agent.retryInterval * 1e9))
+                    try await self.retryFailing()
+                }
+            }
+            try await group.next()
+            group.cancelAll()
+        }
+    }
+
+    /// Writes this node's record under the lease.
+    private func publish(_ config: ClusterConfig, _ block: IPPrefix, _ network: NodeNetwork) async throws {
+        let record = NodeRecord(node: options.node, address: options.address, block: block, vtepMAC: network.vtepMAC,
+                                since: Int(Date().timeIntervalSince1970))
+        published = Array(record.json.serialized().utf8)
+        try await etcd.put(config.nodeKey(options.node), published, lease: lease)
+    }
+
+    /// Follows the watch, applying each batch of changes.
+    private func follow(_ config: ClusterConfig, prefix: String, from revision: Int64) async throws {
+        for try await events in etcd.watch(prefix: prefix, from: revision) {
             for event in events {
+                let key = event.keyValue.key
                 switch event.kind {
                 case .put: take(event.keyValue, config: config)
                 case .delete:
-                    let node = String(event.keyValue.key.dropFirst(config.nodesPrefix.count))
-                    if node == options.node {
+                    if key == config.nodeKey(options.node) {
                         self.lease = 0
-                        throw ClusterError("this node's record was removed (its lease expired): taking a block again")
+                        throw ClusterError("this node's record was removed (its lease expired, or it was deleted): taking a block again")
                     }
-                    if peers.removeValue(forKey: node) != nil { log("node \(node) left") }
+                    if let b = config.block(fromKey: key) {
+                        if b == block {
+                            block = nil
+                            throw ClusterError("this node's block key \(key) was removed: claiming the block again")
+                        }
+                        owners.removeValue(forKey: b)
+                    } else if let gone = records.removeValue(forKey: key) {
+                        log("node \(gone.node) left")
+                        rejectedLogged.removeValue(forKey: key)
+                    }
                 }
+            }
+            if tampered, let block, let network {
+                tampered = false
+                log("this node's record or block key was changed by someone else: writing them again")
+                try await publish(config, block, network)
+                let me = Array(options.node.utf8)
+                try await etcd.put(config.blockKey(block), me, lease: lease)
             }
             try resync()
         }
     }
 
-    /// Reads a node record from etcd into `peers`; a corrupt one is logged with its key and ignored.
-    private func take(_ item: EtcdKeyValue, config: ClusterConfig) {
-        guard let json = try? JSON.parse(item.value), let record = NodeRecord(json: json), config.isBlock(record.block),
-              item.key == config.nodeKey(record.node) else {
-            log("ignoring a corrupt record at \(item.key): \(String(decoding: item.value.prefix(200), as: UTF8.self))")
-            return
+    /// Asks etcd every `probeInterval` whether it answers; throws when it does not.
+    private static func probe(_ etcd: EtcdClient, log: @Sendable (String) -> Void) async throws {
+        while true {
+            try await Task.sleep(nanoseconds: UInt64(probeInterval * 1e9))
+            do {
+                try await etcd.ping(seconds: Int64(probeInterval))
+            } catch {
+                if Task.isCancelled { throw CancellationError() }
+                throw ClusterError("etcd at \(etcd.endpoint) did not answer within \(Int(probeInterval)) s (stopped or hung?)")
+            }
         }
-        if peers[record.node] == nil && record.node != options.node { log("node \(record.node) at \(record.address) holds \(record.block)") }
-        peers[record.node] = record
     }
 
+    /// Reads a key of the cluster from etcd: a block key into `owners`, a
+    /// node record into `records`. A corrupt record is logged with its key
+    /// (its value escaped and cut short) and ignored.
+    private func take(_ item: EtcdKeyValue, config: ClusterConfig) {
+        if let b = config.block(fromKey: item.key) {
+            let owner = String(decoding: item.value, as: UTF8.self)
+            if b == block && owner != options.node { tampered = true }
+            owners[b] = owner
+            return
+        }
+        guard item.key.hasPrefix(config.nodesPrefix) else { return }
+        if item.key == config.nodeKey(options.node) {
+            if !published.isEmpty && item.value != published { tampered = true }
+            return
+        }
+        guard let json = try? JSON.parse(item.value), let record = NodeRecord(json: json) else {
+            records.removeValue(forKey: item.key)
+            log("ignoring a corrupt record at \(item.key): \(escapedForLog(item.value))")
+            return
+        }
+        if records[item.key] == nil { log("node \(escapedForLog(Array(record.node.utf8))) at \(record.address) says it holds \(record.block) (\(item.key))") }
+        records[item.key] = record
+    }
+
+    /// Programs the accepted peers; logs rejected records and refused peers (each once until it changes).
     private func resync() throws {
-        try network?.sync(peers: peers.values.filter { $0.node != options.node })
+        guard let config, let network else { return }
+        let (peers, rejected) = acceptedPeers(records.map { KeyedRecord(key: $0.key, record: $0.value) }, owners: owners,
+                                              config: config, node: options.node, ownBlock: block,
+                                              ownAddress: options.address, ownVTEPMAC: network.vtepMAC)
+        var seen: [String: String] = [:]
+        for (key, reason) in rejected {
+            seen[key] = reason
+            if rejectedLogged[key] != reason { log("ignoring the node record at \(key): \(reason)") }
+        }
+        rejectedLogged = seen
+        let failures = try network.sync(peers: peers.map(\.record))
+        for (node, reason) in failures.sorted(by: { $0.key < $1.key }) where failing[node] != reason {
+            let at = node == "stale" ? "" : " (\(config.nodeKey(node)))"
+            log("node \(node)\(at): \(reason); trying again in \(Int(Agent.retryInterval)) s")
+        }
+        for node in failing.keys where failures[node] == nil && node != "stale" {
+            log("node \(node) is programmed now")
+        }
+        failing = failures
+    }
+
+    private func retryFailing() throws {
+        if !failing.isEmpty { try resync() }
     }
 
     private func clusterConfig() async throws -> ClusterConfig {
@@ -145,7 +291,9 @@ public actor Agent {
         guard let item = try await etcd.get(ClusterConfig.configKey(options.cluster)) else {
             throw ClusterError("cluster \(options.cluster) is not declared in etcd at \(options.etcd) (berth-agent init)")
         }
-        guard let json = try? JSON.parse(item.value) else { throw ClusterError("the config of cluster \(options.cluster) is not JSON") }
+        guard let json = try? JSON.parse(item.value) else {
+            throw ClusterError("the config of cluster \(options.cluster) at \(item.key) is not JSON: \(escapedForLog(item.value))")
+        }
         let config = try ClusterConfig(json: json)
         self.config = config
         return config
@@ -153,7 +301,7 @@ public actor Agent {
 
     /// Takes a block under `lease`: one transaction per try, so two nodes never hold the same one.
     private func claimBlock(_ config: ClusterConfig) async throws -> IPPrefix {
-        let (items, _) = try await etcd.list(prefix: config.blocksPrefix)
+        let (items, revision) = try await etcd.list(prefix: config.blocksPrefix)
         var held: [IPPrefix: String] = [:]
         for item in items {
             if let b = config.block(fromKey: item.key) { held[b] = String(decoding: item.value, as: UTF8.self) }
@@ -166,23 +314,68 @@ public actor Agent {
                 : try await etcd.create(key, me, lease: lease)
             if taken { return candidate }
         }
-        throw ClusterError("cluster \(config.name): its range \(config.network) has no free /\(config.blockLength) block (all \(config.blockCount) are held)")
+        throw NoFreeBlock(description: "cluster \(config.name): its range \(config.network) has no free /\(config.blockLength) block (all \(config.blockCount) are held)",
+                          revision: revision)
     }
 
-    /// The block this node last wrote to its subnet file, if any.
+    /// Waits `seconds`, or less if a block key is deleted (a block freed) after `revision`.
+    private func waitForFreedBlock(after revision: Int64, seconds: Double) async {
+        guard let config else { return }
+        let etcd = self.etcd
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { try? await Task.sleep(nanoseconds: UInt64(seconds * 1e9)) }
+            group.addTask {
+                do {
+                    for try await events in etcd.watch(prefix: config.blocksPrefix, from: revision + 1)
+                    where events.contains(where: { $0.kind == .delete }) { return }
+                } catch {}
+                try? await Task.sleep(nanoseconds: UInt64(seconds * 1e9))
+            }
+            await group.next()
+            group.cancelAll()
+        }
+    }
+
+    /// The block this node last wrote to its node file, if any.
     private func previousBlock() -> IPPrefix? {
-        guard let data = FileManager.default.contents(atPath: options.subnetFile), let json = try? JSON.parse(Array(data)) else { return nil }
-        return json["block"]?.stringValue.flatMap(IPPrefix.init)
+        guard let data = FileManager.default.contents(atPath: options.subnetFile),
+              case .success(let file) = NodeFile.parse(Array(data)) else { return nil }
+        return file.block
     }
 
-    /// Writes the node's block where `berth-ipam` reads it (whole or not at all).
-    private func writeSubnetFile(_ config: ClusterConfig, _ block: IPPrefix, mtu: Int) throws {
-        let json = JSON.object(["cluster": .string(config.name), "network": .string(config.network.description),
-                                "block": .string(block.description), "mtu": .int(mtu)])
+    /// Writes the node file where `berth-ipam` reads it (whole or not at all).
+    private func writeNodeFile(_ file: NodeFile) throws {
         let directory = (options.subnetFile as NSString).deletingLastPathComponent
         try DirectoryHandle.makeDirectories(directory)
         let dir = try DirectoryHandle(path: directory, create: false)
-        let scratch = try dir.writeScratch(Array((json.serialized(pretty: true) + "\n").utf8))
+        let scratch = try dir.writeScratch(file.bytes)
         try dir.publish(scratch, as: (options.subnetFile as NSString).lastPathComponent, in: dir)
+    }
+
+    /// Leaves the cluster at once: revokes the lease (the record and block
+    /// key go with it, so every other node drops its routes now rather than
+    /// when the lease would expire), removes this node's routes, VXLAN device
+    /// and node file. For a node shut down for good; a plain stop keeps the
+    /// lease so that a restart takes the same block back without a flap.
+    public func leave() async throws {
+        defer { Task { await etcd.shutdown() } }
+        let config = try await clusterConfig()
+        var leases = Set<Int64>()
+        if lease != 0 { leases.insert(lease) }
+        let me = Array(options.node.utf8)
+        if let record = try await etcd.get(config.nodeKey(options.node)) { leases.insert(record.lease) }
+        for item in try await etcd.list(prefix: config.blocksPrefix).items where item.value == me { leases.insert(item.lease) }
+        for id in leases where id != 0 { try await etcd.revoke(id) }
+        // Keys without a lease (written by hand) go too.
+        try await etcd.delete(config.nodeKey(options.node))
+        for item in try await etcd.list(prefix: config.blocksPrefix).items where item.value == me {
+            _ = try await etcd.delete(item.key, ifValue: me)
+        }
+        lease = 0
+        block = nil
+        let network = try self.network ?? NodeNetwork(config: config, address: options.address, log: log)
+        network.teardown()
+        unlink(options.subnetFile)
+        log("node \(options.node) left cluster \(config.name)")
     }
 }

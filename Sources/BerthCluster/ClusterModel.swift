@@ -154,3 +154,105 @@ public func blockCandidates(config: ClusterConfig, node: String, held: [IPPrefix
     }
     return out
 }
+
+// MARK: Records from etcd are checked before they change anything
+
+/// Why `address` cannot be a node's underlay address, or nil when it can:
+/// only a unicast address that is not loopback, multicast, unspecified,
+/// link-local, broadcast or reserved, outside the cluster's range, and not
+/// this node's own.
+public func underlayAddressProblem(_ address: IPAddress, config: ClusterConfig, own: IPAddress?) -> String? {
+    guard address.family == .v4 else { return "\(address) is not an IPv4 address" }
+    let b = address.bytes
+    if b[0] == 0 { return "\(address) is unspecified (0.0.0.0/8)" }
+    if b[0] == 127 { return "\(address) is a loopback address" }
+    if b[0] >= 224 && b[0] < 240 { return "\(address) is a multicast address" }
+    if b == [255, 255, 255, 255] { return "\(address) is the broadcast address" }
+    if b[0] >= 240 { return "\(address) is a reserved address (240.0.0.0/4)" }
+    if b[0] == 169 && b[1] == 254 { return "\(address) is a link-local address" }
+    if config.network.contains(address) { return "\(address) is inside the cluster range \(config.network)" }
+    if address == own { return "\(address) is this node's own address" }
+    return nil
+}
+
+/// A node record as read from etcd, with the key it was read at.
+public struct KeyedRecord: Equatable, Sendable {
+    public var key: String
+    public var record: NodeRecord
+    public init(key: String, record: NodeRecord) {
+        self.key = key
+        self.record = record
+    }
+}
+
+/// Which records are peers this node may program, and why the others are not.
+/// A record counts only when the block key of its block names its node (the
+/// transaction that claimed the block wrote that), its address passes
+/// `underlayAddressProblem`, it does not touch this node's own block or VTEP,
+/// and (vxlan) its VTEP MAC is a unicast MAC no other peer has. Deterministic:
+/// records are judged in key order.
+public func acceptedPeers(_ records: [KeyedRecord], owners: [IPPrefix: String], config: ClusterConfig, node: String,
+                          ownBlock: IPPrefix?, ownAddress: IPAddress?, ownVTEPMAC: String?)
+    -> (peers: [KeyedRecord], rejected: [(key: String, reason: String)]) {
+    var peers: [KeyedRecord] = []
+    var rejected: [(key: String, reason: String)] = []
+    var macs: [String: String] = [:]
+    for item in records.sorted(by: { $0.key < $1.key }) {
+        let r = item.record
+        if r.node == node { continue }
+        func reject(_ reason: String) { rejected.append((item.key, reason)) }
+        guard item.key == config.nodeKey(r.node) else { reject("its key does not name node \(r.node)"); continue }
+        guard config.isBlock(r.block) else { reject("\(r.block) is not a /\(config.blockLength) block of \(config.network)"); continue }
+        if let ownBlock, ownBlock.overlaps(r.block) { reject("it claims \(r.block), this node's own block"); continue }
+        switch owners[r.block] {
+        case nil: reject("no block key claims \(r.block) for it"); continue
+        case let owner? where owner != r.node: reject("block \(r.block) is held by node \(owner)"); continue
+        default: break
+        }
+        if let problem = underlayAddressProblem(r.address, config: config, own: ownAddress) { reject(problem); continue }
+        if config.mode == .vxlan {
+            guard let mac = r.vtepMAC, let bytes = parseMAC(mac) else { reject("it has no VTEP MAC (vxlan mode)"); continue }
+            let normal = mac.lowercased()
+            if bytes[0] & 1 == 1 || bytes.allSatisfy({ $0 == 0 }) { reject("VTEP MAC \(mac) is not a unicast MAC"); continue }
+            if let ownVTEPMAC, ownVTEPMAC.lowercased() == normal { reject("VTEP MAC \(mac) is this node's own"); continue }
+            if let other = macs[normal] { reject("VTEP MAC \(mac) is node \(other)'s too"); continue }
+            macs[normal] = r.node
+        }
+        peers.append(item)
+    }
+    return (peers, rejected)
+}
+
+/// Bytes from outside (an etcd value) as one printable line for the log:
+/// control characters and non-UTF-8 escaped, cut once about `limit`
+/// characters are written, with the whole length said.
+public func escapedForLog(_ bytes: [UInt8], limit: Int = 160) -> String {
+    var out = ""
+    var count = 0
+    let text = String(decoding: bytes.prefix(limit * 4), as: UTF8.self)
+    for scalar in text.unicodeScalars {
+        if count >= limit || out.unicodeScalars.count >= limit {
+            out += "... (\(bytes.count) bytes)"
+            return out
+        }
+        switch scalar {
+        case "\\": out += "\\\\"
+        case "\n": out += "\\n"
+        case "\t": out += "\\t"
+        case "\r": out += "\\r"
+        case "\u{FFFD}": out += "\\uFFFD"
+        default:
+            if scalar.value < 0x20 || scalar.value == 0x7F || (0x80..<0xA0).contains(scalar.value)
+                || scalar.properties.generalCategory == .format || scalar.properties.generalCategory == .lineSeparator
+                || scalar.properties.generalCategory == .paragraphSeparator {
+                let hex = String(scalar.value, radix: 16, uppercase: true)
+                out += "\\u" + String(repeating: "0", count: max(0, 4 - hex.count)) + hex
+            } else {
+                out.unicodeScalars.append(scalar)
+            }
+        }
+        count += 1
+    }
+    if bytes.count > limit * 4 { out += "... (\(bytes.count) bytes)" }
+    return out
+}

@@ -156,6 +156,22 @@ public final class EtcdClient: Sendable {
         return reply["succeeded"]?.boolValue ?? false
     }
 
+    /// Deletes `key` only if it holds `expected` now (one transaction). Returns whether it did.
+    public func delete(_ key: String, ifValue expected: [UInt8]) async throws -> Bool {
+        let reply = try await call("/v3/kv/txn", .object([
+            "compare": .array([.object(["key": .string(EtcdClient.base64(key)), "target": .string("VALUE"),
+                                        "value": .string(EtcdClient.base64(expected)), "result": .string("EQUAL")])]),
+            "success": .array([.object(["request_delete_range": .object(["key": .string(EtcdClient.base64(key))])])]),
+        ]))
+        return reply["succeeded"]?.boolValue ?? false
+    }
+
+    /// Asks etcd for its status within `seconds`: throws when it does not
+    /// answer in time (stopped, hung, unreachable).
+    public func ping(seconds: Int64 = 2) async throws {
+        _ = try await call("/v3/maintenance/status", .object([:]), timeout: seconds)
+    }
+
     // MARK: Leases
 
     /// A new lease of `ttl` seconds.

@@ -48,8 +48,12 @@ public final class NodeNetwork {
     /// The VXLAN device's MAC, published for the other nodes.
     public var vtepMAC: String? { device?.mac }
 
+    /// The block this node holds: no peer's route, neighbour or FDB entry may touch it.
+    public private(set) var ownBlock: IPPrefix?
+
     /// In vxlan mode, gives the device the node's VTEP address (its block's first address).
     public func holdBlock(_ block: IPPrefix) throws {
+        ownBlock = block
         guard let device else { return }
         let vtep = IPPrefix(address: block.network.address, prefixLength: 32)!
         do {
@@ -59,47 +63,104 @@ public final class NodeNetwork {
         }
     }
 
-    /// Makes the kernel hold exactly what `peers` (every other node) need.
-    public func sync(peers: [NodeRecord]) throws {
-        var routes: [NodeRoute: String] = [:]
-        var neighbours: [OverlayEntry: String] = [:]
-        var forwarding: [OverlayEntry: String] = [:]
-        for p in peers {
-            switch config.mode {
-            case .hostGateway:
-                routes[NodeRoute(destination: p.block, gateway: p.address)] = p.node
-            case .vxlan:
-                guard let device, let mac = p.vtepMAC else { continue }
-                routes[NodeRoute(destination: p.block, gateway: p.vtepAddress, outputIndex: device.index)] = p.node
-                neighbours[OverlayEntry(address: p.vtepAddress, mac: mac)] = p.node
-                forwarding[OverlayEntry(address: p.address, mac: mac)] = p.node
-            }
-        }
-        if let device {
-            // Entries before routes: a route through the device must find its neighbour.
-            try reconcile(have: Set(try socket.entries(on: device, forwarding: true)), want: forwarding,
-                          add: { try self.socket.replaceEntry($0, on: device, forwarding: true) },
-                          remove: { try self.socket.deleteEntry($0, on: device, forwarding: true) },
-                          what: { "forwarding entry \($0.mac) -> \($0.address)" })
-            try reconcile(have: Set(try socket.entries(on: device, forwarding: false)), want: neighbours,
-                          add: { try self.socket.replaceEntry($0, on: device, forwarding: false) },
-                          remove: { try self.socket.deleteEntry($0, on: device, forwarding: false) },
-                          what: { "neighbour \($0.address) -> \($0.mac)" })
-        }
-        try reconcile(have: Set(try socket.nodeRoutes()), want: routes,
-                      add: { try self.socket.replaceNodeRoute($0) }, remove: { try self.socket.deleteNodeRoute($0) },
-                      what: { "route \($0)" })
+    /// What one peer needs in the kernel.
+    struct PeerEntries {
+        var route: NodeRoute
+        var neighbour: OverlayEntry?
+        var forwarding: OverlayEntry?
     }
 
-    private func reconcile<T: Hashable>(have: Set<T>, want: [T: String], add: (T) throws -> Void,
-                                        remove: (T) throws -> Void, what: (T) -> String) throws {
-        for item in have where want[item] == nil {
-            try remove(item)
-            log("removed \(what(item))")
+    func entries(of p: NodeRecord) -> PeerEntries? {
+        switch config.mode {
+        case .hostGateway:
+            return PeerEntries(route: NodeRoute(destination: p.block, gateway: p.address))
+        case .vxlan:
+            guard let device, let mac = p.vtepMAC else { return nil }
+            return PeerEntries(route: NodeRoute(destination: p.block, gateway: p.vtepAddress, outputIndex: device.index),
+                               neighbour: OverlayEntry(address: p.vtepAddress, mac: mac),
+                               forwarding: OverlayEntry(address: p.address, mac: mac))
         }
-        for (item, node) in want where !have.contains(item) {
-            try add(item)
-            log("added \(what(item)) (node \(node))")
+    }
+
+    /// Makes the kernel hold exactly what `peers` (every other node) need,
+    /// by difference. Each peer is applied on its own: one that fails (the
+    /// kernel refuses its route, say) is returned with the reason, by node,
+    /// and holds back no other. A peer whose block overlaps this node's own
+    /// is never applied. Throws only when the kernel's state cannot be read.
+    @discardableResult
+    public func sync(peers: [NodeRecord]) throws -> [String: String] {
+        var failures: [String: String] = [:]
+        var want: [(node: String, entries: PeerEntries)] = []
+        for p in peers.sorted(by: { $0.node < $1.node }) {
+            if let ownBlock, ownBlock.overlaps(p.block) {
+                failures[p.node] = "its block \(p.block) is this node's own"
+                continue
+            }
+            if let e = entries(of: p) { want.append((p.node, e)) }
         }
+        let routes = Set(want.map(\.entries.route))
+        let neighbours = Set(want.compactMap(\.entries.neighbour))
+        let forwarding = Set(want.compactMap(\.entries.forwarding))
+        let haveRoutes = Set(try socket.nodeRoutes())
+        var haveNeighbours = Set<OverlayEntry>(), haveForwarding = Set<OverlayEntry>()
+        if let device {
+            haveForwarding = Set(try socket.entries(on: device, forwarding: true))
+            haveNeighbours = Set(try socket.entries(on: device, forwarding: false))
+        }
+        // What no peer needs any more goes first: routes, then their entries.
+        for route in haveRoutes.subtracting(routes) {
+            attempt("route \(route)", into: &failures, node: "stale") { try self.socket.deleteNodeRoute(route) }
+        }
+        if let device {
+            for entry in haveNeighbours.subtracting(neighbours) {
+                attempt("neighbour \(entry.address) -> \(entry.mac)", into: &failures, node: "stale") {
+                    try self.socket.deleteEntry(entry, on: device, forwarding: false)
+                }
+            }
+            for entry in haveForwarding.subtracting(forwarding) {
+                attempt("forwarding entry \(entry.mac) -> \(entry.address)", into: &failures, node: "stale") {
+                    try self.socket.deleteEntry(entry, on: device, forwarding: true)
+                }
+            }
+        }
+        // Then each peer: its entries before its route (a route through the
+        // device must find its neighbour); a failure stops only that peer.
+        for (node, e) in want {
+            do {
+                if let device, let f = e.forwarding, !haveForwarding.contains(f) {
+                    try socket.replaceEntry(f, on: device, forwarding: true)
+                    log("added forwarding entry \(f.mac) -> \(f.address) (node \(node))")
+                }
+                if let device, let n = e.neighbour, !haveNeighbours.contains(n) {
+                    try socket.replaceEntry(n, on: device, forwarding: false)
+                    log("added neighbour \(n.address) -> \(n.mac) (node \(node))")
+                }
+                if !haveRoutes.contains(e.route) {
+                    try socket.replaceNodeRoute(e.route)
+                    log("added route \(e.route) (node \(node))")
+                }
+            } catch {
+                failures[node] = "\(error)"
+            }
+        }
+        return failures
+    }
+
+    private func attempt(_ what: String, into failures: inout [String: String], node: String, _ body: () throws -> Void) {
+        do {
+            try body()
+            log("removed \(what)")
+        } catch {
+            failures[node, default: ""] += (failures[node] == nil ? "" : "; ") + "remove \(what): \(error)"
+        }
+    }
+
+    /// Removes everything the agent programmed on this node: its routes,
+    /// and in vxlan mode the VXLAN device with its entries (a node leaving).
+    public func teardown() {
+        for route in (try? socket.nodeRoutes()) ?? [] { try? socket.deleteNodeRoute(route) }
+        if let device { _ = try? socket.deleteLink(named: device.name) }
+        device = nil
+        ownBlock = nil
     }
 }

@@ -12,6 +12,8 @@ public struct AddressRange: Equatable, Sendable, CustomStringConvertible {
     public var start: IPAddress
     public var end: IPAddress
     public var gateway: IPAddress?
+    /// The pods' MTU from the node file of a `subnetFile` range (the cluster agent's), if it gives one.
+    public var linkMTU: Int?
 
     public var family: IPAddress.Family { subnet.family }
     public var description: String { "\(start)-\(end) of \(subnet)" }
@@ -34,7 +36,9 @@ public struct AddressRange: Equatable, Sendable, CustomStringConvertible {
     public init(_ r: FieldReader, readFile: (String) -> [UInt8]? = IPAMConfig.readSmallFile) throws(CNIError) {
         let given: IPPrefix
         if let path = try r.string("subnetFile") {
-            given = try AddressRange.subnet(fromFile: path, field: r, readFile: readFile)
+            let file = try AddressRange.nodeFile(path, field: r, readFile: readFile)
+            given = file.block
+            linkMTU = file.mtu
         } else if let subnet = try r.prefix("subnet") {
             given = subnet
         } else {
@@ -70,18 +74,18 @@ public struct AddressRange: Equatable, Sendable, CustomStringConvertible {
         }
     }
 
-    /// The subnet a node's cluster agent wrote (`{"block": "10.244.3.0/24", ...}`):
-    /// until the file exists the node holds no block, and ADD is error 11.
-    static func subnet(fromFile path: String, field r: FieldReader,
-                       readFile: (String) -> [UInt8]?) throws(CNIError) -> IPPrefix {
+    /// The node file a node's cluster agent wrote (`NodeFile`): until it
+    /// exists the node holds no block, and ADD is error 11.
+    static func nodeFile(_ path: String, field r: FieldReader,
+                         readFile: (String) -> [UInt8]?) throws(CNIError) -> NodeFile {
         guard path.hasPrefix("/") else { throw r.error("subnetFile", "\"\(path)\" must be an absolute path") }
         guard let bytes = readFile(path) else {
             throw CNIError(.tryAgainLater, "field \"\(r.path).subnetFile\": \(path) does not exist: this node holds no address block yet (the cluster agent writes it once it does)")
         }
-        guard let json = try? JSON.parse(bytes), let text = json["block"]?.stringValue, let block = IPPrefix(text) else {
-            throw CNIError(.invalidNetworkConfig, "field \"\(r.path).subnetFile\": \(path) holds no \"block\" prefix")
+        switch NodeFile.parse(bytes) {
+        case .success(let file): return file
+        case .failure(let problem): throw CNIError(.invalidNetworkConfig, "field \"\(r.path).subnetFile\": \(path) \(problem)")
         }
-        return block
     }
 
     public init(subnet: IPPrefix, start: IPAddress, end: IPAddress, gateway: IPAddress?) {
@@ -189,6 +193,10 @@ public struct IPAMConfig: Sendable {
     /// Where the store lives: `dataDir/NETWORK` (default /var/lib/berth/ipam/NETWORK).
     public var dataDir: String
     public var resolvConf: String?
+    /// The MTU the cluster agent's node file asks for (the smallest of the
+    /// `subnetFile` ranges that give one): the bridge plugin uses it when its
+    /// config sets no `mtu`.
+    public var linkMTU: Int? { rangeSets.flatMap(\.ranges).compactMap(\.linkMTU).min() }
     /// Addresses the runtime asked for (`runtimeConfig.ips`, `args.cni.ips`, `CNI_ARGS IP=`).
     public var requested: [IPAddress]
 

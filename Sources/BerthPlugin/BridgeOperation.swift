@@ -37,7 +37,6 @@ struct BridgeOperation {
     static let lockTimeout: Double = 60
 
     init(config: BridgeConfig, invocation: PluginInvocation) throws {
-        self.config = config
         env = invocation.env
         rules = AttachmentRules(network: config.network.name, containerID: env.containerID, ifname: env.ifname)
         var delegate: DelegatedPlugin?
@@ -60,6 +59,11 @@ struct BridgeOperation {
         case .some:
             ipam = delegate.map { DelegatedIPAM(plugin: $0, lock: lock) }
         }
+        // A cluster node's pods take the MTU its agent computed for the
+        // cluster's mode (VXLAN's 50 bytes less) unless the config says one.
+        var effective = config
+        if effective.mtu == nil { effective.mtu = ipam?.linkMTU }
+        self.config = effective
     }
 
     /// Releases the attachment's lock: call once the reply is delivered.

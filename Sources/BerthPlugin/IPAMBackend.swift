@@ -10,6 +10,9 @@ protocol IPAMBackend {
     /// Gateways (with their prefix length) that ADD's result will carry,
     /// known before ADD runs; empty when only the result will tell.
     var plannedGateways: [IPPrefix] { get }
+    /// The MTU the address source asks for (a cluster node file's), used
+    /// when the config sets none; nil for a delegated plugin.
+    var linkMTU: Int? { get }
     /// ADD; `isNew` is false when the attachment held these addresses
     /// already, so that a failed ADD releases only what it took itself.
     func add() throws -> (result: CNIResult, isNew: Bool)
@@ -27,6 +30,7 @@ struct InProcessIPAM: IPAMBackend {
     let allocator: AddressAllocator
 
     var name: String { InProcessIPAM.type }
+    var linkMTU: Int? { allocator.config.linkMTU }
     var plannedGateways: [IPPrefix] {
         allocator.config.rangeSets.compactMap(\.gatewayPrefix).reduce(into: []) { out, p in if !out.contains(p) { out.append(p) } }
     }
@@ -56,6 +60,7 @@ struct DelegatedIPAM: IPAMBackend {
 
     var name: String { plugin.type }
     var plannedGateways: [IPPrefix] { [] }
+    var linkMTU: Int? { nil }
 
     /// ADD, with the result checked before Berth uses it: a gateway outside
     /// its address's subnet is an error 7 naming both, and what the plugin

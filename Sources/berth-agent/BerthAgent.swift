@@ -2,14 +2,17 @@ import ArgumentParser
 import BerthCNI
 import BerthCluster
 import BerthJSON
+import BerthSystem
 import Foundation
 
 @main
 struct BerthAgent: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "berth-agent",
+        // `berthctl cluster ...` hands over to this program and says so, so
+        // that help and usage lines name the command the person typed.
+        commandName: ProcessInfo.processInfo.environment["BERTH_AGENT_COMMAND_NAME"] ?? "berth-agent",
         abstract: "Berth across nodes: per-node blocks leased from etcd, routes or VXLAN between nodes.",
-        subcommands: [Run.self, Init.self, Show.self, Nodes.self])
+        subcommands: [Run.self, Init.self, Show.self, Nodes.self, Leave.self, Release.self])
 }
 
 struct ClusterOptions: ParsableArguments {
@@ -45,24 +48,122 @@ struct Run: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let name = node ?? ProcessInfo.processInfo.hostName
-        if let problem = NetworkConfig.networkNameProblem(name) { throw ValidationError("node name \"\(name)\": \(problem)") }
-        let agent = Agent(options: AgentOptions(etcd: options.etcd, cluster: options.cluster, node: name,
-                                                address: IPAddress(address)!, subnetFile: subnetFile, ttl: ttl),
-                          log: logLine)
+        let name = try nodeName(node)
+        let lock: LockFile
+        do {
+            lock = try LockFile(name: Agent.lockName(cluster: options.cluster, node: name), timeout: 0)
+        } catch let busy as LockFile.TimedOut {
+            throw ValidationError("another agent runs for node \(name) of cluster \(options.cluster): \(busy.holders.joined(separator: ", "))")
+        }
+        defer { lock.release() }
+        let agentOptions = AgentOptions(etcd: options.etcd, cluster: options.cluster, node: name,
+                                        address: IPAddress(address)!, subnetFile: subnetFile, ttl: ttl)
+        let agent = Agent(options: agentOptions, log: logLine)
         let task = Task { await agent.run() }
-        // SIGTERM and SIGINT end the agent, its lease left to expire (a restart takes the block back).
-        for sig in [SIGTERM, SIGINT] {
+        // SIGTERM and SIGINT end the agent, its lease left to expire, so a
+        // restart takes the block back without a flap. SIGUSR1 (`leave`)
+        // ends it leaving the cluster at once.
+        let leaving = LeaveFlag()
+        for sig in [SIGTERM, SIGINT, SIGUSR1] {
             signal(sig, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: sig)
-            source.setEventHandler { task.cancel() }
+            source.setEventHandler {
+                if sig == SIGUSR1 { leaving.set() }
+                task.cancel()
+            }
             source.resume()
             Self.signalSources.append(source)
         }
         await task.value
+        if leaving.isSet {
+            let leaver = Agent(options: agentOptions, log: logLine)
+            do {
+                try await leaver.leave()
+            } catch {
+                logLine("leaving cluster \(options.cluster): \(error)")
+                throw ExitCode(1)
+            }
+        }
     }
 
     nonisolated(unsafe) static var signalSources: [DispatchSourceSignal] = []
+}
+
+/// Set from a signal handler, read once the agent has stopped.
+final class LeaveFlag: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value = false
+    func set() { lock.withLock { value = true } }
+    var isSet: Bool { lock.withLock { value } }
+}
+
+/// The node's name: given, or the host name; checked either way.
+func nodeName(_ given: String?) throws -> String {
+    let name = given ?? ProcessInfo.processInfo.hostName
+    if let problem = NetworkConfig.networkNameProblem(name) { throw ValidationError("node name \"\(name)\": \(problem)") }
+    return name
+}
+
+struct Leave: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Take this node out of the cluster now (on the node): its lease, record and block go, every other node drops its routes at once, its own routes and VXLAN device go.",
+        discussion: "A running agent for the node is told to leave (SIGUSR1) and this waits for it to end; without one, this does the same itself. A plain stop of the agent keeps the lease instead, so that a restart takes the same block back without a flap.")
+    @OptionGroup var options: ClusterOptions
+    @Option(help: "This node's name (default: the host name).") var node: String?
+    @Option(help: "This node's underlay address (needed only when no agent runs, to find the VXLAN device's underlay).") var address: String?
+    @Option(help: "The node file the agent writes.") var subnetFile: String?
+
+    func run() async throws {
+        let name = try nodeName(node)
+        let lockName = Agent.lockName(cluster: options.cluster, node: name)
+        do {
+            let lock = try LockFile(name: lockName, timeout: 0)
+            lock.release()
+        } catch let busy as LockFile.TimedOut {
+            // An agent runs: it leaves itself, and its lock goes when it ends.
+            let pids = busy.holders.compactMap { h in h.split(separator: " ").dropFirst().first.flatMap { pid_t($0) } }
+            for pid in pids { kill(pid, SIGUSR1) }
+            for _ in 0..<150 {
+                if (try? LockFile(name: lockName, timeout: 0))?.release() != nil {
+                    print("node \(name) left cluster \(options.cluster)")
+                    return
+                }
+                usleep(100_000)
+            }
+            throw ValidationError("the agent of node \(name) (\(busy.holders.joined(separator: ", "))) did not end within 15 s")
+        }
+        guard let text = address, let ip = IPAddress(text), ip.family == .v4 else {
+            throw ValidationError("no agent runs for node \(name): give --address (its underlay address) to leave without one")
+        }
+        let agent = Agent(options: AgentOptions(etcd: options.etcd, cluster: options.cluster, node: name, address: ip,
+                                                subnetFile: subnetFile), log: logLine)
+        try await agent.leave()
+        print("node \(name) left cluster \(options.cluster)")
+    }
+}
+
+struct Release: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Free a dead node's block and record (from anywhere), so that another node may take the block.")
+    @OptionGroup var options: ClusterOptions
+    @Argument(help: "The node.") var node: String
+    @Flag(help: "Release it even though its record is still there (the node may be alive).") var force = false
+
+    func run() async throws {
+        let etcd = EtcdClient(endpoint: options.etcd)
+        defer { Task { await etcd.shutdown() } }
+        let config = try await options.declaration(etcd)
+        let me = Array(node.utf8)
+        if try await etcd.get(config.nodeKey(node)) != nil && !force {
+            throw ValidationError("node \(node) still has a record at \(config.nodeKey(node)), so it may be alive (berthctl cluster leave on the node, or --force)")
+        }
+        try await etcd.delete(config.nodeKey(node))
+        var freed: [String] = []
+        for item in try await etcd.list(prefix: config.blocksPrefix).items where item.value == me {
+            if try await etcd.delete(item.key, ifValue: me), let b = config.block(fromKey: item.key) { freed.append(b.description) }
+        }
+        print(freed.isEmpty ? "node \(node) held no block" : "released \(freed.joined(separator: ", ")) of node \(node)")
+    }
 }
 
 struct Init: AsyncParsableCommand {
@@ -117,23 +218,43 @@ struct Nodes: AsyncParsableCommand {
         let config = try await options.declaration(etcd)
         let now = Int(Date().timeIntervalSince1970)
         let records = try await etcd.list(prefix: config.nodesPrefix).items
-            .compactMap { (try? JSON.parse($0.value)).flatMap(NodeRecord.init(json:)) }
-            .sorted { $0.block.address < $1.block.address }
+            .compactMap { item -> NodeRecord? in
+                guard let r = (try? JSON.parse(item.value)).flatMap(NodeRecord.init(json:)), item.key == config.nodeKey(r.node) else { return nil }
+                return r
+            }
+        var owners: [IPPrefix: String] = [:]
+        for item in try await etcd.list(prefix: config.blocksPrefix).items {
+            if let b = config.block(fromKey: item.key) { owners[b] = String(decoding: item.value, as: UTF8.self) }
+        }
+        // A row per node record, marked when no block key backs it, and a row
+        // per block held without a live record (a node gone, or a leak).
+        var rows: [(node: String, address: String, block: IPPrefix, age: String, state: String, record: NodeRecord?)] = []
+        for r in records {
+            let state = owners[r.block] == r.node ? "ok" : "no block key: ignored by the nodes"
+            rows.append((r.node, r.address.description, r.block, "\(now - r.since)s", state, r))
+        }
+        for (b, owner) in owners where !records.contains(where: { $0.node == owner && $0.block == b }) {
+            rows.append((escapedForLog(Array(owner.utf8), limit: 40), "-", b, "-", "no record: held without a live node (berthctl cluster release \(owner))", nil))
+        }
+        rows.sort { $0.block.address < $1.block.address }
         if json {
-            print(JSON.array(records.map { r in
-                var o = r.json.objectValue ?? [:]
+            print(JSON.array(rows.map { row in
+                var o: JSONObject = row.record?.json.objectValue ?? ["node": .string(row.node), "block": .string(row.block.description)]
                 o["mode"] = .string(config.mode.rawValue)
-                o["leaseAge"] = .int(now - r.since)
+                if let r = row.record { o["leaseAge"] = .int(now - r.since) }
+                o["record"] = .bool(row.record != nil)
+                o["blockKey"] = .bool(owners[row.block] == row.node)
+                o["state"] = .string(row.state)
                 return .object(o)
             }).serialized(pretty: true))
             return
         }
-        let rows = [["NODE", "ADDRESS", "BLOCK", "MODE", "LEASE AGE"]] + records.map {
-            [$0.node, $0.address.description, $0.block.description, config.mode.rawValue, "\(now - $0.since)s"]
+        let table = [["NODE", "ADDRESS", "BLOCK", "MODE", "LEASE AGE", "STATE"]] + rows.map {
+            [$0.node, $0.address, $0.block.description, config.mode.rawValue, $0.age, $0.state]
         }
-        let widths = (0..<5).map { i in rows.map { $0[i].count }.max() ?? 0 }
-        for row in rows {
-            print(row.enumerated().map { i, cell in i == 4 ? cell : cell.padding(toLength: widths[i] + 2, withPad: " ", startingAt: 0) }.joined())
+        let widths = (0..<6).map { i in table.map { $0[i].count }.max() ?? 0 }
+        for row in table {
+            print(row.enumerated().map { i, cell in i == 5 ? cell : cell.padding(toLength: widths[i] + 2, withPad: " ", startingAt: 0) }.joined())
         }
     }
 }

@@ -20,6 +20,13 @@ enum BerthctlMain {
 
     static func main() {
         let arguments = Array(CommandLine.arguments.dropFirst())
+        if arguments.first == "cluster", arguments.count > 1, ClusterCommand.subcommands.contains(arguments[1]) || arguments[1].hasPrefix("-") {
+            do {
+                try ClusterCommand.handOver(Array(arguments.dropFirst()))
+            } catch {
+                Berthctl.exit(withError: error)
+            }
+        }
         guard let first = arguments.first, let command = direct[first] else { return Berthctl.main(arguments) }
         var parsed: ParsableCommand
         do {

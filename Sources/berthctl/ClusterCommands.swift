@@ -10,28 +10,43 @@ import BerthSystem
 struct ClusterCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "cluster",
-        abstract: "Cluster networks over etcd: init, show, nodes (run by berth-agent, found beside berthctl or on PATH).",
+        abstract: "Cluster networks over etcd: init, show, nodes, leave, release (run by berth-agent, found beside berthctl or on PATH).",
         discussion: """
         berthctl cluster init --etcd URL --cluster NAME --network 10.244.0.0/16 [--block-length 24] [--mode host-gw|vxlan]
         berthctl cluster show --etcd URL --cluster NAME
         berthctl cluster nodes --etcd URL --cluster NAME [--json]
+        berthctl cluster leave --etcd URL --cluster NAME [--node NODE]      (on the node)
+        berthctl cluster release --etcd URL --cluster NAME NODE            (a dead node's block)
+        berthctl cluster SUBCOMMAND --help shows each one's options.
         """)
 
-    @Argument(parsing: .allUnrecognized, help: "init, show or nodes, and their options.")
+    static let subcommands = ["init", "show", "nodes", "leave", "release"]
+
+    @Argument(parsing: .allUnrecognized, help: "init, show, nodes, leave or release, and their options.")
     var arguments: [String] = []
 
     func validate() throws {
-        guard let first = arguments.first, ["init", "show", "nodes"].contains(first) else {
-            throw ValidationError("say init, show or nodes (berthctl cluster --help)")
+        guard let first = arguments.first, ClusterCommand.subcommands.contains(first) else {
+            throw ValidationError("say \(ClusterCommand.subcommands.joined(separator: ", ")) (berthctl cluster --help)")
         }
     }
 
     func run() throws {
+        try ClusterCommand.handOver(arguments)
+    }
+
+    /// Replaces this process with `berth-agent ARGUMENTS`, which names itself
+    /// "berthctl cluster" in help and usage lines. Also called before
+    /// berthctl parses anything, so that `--help` of a subcommand reaches
+    /// berth-agent, which knows its options.
+    static func handOver(_ arguments: [String]) throws -> Never {
         guard let agent = ClusterCommand.agentExecutable() else {
             throw CLIError("berth-agent is not installed beside berthctl or on PATH (scripts/install.sh installs it)")
         }
         let argv = CStringArray([agent] + arguments)
-        let envp = CStringArray(processEnvironment().map { "\($0.key)=\($0.value)" })
+        var environment = processEnvironment()
+        environment["BERTH_AGENT_COMMAND_NAME"] = "berthctl cluster"
+        let envp = CStringArray(environment.map { "\($0.key)=\($0.value)" })
         execve(agent, argv.pointers, envp.pointers)
         throw CLIError("cannot run \(agent): \(SystemError.last("execve"))")
     }

@@ -99,4 +99,79 @@ struct ClusterModelTests {
             #expect(error.code == 7 && error.msg.contains("subnetFile"), "\(error)")
         }
     }
+
+    @Test("the node file's MTU reaches berth-ipam's config (the plugin takes it when its config sets none); a bad MTU is error 7")
+    func nodeFileMTU() throws {
+        let text = #"{"cniVersion":"1.1.0","name":"pods","type":"berth","ipam":{"type":"berth-ipam","ranges":[[{"subnetFile":"/run/berth/cluster/pods.json"}]]}}"#
+        let (network, reader) = try NetworkConfig.decode(Array(text.utf8))
+        let file = NodeFile(cluster: "pods", network: IPPrefix("10.244.0.0/16"), block: IPPrefix("10.244.7.0/24")!, mtu: 1450)
+        #expect(try NodeFile.parse(file.bytes).get() == file)
+        let ipam = try IPAMConfig(network: network, reader: reader, cniArgs: [], readFile: { _ in file.bytes })
+        #expect(ipam.linkMTU == 1450)
+        let plain = try IPAMConfig(network: network, reader: reader, cniArgs: [], readFile: { _ in Array(#"{"block":"10.244.7.0/24"}"#.utf8) })
+        #expect(plain.linkMTU == nil)
+        for bad in [#"{"block":"10.244.7.0/24","mtu":"big"}"#, #"{"block":"10.244.7.0/24","mtu":20}"#] {
+            do {
+                _ = try IPAMConfig(network: network, reader: reader, cniArgs: [], readFile: { _ in Array(bad.utf8) })
+                Issue.record("accepted \(bad)")
+            } catch {
+                #expect(error.code == 7 && error.msg.contains("mtu"), "\(error)")
+            }
+        }
+    }
+
+    func record(_ node: String, _ address: String, _ block: String, mac: String? = nil) -> KeyedRecord {
+        KeyedRecord(key: "/berth/clusters/pods/nodes/\(node)",
+                    record: NodeRecord(node: node, address: IPAddress(address)!, block: IPPrefix(block)!, vtepMAC: mac, since: 0))
+    }
+
+    @Test("underlay addresses that cannot be a node's are refused, naming why",
+          arguments: [("127.0.0.1", "loopback"), ("224.0.0.251", "multicast"), ("0.0.0.0", "unspecified"),
+                      ("169.254.1.1", "link-local"), ("255.255.255.255", "broadcast"), ("240.0.0.1", "reserved"),
+                      ("10.244.9.9", "inside the cluster range"), ("192.168.1.10", "this node's own")])
+    func badUnderlay(address: String, says: String) throws {
+        let problem = underlayAddressProblem(IPAddress(address)!, config: try config(), own: IPAddress("192.168.1.10"))
+        #expect(problem?.contains(says) == true, "\(problem ?? "accepted")")
+    }
+
+    @Test("a record counts only when its block key names its node, it is not this node's block, and (vxlan) its MAC is unicast and its own")
+    func acceptedRecords() throws {
+        let c = try config(mode: .vxlan)
+        let owners: [IPPrefix: String] = [IPPrefix("10.244.1.0/24")!: "me", IPPrefix("10.244.2.0/24")!: "n2",
+                                          IPPrefix("10.244.3.0/24")!: "n3", IPPrefix("10.244.5.0/24")!: "n5",
+                                          IPPrefix("10.244.6.0/24")!: "n6", IPPrefix("10.244.7.0/24")!: "n7"]
+        let records = [
+            record("n2", "192.168.1.2", "10.244.2.0/24", mac: "0a:00:00:00:00:02"),
+            record("evil", "192.168.1.66", "10.244.2.0/24", mac: "0a:00:00:00:00:66"),   // n2's block
+            record("thief", "192.168.1.67", "10.244.1.0/24", mac: "0a:00:00:00:00:67"),  // this node's block
+            record("n4", "192.168.1.4", "10.244.4.0/24", mac: "0a:00:00:00:00:04"),      // no block key
+            record("n3", "127.0.0.1", "10.244.3.0/24", mac: "0a:00:00:00:00:03"),        // loopback
+            record("n5", "192.168.1.5", "10.244.5.0/24", mac: "01:00:5e:00:00:fb"),      // multicast MAC
+            record("n6", "192.168.1.6", "10.244.6.0/24", mac: "0a:00:00:00:00:02"),      // n2's MAC
+            record("n7", "192.168.1.7", "10.244.7.0/24"),                                // no MAC
+            KeyedRecord(key: "/berth/clusters/pods/nodes/other", record: record("n2", "192.168.1.2", "10.244.2.0/24").record),
+        ]
+        let (peers, rejected) = acceptedPeers(records, owners: owners, config: c, node: "me", ownBlock: IPPrefix("10.244.1.0/24"),
+                                              ownAddress: IPAddress("192.168.1.1"), ownVTEPMAC: "0a:00:00:00:00:01")
+        #expect(peers.map(\.record.node) == ["n2"])
+        let reasons = Dictionary(uniqueKeysWithValues: rejected.map { ($0.key.split(separator: "/").last.map(String.init) ?? "", $0.reason) })
+        #expect(reasons["evil"]?.contains("held by node n2") == true, "\(reasons)")
+        #expect(reasons["thief"]?.contains("this node's own block") == true, "\(reasons)")
+        #expect(reasons["n4"]?.contains("no block key") == true, "\(reasons)")
+        #expect(reasons["n3"]?.contains("loopback") == true, "\(reasons)")
+        #expect(reasons["n5"]?.contains("not a unicast MAC") == true, "\(reasons)")
+        #expect(reasons["n6"]?.contains("node n2's too") == true, "\(reasons)")
+        #expect(reasons["n7"]?.contains("no VTEP MAC") == true, "\(reasons)")
+        #expect(reasons["other"]?.contains("does not name node") == true, "\(reasons)")
+    }
+
+    @Test("values from etcd are logged escaped and cut short")
+    func escaping() {
+        let garbage = Array("\u{1b}[31mred\n".utf8) + [0xFF, 0x00] + Array(repeating: UInt8(ascii: "x"), count: 1 << 20)
+        let line = escapedForLog(garbage)
+        #expect(line.count < 220, "\(line.count) characters")
+        #expect(!line.unicodeScalars.contains { $0.value < 0x20 || $0.value == 0x7F }, "\(line)")
+        #expect(line.hasPrefix("\\u001B[31mred\\n\\uFFFD\\u0000") && line.hasSuffix("(1048587 bytes)"), "\(line)")
+        #expect(escapedForLog(Array("n1".utf8)) == "n1")
+    }
 }

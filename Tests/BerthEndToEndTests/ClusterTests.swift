@@ -88,6 +88,8 @@ final class SimulatedCluster: @unchecked Sendable {
         Issue.record("etcd did not start on \(etcdURL)")
     }
 
+    var etcdPID: pid_t? { etcd?.processIdentifier }
+
     func stopEtcd() {
         if let etcd, etcd.isRunning {
             etcd.terminate()
@@ -99,6 +101,9 @@ final class SimulatedCluster: @unchecked Sendable {
     func agentCommand(_ args: [String]) -> (status: Int32, out: String) {
         shell(["\(productsDirectory)/berth-agent"] + args)
     }
+
+    /// The pid of node `i`'s agent (`ip netns exec` execs it, so it is the child's).
+    func agentPID(_ i: Int) -> pid_t? { lock.withLock { agents[i]?.processIdentifier } }
 
     /// Starts node `i`'s agent inside its namespace; its log goes to `agentLog(i)`.
     func startAgent(_ i: Int) throws {
@@ -146,10 +151,10 @@ final class SimulatedCluster: @unchecked Sendable {
             .split(separator: "\n").map { $0.split(separator: " ").prefix(3).joined(separator: " ") }.sorted()
     }
 
-    /// The conflist-equivalent config of the pod network on node `i`.
+    /// The conflist-equivalent config of the pod network on node `i`, as
+    /// conf/berth-cluster.conflist has it: no MTU (the node file gives it).
     func podConfig(_ i: Int) -> String {
-        let mtu = mode == "vxlan" ? #","mtu":1450"# : ""
-        return #"{"cniVersion":"1.1.0","name":"\#(name)","type":"berth","bridge":"cbr0","isGateway":true,"isDefaultGateway":true\#(mtu),"ipam":{"type":"berth-ipam","dataDir":"\#(work)/ipam\#(i)","ranges":[[{"subnetFile":"\#(subnetFile(i))"}]]}}"#
+        #"{"cniVersion":"1.1.0","name":"\#(name)","type":"berth","bridge":"cbr0","isGateway":true,"isDefaultGateway":true,"ipam":{"type":"berth-ipam","dataDir":"\#(work)/ipam\#(i)","ranges":[[{"subnetFile":"\#(subnetFile(i))"}]]}}"#
     }
 
     /// Runs `berth` inside node `i`'s namespace, as the node's runtime would.
