@@ -57,7 +57,7 @@ let package = Package(
         // The namespace runtime: containers, cgroups, their state.
         .target(name: "BerthRuntime", dependencies: ["BerthJSON", "BerthCNI", "BerthCNIClient", "BerthSystem", "CBerthLaunch"]),
         // Test labs: topologies of namespaces and networks, for berthctl lab and Swift test suites.
-        .target(name: "BerthLab", dependencies: ["BerthJSON", "BerthCNI", "BerthCNIClient", "BerthRuntime", "BerthSystem", "BerthNetlink", "CBerthSys",
+        .target(name: "BerthLab", dependencies: ["BerthJSON", "BerthCNI", "BerthCNIClient", "BerthRuntime", "BerthSystem", "BerthNetlink", "BerthPlugin", "CBerthSys",
                                                  .product(name: "Yams", package: "Yams")]),
         // The bridge plugin: ADD, DEL, CHECK, GC, STATUS orchestration.
         .target(name: "BerthPlugin", dependencies: ["BerthJSON", "BerthCNI", "BerthSystem", "BerthNetlink", "BerthIPAM", "BerthFirewall"]),
@@ -77,7 +77,7 @@ let package = Package(
         ]),
         // The human CLI.
         .executableTarget(name: "berthctl", dependencies: [
-            "BerthJSON", "BerthCNI", "BerthSystem", "BerthIPAM", "BerthCNIClient", "BerthRuntime", "BerthLab",
+            "BerthJSON", "BerthCNI", "BerthSystem", "BerthIPAM", "BerthCNIClient", "BerthRuntime", "BerthLab", "CBerthSys",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .testTarget(name: "BerthCNITests", dependencies: ["BerthJSON", "BerthCNI", "BerthIPAM", "BerthPlugin", "BerthFirewall", "BerthNetlink"]),

@@ -29,7 +29,9 @@ public enum NamedNamespaces {
         return path
     }
 
-    public static func add(_ name: String) throws(RuntimeError) {
+    /// Creates namespace `name`; with `loopbackUp` its `lo` is brought up
+    /// (as Mininet and containerlab do for their hosts; `ip netns add` leaves it down).
+    public static func add(_ name: String, loopbackUp: Bool = false) throws(RuntimeError) {
         try requireRoot("berthctl netns add")
         try checkName(name)
         do { try DirectoryHandle.makeDirectories(directory) } catch { throw RuntimeError("cannot create \(directory): \(error)") }
@@ -40,7 +42,7 @@ public enum NamedNamespaces {
             throw RuntimeError("cannot create \(file): \(SystemError.last("open"))")
         }
         close(fd)
-        if berth_netns_create(file) != 0 {
+        if berth_netns_create(file, loopbackUp ? 1 : 0) != 0 {
             let e = SystemError.last("create the network namespace")
             unlink(file)
             throw RuntimeError("\(e)")

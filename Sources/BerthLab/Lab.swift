@@ -25,8 +25,13 @@ public final class Lab {
 
     public static let stateRoot = "/run/berth/labs"
 
-    public init(_ topology: Topology, searchPath: [String] = PluginChain.defaultSearchPath) {
+    /// The lab file's text, when the lab was read from one: `up` keeps it,
+    /// so that later commands can name the lab instead of the file.
+    public let source: String?
+
+    public init(_ topology: Topology, source: String? = nil, searchPath: [String] = PluginChain.defaultSearchPath) {
         self.topology = topology
+        self.source = source
         self.searchPath = searchPath
     }
 
@@ -44,27 +49,75 @@ public final class Lab {
         return "bl" + String(hash & 0xFFFFFF, radix: 16) + "x" + String(index)
     }
 
-    /// Creates everything. `progress(done, total, what)` is told after each step.
-    public func up(progress: (Int, Int, String) -> Void = { _, _, _ in }) throws(RuntimeError) {
+    /// Whether this `Lab` made anything on the machine in its last `up`
+    /// (false when it was refused before: another `up` of the lab, say).
+    public private(set) var madeSomething = false
+
+    /// The lock an `up` or `down` of the lab holds, so two never interleave.
+    func lock(wait: Double) throws(RuntimeError) -> LockFile {
+        do {
+            return try LockFile(name: DerivedName.fit("lab:\(topology.name)", limit: 255), timeout: wait)
+        } catch let busy as LockFile.TimedOut {
+            throw RuntimeError("lab \(topology.name) is being changed by another berthctl"
+                + (busy.holders.isEmpty ? "" : " (\(busy.holders.joined(separator: ", ")))") + ": try again once it is done")
+        } catch {
+            throw RuntimeError("cannot lock lab \(topology.name): \(error)")
+        }
+    }
+
+    /// The lab's state as `lab ls` shows it: "up", or "partial" while an
+    /// `up` is under way or after one that failed or was interrupted.
+    public static func state(_ name: String) -> String {
+        guard let bytes = try? OwnedDescriptor(openingForReading: "\(stateRoot)/\(name)/state").readAll() else { return "partial" }
+        return String(decoding: bytes, as: UTF8.self).split(whereSeparator: { $0 == " " || $0 == "\n" }).first.map(String.init) ?? "partial"
+    }
+
+    private func writeState(_ name: String, _ bytes: [UInt8]) throws(RuntimeError) {
+        do {
+            let dir = try DirectoryHandle(path: directory, create: false)
+            let scratch = try dir.writeScratch(bytes)
+            try dir.publish(scratch, as: name, in: dir)
+        } catch {
+            throw RuntimeError("cannot write \(directory)/\(name): \(error)")
+        }
+    }
+
+    /// The topology of a lab that is up, as its `up` saved it (nil when none is).
+    public static func savedTopology(_ name: String) -> Topology? {
+        guard let bytes = try? OwnedDescriptor(openingForReading: "\(stateRoot)/\(name)/topology").readAll() else { return nil }
+        return try? Topology.parse(String(decoding: bytes, as: UTF8.self))
+    }
+
+    /// Creates everything. `progress(done, total, what)` is told after each
+    /// step; `stop()` is asked before each, and a non-zero answer (a signal
+    /// number) ends `up` with an error, leaving what was made for `down`.
+    public func up(progress: (Int, Int, String) -> Void = { _, _, _ in },
+                   stop: () -> Int32 = { 0 }) throws(RuntimeError) {
+        madeSomething = false
         if geteuid() != 0 { throw RuntimeError("lab up needs root: it creates namespaces and bridges") }
-        if access(directory, F_OK) == 0 { throw RuntimeError("lab \(topology.name) is up already (berthctl lab down first)") }
+        let lock = try self.lock(wait: 0)
+        defer { lock.release() }
+        if access(directory, F_OK) == 0 {
+            throw RuntimeError("lab \(topology.name) is \(Lab.state(topology.name) == "up" ? "up" : "partly up") already (berthctl lab down \(topology.name) first)")
+        }
         try checkRoutes()
         if let first = topology.netemUses.first, !Lab.kernelHasNetem() {
             throw RuntimeError("\(first): delay, jitter and loss need the kernel's netem qdisc (sch_netem), which this kernel does not have")
+        }
+        func checkStop() throws(RuntimeError) {
+            let sig = stop()
+            if sig != 0 { throw RuntimeError("interrupted by signal \(sig)") }
         }
         do {
             try DirectoryHandle.makeDirectories(confDirectory)
         } catch {
             throw RuntimeError("cannot create \(confDirectory): \(error)")
         }
+        madeSomething = true
+        try writeState("state", Array("partial\n".utf8))
+        if let source { try writeState("topology", Array(source.utf8)) }
         for (i, net) in topology.networks.enumerated() {
-            var plugin: JSONObject = ["type": .string("berth"), "bridge": .string(bridgeName(i)), "isGateway": .bool(true),
-                                      "capabilities": .object(["ips": .bool(true)])]
-            for (k, v) in net.options.entries { plugin[k] = v }
-            plugin["ipam"] = .object(["type": .string("berth-ipam"), "dataDir": .string("\(directory)/ipam"),
-                                      "subnet": .string(net.subnet.description)])
-            let list: JSON = .object(["cniVersion": .string("1.1.0"), "name": .string(networkName(net.name)),
-                                      "plugins": .array([.object(plugin)])])
+            let list = Topology.pluginConfig(net, bridge: bridgeName(i), networkName: networkName(net.name), dataDir: "\(directory)/ipam")
             do {
                 let dir = try DirectoryHandle(path: confDirectory, create: false)
                 let scratch = try dir.writeScratch(Array(list.serialized(pretty: true).utf8))
@@ -76,24 +129,35 @@ public final class Lab {
         let total = topology.hosts.reduce(0) { $0 + 1 + $1.networks.count }
         var done = 0
         for host in topology.hosts {
-            try NamedNamespaces.add(namespace(host.name))
+            try checkStop()
+            try NamedNamespaces.add(namespace(host.name), loopbackUp: true)
             done += 1
             progress(done, total, "host \(host.name)")
             for (j, net) in host.networks.enumerated() {
-                try Attachments.attach(network: networkName(net), netns: namespace(host.name), ifname: "eth\(j)",
-                                       ip: host.addresses[net].map { address in
-                                           let subnet = topology.networks.first { $0.name == net }!.subnet
-                                           return "\(address)/\(subnet.prefixLength)"
-                                       },
-                                       cniConfDirectory: confDirectory, cniPath: searchPath)
+                try checkStop()
+                do {
+                    try Attachments.attach(network: networkName(net), netns: namespace(host.name), ifname: "eth\(j)",
+                                           ip: host.addresses[net].map { address in
+                                               let subnet = topology.networks.first { $0.name == net }!.subnet
+                                               return "\(address)/\(subnet.prefixLength)"
+                                           },
+                                           cniConfDirectory: confDirectory, cniPath: searchPath)
+                } catch {
+                    // A plugin killed by the same signal fails its ADD: say why.
+                    try checkStop()
+                    throw error
+                }
                 done += 1
                 progress(done, total, "\(host.name) on \(net)")
             }
         }
+        try checkStop()
         try makeLinks()
         try makeRoutes()
         try applyShaping()
         try makeCgroups()
+        try checkStop()
+        try writeState("state", Array("up\n".utf8))
     }
 
     /// The cgroup of `host` (its limits), under the runtime's parent.
@@ -126,6 +190,7 @@ public final class Lab {
 
     /// Starts `command` on `host` in the background (a server); `down` stops it. Returns its pid.
     public func start(on host: String, _ command: [String]) throws(RuntimeError) -> Int32 {
+        try requireHost(host)
         let pid = try NamedNamespaces.exec(namespace(host), command: command, cgroup: placement(host), detach: true)
         do {
             let dir = try DirectoryHandle(path: directory, create: false)
@@ -302,15 +367,20 @@ public final class Lab {
     /// records are forgotten, and the bridges go.
     public func down() throws(RuntimeError) {
         if geteuid() != 0 { throw RuntimeError("lab down needs root") }
+        let lock = try self.lock(wait: 120)
+        defer { lock.release() }
         let prefix = "lab-\(topology.name)-"
-        // Detached processes and everything in the hosts' cgroups go first: a
-        // process keeps its namespace alive.
+        // Every process in a host goes first, whatever started it and
+        // whatever it forked (a process keeps its namespace and veths alive):
+        // the recorded detached ones, everything in the hosts' cgroups, and
+        // anything else whose network namespace is one of the lab's.
         if let text = try? OwnedDescriptor(openingForReading: "\(directory)/detached").readAll() {
             for line in String(decoding: text, as: UTF8.self).split(separator: "\n") {
-                if let pid = pid_t(line), pid > 1 { kill(pid, SIGKILL) }
+                if let pid = pid_t(line), pid > 1 { kill(-pid, SIGKILL); kill(pid, SIGKILL) }
             }
         }
         removeCgroups(prefix: prefix)
+        Lab.killProcesses(inNamespaces: NamedNamespaces.list().filter { $0.hasPrefix(prefix) }.map(NamedNamespaces.path))
         for name in NamedNamespaces.list() where name.hasPrefix(prefix) {
             try? NamedNamespaces.delete(name)
         }
@@ -333,6 +403,31 @@ public final class Lab {
         removeTree(directory)
     }
 
+    /// Kills every process whose network namespace is one of the files
+    /// `paths` (bind-mounted namespaces), until none is left.
+    static func killProcesses(inNamespaces paths: [String]) {
+        var namespaces = Set<FileIdentity>()
+        for path in paths {
+            var st = stat()
+            if stat(path, &st) == 0 { namespaces.insert(FileIdentity(device: UInt64(st.st_dev), inode: UInt64(st.st_ino))) }
+        }
+        guard !namespaces.isEmpty else { return }
+        for _ in 0..<100 {
+            guard let proc = try? DirectoryHandle(path: "/proc", create: false), let names = try? proc.names() else { return }
+            var found = 0
+            for name in names {
+                guard let pid = pid_t(name), pid > 1, pid != getpid() else { continue }
+                var st = stat()
+                guard stat("/proc/\(name)/ns/net", &st) == 0,
+                      namespaces.contains(FileIdentity(device: UInt64(st.st_dev), inode: UInt64(st.st_ino))) else { continue }
+                kill(pid, SIGKILL)
+                found += 1
+            }
+            if found == 0 { return }
+            usleep(10_000)
+        }
+    }
+
     /// Kills the processes in the lab's cgroups and removes them.
     func removeCgroups(prefix: String) {
         guard let layout = try? CgroupLayout.current() else { return }
@@ -352,13 +447,37 @@ public final class Lab {
         }
     }
 
+    /// The lab's hosts: the topology's, or (a lab named without its file)
+    /// those whose namespaces exist.
+    public func hostNames() -> [String] {
+        if !topology.hosts.isEmpty { return topology.hosts.map(\.name) }
+        let prefix = "lab-\(topology.name)-"
+        return NamedNamespaces.list().filter { $0.hasPrefix(prefix) }.map { String($0.dropFirst(prefix.count)) }
+    }
+
+    /// Refuses a host the lab does not have, listing those it has.
+    func requireHost(_ host: String) throws(RuntimeError) {
+        let hosts = hostNames()
+        if hosts.contains(host) && access(NamedNamespaces.path(namespace(host)), F_OK) == 0 { return }
+        if hosts.isEmpty || access(directory, F_OK) != 0 { throw RuntimeError("lab \(topology.name) is not up (berthctl lab ls)") }
+        throw RuntimeError("lab \(topology.name) has no host \(host) (its hosts: \(hosts.joined(separator: ", ")))")
+    }
+
+    /// How many processes the OOM killer has killed on `host` (in its cgroup; 0 without limits).
+    public func oomKills(_ host: String) -> Int {
+        guard let cg = try? cgroup(host) else { return 0 }
+        return cg.oomKills()
+    }
+
     /// Runs `command` on `host` (in its cgroup, if it has limits) with its output going to this process's.
     public func exec(on host: String, _ command: [String]) throws(RuntimeError) -> Int32 {
-        try NamedNamespaces.exec(namespace(host), command: command, cgroup: placement(host))
+        try requireHost(host)
+        return try NamedNamespaces.exec(namespace(host), command: command, cgroup: placement(host))
     }
 
     /// Runs `command` on `host` and returns its exit code and output (stdout and stderr).
     public func run(on host: String, _ command: [String]) throws(RuntimeError) -> (status: Int32, output: String) {
+        try requireHost(host)
         let fd = berth_memfd("berth-lab-output")
         if fd < 0 { throw RuntimeError("cannot create an output buffer: \(SystemError.last("memfd_create"))") }
         let handle = OwnedDescriptor(adopting: fd)

@@ -35,8 +35,13 @@ extension Lab {
 
     /// Pings every pair of hosts that share a network (on that network's
     /// address), and every pair in `mustNotReach` (which must fail), at most
-    /// `parallel` at a time. The lab must be up.
-    public func check(mustNotReach: [(from: String, to: String)] = [], parallel: Int = 16) throws(RuntimeError) -> [Reachability] {
+    /// `parallel` at a time. Each probe is `ping -c count -W timeout`; a pair
+    /// that should reach and does not is probed `retries` more times before it
+    /// counts as a miss (a lost echo under load is not a broken network). The
+    /// lab must be up.
+    public func check(mustNotReach: [(from: String, to: String)] = [], parallel: Int = 16, count: Int = 1,
+                      timeout: Int = 1, retries: Int = 2) throws(RuntimeError) -> [Reachability] {
+        guard count >= 1, timeout >= 1, retries >= 0 else { throw RuntimeError("count and timeout must be at least 1, retries at least 0") }
         let known = Set(topology.hosts.map(\.name))
         for pair in mustNotReach where !known.contains(pair.from) || !known.contains(pair.to) {
             throw RuntimeError("--expect: no host \(known.contains(pair.from) ? pair.to : pair.from) in lab \(topology.name)")
@@ -94,10 +99,14 @@ extension Lab {
             queue.async(group: group) {
                 while let i = results.next() {
                     let item = pings[i]
-                    let status = (try? NamedNamespaces.exec(namespaces[item.from] ?? "",
-                                                            command: ["ping", "-c", "1", "-W", "1", "-q", item.address],
-                                                            output: results.devNull)) ?? 1
-                    results.set(i, reached: status == 0)
+                    var reached = false
+                    for _ in 0...(item.expected ? retries : 0) {
+                        let status = (try? NamedNamespaces.exec(namespaces[item.from] ?? "",
+                                                                command: ["ping", "-c", String(count), "-W", String(timeout), "-q", item.address],
+                                                                output: results.devNull)) ?? 1
+                        if status == 0 { reached = true; break }
+                    }
+                    results.set(i, reached: reached)
                 }
             }
         }

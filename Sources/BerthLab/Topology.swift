@@ -1,5 +1,6 @@
 import BerthCNI
 import BerthNetlink
+import BerthPlugin
 import BerthRuntime
 import Yams
 import BerthJSON
@@ -108,13 +109,14 @@ public struct Topology: Equatable, Sendable {
     public static func parse(_ text: String) throws(Problem) -> Topology {
         let trimmed = text.drop { $0 == " " || $0 == "\n" || $0 == "\t" || $0 == "\r" }
         if trimmed.hasPrefix("{") {
+            let json: JSON
             do {
-                return try Topology(json: try JSON.parse(text))
-            } catch let p as Problem {
-                throw p
+                json = try JSON.parse(text)
             } catch {
-                throw Problem(location: "file", message: "not valid JSON: \(error)")
+                let (line, column) = Topology.lineAndColumn(Array(text.utf8), offset: error.offset)
+                throw Problem(location: "file (line \(line), column \(column))", message: "not valid JSON: \(error.reason)")
             }
+            return try Topology(json: json)
         }
         let node: Node?
         do {
@@ -133,6 +135,51 @@ public struct Topology: Equatable, Sendable {
         }
     }
 
+    /// The line and column (both from 1, columns in characters) of byte `offset` of `bytes`.
+    static func lineAndColumn(_ bytes: [UInt8], offset: Int) -> (line: Int, column: Int) {
+        var line = 1, start = 0
+        let end = min(offset, bytes.count)
+        for i in 0..<end where bytes[i] == UInt8(ascii: "\n") {
+            line += 1
+            start = i + 1
+        }
+        return (line, String(decoding: bytes[start..<end], as: UTF8.self).count + 1)
+    }
+
+    /// Refuses keys of mapping `o` (at `path`) that are not in `known`: a
+    /// misspelt key would otherwise be ignored and the lab come up without it.
+    static func checkKeys(_ o: JSONObject, _ known: [String], _ path: String) throws(Problem) {
+        for key in o.keys where !known.contains(key) {
+            let at = path.isEmpty ? key : "\(path).\(key)"
+            let near = known.first { Topology.isNear($0, key) }
+            throw Problem(location: at, message: "unknown key" + (near.map { " (did you mean \($0)?)" } ?? " (known: \(known.joined(separator: ", ")))"))
+        }
+    }
+
+    /// Whether `a` and `b` differ by at most one edit (a likely misspelling).
+    static func isNear(_ a: String, _ b: String) -> Bool {
+        let x = Array(a.lowercased()), y = Array(b.lowercased())
+        if abs(x.count - y.count) > 1 { return false }
+        var previous = Array(0...y.count)
+        for i in 1...max(1, x.count) where !x.isEmpty {
+            var current = [i] + Array(repeating: 0, count: y.count)
+            for j in stride(from: 1, through: y.count, by: 1) {
+                current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (x[i - 1] == y[j - 1] ? 0 : 1))
+            }
+            previous = current
+        }
+        return previous[y.count] <= 1
+    }
+
+    /// The `berth` plugin config of network `net` as a lab writes it.
+    public static func pluginConfig(_ net: Network, bridge: String, networkName: String, dataDir: String) -> JSON {
+        var plugin: JSONObject = ["type": .string("berth"), "bridge": .string(bridge), "isGateway": .bool(true),
+                                  "capabilities": .object(["ips": .bool(true)])]
+        for (k, v) in net.options.entries { plugin[k] = v }
+        plugin["ipam"] = .object(["type": .string("berth-ipam"), "dataDir": .string(dataDir), "subnet": .string(net.subnet.description)])
+        return .object(["cniVersion": .string("1.1.0"), "name": .string(networkName), "plugins": .array([.object(plugin)])])
+    }
+
     /// YAML to JSON values, remembering each key path's line.
     static func convert(_ node: Node, path: String, lines: inout [String: Int]) -> JSON {
         if let line = node.mark?.line { lines[path.isEmpty ? "file" : path] = line }
@@ -141,7 +188,10 @@ public struct Topology: Equatable, Sendable {
             var o = JSONObject()
             for (k, v) in mapping {
                 let key = k.string ?? ""
-                o[key] = convert(v, path: path.isEmpty ? key : "\(path).\(key)", lines: &lines)
+                let at = path.isEmpty ? key : "\(path).\(key)"
+                o[key] = convert(v, path: at, lines: &lines)
+                // A key's own line (its value may start on the next one).
+                if let line = k.mark?.line { lines[at] = line }
             }
             return .object(o)
         case .sequence(let sequence):
@@ -158,6 +208,7 @@ public struct Topology: Equatable, Sendable {
 
     init(json: JSON) throws(Problem) {
         guard let top = json.objectValue else { throw Problem(location: "file", message: "expected a mapping with name, networks and hosts") }
+        try Topology.checkKeys(top, ["name", "networks", "hosts", "links", "autoRoutes"], "")
         func string(_ o: JSONObject, _ key: String, _ path: String) throws(Problem) -> String {
             guard let s = o[key]?.stringValue, !s.isEmpty else { throw Problem(location: path, message: "a non-empty string is required") }
             return s
@@ -174,6 +225,7 @@ public struct Topology: Equatable, Sendable {
         for (i, item) in (top["networks"]?.arrayValue ?? []).enumerated() {
             let path = "networks[\(i)]"
             guard let o = item.objectValue else { throw Problem(location: path, message: "expected a mapping") }
+            try Topology.checkKeys(o, ["name", "subnet", "options"], path)
             let n = try string(o, "name", "\(path).name")
             try checkName(n, "\(path).name")
             if networks.contains(where: { $0.name == n }) { throw Problem(location: "\(path).name", message: "network \(n) is declared twice") }
@@ -190,15 +242,37 @@ public struct Topology: Equatable, Sendable {
                 for key in obj.keys where ["type", "name", "cniVersion", "bridge", "ipam"].contains(key) {
                     throw Problem(location: "\(path).options.\(key)", message: "is set by the lab")
                 }
+                for key in obj.keys where !BridgeConfig.fields.contains(key) {
+                    let near = BridgeConfig.fields.first { Topology.isNear($0, key) }
+                    throw Problem(location: "\(path).options.\(key)", message: "not an option of the berth plugin" + (near.map { " (did you mean \($0)?)" } ?? ""))
+                }
                 options = obj
             }
-            networks.append(Network(name: n, subnet: subnet, options: options))
+            let network = Network(name: n, subnet: subnet, options: options)
+            // The plugin's own decoding, now, so a bad option is refused before anything exists.
+            let config = Topology.pluginConfig(network, bridge: "blcheck", networkName: "lab-check", dataDir: "/nonexistent")
+            if let plugin = config["plugins"]?.arrayValue?.first {
+                var object = plugin.objectValue ?? [:]
+                object["cniVersion"] = .string("1.1.0")
+                object["name"] = .string("lab-check")
+                do {
+                    _ = try BridgeConfig(Array(JSON.object(object).serialized().utf8))
+                } catch {
+                    var at = "\(path).options"
+                    if error.msg.hasPrefix("field \""), let field = error.msg.dropFirst(7).split(separator: "\"").first {
+                        at += ".\(field)"
+                    }
+                    throw Problem(location: at, message: error.msg)
+                }
+            }
+            networks.append(network)
         }
         if networks.isEmpty { throw Problem(location: "networks", message: "a lab needs at least one network") }
         hosts = []
         for (i, item) in (top["hosts"]?.arrayValue ?? []).enumerated() {
             let path = "hosts[\(i)]"
             guard let o = item.objectValue else { throw Problem(location: path, message: "expected a mapping") }
+            try Topology.checkKeys(o, ["name", "networks", "addresses", "forwarding", "routes", "shaping", "cpus", "memory"], path)
             let h = try string(o, "name", "\(path).name")
             try checkName(h, "\(path).name")
             if hosts.contains(where: { $0.name == h }) { throw Problem(location: "\(path).name", message: "host \(h) is declared twice") }
@@ -237,6 +311,7 @@ public struct Topology: Equatable, Sendable {
             var routes: [StaticRoute] = []
             for (j, item) in (o["routes"]?.arrayValue ?? []).enumerated() {
                 let at = "\(path).routes[\(j)]"
+                if let r = item.objectValue { try Topology.checkKeys(r, ["to", "destination", "via"], at) }
                 guard let r = item.objectValue, let to = (r["to"] ?? r["destination"])?.stringValue.flatMap(IPPrefix.init),
                       let via = r["via"]?.stringValue.flatMap(IPAddress.init) else {
                     throw Problem(location: at, message: "a route needs \"to\" (or \"destination\": a prefix) and \"via\" (an address)")
@@ -275,6 +350,7 @@ public struct Topology: Equatable, Sendable {
         for (i, item) in (top["links"]?.arrayValue ?? []).enumerated() {
             let path = "links[\(i)]"
             guard let o = item.objectValue else { throw Problem(location: path, message: "expected a mapping") }
+            try Topology.checkKeys(o, ["ends", "subnet", "addresses", "shaping"], path)
             guard let ends = o["ends"]?.arrayValue?.compactMap(\.stringValue), ends.count == 2, ends[0] != ends[1] else {
                 throw Problem(location: "\(path).ends", message: "a link needs two different hosts")
             }

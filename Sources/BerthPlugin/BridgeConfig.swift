@@ -44,6 +44,12 @@ public struct BridgeConfig: Sendable {
     /// MAC for the container interface: `runtimeConfig.mac`, then `args.cni.mac`, then `CNI_ARGS` `MAC=`.
     public var mac: String?
 
+    /// The fields this config reads (besides the CNI ones every config has).
+    public static let fields = ["bridge", "isGateway", "isDefaultGateway", "forceAddress", "ipMasq", "ipMasqBackend", "mtu",
+                                "hairpinMode", "promiscMode", "portIsolation", "vlan", "vlanTrunk", "preserveDefaultVlan",
+                                "macspoofchk", "enabledad", "disableContainerInterface", "dns", "args", "runtimeConfig",
+                                "capabilities"]
+
     public init(_ bytes: [UInt8], cniArgs: [(key: String, value: String)] = []) throws(CNIError) {
         let (network, r) = try NetworkConfig.decode(bytes)
         try self.init(network: network, reader: r, cniArgs: cniArgs)

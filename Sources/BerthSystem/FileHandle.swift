@@ -47,7 +47,7 @@ public final class OwnedDescriptor {
 }
 
 /// A file's identity: two paths with the same identity are the same file.
-public struct FileIdentity: Equatable, Sendable {
+public struct FileIdentity: Hashable, Sendable {
     public let device: UInt64
     public let inode: UInt64
 

@@ -535,7 +535,7 @@ pid_t berth_spawn_detached(const char *path, char *const *argv, char *const *env
     _exit(127);
 }
 
-int berth_netns_create(const char *path) {
+int berth_netns_create(const char *path, int loopback_up) {
     int report[2];
     if (pipe2(report, O_CLOEXEC) != 0) return -1;
     pid_t pid = fork();
@@ -547,6 +547,10 @@ int berth_netns_create(const char *path) {
         close_range((unsigned)report[1] + 1, ~0U, 0);
         int err = 0;
         if (unshare(CLONE_NEWNET) != 0 || mount("/proc/self/ns/net", path, NULL, MS_BIND, NULL) != 0) err = errno;
+        else if (loopback_up && bring_up_loopback() != 0) {
+            err = errno;
+            umount2(path, MNT_DETACH);
+        }
         ssize_t ignored = write(report[1], &err, sizeof(err));
         (void)ignored;
         _exit(err ? 1 : 0);

@@ -51,3 +51,35 @@ int berth_ignore_sigpipe(void) {
     ignore.sa_handler = SIG_IGN;
     return sigaction(SIGPIPE, &ignore, NULL);
 }
+
+static volatile sig_atomic_t stop_signal = 0;
+
+static void note_stop_signal(int sig) {
+    if (stop_signal == 0) stop_signal = sig;
+}
+
+int berth_catch_stop_signals(void) {
+    struct sigaction catch = {0};
+    catch.sa_handler = note_stop_signal;
+    catch.sa_flags = SA_RESTART;
+    sigemptyset(&catch.sa_mask);
+    int signals[] = {SIGINT, SIGTERM, SIGHUP};
+    for (unsigned i = 0; i < sizeof(signals) / sizeof(signals[0]); i++) {
+        if (sigaction(signals[i], &catch, NULL) != 0) return -1;
+    }
+    /* A parent may have started this process with them blocked. */
+    sigset_t set;
+    sigemptyset(&set);
+    for (unsigned i = 0; i < sizeof(signals) / sizeof(signals[0]); i++) sigaddset(&set, signals[i]);
+    return sigprocmask(SIG_UNBLOCK, &set, NULL);
+}
+
+int berth_stop_signal(void) { return stop_signal; }
+
+void berth_default_stop_signals(void) {
+    struct sigaction dfl = {0};
+    dfl.sa_handler = SIG_DFL;
+    sigaction(SIGINT, &dfl, NULL);
+    sigaction(SIGTERM, &dfl, NULL);
+    sigaction(SIGHUP, &dfl, NULL);
+}

@@ -8,6 +8,7 @@ import BerthCNIClient
 import BerthRuntime
 import BerthSystem
 import BerthJSON
+import CBerthSys
 
 struct LabCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -15,17 +16,27 @@ struct LabCommand: ParsableCommand {
         abstract: "Build many hosts on one machine from a topology file (YAML or JSON).",
         subcommands: [Up.self, Down.self, List.self, ExecOn.self, CheckLab.self, Graph.self])
 
-    /// Reads a lab file, or takes a bare name (enough for down).
-    static func topology(_ fileOrName: String, requireFile: Bool) throws -> Topology {
-        guard let fd = try? OwnedDescriptor(openingForReading: fileOrName), let bytes = try? fd.readAll() else {
-            if requireFile { throw CLIError("cannot read lab file \(fileOrName)") }
-            return Topology(name: fileOrName)
+    /// Reads a lab file, or takes the name of a lab that is up (its
+    /// topology as its `up` saved it). `requireFile` refuses a name whose
+    /// lab is not up; otherwise a bare name is enough (for down).
+    static func lab(_ fileOrName: String, requireTopology: Bool) throws -> Lab {
+        if let fd = try? OwnedDescriptor(openingForReading: fileOrName), let bytes = try? fd.readAll() {
+            let text = String(decoding: bytes, as: UTF8.self)
+            do {
+                return Lab(try Topology.parse(text), source: text, searchPath: cniPath)
+            } catch {
+                throw CLIError("\(fileOrName): \(error)")
+            }
         }
-        do {
-            return try Topology.parse(String(decoding: bytes, as: UTF8.self))
-        } catch {
-            throw CLIError("\(fileOrName): \(error)")
+        if let saved = Lab.savedTopology(fileOrName) { return Lab(saved, searchPath: cniPath) }
+        if fileOrName.contains("/") || fileOrName.hasSuffix(".yaml") || fileOrName.hasSuffix(".yml") || fileOrName.hasSuffix(".json") {
+            throw CLIError("cannot read lab file \(fileOrName)")
         }
+        if requireTopology {
+            let up = Lab.list()
+            throw CLIError("\(fileOrName) is neither a lab file nor a lab that is up" + (up.isEmpty ? "" : " (labs up: \(up.joined(separator: ", ")))"))
+        }
+        return Lab(Topology(name: fileOrName), searchPath: cniPath)
     }
 
     static var cniPath: [String] {
@@ -34,27 +45,44 @@ struct LabCommand: ParsableCommand {
 
     struct Up: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Create a lab's bridges, namespaces and attachments.")
-        @Argument(help: "The topology file.") var file: String
+        @Argument(help: "The topology file.", completion: .file(extensions: ["yaml", "yml", "json"])) var file: String
         @Flag(help: "Print what was made as JSON (networks, bridges, hosts, interfaces, addresses).") var json = false
 
         func run() throws {
-            let lab = Lab(try LabCommand.topology(file, requireFile: true), searchPath: LabCommand.cniPath)
+            guard let fd = try? OwnedDescriptor(openingForReading: file), (try? fd.readAll()) != nil else {
+                throw CLIError("cannot read lab file \(file)")
+            }
+            let lab = try LabCommand.lab(file, requireTopology: true)
             let terminal = isatty(1) == 1 && !json
             var clock = timespec()
             clock_gettime(CLOCK_MONOTONIC, &clock)
             let start = Double(clock.tv_sec) + Double(clock.tv_nsec) / 1e9
+            // SIGINT, SIGTERM, SIGHUP: stop at the next step and undo what this up made.
+            berth_catch_stop_signals()
             do {
-                try lab.up { done, total, what in
+                try lab.up(progress: { done, total, what in
                     if terminal {
                         let line = "\r[\(done)/\(total)] \(what)"
                         print(line.padding(60), terminator: "")
                         fflush(nil)
                     }
-                }
+                }, stop: { berth_stop_signal() })
             } catch {
                 if terminal { print("") }
-                throw CLIError("\(error) (berthctl lab down \(file) removes what was made)")
+                let sig = berth_stop_signal()
+                if sig != 0 {
+                    guard lab.madeSomething else { throw ExitCode(128 + sig) }
+                    do {
+                        try lab.down()
+                        writeError("berthctl: lab up \(file) interrupted by signal \(sig): removed what it had made")
+                    } catch let undo {
+                        writeError("berthctl: lab up \(file) interrupted by signal \(sig); removing what it made failed: \(undo) (run: berthctl lab down \(lab.topology.name))")
+                    }
+                    throw ExitCode(128 + sig)
+                }
+                throw CLIError("\(error)" + (lab.madeSomething ? " (berthctl lab down \(lab.topology.name) removes what was made)" : ""))
             }
+            berth_default_stop_signals()
             clock_gettime(CLOCK_MONOTONIC, &clock)
             let seconds = Double(clock.tv_sec) + Double(clock.tv_nsec) / 1e9 - start
             if terminal { print("") }
@@ -68,11 +96,10 @@ struct LabCommand: ParsableCommand {
 
     struct Down: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Remove everything a lab made (also after a partial up).")
-        @Argument(help: "The topology file, or the lab's name.") var lab: String
+        @Argument(help: "The topology file, or the lab's name.", completion: .custom(LabCommand.completeLabs)) var lab: String
 
         func run() throws {
-            let l = Lab(try LabCommand.topology(lab, requireFile: false), searchPath: LabCommand.cniPath)
-            try l.down()
+            try LabCommand.lab(lab, requireTopology: false).down()
         }
     }
 
@@ -81,12 +108,16 @@ struct LabCommand: ParsableCommand {
         @Flag(help: "Print JSON: each lab with its hosts and networks.") var json = false
         func run() throws {
             guard json else {
-                for name in Lab.list() { print(name) }
+                for name in Lab.list() {
+                    let state = Lab.state(name)
+                    print(state == "up" ? name : "\(name) (partial: an up failed, was interrupted or is under way; berthctl lab down \(name) removes it)")
+                }
                 return
             }
             print(JSON.array(Lab.list().map { name in
                 let addresses = Lab(Topology(name: name)).addresses()
-                return .object(["name": .string(name), "hosts": .array(addresses.keys.sorted().map(JSON.string)),
+                return .object(["name": .string(name), "state": .string(Lab.state(name)),
+                                "hosts": .array(addresses.keys.sorted().map(JSON.string)),
                                 "networks": .array(Set(addresses.values.flatMap(\.keys)).sorted().map(JSON.string))])
             }).serialized(pretty: true))
         }
@@ -115,13 +146,23 @@ struct LabCommand: ParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "check",
             abstract: "Ping every pair of hosts that should reach each other; print a matrix; fail on any miss.")
-        @Argument(help: "The topology file.") var file: String
-        @Option(help: "A file of pairs \"FROM TO\", one a line, that must NOT reach each other.") var expect: String?
+        @Argument(help: "The topology file, or the lab's name.", completion: .custom(LabCommand.completeLabs)) var file: String
+        @Option(help: "A file of pairs \"FROM TO\", one a line, that must NOT reach each other.", completion: .file()) var expect: String?
         @Option(help: "Pings at once.") var parallel: Int = 16
+        @Option(help: "Echo requests per probe (ping -c).") var count: Int = 1
+        @Option(help: "Seconds to wait for a reply (ping -W).") var timeout: Int = 1
+        @Option(help: "Probes more before a pair that should reach counts as a miss.") var retries: Int = 2
         @Flag(help: "Print JSON instead of a matrix.") var json = false
 
+        func validate() throws {
+            guard parallel >= 1 else { throw ValidationError("--parallel must be at least 1") }
+            guard count >= 1, count <= 100 else { throw ValidationError("--count must be between 1 and 100") }
+            guard timeout >= 1, timeout <= 60 else { throw ValidationError("--timeout must be between 1 and 60 seconds") }
+            guard retries >= 0, retries <= 10 else { throw ValidationError("--retries must be between 0 and 10") }
+        }
+
         func run() throws {
-            let lab = Lab(try LabCommand.topology(file, requireFile: true), searchPath: LabCommand.cniPath)
+            let lab = try LabCommand.lab(file, requireTopology: true)
             var isolated: [(from: String, to: String)] = []
             if let expect {
                 guard let fd = try? OwnedDescriptor(openingForReading: expect), let bytes = try? fd.readAll() else {
@@ -134,7 +175,7 @@ struct LabCommand: ParsableCommand {
                     isolated.append((String(words[0]), String(words[1])))
                 }
             }
-            let results = try lab.check(mustNotReach: isolated, parallel: parallel)
+            let results = try lab.check(mustNotReach: isolated, parallel: parallel, count: count, timeout: timeout, retries: retries)
             let missed = results.filter { $0.expected && !$0.reached }.count
             let breached = results.filter { !$0.expected && $0.reached }.count
             if json {
@@ -147,14 +188,16 @@ struct LabCommand: ParsableCommand {
                 ]).serialized(pretty: true))
             } else {
                 let hosts = lab.topology.hosts.map(\.name)
-                let width = max(4, (hosts.map(\.count).max() ?? 0) + 1)
-                print("from\\to".padding(width) + hosts.map { String($0.prefix(width - 1)).padding(width) }.joined())
+                let header = "from\\to"
+                let first = max(header.count, hosts.map(\.count).max() ?? 0) + 2
+                let width = max(4, hosts.map(\.count).max() ?? 0) + 2
+                print(header.padding(first) + hosts.map { $0.padding(width) }.joined())
                 for from in hosts {
                     let cells = hosts.map { to -> String in
-                        guard let r = results.first(where: { $0.from == from && $0.to == to }) else { return "·".padding(width) }
+                        guard let r = results.first(where: { $0.from == from && $0.to == to }) else { return "-".padding(width) }
                         return (r.ok ? (r.expected ? "ok" : "no") : (r.expected ? "MISS" : "LEAK")).padding(width)
                     }
-                    print(from.padding(width) + cells.joined())
+                    print(from.padding(first) + cells.joined())
                 }
                 print("\(results.count) pings: \(results.filter(\.ok).count) as expected, \(missed) missed, \(breached) reached where they must not")
             }
@@ -165,11 +208,11 @@ struct LabCommand: ParsableCommand {
     struct Graph: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Draw a lab's topology (hosts, networks, interfaces, and addresses once up) through Graphviz.")
-        @Argument(help: "The topology file.") var file: String
-        @Option(name: .shortAndLong, help: "Where to write: .svg, .png or .dot (default: LAB.svg).") var output: String?
+        @Argument(help: "The topology file, or the lab's name.", completion: .file(extensions: ["yaml", "yml", "json"])) var file: String
+        @Option(name: .shortAndLong, help: "Where to write: .svg, .png or .dot (default: LAB.svg).", completion: .file()) var output: String?
 
         func run() throws {
-            let lab = Lab(try LabCommand.topology(file, requireFile: true), searchPath: LabCommand.cniPath)
+            let lab = try LabCommand.lab(file, requireTopology: true)
             let path = output ?? "\(lab.topology.name).svg"
             let dot = Array(lab.dot().utf8)
             let format = path.split(separator: ".").last.map(String.init) ?? "svg"
@@ -192,20 +235,31 @@ struct LabCommand: ParsableCommand {
 
     struct ExecOn: ParsableCommand {
         static let configuration = CommandConfiguration(commandName: "exec", abstract: "Run a command on a lab host.")
-        @Argument(help: "The lab's name.") var lab: String
+        @Argument(help: "The lab's name, or its topology file.", completion: .custom(LabCommand.completeLabs)) var lab: String
         @Argument(help: "The host.") var host: String
         @Flag(help: "Run it in the background (a server): print its pid; lab down stops it.") var detach = false
         @Argument(parsing: .postTerminator) var command: [String] = []
         func validate() throws { if command.isEmpty { throw ValidationError("give the command to run after --") } }
         func run() throws {
-            let l = Lab(Topology(name: lab))
+            let l = try LabCommand.lab(lab, requireTopology: false)
             if detach {
                 print(try l.start(on: host, command))
                 return
             }
-            throw ExitCode(try l.exec(on: host, command))
+            let before = l.oomKills(host)
+            let status = try l.exec(on: host, command)
+            let kills = l.oomKills(host) - before
+            if kills > 0 {
+                writeError("berthctl: host \(host) of lab \(l.topology.name) ran out of memory: \(kills) process(es) OOM-killed")
+            }
+            throw ExitCode(status)
         }
     }
+}
+
+extension LabCommand {
+    /// The labs that are up, for shell completion.
+    static func completeLabs(_ arguments: [String]) -> [String] { Lab.list() }
 }
 
 extension String {

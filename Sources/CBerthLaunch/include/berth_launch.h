@@ -95,7 +95,7 @@ pid_t berth_spawn_detached(const char *path, char *const *argv, char *const *env
 /// Creates a network namespace and binds it onto the existing file `path`
 /// (as `ip netns add` does), from a forked single-threaded child.
 /// Returns 0, or -1 with errno.
-int berth_netns_create(const char *path);
+int berth_netns_create(const char *path, int loopback_up);
 
 /// Runs `argv` in the network namespace at `path` (as `ip netns exec`),
 /// first joining `cgroups` (NULL: none), and

@@ -31,4 +31,15 @@ int berth_ignore_sigpipe(void);
 /// Creates a pipe whose two ends are close-on-exec. The corresponding C function is pipe2(2).
 int berth_pipe_cloexec(int fds[2]);
 
+/// Catches SIGINT, SIGTERM and SIGHUP: the process goes on, and
+/// `berth_stop_signal` says which came (a long operation stops at its next
+/// step and undoes what it made). The corresponding C function is sigaction(2).
+int berth_catch_stop_signals(void);
+
+/// The first stop signal caught since `berth_catch_stop_signals`, or 0.
+int berth_stop_signal(void);
+
+/// Puts SIGINT, SIGTERM and SIGHUP back to their default action.
+void berth_default_stop_signals(void);
+
 #endif
