@@ -102,6 +102,12 @@ public enum Attachments {
         var runtime = JSONObject()
         if let ip { runtime["ips"] = .array([.string(ip)]) }
         if let mac { runtime["mac"] = .string(mac) }
+        // A request no plugin takes would be dropped without a word, as libcni drops it: refused instead.
+        for (capability, flag) in [("ips", "--ip"), ("mac", "--mac")] where runtime[capability] != nil {
+            if !list.plugins.contains(where: { $0["capabilities"]?[capability] == .bool(true) }) {
+                throw RuntimeError("\(flag): no plugin of network \(network) declares the \"\(capability)\" capability (in \(list.path)), so it would be ignored")
+            }
+        }
         let chain = PluginChain(list: list, searchPath: cniPath)
         record.result = try chain.add(PluginChain.Attachment(containerID: id, netns: path, ifname: ifname, runtimeConfig: runtime))
         do {
@@ -126,15 +132,24 @@ public enum Attachments {
     }
 
     /// DEL of the chain in reverse with the cached result; the record goes.
-    /// Works when the namespace is already gone.
-    public static func detach(network: String, netns: String, ifname: String = "eth0") throws(RuntimeError) {
+    /// Works when the namespace is already gone. Like DEL, detaching what is
+    /// not attached is no error: it returns false.
+    @discardableResult
+    public static func detach(network: String, netns: String, ifname: String = "eth0") throws(RuntimeError) -> Bool {
         try requireRoot("berthctl detach")
-        let record = try find(network: network, netns: netns, ifname: ifname)
+        guard let record = try? find(network: network, netns: netns, ifname: ifname) else { return false }
         let list = try NetworkList.load(name: network, directory: record.cniConfDirectory)
         let existing = access(record.netns, F_OK) == 0 ? record.netns : ""
         try PluginChain(list: list, searchPath: record.cniPath)
             .del(PluginChain.Attachment(containerID: record.containerID, netns: existing, ifname: ifname))
         _ = try? store().remove(record.fileName)
+        return true
+    }
+
+    /// The recorded attachments of namespace `nameOrPath`.
+    public static func of(namespace nameOrPath: String) -> [Record] {
+        let path = nameOrPath.hasPrefix("/") ? nameOrPath : NamedNamespaces.path(nameOrPath)
+        return list().filter { $0.netns == path }
     }
 
     /// Forgets an attachment without running its plugins: its record and

@@ -78,10 +78,9 @@ public enum NamedNamespaces {
         }
         if status < 0 { throw RuntimeError("cannot enter \(nameOrPath): \(SystemError.last("setns"))") }
         if detach { return status }
+        // 126 and 127 are the command's (it could not be executed: the child said why on stderr).
         let code = berth_exit_code(status)
-        if code == 125 { throw RuntimeError("cannot join the cgroup of \(nameOrPath)") }
-        if code == 126 { throw RuntimeError("cannot enter network namespace \(nameOrPath)") }
-        if code == 127 { throw RuntimeError("cannot execute \(command[0])") }
+        if code == 125 { throw RuntimeError("cannot join the cgroup of \(nameOrPath) or enter its network namespace") }
         return code
     }
 }

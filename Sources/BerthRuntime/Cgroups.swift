@@ -25,6 +25,47 @@ public struct ResourceLimits: Equatable, Sendable {
         self.cpusetCpus = cpusetCpus
     }
 
+    /// The smallest memory limit a container can start under (labs use the same).
+    public static let minimumMemory: UInt64 = 4 << 20
+
+    /// Why these limits can never work on a machine with `onlineCPUs` CPUs,
+    /// as one line naming the flag, or nil. Checked before anything is made.
+    /// `withInit`: Berth's init is PID 1 beside the command, so two processes at least.
+    public func problem(onlineCPUs: Int, withInit: Bool = true) -> String? {
+        if let memory, memory < ResourceLimits.minimumMemory {
+            return "--memory \(memory) bytes is below the least a container can start with (4m)"
+        }
+        if let cpus {
+            let most = Double(max(1, onlineCPUs))
+            if !cpus.isFinite || cpus < 0.01 || cpus > most {
+                return "--cpus must be between 0.01 and \(Int(most)) (this machine has \(Int(most)) CPUs), not \(cpus)"
+            }
+        }
+        if let cpuShares, !(2...262144).contains(cpuShares) { return "--cpu-shares must be within 2-262144, not \(cpuShares)" }
+        if let pids {
+            let least = withInit ? 2 : 1
+            if pids < least { return "--pids-limit must be at least \(least) (\(withInit ? "Berth's init and the command" : "the command")), not \(pids)" }
+        }
+        return nil
+    }
+
+    /// With lxcfs, a `cpus` limit without a CPU set also pins the container
+    /// to that many CPUs (rounded up; the first online ones): lxcfs shows
+    /// the quota as CPUs in /proc, but `nproc` and anything else that asks
+    /// sched_getaffinity count the CPUs the container may run on, and the two
+    /// should agree (lxcfs's users give a cpuset for the same reason).
+    public static func withImpliedCPUSet(_ limits: ResourceLimits, lxcfs: Bool, online: String) -> ResourceLimits {
+        guard lxcfs, limits.cpusetCpus == nil, let cpus = limits.cpus, let list = parseCPUList(online) else { return limits }
+        let count = max(1, Int(cpus.rounded(.up)))
+        guard count < list.count else { return limits }
+        var out = limits
+        out.cpusetCpus = formatCPUList(Array(list.prefix(count)))
+        return out
+    }
+
+    /// The CPUs this machine has online (sysconf).
+    public static var onlineCPUs: Int { max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))) }
+
     /// The CFS period used for `cpus`, in microseconds.
     public static let cpuPeriod = 100_000
 

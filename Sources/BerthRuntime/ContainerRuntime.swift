@@ -20,9 +20,12 @@ public enum ContainerRuntime {
     /// Runs a container in the foreground: returns the workload's exit code
     /// (128+N when killed by signal N). Signals the caller receives are
     /// passed on to it. `started` is told once the workload runs.
-    public static func run(_ spec: ContainerSpec, started: (ContainerState) -> Void = { _ in }) throws(RuntimeError) -> Int32 {
+    public static func run(_ given: ContainerSpec, started: (ContainerState) -> Void = { _ in }) throws(RuntimeError) -> Int32 {
         try requireRoot("berthctl run")
-        try validate(spec)
+        try validate(given)
+        var spec = given
+        spec.limits = ResourceLimits.withImpliedCPUSet(spec.limits, lxcfs: spec.lxcfs,
+                                                      online: (try? readText("/sys/devices/system/cpu/online"))?.trimmingWhitespace ?? "")
         let dir = try makeStateDirectory(spec)
         let cgroup: Cgroup
         do {
@@ -61,6 +64,7 @@ public enum ContainerRuntime {
         if let failure = child.release() {
             detachNetworks(state)
             child.abandon(cgroup: cgroup)
+            if failure.what == "execute the workload" { throw RuntimeError.cannotExecute(spec.command[0], errno: failure.errno) }
             throw RuntimeError("could not \(failure.what) (\(spec.command[0])): \(String(cString: strerror(failure.errno)))")
         }
         started(state)
@@ -82,8 +86,10 @@ public enum ContainerRuntime {
     }
 
     private static func validate(_ spec: ContainerSpec) throws(RuntimeError) {
-        if let problem = CNIEnvironment.containerIDProblem(spec.name) {
-            throw RuntimeError("container name \"\(spec.name)\" is invalid: \(problem)")
+        if let problem = ContainerSpec.nameProblem(spec.name) { throw RuntimeError(problem) }
+        if let hostname = spec.hostname, let problem = ContainerSpec.hostnameProblem(hostname) { throw RuntimeError(problem) }
+        if let problem = spec.limits.problem(onlineCPUs: ResourceLimits.onlineCPUs, withInit: spec.useInit) {
+            throw RuntimeError(problem)
         }
         if spec.command.isEmpty { throw RuntimeError("no command to run (give it after --)") }
         if let rootfs = spec.rootfs {
@@ -162,7 +168,7 @@ public enum ContainerRuntime {
     private static func start(_ spec: ContainerSpec, cgroup: Cgroup) throws(RuntimeError) -> StartedContainer {
         let argv = CStringArray(spec.command)
         let envp = CStringArray(withDefaultPath(spec.environment))
-        let strings = CStringArray([spec.hostname ?? spec.name] + (spec.rootfs.map { [$0] } ?? []))
+        let strings = CStringArray([spec.effectiveHostname] + (spec.rootfs.map { [$0] } ?? []))
         var handle = berth_container_handle()
         // The child joins its v1 cgroups itself and is created in its cgroup2
         // one: neither waits for the kernel as a move of another process does.
@@ -178,6 +184,12 @@ public enum ContainerRuntime {
                     cSpec.lxcfs = spec.lxcfs ? 1 : 0
                     cSpec.user_ns = spec.userNamespace ? 1 : 0
                     cSpec.cgroups = cgroups?.pointee ?? berth_cgroups(tasks: nil, tasks_count: 0, cgroup2_fd: -1)
+                    // init shows the workload's command in ps, in the memory of this process's own.
+                    let args = CommandLine.unsafeArgv
+                    if CommandLine.argc > 0, let first = args[0], let last = args[Int(CommandLine.argc) - 1] {
+                        cSpec.title = first
+                        cSpec.title_size = (UnsafeRawPointer(last) - UnsafeRawPointer(first)) + strlen(last) + 1
+                    }
                     return berth_container_start(&cSpec, &handle)
                 }
             }

@@ -1,3 +1,4 @@
+import BerthCNI
 import BerthCNIClient
 
 /// What to run.
@@ -28,6 +29,35 @@ public struct ContainerSpec: Sendable {
     public static let userNamespaceSize = 65_536
 
     public static let lxcfsDirectory = "/var/lib/lxcfs"
+
+    /// The longest container name: it names the state directory, the
+    /// cgroups and the CNI container ID.
+    public static let maximumNameLength = 128
+    /// The kernel's limit on a host name (HOST_NAME_MAX).
+    public static let maximumHostnameLength = 64
+
+    /// Why `name` cannot name a container, as one line, or nil.
+    public static func nameProblem(_ name: String) -> String? {
+        if let problem = CNIEnvironment.containerIDProblem(name) { return "container name \"\(name)\" is invalid: \(problem)" }
+        if name.utf8.count > maximumNameLength {
+            return "container name \"\(name.prefix(20))...\" is \(name.utf8.count) bytes long: at most \(maximumNameLength)"
+        }
+        return nil
+    }
+
+    /// Why `hostname` cannot be a host name, as one line, or nil.
+    public static func hostnameProblem(_ hostname: String) -> String? {
+        if hostname.isEmpty { return "--hostname must not be empty" }
+        if hostname.utf8.count > maximumHostnameLength {
+            return "--hostname is \(hostname.utf8.count) bytes long: the kernel's limit is \(maximumHostnameLength)"
+        }
+        return nil
+    }
+
+    /// The host name inside: `hostname`, or the name cut to the kernel's limit.
+    public var effectiveHostname: String {
+        hostname ?? String(decoding: Array(name.utf8.prefix(ContainerSpec.maximumHostnameLength)), as: UTF8.self)
+    }
 
     public init(name: String, command: [String], environment: [String] = [], hostname: String? = nil,
                 limits: ResourceLimits = ResourceLimits(), useInit: Bool = true, networks: [String] = [],

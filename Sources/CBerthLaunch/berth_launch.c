@@ -117,6 +117,27 @@ static void reset_signals(const sigset_t *mask) {
     sigprocmask(SIG_SETMASK, mask, NULL);
 }
 
+/* After a failed exec of `command` in a child: says so on stderr in one
+ * line ("Error: cannot execute X: REASON", as berthctl prints errors) and
+ * exits 127 when it does not exist, 126 otherwise, as shells do. Only
+ * async-signal-safe calls. */
+static _Noreturn void exec_failed(const char *command) {
+    int err = errno;
+    const char *reason = err == ENOENT ? "No such file or directory" : err == EACCES ? "Permission denied"
+                       : err == ENOEXEC ? "Exec format error" : err == ENOTDIR ? "Not a directory"
+                       : err == ELOOP ? "Too many levels of symbolic links" : "cannot be run";
+    char buf[512];
+    size_t n = 0;
+    const char *parts[] = {"Error: cannot execute ", command, ": ", reason, "\n"};
+    for (unsigned i = 0; i < 5; i++) {
+        for (const char *p = parts[i]; *p && n < sizeof(buf) - 2; p++) buf[n++] = *p;
+    }
+    if (buf[n - 1] != '\n') buf[n++] = '\n';
+    ssize_t ignored = write(2, buf, n);
+    (void)ignored;
+    _exit(err == ENOENT || err == ENOTDIR ? 127 : 126);
+}
+
 static _Noreturn void fail(int fd, const char *what) {
     report(fd, errno, what);
     _exit(127);
@@ -145,6 +166,21 @@ static _Noreturn void supervise(pid_t workload, const sigset_t *all) {
 /* PID 1 of the container: runs the workload as its child, forwards every
  * signal it can catch to it, reaps every orphan, and exits with the
  * workload's status (which makes the kernel kill whatever is left). */
+/* Makes this process show as `argv` in ps and /proc/PID/cmdline: the
+ * command line's memory is overwritten with the arguments (cut to fit),
+ * the rest zeroed, and the thread's name set to the command's base name. */
+static void set_title(const struct berth_container_spec *spec) {
+    if (!spec->title || spec->title_size < 2) return;
+    size_t n = 0;
+    for (char *const *a = spec->argv; *a && n < spec->title_size - 1; a++) {
+        for (const char *p = *a; *p && n < spec->title_size - 1; p++) spec->title[n++] = *p;
+        spec->title[n++] = 0;
+    }
+    memset(spec->title + n, 0, spec->title_size - n);
+    const char *base = strrchr(spec->argv[0], '/');
+    prctl(PR_SET_NAME, base ? base + 1 : spec->argv[0], 0, 0, 0);
+}
+
 static _Noreturn void run_init(const struct berth_container_spec *spec, int status_fd) {
     sigset_t all, old;
     sigfillset(&all);
@@ -160,6 +196,7 @@ static _Noreturn void run_init(const struct berth_container_spec *spec, int stat
         fail(status_fd, "execute the workload");
     }
     close(status_fd);
+    set_title(spec);
     supervise(workload, &all);
 }
 
@@ -505,7 +542,7 @@ int berth_exec_in(pid_t target, const struct berth_cgroups *cgroups, char *const
                other threads' pipes would stay open while the command runs). */
             close_range(3, ~0U, 0);
             execvpe(argv[0], argv, envp);
-            _exit(127);
+            exec_failed(argv[0]);
         }
         supervise(inner, &all);
     }
@@ -583,7 +620,7 @@ int berth_netns_exec(const char *path, const struct berth_cgroups *cgroups,
     if (pid == 0) {
         /* Into the host's cgroups first, then its namespace. */
         if (join_v1(cgroups) != 0 || join_v2(cgroups, in_cgroup2) != 0) _exit(125);
-        if (setns(fd, CLONE_NEWNET) != 0) _exit(126);
+        if (setns(fd, CLONE_NEWNET) != 0) _exit(125);
         if (detach) {
             setsid();
             int null = open("/dev/null", O_RDWR | O_CLOEXEC);
@@ -598,7 +635,7 @@ int berth_netns_exec(const char *path, const struct berth_cgroups *cgroups,
         sigemptyset(&none);
         reset_signals(&none);
         execvpe(argv[0], argv, envp);
-        _exit(127);
+        exec_failed(argv[0]);
     }
     close(fd);
     if (detach) return pid;

@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import ArgumentParser
 import BerthCNI
 import BerthIPAM
@@ -27,7 +30,13 @@ enum BerthctlMain {
                 Berthctl.exit(withError: error)
             }
         }
-        guard let first = arguments.first, let command = direct[first] else { return Berthctl.main(arguments) }
+        // Help goes through the tree from the start: once a command was parsed
+        // on its own, its help names it without "berthctl".
+        let options = arguments.prefix { $0 != "--" }
+        guard let first = arguments.first, let command = direct[first],
+              !options.contains(where: { ["-h", "--help", "-help", "--experimental-dump-help"].contains($0) }) else {
+            return Berthctl.main(arguments)
+        }
         var parsed: ParsableCommand
         do {
             parsed = try command.parseAsRoot(Array(arguments.dropFirst()))
@@ -37,6 +46,10 @@ enum BerthctlMain {
         }
         do {
             try parsed.run()
+        } catch let error as RuntimeError where error.exitCode != 1 {
+            // A command that could not be executed ends with 126 or 127, as in a shell.
+            writeError("Error: \(error)")
+            exit(error.exitCode)
         } catch {
             Berthctl.exit(withError: error)
         }
@@ -68,13 +81,27 @@ struct ListAllocations: ParsableCommand {
     @Argument(help: "The network's name (the \"name\" of its config).")
     var network: String
 
-    @Option(name: .customLong("data-dir"), help: "The IPAM data directory (the config's ipam.dataDir).")
-    var dataDir: String = IPAMConfig.defaultDataDir
+    @Option(name: .customLong("data-dir"), help: "The IPAM data directory (default: the network config's ipam.dataDir, else \(IPAMConfig.defaultDataDir)).")
+    var givenDataDir: String?
+
+    @Option(name: .customLong("cni-conf-dir"), help: "Where the network configs are (to find the network's ipam.dataDir).")
+    var cniConfDirectory: String = NetworkList.defaultDirectory
+
+    /// --data-dir, else the `ipam.dataDir` of the network's config (its first plugin that has one), else the default.
+    var dataDir: String {
+        if let givenDataDir { return givenDataDir }
+        let list = try? NetworkList.load(name: network, directory: cniConfDirectory)
+        for plugin in list?.plugins ?? [] {
+            if let dir = plugin["ipam"]?["dataDir"]?.stringValue, dir.hasPrefix("/") { return dir }
+        }
+        return IPAMConfig.defaultDataDir
+    }
 
     @Flag(help: "Print JSON instead of a table.")
     var json = false
 
     func run() throws {
+        let dataDir = self.dataDir
         let allocations: [(ip: IPAddress, owner: AttachmentKey?)]
         do {
             allocations = try AllocationStore(dataDir: dataDir, network: network, create: false).allAddresses()

@@ -19,19 +19,21 @@ struct Run: ParsableCommand {
     @Option(help: "Host name inside the container (default: the name).")
     var hostname: String?
 
-    @Option(help: "Memory limit, like 512m or 2g.")
+    // The limits take their value unconditionally, so that "--memory -5m"
+    // reaches the range check instead of reading as an unknown flag.
+    @Option(parsing: .unconditional, help: "Memory limit, like 512m or 2g (at least 4m).")
     var memory: String?
 
-    @Option(help: "CPU time limit in CPUs, like 0.5.")
-    var cpus: Double?
+    @Option(parsing: .unconditional, help: "CPU time limit in CPUs, like 0.5 (0.01 to the machine's CPUs).")
+    var cpus: String?
 
-    @Option(name: .customLong("cpu-shares"), help: "Relative CPU weight (2-262144, default 1024).")
-    var cpuShares: Int?
+    @Option(name: .customLong("cpu-shares"), parsing: .unconditional, help: "Relative CPU weight (2-262144, default 1024).")
+    var cpuShares: String?
 
-    @Option(name: .customLong("pids-limit"), help: "Maximum number of processes.")
-    var pidsLimit: Int?
+    @Option(name: .customLong("pids-limit"), parsing: .unconditional, help: "Maximum number of processes (at least 2 with Berth's init).")
+    var pidsLimit: String?
 
-    @Option(name: .customLong("cpuset-cpus"), help: "The CPUs it may run on, like 0-2,5.")
+    @Option(name: .customLong("cpuset-cpus"), parsing: .unconditional, help: "The CPUs it may run on, like 0-2,5.")
     var cpusetCpus: String?
 
     @Option(name: .customLong("env"), help: "An environment variable K=V (repeatable).")
@@ -66,14 +68,40 @@ struct Run: ParsableCommand {
 
     func validate() throws {
         if command.isEmpty { throw ValidationError("give the command to run after --") }
-        if let memory, ResourceLimits.parseSize(memory) == nil { throw ValidationError("--memory \(memory) is not a size like 512m or 2g") }
-        if let cpus, !(cpus > 0 && cpus <= 1024) { throw ValidationError("--cpus must be above 0") }
-        if let cpuShares, !(2...262144).contains(cpuShares) { throw ValidationError("--cpu-shares must be within 2-262144") }
-        if let pidsLimit, pidsLimit < 1 { throw ValidationError("--pids-limit must be at least 1") }
-        if let cpusetCpus, ResourceLimits.parseCPUList(cpusetCpus) == nil {
-            throw ValidationError("--cpuset-cpus \(cpusetCpus) is not a list of CPUs like 0-2,5")
-        }
+        _ = try limits()
+        if let name, let problem = ContainerSpec.nameProblem(name) { throw ValidationError(problem) }
+        if let hostname, let problem = ContainerSpec.hostnameProblem(hostname) { throw ValidationError(problem) }
         for e in environment where !e.contains("=") { throw ValidationError("--env \(e) is not K=V") }
+    }
+
+    /// The limits as given, each read and checked: a value that is not a
+    /// number or size, or a limit that could never work, is one line naming the flag.
+    func limits() throws -> ResourceLimits {
+        var limits = ResourceLimits()
+        if let memory {
+            guard let bytes = ResourceLimits.parseSize(memory) else { throw ValidationError("--memory \(memory) is not a size like 512m or 2g") }
+            limits.memory = bytes
+        }
+        if let cpus {
+            guard let value = Double(cpus), value.isFinite else { throw ValidationError("--cpus \(cpus) is not a number of CPUs like 0.5") }
+            limits.cpus = value
+        }
+        if let cpuShares {
+            guard let value = Int(cpuShares) else { throw ValidationError("--cpu-shares \(cpuShares) is not a whole number") }
+            limits.cpuShares = value
+        }
+        if let pidsLimit {
+            guard let value = Int(pidsLimit) else { throw ValidationError("--pids-limit \(pidsLimit) is not a whole number") }
+            limits.pids = value
+        }
+        if let cpusetCpus {
+            guard let cpus = ResourceLimits.parseCPUList(cpusetCpus) else {
+                throw ValidationError("--cpuset-cpus \(cpusetCpus) is not a list of CPUs like 0-2,5")
+            }
+            limits.cpusetCpus = ResourceLimits.formatCPUList(cpus)
+        }
+        if let problem = limits.problem(onlineCPUs: ResourceLimits.onlineCPUs, withInit: !noInit) { throw ValidationError(problem) }
+        return limits
     }
 
     /// The options again, for the monitor a detached run starts.
@@ -81,9 +109,9 @@ struct Run: ParsableCommand {
         var args = ["run", "--name", name]
         if let hostname { args += ["--hostname", hostname] }
         if let memory { args += ["--memory", memory] }
-        if let cpus { args += ["--cpus", String(cpus)] }
-        if let cpuShares { args += ["--cpu-shares", String(cpuShares)] }
-        if let pidsLimit { args += ["--pids-limit", String(pidsLimit)] }
+        if let cpus { args += ["--cpus", cpus] }
+        if let cpuShares { args += ["--cpu-shares", cpuShares] }
+        if let pidsLimit { args += ["--pids-limit", pidsLimit] }
         if let cpusetCpus { args += ["--cpuset-cpus", cpusetCpus] }
         for e in environment { args += ["--env", e] }
         if noInit { args.append("--no-init") }
@@ -108,9 +136,7 @@ struct Run: ParsableCommand {
         var spec = ContainerSpec(
             name: containerName,
             command: command, environment: environment, hostname: hostname,
-            limits: ResourceLimits(memory: memory.flatMap(ResourceLimits.parseSize), cpus: cpus,
-                                   cpuShares: cpuShares, pids: pidsLimit,
-                                   cpusetCpus: cpusetCpus.flatMap(ResourceLimits.parseCPUList).map(ResourceLimits.formatCPUList)),
+            limits: try limits(),
             useInit: !noInit, networks: networks, cniConfDirectory: cniConfDirectory,
             cniPath: cniSearchPath,
             rootfs: rootfs, lxcfs: lxcfs)

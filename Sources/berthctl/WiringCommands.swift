@@ -28,9 +28,20 @@ struct NetnsCommand: ParsableCommand {
     }
 
     struct Delete: ParsableCommand {
-        static let configuration = CommandConfiguration(commandName: "del", abstract: "Remove a named network namespace.")
+        static let configuration = CommandConfiguration(commandName: "del", abstract: "Remove a named network namespace (refused while it is attached to a network, unless --detach).")
         @Argument var name: String
-        func run() throws { try NamedNamespaces.delete(name) }
+        @Flag(help: "Detach it from every network it is attached to first.") var detach = false
+        func run() throws {
+            let attached = Attachments.of(namespace: name)
+            if !attached.isEmpty && !detach {
+                let list = attached.map { "\($0.network) (\($0.ifname))" }.joined(separator: ", ")
+                throw CLIError("network namespace \(name) is attached to \(list): berthctl detach NETWORK \(name) first, or netns del --detach")
+            }
+            for record in attached {
+                try Attachments.detach(network: record.network, netns: record.netns, ifname: record.ifname)
+            }
+            try NamedNamespaces.delete(name)
+        }
     }
 
     struct List: ParsableCommand {
@@ -73,7 +84,11 @@ struct Detach: ParsableCommand {
     @Argument var network: String
     @Argument var netns: String
     @Option var ifname: String = "eth0"
-    func run() throws { try Attachments.detach(network: network, netns: netns, ifname: ifname) }
+    func run() throws {
+        if try !Attachments.detach(network: network, netns: netns, ifname: ifname) {
+            writeError("berthctl: \(netns) is not attached to \(network) as \(ifname): nothing to do")
+        }
+    }
 }
 
 struct Check: ParsableCommand {

@@ -603,13 +603,14 @@ struct RuntimeIsolationTests {
         guard lxcfs != nil else { return }  // an lxcfs this test did not start may run without --enable-cfs
         let online = try #require(ResourceLimits.parseCPUList((try? String(contentsOfFile: "/sys/devices/system/cpu/online", encoding: .utf8)) ?? ""))
         try #require(online.count > 1, "one CPU: a limit to 1 CPU shows nothing")
-        let view = "grep -c ^processor /proc/cpuinfo; grep -c '^cpu[0-9]' /proc/stat; cat /sys/devices/system/cpu/online"
+        // nproc counts the CPUs it may run on (sched_getaffinity): with --cpus, lxcfs's view and the affinity agree.
+        let view = "grep -c ^processor /proc/cpuinfo; grep -c '^cpu[0-9]' /proc/stat; cat /sys/devices/system/cpu/online; nproc"
         for options in [["--cpus", "0.5"], ["--cpuset-cpus", "\(online.last!)"]] {
             let one = TestContainer()
             defer { one.remove() }
             let r = one.run(options + ["--lxcfs"], view)
             #expect(r.status == 0, "\(r.err)")
-            #expect(r.out.split(separator: "\n") == ["1", "1", "0"], "\(options): \(r.out)")
+            #expect(r.out.split(separator: "\n") == ["1", "1", "0", "1"], "\(options): \(r.out)")
         }
         let all = TestContainer()
         defer { all.remove() }

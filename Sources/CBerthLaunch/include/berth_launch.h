@@ -46,6 +46,11 @@ struct berth_container_spec {
     /// user_ns the caller moves it instead: the child may not write to the
     /// host's cgroup files before its maps exist).
     struct berth_cgroups cgroups;
+    /// The memory holding this process's command line (its argv strings,
+    /// end to end) and its size: init writes the workload's command there,
+    /// so that `ps` shows the workload, not the runtime. NULL: left as is.
+    char *title;
+    size_t title_size;
 };
 
 /// A started container: its first process, and the descriptors the caller
