@@ -273,10 +273,10 @@ public actor Agent {
         rejectedLogged = seen
         let failures = try network.sync(peers: peers.map(\.record))
         for (node, reason) in failures.sorted(by: { $0.key < $1.key }) where failing[node] != reason {
-            let at = node == "stale" ? "" : " (\(config.nodeKey(node)))"
-            log("node \(node)\(at): \(reason); trying again in \(Int(Agent.retryInterval)) s")
+            let what = node == NodeNetwork.staleEntries ? "what no peer needs any more" : "node \(node) (\(config.nodeKey(node)))"
+            log("\(what): \(reason); trying again in \(Int(Agent.retryInterval)) s")
         }
-        for node in failing.keys where failures[node] == nil && node != "stale" {
+        for node in failing.keys where failures[node] == nil && node != NodeNetwork.staleEntries {
             log("node \(node) is programmed now")
         }
         failing = failures

@@ -63,6 +63,9 @@ public final class NodeNetwork {
         }
     }
 
+    /// The key under which `sync` reports failures to remove what no peer needs.
+    public static let staleEntries = ""
+
     /// What one peer needs in the kernel.
     struct PeerEntries {
         var route: NodeRoute
@@ -109,16 +112,16 @@ public final class NodeNetwork {
         }
         // What no peer needs any more goes first: routes, then their entries.
         for route in haveRoutes.subtracting(routes) {
-            attempt("route \(route)", into: &failures, node: "stale") { try self.socket.deleteNodeRoute(route) }
+            attempt("route \(route)", into: &failures, node: NodeNetwork.staleEntries) { try self.socket.deleteNodeRoute(route) }
         }
         if let device {
             for entry in haveNeighbours.subtracting(neighbours) {
-                attempt("neighbour \(entry.address) -> \(entry.mac)", into: &failures, node: "stale") {
+                attempt("neighbour \(entry.address) -> \(entry.mac)", into: &failures, node: NodeNetwork.staleEntries) {
                     try self.socket.deleteEntry(entry, on: device, forwarding: false)
                 }
             }
             for entry in haveForwarding.subtracting(forwarding) {
-                attempt("forwarding entry \(entry.mac) -> \(entry.address)", into: &failures, node: "stale") {
+                attempt("forwarding entry \(entry.mac) -> \(entry.address)", into: &failures, node: NodeNetwork.staleEntries) {
                     try self.socket.deleteEntry(entry, on: device, forwarding: true)
                 }
             }

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import BerthCNI
+import Dispatch
 import BerthNetlink
 import BerthCNIClient
 import BerthRuntime
@@ -28,6 +29,8 @@ public final class Lab {
     /// The lab file's text, when the lab was read from one: `up` keeps it,
     /// so that later commands can name the lab instead of the file.
     public let source: String?
+    /// How many hosts `up` wires at once (1: one after another).
+    public var parallelism = Lab.defaultParallelism
 
     public init(_ topology: Topology, source: String? = nil, searchPath: [String] = PluginChain.defaultSearchPath) {
         self.topology = topology
@@ -91,8 +94,8 @@ public final class Lab {
     /// Creates everything. `progress(done, total, what)` is told after each
     /// step; `stop()` is asked before each, and a non-zero answer (a signal
     /// number) ends `up` with an error, leaving what was made for `down`.
-    public func up(progress: (Int, Int, String) -> Void = { _, _, _ in },
-                   stop: () -> Int32 = { 0 }) throws(RuntimeError) {
+    public func up(progress: @escaping (Int, Int, String) -> Void = { _, _, _ in },
+                   stop: @escaping () -> Int32 = { 0 }) throws(RuntimeError) {
         madeSomething = false
         if geteuid() != 0 { throw RuntimeError("lab up needs root: it creates namespaces and bridges") }
         let lock = try self.lock(wait: 0)
@@ -126,31 +129,41 @@ public final class Lab {
                 throw RuntimeError("cannot write the config of network \(net.name): \(error)")
             }
         }
+        let plan: [String: [String: IPAddress]]
+        do { plan = try topology.addressPlan() } catch { throw RuntimeError("\(error)") }
         let total = topology.hosts.reduce(0) { $0 + 1 + $1.networks.count }
-        var done = 0
-        for host in topology.hosts {
-            try checkStop()
-            try NamedNamespaces.add(namespace(host.name), loopbackUp: true)
-            done += 1
-            progress(done, total, "host \(host.name)")
-            for (j, net) in host.networks.enumerated() {
-                try checkStop()
+        // Several hosts at once (the kernel work of an ADD waits on locks and
+        // grace periods as much as it computes); each host's interfaces in
+        // order. Addresses come from the plan, so they do not depend on that order.
+        let jobs: [HostJob] = topology.hosts.map { host in
+            HostJob(host: host.name, namespace: namespace(host.name), attachments: host.networks.enumerated().map { j, net in
+                let prefix = topology.networks.first { $0.name == net }!.subnet.prefixLength
+                return (networkName(net), net, "eth\(j)", plan[host.name]?[net].map { "\($0)/\(prefix)" })
+            })
+        }
+        let work = HostQueue(jobs.count, total: total, progress: progress, stop: stop)
+        let workers = max(1, min(parallelism, jobs.count))
+        let confDirectory = self.confDirectory, searchPath = self.searchPath
+        DispatchQueue.concurrentPerform(iterations: workers) { _ in
+            while let i = work.next() {
+                let job = jobs[i]
                 do {
-                    try Attachments.attach(network: networkName(net), netns: namespace(host.name), ifname: "eth\(j)",
-                                           ip: host.addresses[net].map { address in
-                                               let subnet = topology.networks.first { $0.name == net }!.subnet
-                                               return "\(address)/\(subnet.prefixLength)"
-                                           },
-                                           cniConfDirectory: confDirectory, cniPath: searchPath)
+                    try NamedNamespaces.add(job.namespace, loopbackUp: true)
+                    work.step("host \(job.host)")
+                    for a in job.attachments {
+                        if work.stopped { return }
+                        try Attachments.attach(network: a.network, netns: job.namespace, ifname: a.ifname, ip: a.ip,
+                                               cniConfDirectory: confDirectory, cniPath: searchPath)
+                        work.step("\(job.host) on \(a.label)")
+                    }
                 } catch {
-                    // A plugin killed by the same signal fails its ADD: say why.
-                    try checkStop()
-                    throw error
+                    work.fail(error as? RuntimeError ?? RuntimeError("\(error)"))
                 }
-                done += 1
-                progress(done, total, "\(host.name) on \(net)")
             }
         }
+        // A plugin killed by the same signal fails its ADD: the signal is the reason.
+        try checkStop()
+        if let error = work.error { throw error }
         try checkStop()
         try makeLinks()
         try makeRoutes()
@@ -491,6 +504,60 @@ public final class Lab {
     public static func list() -> [String] {
         guard let dir = try? DirectoryHandle(path: stateRoot, create: false), let names = try? dir.names() else { return [] }
         return names.sorted()
+    }
+}
+
+extension Lab {
+    /// How many hosts `up` wires at once unless told: twice the CPUs (an ADD
+    /// waits on the kernel about as long as it computes).
+    public static var defaultParallelism: Int { max(2, 2 * Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))) }
+}
+
+/// What `up` makes for one host: its namespace and attachments in order.
+private struct HostJob: Sendable {
+    var host: String
+    var namespace: String
+    var attachments: [(network: String, label: String, ifname: String, ip: String?)]
+}
+
+/// The hosts `up` still has to make, shared by its workers: the next one,
+/// the progress, and the first failure (after which no new host starts).
+private final class HostQueue: @unchecked Sendable {
+    private let lock = NSLockLike()
+    private var cursor = 0
+    private let count: Int, total: Int
+    private var done = 0
+    private(set) var error: RuntimeError?
+    private let progress: (Int, Int, String) -> Void
+    private let stop: () -> Int32
+
+    init(_ count: Int, total: Int, progress: @escaping (Int, Int, String) -> Void, stop: @escaping () -> Int32) {
+        self.count = count
+        self.total = total
+        self.progress = progress
+        self.stop = stop
+    }
+
+    var stopped: Bool { lock.withLock { error != nil } || stop() != 0 }
+
+    func next() -> Int? {
+        if stop() != 0 { return nil }
+        return lock.withLock {
+            guard error == nil, cursor < count else { return nil }
+            cursor += 1
+            return cursor - 1
+        }
+    }
+
+    func step(_ what: String) {
+        lock.withLock {
+            done += 1
+            progress(done, total, what)
+        }
+    }
+
+    func fail(_ e: RuntimeError) {
+        lock.withLock { if error == nil { error = e } }
     }
 }
 

@@ -394,6 +394,42 @@ public struct Topology: Equatable, Sendable {
             }
         }
         if autoRoutes { _ = try RoutePlanner(self).firstHops() }
+        _ = try addressPlan()
+    }
+
+    /// Every host's address on each of its networks: the one given, or the
+    /// next free one of the subnet in the order of the hosts (after the
+    /// gateway, the first address, and skipping every given one). `lab up`
+    /// asks for exactly these, so addresses do not depend on the order in
+    /// which hosts are attached (it attaches several at once). A subnet too
+    /// small for its hosts is refused here, before anything is made.
+    public func addressPlan() throws(Problem) -> [String: [String: IPAddress]] {
+        var plan: [String: [String: IPAddress]] = [:]
+        for (i, net) in networks.enumerated() {
+            let gateway = net.subnet.address.advanced(by: 1)!
+            var taken: Set<IPAddress> = [gateway]
+            for host in hosts { if let ip = host.addresses[net.name] { taken.insert(ip) } }
+            let last = net.subnet.lastAddress
+            var next = gateway
+            for host in hosts where host.networks.contains(net.name) {
+                if let ip = host.addresses[net.name] {
+                    plan[host.name, default: [:]][net.name] = ip
+                    continue
+                }
+                var found: IPAddress?
+                while let candidate = next.advanced(by: 1), candidate < last || (net.subnet.family == .v6 && candidate == last) {
+                    next = candidate
+                    if !taken.contains(candidate) { found = candidate; break }
+                }
+                guard let ip = found else {
+                    let count = hosts.filter { $0.networks.contains(net.name) }.count
+                    throw Problem(location: "networks[\(i)].subnet", message: "\(net.subnet) has no room for its \(count) hosts")
+                }
+                taken.insert(ip)
+                plan[host.name, default: [:]][net.name] = ip
+            }
+        }
+        return plan
     }
 
     /// Every shaping that needs netem, with where it is declared.

@@ -47,12 +47,18 @@ struct LabCommand: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Create a lab's bridges, namespaces and attachments.")
         @Argument(help: "The topology file.", completion: .file(extensions: ["yaml", "yml", "json"])) var file: String
         @Flag(help: "Print what was made as JSON (networks, bridges, hosts, interfaces, addresses).") var json = false
+        @Option(help: "Hosts wired at once (default: twice the CPUs; 1: one after another).") var parallel: Int?
+
+        func validate() throws {
+            if let parallel, !(1...256).contains(parallel) { throw ValidationError("--parallel must be between 1 and 256") }
+        }
 
         func run() throws {
             guard let fd = try? OwnedDescriptor(openingForReading: file), (try? fd.readAll()) != nil else {
                 throw CLIError("cannot read lab file \(file)")
             }
             let lab = try LabCommand.lab(file, requireTopology: true)
+            if let parallel { lab.parallelism = parallel }
             let terminal = isatty(1) == 1 && !json
             var clock = timespec()
             clock_gettime(CLOCK_MONOTONIC, &clock)

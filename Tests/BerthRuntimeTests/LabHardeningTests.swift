@@ -219,3 +219,19 @@ func cleanWait(_ seconds: Double, _ condition: () -> Bool) -> Bool {
     }
     return condition()
 }
+
+extension TopologyTests {
+    @Test("addresses are planned in host order, skipping the gateway and every given one, so a parallel up gives the same; a subnet too small is refused")
+    func addressPlan() throws {
+        let t = try Topology.parse("name: x\nnetworks:\n  - name: a\n    subnet: 10.9.1.0/29\nhosts:\n  - name: h1\n    networks: [a]\n  - name: h2\n    networks: [a]\n    addresses: {a: 10.9.1.3}\n  - name: h3\n    networks: [a]\n")
+        let plan = try t.addressPlan()
+        #expect(plan["h1"]?["a"] == IPAddress("10.9.1.2") && plan["h2"]?["a"] == IPAddress("10.9.1.3") && plan["h3"]?["a"] == IPAddress("10.9.1.4"))
+        let hosts = (0..<6).map { "  - name: h\($0)\n    networks: [a]\n" }.joined()
+        do {
+            _ = try Topology.parse("name: x\nnetworks:\n  - name: a\n    subnet: 10.9.1.0/29\nhosts:\n\(hosts)")
+            Issue.record("six hosts fit a /29 with a gateway")
+        } catch {
+            #expect(error.location.hasPrefix("networks[0].subnet") && error.message.contains("no room for its 6 hosts"), "\(error)")
+        }
+    }
+}
