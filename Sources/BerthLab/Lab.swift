@@ -406,7 +406,7 @@ public final class Lab {
             } else {
                 // No GC (the plugins not found, say): DEL each, as a runtime would.
                 for record in ofNetwork {
-                    try? Attachments.detach(network: record.network, netns: record.netns, ifname: record.ifname)
+                    _ = try? Attachments.detach(network: record.network, netns: record.netns, ifname: record.ifname)
                 }
             }
         }

@@ -265,7 +265,7 @@ struct LabCommand: ParsableCommand {
 
 extension LabCommand {
     /// The labs that are up, for shell completion.
-    static func completeLabs(_ arguments: [String]) -> [String] { Lab.list() }
+    @Sendable static func completeLabs(_ arguments: [String], _ index: Int, _ prefix: String) -> [String] { Lab.list() }
 }
 
 extension String {

@@ -192,7 +192,8 @@ extension ClusterTests {
         let cluster = try SimulatedCluster(mode: "host-gw", nodes: 1)
         defer { cluster.cleanUp() }
         try cluster.converge(1)
-        let second = shellMerged(["ip", "netns", "exec", cluster.nodeNamespace(0), "\(productsDirectory)/berth-agent", "run",
+        // Bounded: an agent that is not refused would run until stopped.
+        let second = shellMerged(["timeout", "10", "ip", "netns", "exec", cluster.nodeNamespace(0), "\(productsDirectory)/berth-agent", "run",
                                   "--etcd", cluster.etcdURL, "--cluster", cluster.name, "--node", "n0", "--address", cluster.nodeAddress(0)])
         #expect(second.status != 0 && second.out.contains("another agent runs for node n0") && second.out.contains("berth-agent"), "\(second.out)")
     }
