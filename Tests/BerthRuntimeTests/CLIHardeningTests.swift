@@ -14,6 +14,7 @@ struct LimitCheckTests {
                       (["--cpu-shares", "-7"], "--cpu-shares must be within"), (["--cpus", "lots"], "is not a number")])
     func refusedLimits(options: [String], says: String) {
         let name = "berthtest-lim-\(getpid())-\(UInt32.random(in: 0...99999))"
+        defer { _ = berthctl(["rm", name]) }  // in case it was (wrongly) started
         let r = berthctl(["run", "--name", name] + options + ["--", "true"])
         #expect(r.status != 0 && r.err.contains(says) && !r.err.contains("Missing value"), "\(options): \(r.err)")
         #expect(r.err.split(separator: "\n").first?.contains(says) == true, "not the first line: \(r.err)")
@@ -37,6 +38,7 @@ struct LimitCheckTests {
     @Test("a name past 128 bytes or a host name past 64 is refused up front; a long name gets a host name cut to 64")
     func names() {
         let long = String(repeating: "n", count: 303)
+        defer { _ = berthctl(["rm", long]) }
         let r = berthctl(["run", "--name", long, "--", "true"])
         #expect(r.status != 0 && r.err.contains("at most 128"), "\(r.err)")
         let h = berthctl(["run", "--hostname", String(repeating: "h", count: 65), "--", "true"])
