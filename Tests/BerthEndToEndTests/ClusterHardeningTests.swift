@@ -176,6 +176,8 @@ extension ClusterTests {
             cluster.cleanUp()
         }
         try cluster.converge(2)
+        usleep(4_500_000)  // two probes while etcd answers: none may complain
+        #expect(!cluster.log(0).contains("did not answer"), "the probe failed against a running etcd: \(cluster.log(0))")
         let pid = try #require(cluster.etcdPID)
         kill(pid, SIGSTOP)
         let noticed = cluster.wait(seconds: 8) { cluster.log(0).contains("did not answer within") }
