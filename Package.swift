@@ -70,6 +70,8 @@ let package = Package(
             "BerthJSON", "BerthCNI", "BerthSystem", "BerthNetlink", "BerthIPAM",
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
         ]),
+        // Test doubles of the cluster's seams: an in-memory store, a recording backend.
+        .target(name: "BerthClusterFakes", dependencies: ["BerthCluster", "BerthCNI"]),
         // The node agent (and `init`, `show`, `nodes` for people).
         .executableTarget(name: "berth-agent", dependencies: [
             "BerthCluster", "BerthJSON", "BerthCNI",
@@ -81,7 +83,7 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .testTarget(name: "BerthCNITests", dependencies: ["BerthJSON", "BerthCNI", "BerthIPAM", "BerthPlugin", "BerthFirewall", "BerthNetlink"]),
-        .testTarget(name: "BerthClusterTests", dependencies: ["BerthCluster", "BerthJSON", "BerthCNI", "BerthIPAM"]),
+        .testTarget(name: "BerthClusterTests", dependencies: ["BerthCluster", "BerthClusterFakes", "BerthJSON", "BerthCNI", "BerthIPAM"]),
         .testTarget(name: "BerthIPAMTests", dependencies: ["BerthJSON", "BerthCNI", "BerthIPAM", "berthctl"]),
         .testTarget(name: "BerthRuntimeTests", dependencies: ["BerthJSON", "BerthCNIClient", "BerthSystem", "BerthRuntime", "BerthLab", "berthctl"]),
         .testTarget(

@@ -49,11 +49,13 @@ struct NoFreeBlock: Error, CustomStringConvertible {
 /// and retried every few seconds without holding back the others.
 public actor Agent {
     public let options: AgentOptions
-    let etcd: EtcdClient
+    let etcd: any ClusterStore
     let log: @Sendable (String) -> Void
+    /// Makes the node's backend for the cluster's mode once its config is known.
+    let makeBackend: @Sendable (ClusterConfig) throws -> any NodeBackend
 
     private var config: ClusterConfig?
-    private var network: NodeNetwork?
+    private var network: (any NodeBackend)?
     private var lease: Int64 = 0
     private var block: IPPrefix?
     /// Node records by etcd key, as read (checked when applied).
@@ -73,10 +75,16 @@ public actor Agent {
     /// How often peers the kernel refused are tried again.
     public static let retryInterval: Double = 2
 
-    public init(options: AgentOptions, log: @escaping @Sendable (String) -> Void) {
+    /// An agent on etcd at `options.etcd` with the kernel's backend for the
+    /// cluster's mode; `store` and `backend` replace them (unit tests).
+    public init(options: AgentOptions, store: (any ClusterStore)? = nil,
+                backend: (@Sendable (ClusterConfig) throws -> any NodeBackend)? = nil,
+                log: @escaping @Sendable (String) -> Void) {
         self.options = options
         self.log = log
-        etcd = EtcdClient(endpoint: options.etcd)
+        etcd = store ?? EtcdClient(endpoint: options.etcd)
+        let address = options.address
+        makeBackend = backend ?? { config in try NodeNetwork(config: config, address: address, log: log) }
     }
 
     /// The lock an agent holds for its node and cluster while it runs: a
@@ -116,7 +124,7 @@ public actor Agent {
     /// One connected stretch: lease, block, record, then the watch until it fails.
     private func serve() async throws {
         let config = try await clusterConfig()
-        let network = try self.network ?? NodeNetwork(config: config, address: options.address, log: log)
+        let network = try self.network ?? makeBackend(config)
         self.network = network
         if lease != 0, try await etcd.keepAlive(lease) == 0 {
             log("lease \(lease) expired while etcd was out of reach: taking a block again")
@@ -161,7 +169,7 @@ public actor Agent {
         for item in items { take(item, config: config) }
         tampered = false
         try resync()
-        log("node \(options.node) holds \(block) in cluster \(config.name) (\(config.mode.rawValue)); \(records.count - 1) other nodes")
+        log("node \(options.node) holds \(block) in cluster \(config.name) (\(config.mode.rawValue)); \(records.count) other node records")
         // The watch, a probe that notices a hung etcd within seconds (the
         // watch itself would wait for ever), and the retries of refused peers:
         // the first to fail ends this stretch.
@@ -180,7 +188,7 @@ public actor Agent {
     }
 
     /// Writes this node's record under the lease.
-    private func publish(_ config: ClusterConfig, _ block: IPPrefix, _ network: NodeNetwork) async throws {
+    private func publish(_ config: ClusterConfig, _ block: IPPrefix, _ network: any NodeBackend) async throws {
         let record = NodeRecord(node: options.node, address: options.address, block: block, vtepMAC: network.vtepMAC,
                                 since: Int(Date().timeIntervalSince1970))
         published = Array(record.json.serialized().utf8)
@@ -223,7 +231,7 @@ public actor Agent {
     }
 
     /// Asks etcd every `probeInterval` whether it answers; throws when it does not.
-    private static func probe(_ etcd: EtcdClient, log: @Sendable (String) -> Void) async throws {
+    private static func probe(_ etcd: any ClusterStore, log: @Sendable (String) -> Void) async throws {
         while true {
             try await Task.sleep(nanoseconds: UInt64(probeInterval * 1e9))
             do {
@@ -373,7 +381,7 @@ public actor Agent {
         }
         lease = 0
         block = nil
-        let network = try self.network ?? NodeNetwork(config: config, address: options.address, log: log)
+        let network = try self.network ?? makeBackend(config)
         network.teardown()
         unlink(options.subnetFile)
         log("node \(options.node) left cluster \(config.name)")

@@ -16,6 +16,14 @@ public struct EtcdKeyValue: Sendable, Equatable {
     public var createRevision: Int64
     public var modRevision: Int64
     public var lease: Int64
+
+    public init(key: String, value: [UInt8], createRevision: Int64, modRevision: Int64, lease: Int64) {
+        self.key = key
+        self.value = value
+        self.createRevision = createRevision
+        self.modRevision = modRevision
+        self.lease = lease
+    }
 }
 
 /// A change seen by a watch: a key put (with its new value) or deleted (also by its lease expiring).
@@ -23,6 +31,11 @@ public struct EtcdEvent: Sendable, Equatable {
     public enum Kind: Sendable { case put, delete }
     public var kind: Kind
     public var keyValue: EtcdKeyValue
+
+    public init(kind: Kind, keyValue: EtcdKeyValue) {
+        self.kind = kind
+        self.keyValue = keyValue
+    }
 }
 
 /// etcd's v3 API through its JSON gateway (`/v3/kv/range`, `/v3/kv/txn`,
