@@ -63,12 +63,16 @@ public final class NodeNetwork {
         }
     }
 
+    /// The routing protocol number of the agent's routes, so that it finds
+    /// exactly its own again (`ip route show proto 77`).
+    public static let routeProtocol: UInt8 = 77
+
     /// The key under which `sync` reports failures to remove what no peer needs.
     public static let staleEntries = ""
 
     /// What one peer needs in the kernel.
     struct PeerEntries {
-        var route: NodeRoute
+        var route: GatewayRoute
         var neighbour: OverlayEntry?
         var forwarding: OverlayEntry?
     }
@@ -76,10 +80,10 @@ public final class NodeNetwork {
     func entries(of p: NodeRecord) -> PeerEntries? {
         switch config.mode {
         case .hostGateway:
-            return PeerEntries(route: NodeRoute(destination: p.block, gateway: p.address))
+            return PeerEntries(route: GatewayRoute(destination: p.block, gateway: p.address))
         case .vxlan:
             guard let device, let mac = p.vtepMAC else { return nil }
-            return PeerEntries(route: NodeRoute(destination: p.block, gateway: p.vtepAddress, outputIndex: device.index),
+            return PeerEntries(route: GatewayRoute(destination: p.block, gateway: p.vtepAddress, outputIndex: device.index),
                                neighbour: OverlayEntry(address: p.vtepAddress, mac: mac),
                                forwarding: OverlayEntry(address: p.address, mac: mac))
         }
@@ -104,7 +108,7 @@ public final class NodeNetwork {
         let routes = Set(want.map(\.entries.route))
         let neighbours = Set(want.compactMap(\.entries.neighbour))
         let forwarding = Set(want.compactMap(\.entries.forwarding))
-        let haveRoutes = Set(try socket.nodeRoutes())
+        let haveRoutes = Set(try socket.routes(owner: NodeNetwork.routeProtocol))
         var haveNeighbours = Set<OverlayEntry>(), haveForwarding = Set<OverlayEntry>()
         if let device {
             haveForwarding = Set(try socket.entries(on: device, forwarding: true))
@@ -112,7 +116,7 @@ public final class NodeNetwork {
         }
         // What no peer needs any more goes first: routes, then their entries.
         for route in haveRoutes.subtracting(routes) {
-            attempt("route \(route)", into: &failures, node: NodeNetwork.staleEntries) { try self.socket.deleteNodeRoute(route) }
+            attempt("route \(route)", into: &failures, node: NodeNetwork.staleEntries) { try self.socket.deleteRoute(route, owner: NodeNetwork.routeProtocol) }
         }
         if let device {
             for entry in haveNeighbours.subtracting(neighbours) {
@@ -139,7 +143,7 @@ public final class NodeNetwork {
                     log("added neighbour \(n.address) -> \(n.mac) (node \(node))")
                 }
                 if !haveRoutes.contains(e.route) {
-                    try socket.replaceNodeRoute(e.route)
+                    try socket.replaceRoute(e.route, owner: NodeNetwork.routeProtocol)
                     log("added route \(e.route) (node \(node))")
                 }
             } catch {
@@ -161,7 +165,7 @@ public final class NodeNetwork {
     /// Removes everything the agent programmed on this node: its routes,
     /// and in vxlan mode the VXLAN device with its entries (a node leaving).
     public func teardown() {
-        for route in (try? socket.nodeRoutes()) ?? [] { try? socket.deleteNodeRoute(route) }
+        for route in (try? socket.routes(owner: NodeNetwork.routeProtocol)) ?? [] { try? socket.deleteRoute(route, owner: NodeNetwork.routeProtocol) }
         if let device { _ = try? socket.deleteLink(named: device.name) }
         device = nil
         ownBlock = nil

@@ -345,7 +345,7 @@ public final class Lab {
             let sock = try socket(in: host.name)
             for route in list {
                 do {
-                    try sock.replaceNodeRoute(NodeRoute(destination: route.destination, gateway: route.via))
+                    try sock.replaceRoute(GatewayRoute(destination: route.destination, gateway: route.via), owner: RouteSocket.staticRouteProtocol)
                 } catch {
                     throw RuntimeError("host \(host.name): route to \(route.destination) via \(route.via): \(error)")
                 }

@@ -4,8 +4,10 @@ import Glibc
 import CLibNL
 import BerthCNI
 
-/// A route between nodes as the cluster agent installs and reads it back.
-public struct NodeRoute: Equatable, Hashable, Sendable, CustomStringConvertible {
+/// A route of the main table to a prefix through a gateway, as Berth
+/// installs and reads back those it owns (marked with a routing protocol
+/// number of the owner's: the cluster agent's, a lab's static routes).
+public struct GatewayRoute: Equatable, Hashable, Sendable, CustomStringConvertible {
     public var destination: IPPrefix
     public var gateway: IPAddress
     /// The link the route leaves through when it names one (VXLAN: onlink through the device).
@@ -32,9 +34,8 @@ public struct OverlayEntry: Equatable, Hashable, Sendable {
 }
 
 extension RouteSocket {
-    /// The routing protocol number of the routes Berth's cluster agent
-    /// installs, so that it finds exactly its own again (`ip route show proto 77`).
-    public static let agentRouteProtocol: UInt8 = 77
+    /// The routing protocol of routes set by hand or from a file (RTPROT_STATIC, `proto static`).
+    public static let staticRouteProtocol: UInt8 = 4
 
     /// Creates VXLAN device `name` (VNI `vni`, UDP `port`, no learning: the
     /// agent programs every peer), sending from `local` over `underlay`, with
@@ -60,28 +61,28 @@ extension RouteSocket {
         try check(rtnl_link_add(sk, link.pointer, NLM_F_CREATE | NLM_F_EXCL), "create VXLAN device \(name)")
     }
 
-    /// Adds or replaces the route `route`, marked as the agent's.
-    public func replaceNodeRoute(_ route: NodeRoute) throws(NetlinkError) {
-        try changeNodeRoute(route, add: true)
+    /// Adds or replaces the route `route`, marked with routing protocol `owner`.
+    public func replaceRoute(_ route: GatewayRoute, owner: UInt8) throws(NetlinkError) {
+        try changeRoute(route, owner: owner, add: true)
     }
 
-    /// Removes `route`; gone already is fine.
-    public func deleteNodeRoute(_ route: NodeRoute) throws(NetlinkError) {
+    /// Removes `route` (of protocol `owner`); gone already is fine.
+    public func deleteRoute(_ route: GatewayRoute, owner: UInt8) throws(NetlinkError) {
         do {
-            try changeNodeRoute(route, add: false)
+            try changeRoute(route, owner: owner, add: false)
         } catch {
             if !error.isNotFound && error.code != NLE_OBJ_NOTFOUND && error.code != NLE_NOADDR { throw error }
         }
     }
 
-    private func changeNodeRoute(_ spec: NodeRoute, add: Bool) throws(NetlinkError) {
+    private func changeRoute(_ spec: GatewayRoute, owner: UInt8, add: Bool) throws(NetlinkError) {
         guard let route = rtnl_route_alloc() else { throw NetlinkError("allocate route", code: NLE_NOMEM) }
         defer { rtnl_route_put(route) }
         rtnl_route_set_family(route, UInt8(spec.destination.family == .v4 ? AF_INET : AF_INET6))
         let dst = try AddressObject(spec.destination.network.address, prefixLength: spec.destination.prefixLength)
         try check(rtnl_route_set_dst(route, dst.pointer), "set route destination \(spec.destination)")
         rtnl_route_set_table(route, UInt32(RT_TABLE_MAIN.rawValue))
-        rtnl_route_set_protocol(route, RouteSocket.agentRouteProtocol)
+        rtnl_route_set_protocol(route, owner)
         rtnl_route_set_scope(route, UInt8(RT_SCOPE_UNIVERSE.rawValue))
         guard let hop = rtnl_route_nh_alloc() else { throw NetlinkError("allocate next hop", code: NLE_NOMEM) }
         rtnl_route_add_nexthop(route, hop)  // owned by the route from here
@@ -98,25 +99,25 @@ extension RouteSocket {
         }
     }
 
-    /// The routes of the main table that the agent installed.
-    public func nodeRoutes() throws(NetlinkError) -> [NodeRoute] {
+    /// The gateway routes of the main table with routing protocol `owner`.
+    public func routes(owner: UInt8) throws(NetlinkError) -> [GatewayRoute] {
         var cache: OpaquePointer?
         try check(rtnl_route_alloc_cache(sk, AF_UNSPEC, 0, &cache), "list routes")
         guard let cache else { return [] }
         defer { nl_cache_free(cache) }
-        var out: [NodeRoute] = []
+        var out: [GatewayRoute] = []
         var object = nl_cache_get_first(cache)
         while let route = object {
             object = nl_cache_get_next(route)
             let family = Int32(rtnl_route_get_family(route))
-            guard rtnl_route_get_protocol(route) == RouteSocket.agentRouteProtocol,
+            guard rtnl_route_get_protocol(route) == owner,
                   rtnl_route_get_table(route) == UInt32(RT_TABLE_MAIN.rawValue),
                   rtnl_route_get_nnexthops(route) > 0, let hop = rtnl_route_nexthop_n(route, 0),
                   let dst = readPrefix(rtnl_route_get_dst(route), family: family),
                   let gw = rtnl_route_nh_get_gateway(hop).flatMap({ readPrefix($0, family: family) })
             else { continue }
             let onlink = rtnl_route_nh_get_flags(hop) & UInt32(RTNH_F_ONLINK) != 0
-            out.append(NodeRoute(destination: dst.network, gateway: gw.address,
+            out.append(GatewayRoute(destination: dst.network, gateway: gw.address,
                                  outputIndex: onlink ? rtnl_route_nh_get_ifindex(hop) : nil))
         }
         return out
