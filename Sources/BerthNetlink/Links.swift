@@ -121,11 +121,7 @@ extension RouteSocket {
     }
 
     private func setMAC(_ link: OpaquePointer, _ mac: String) throws(NetlinkError) {
-        guard let bytes = parseMAC(mac) else { throw NetlinkError("parse MAC \(mac)", code: NLE_INVAL) }
-        guard let addr = bytes.withUnsafeBytes({ nl_addr_build(AF_LLC, UnsafeMutableRawPointer(mutating: $0.baseAddress), $0.count) })
-        else { throw NetlinkError("build MAC", code: NLE_NOMEM) }
-        defer { nl_addr_put(addr) }
-        rtnl_link_set_addr(link, addr)
+        try withLinkLayerAddress(mac) { rtnl_link_set_addr(link, $0) }
     }
 
     /// Brings `link` up.
@@ -199,6 +195,15 @@ extension LinkInfo {
             isUp: flags & UInt32(IFF_UP.rawValue) != 0,
             isPromiscuous: flags & UInt32(IFF_PROMISC.rawValue) != 0)
     }
+}
+
+/// Gives `body` MAC `mac` as a libnl address, released after (the setters take their own reference).
+func withLinkLayerAddress(_ mac: String, _ body: (OpaquePointer) -> Void) throws(NetlinkError) {
+    guard let bytes = parseMAC(mac) else { throw NetlinkError("parse MAC \(mac)", code: NLE_INVAL) }
+    guard let addr = bytes.withUnsafeBytes({ nl_addr_build(AF_LLC, UnsafeMutableRawPointer(mutating: $0.baseAddress), $0.count) })
+    else { throw NetlinkError("build MAC \(mac)", code: NLE_NOMEM) }
+    defer { nl_addr_put(addr) }
+    body(addr)
 }
 
 func formatMAC(_ addr: OpaquePointer) -> String {

@@ -52,11 +52,7 @@ extension RouteSocket {
         try check(rtnl_link_vxlan_set_port(link.pointer, UInt32(port)), "set UDP port of \(name)")
         try check(rtnl_link_vxlan_set_learning(link.pointer, 0), "turn off learning on \(name)")
         if let mtu { rtnl_link_set_mtu(link.pointer, UInt32(mtu)) }
-        guard let bytes = parseMAC(mac),
-              let addr = bytes.withUnsafeBytes({ nl_addr_build(AF_LLC, UnsafeMutableRawPointer(mutating: $0.baseAddress), $0.count) })
-        else { throw NetlinkError("build MAC \(mac)", code: NLE_INVAL) }
-        defer { nl_addr_put(addr) }
-        rtnl_link_set_addr(link.pointer, addr)
+        try withLinkLayerAddress(mac) { rtnl_link_set_addr(link.pointer, $0) }
         rtnl_link_set_flags(link.pointer, UInt32(IFF_UP.rawValue))
         try check(rtnl_link_add(sk, link.pointer, NLM_F_CREATE | NLM_F_EXCL), "create VXLAN device \(name)")
     }
@@ -185,11 +181,7 @@ extension RouteSocket {
         do throws(NetlinkError) {
             rtnl_neigh_set_ifindex(neigh, link.index)
             rtnl_neigh_set_state(neigh, Int32(NUD_PERMANENT))
-            guard let bytes = parseMAC(entry.mac),
-                  let ll = bytes.withUnsafeBytes({ nl_addr_build(AF_LLC, UnsafeMutableRawPointer(mutating: $0.baseAddress), $0.count) })
-            else { throw NetlinkError("build MAC \(entry.mac)", code: NLE_INVAL) }
-            rtnl_neigh_set_lladdr(neigh, ll)
-            nl_addr_put(ll)
+            try withLinkLayerAddress(entry.mac) { rtnl_neigh_set_lladdr(neigh, $0) }
             let dst = try AddressObject(entry.address, prefixLength: entry.address.bitWidth)
             try check(rtnl_neigh_set_dst(neigh, dst.pointer), "set neighbour address \(entry.address)")
             if forwarding {
