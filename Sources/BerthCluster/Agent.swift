@@ -329,13 +329,16 @@ public actor Agent {
     /// Waits `seconds`, or less if a block key is deleted (a block freed) after `revision`.
     private func waitForFreedBlock(after revision: Int64, seconds: Double) async {
         guard let config else { return }
-        let etcd = self.etcd
+        let etcd = self.etcd, log = self.log
         await withTaskGroup(of: Void.self) { group in
             group.addTask { try? await Task.sleep(nanoseconds: UInt64(seconds * 1e9)) }
             group.addTask {
                 do {
                     for try await events in etcd.watch(prefix: config.blocksPrefix, from: revision + 1)
-                    where events.contains(where: { $0.kind == .delete }) { return }
+                    where events.contains(where: { $0.kind == .delete }) {
+                        log("a block of cluster \(config.name) was freed: claiming it")
+                        return
+                    }
                 } catch {}
                 try? await Task.sleep(nanoseconds: UInt64(seconds * 1e9))
             }

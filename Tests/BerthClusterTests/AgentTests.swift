@@ -68,7 +68,7 @@ struct AgentTests {
         try await h.addPeer("lo", "127.0.0.1", block: "10.244.9.0/24")
         let task = Task { await h.agent().run() }
         defer { task.cancel() }
-        #expect(await h.until(5) { h.nodeFile() != nil && h.backend.peers == ["n2"] }, "\(h.log)")
+        #expect(await h.until(30) { h.nodeFile() != nil && h.backend.peers == ["n2"] }, "\(h.log)")
         let file = try #require(h.nodeFile())
         #expect(file.block.description == "10.244.1.0/24" && file.mtu == 1450 && file.cluster == "pods")
         #expect(h.store.snapshot(prefix: h.config.nodesPrefix)[h.config.nodeKey("me")]?.contains("192.168.1.1") == true)
@@ -76,7 +76,7 @@ struct AgentTests {
         #expect(h.log.contains("127.0.0.1 is a loopback address"), "\(h.log)")
         // A peer joining later is programmed.
         try await h.addPeer("n3", "192.168.1.3", block: "10.244.2.0/24")
-        #expect(await h.until(5) { h.backend.peers == ["n2", "n3"] }, "\(h.backend.peers)")
+        #expect(await h.until(30) { h.backend.peers == ["n2", "n3"] }, "\(h.backend.peers)")
     }
 
     @Test("a restarted agent takes the same block back through its held key")
@@ -84,14 +84,14 @@ struct AgentTests {
         let h = try await AgentHarness()
         try await h.addPeer("n2", "192.168.1.2", block: "10.244.0.0/24")
         let first = Task { await h.agent().run() }
-        #expect(await h.until(5) { h.nodeFile() != nil })
+        #expect(await h.until(30) { h.nodeFile() != nil })
         first.cancel()
         await first.value
         let block = h.nodeFile()?.block
         try await h.addPeer("n4", "192.168.1.4", block: "10.244.2.0/24")
         let second = Task { await h.agent().run() }
         defer { second.cancel() }
-        #expect(await h.until(5) { h.backend.peers == ["n2", "n4"] }, "\(h.log)")
+        #expect(await h.until(30) { h.backend.peers == ["n2", "n4"] }, "\(h.log)")
         #expect(h.nodeFile()?.block == block && block?.description == "10.244.1.0/24")
     }
 
@@ -102,17 +102,18 @@ struct AgentTests {
         try await h.addPeer("n3", "192.168.1.3", block: "10.244.1.0/24")
         let task = Task { await h.agent().run() }
         defer { task.cancel() }
-        #expect(await h.until(5) { h.log.contains("has no free /24 block") }, "\(h.log)")
+        #expect(await h.until(30) { h.log.contains("has no free /24 block") }, "\(h.log)")
         let granted = h.store.leasesGranted
         try await Task.sleep(nanoseconds: 1_500_000_000)
+        // A spinning agent granted about a thousand a second.
         #expect(h.store.leasesGranted - granted < 6, "\(h.store.leasesGranted - granted) leases granted in 1.5 s while waiting")
         #expect(h.nodeFile() == nil)
         // n3 leaves: its block key goes with its lease.
         let n3 = try #require(try await h.store.get(h.config.blockKey(IPPrefix("10.244.1.0/24")!)))
         h.store.expire(n3.lease)
-        let start = Date()
-        #expect(await h.until(3) { h.nodeFile()?.block.description == "10.244.1.0/24" }, "\(h.log)")
-        #expect(Date().timeIntervalSince(start) < 1.0, "took \(Date().timeIntervalSince(start)) s")
+        #expect(await h.until(30) { h.nodeFile()?.block.description == "10.244.1.0/24" }, "\(h.log)")
+        // Taken because the freed block ended the wait, not at the end of a backoff (times are not tested: the suite shares 2 cores).
+        #expect(h.log.contains("a block of cluster pods was freed: claiming it"), "\(h.log)")
     }
 
     @Test("a peer the kernel refuses is logged with its key and retried, and holds back no other peer")
@@ -122,11 +123,11 @@ struct AgentTests {
         try await h.addPeer("bad", "192.168.1.9", block: "10.244.9.0/24")
         let task = Task { await h.agent().run() }
         defer { task.cancel() }
-        #expect(await h.until(5) { h.log.contains("node bad (\(h.config.nodeKey("bad"))): refused by the test") }, "\(h.log)")
+        #expect(await h.until(30) { h.log.contains("node bad (\(h.config.nodeKey("bad"))): refused by the test") }, "\(h.log)")
         try await h.addPeer("n2", "192.168.1.2", block: "10.244.5.0/24")
-        #expect(await h.until(5) { h.backend.peers == ["n2"] }, "\(h.backend.peers)")
+        #expect(await h.until(30) { h.backend.peers == ["n2"] }, "\(h.backend.peers)")
         h.backend.refuse([])
-        #expect(await h.until(5) { h.backend.peers == ["bad", "n2"] && h.log.contains("node bad is programmed now") }, "\(h.log)")
+        #expect(await h.until(30) { h.backend.peers == ["bad", "n2"] && h.log.contains("node bad is programmed now") }, "\(h.log)")
     }
 
     @Test("this node's record rewritten by someone else is written again")
@@ -134,11 +135,11 @@ struct AgentTests {
         let h = try await AgentHarness()
         let task = Task { await h.agent().run() }
         defer { task.cancel() }
-        #expect(await h.until(5) { h.nodeFile() != nil })
+        #expect(await h.until(30) { h.nodeFile() != nil })
         try await Task.sleep(nanoseconds: 100_000_000)
         let key = h.config.nodeKey("me")
         try await h.store.put(key, Array(#"{"node":"me","address":"192.168.1.66","block":"10.244.0.0/24"}"#.utf8), lease: 0)
-        #expect(await h.until(5) { h.store.snapshot()[key]?.contains("192.168.1.1") == true }, "\(h.log)")
+        #expect(await h.until(30) { h.store.snapshot()[key]?.contains("192.168.1.1") == true }, "\(h.log)")
         #expect(h.log.contains("changed by someone else"))
     }
 
@@ -146,7 +147,7 @@ struct AgentTests {
     func leave() async throws {
         let h = try await AgentHarness()
         let task = Task { await h.agent().run() }
-        #expect(await h.until(5) { h.nodeFile() != nil })
+        #expect(await h.until(30) { h.nodeFile() != nil })
         task.cancel()
         await task.value
         try await h.agent().leave()

@@ -136,8 +136,9 @@ extension ClusterTests {
         let leave = shellMerged(["ip", "netns", "exec", cluster.nodeNamespace(0), "\(productsDirectory)/berthctl", "cluster", "leave",
                                  "--etcd", cluster.etcdURL, "--cluster", cluster.name, "--node", "n0"])
         #expect(leave.status == 0 && leave.out.contains("node n0 left"), "\(leave.out)")
-        let took = cluster.wait(seconds: 4) { cluster.block(2) == freed }
+        let took = cluster.wait(seconds: 10) { cluster.block(2) == freed }
         #expect(took != nil, "node 2 did not take the freed block \(freed): \(cluster.log(2))")
+        #expect(cluster.log(2).contains("was freed: claiming it"), "the wait did not end on the freed block: \(cluster.log(2))")
         #expect(cluster.wait(seconds: 4) { cluster.routes(1).count == 1 && cluster.routes(1)[0].hasPrefix(freed) } != nil,
                 "node 1: \(cluster.routes(1))")
         #expect(cluster.routes(0).isEmpty, "node 0 kept routes: \(cluster.routes(0))")
