@@ -84,7 +84,7 @@ public actor Agent {
         self.log = log
         etcd = store ?? EtcdClient(endpoint: options.etcd)
         let address = options.address
-        makeBackend = backend ?? { config in try NodeNetwork(config: config, address: address, log: log) }
+        makeBackend = backend ?? { config in try NodeNetwork.backend(for: config, address: address, log: log) }
     }
 
     /// The lock an agent holds for its node and cluster while it runs: a

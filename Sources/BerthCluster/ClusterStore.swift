@@ -35,8 +35,9 @@ extension EtcdClient: ClusterStore {}
 
 /// The kernel side of a node in one of the cluster's modes: it owns its
 /// device (if the mode has one), programs its peers by difference and says
-/// what MTU the node's pods should use. `NodeNetwork` is the one for host-gw
-/// and vxlan; unit tests of the agent give a fake.
+/// what MTU the node's pods should use: `HostGatewayBackend`, `VXLANBackend`
+/// (made by `NodeNetwork.backend(for:)`), WireGuard next; unit tests of the
+/// agent give a fake.
 public protocol NodeBackend: AnyObject {
     /// The MTU the node's pods should use (the underlay's, less the mode's encapsulation).
     var podMTU: Int { get }
@@ -50,5 +51,3 @@ public protocol NodeBackend: AnyObject {
     /// Removes everything it programmed (the node leaving).
     func teardown()
 }
-
-extension NodeNetwork: NodeBackend {}

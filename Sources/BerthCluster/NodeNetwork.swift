@@ -2,66 +2,25 @@ import BerthCNI
 import BerthNetlink
 import BerthSystem
 
-/// The node's kernel side of a cluster network: IPv4 forwarding, in vxlan
-/// mode the VXLAN device, and for every other node the route to its block
-/// (and in vxlan mode the neighbour and FDB entries of its VTEP). `sync`
-/// makes the kernel match a set of peers by difference, so a restart or a
-/// resynchronisation changes nothing that is already right.
-public final class NodeNetwork {
-    public let config: ClusterConfig
-    let socket: RouteSocket
-    let log: (String) -> Void
-    /// The VXLAN device (vxlan mode).
-    public private(set) var device: LinkInfo?
-    /// The MTU the node's pods should use: the underlay's, less VXLAN's 50 bytes in vxlan mode.
-    public let podMTU: Int
+/// The node's kernel side of a cluster network, one backend per mode:
+/// `HostGatewayBackend` (a route per peer's block via its address) and
+/// `VXLANBackend` (a VXLAN device, and per peer a route through it, a
+/// neighbour and an FDB entry). Each owns its device, its peers and its
+/// MTU; `PeerProgrammer` does what they share: making the kernel match a
+/// set of peers by difference, so a restart or a resynchronisation changes
+/// nothing that is already right.
+public enum NodeNetwork {
+    /// The backend of `config`'s mode on this node, whose underlay address is `address`.
+    public static func backend(for config: ClusterConfig, address: IPAddress,
+                               log: @escaping (String) -> Void) throws -> any NodeBackend {
+        switch config.mode {
+        case .hostGateway: return try HostGatewayBackend(config: config, address: address, log: log)
+        case .vxlan: return try VXLANBackend(config: config, address: address, log: log)
+        }
+    }
 
     /// The VXLAN device's name for VNI `vni`.
     public static func deviceName(vni: Int) -> String { "berthvx\(vni)" }
-
-    public init(config: ClusterConfig, address: IPAddress, log: @escaping (String) -> Void) throws {
-        self.config = config
-        self.log = log
-        socket = try RouteSocket()
-        try Sysctl.ensure("net.ipv4.ip_forward", is: "1")
-        guard let underlay = try socket.link(holding: address) else {
-            throw ClusterError("no interface of this node has the address \(address)")
-        }
-        switch config.mode {
-        case .hostGateway:
-            podMTU = underlay.mtu
-        case .vxlan:
-            podMTU = underlay.mtu - 50
-            let name = NodeNetwork.deviceName(vni: config.vni)
-            if let existing = try socket.link(named: name) {
-                guard existing.kind == "vxlan" else { throw ClusterError("\(name) exists and is not a VXLAN device") }
-                device = existing
-            } else {
-                try socket.createVXLAN(name: name, vni: UInt32(config.vni), local: address, underlay: underlay,
-                                       port: UInt16(config.port), mac: randomLocalMAC(), mtu: podMTU)
-                device = try socket.link(named: name)
-                log("created VXLAN device \(name) (VNI \(config.vni), UDP \(config.port), over \(underlay.name))")
-            }
-        }
-    }
-
-    /// The VXLAN device's MAC, published for the other nodes.
-    public var vtepMAC: String? { device?.mac }
-
-    /// The block this node holds: no peer's route, neighbour or FDB entry may touch it.
-    public private(set) var ownBlock: IPPrefix?
-
-    /// In vxlan mode, gives the device the node's VTEP address (its block's first address).
-    public func holdBlock(_ block: IPPrefix) throws {
-        ownBlock = block
-        guard let device else { return }
-        let vtep = IPPrefix(address: block.network.address, prefixLength: 32)!
-        do {
-            try socket.addAddress(vtep, to: device)
-        } catch {
-            if !error.isExists { throw error }
-        }
-    }
 
     /// The routing protocol number of the agent's routes, so that it finds
     /// exactly its own again (`ip route show proto 77`).
@@ -70,23 +29,113 @@ public final class NodeNetwork {
     /// The key under which `sync` reports failures to remove what no peer needs.
     public static let staleEntries = ""
 
-    /// What one peer needs in the kernel.
-    struct PeerEntries {
-        var route: GatewayRoute
-        var neighbour: OverlayEntry?
-        var forwarding: OverlayEntry?
+    /// A socket on this node with IPv4 forwarding on, and the underlay link holding `address`.
+    static func underlay(_ address: IPAddress) throws -> (RouteSocket, LinkInfo) {
+        let socket = try RouteSocket()
+        try Sysctl.ensure("net.ipv4.ip_forward", is: "1")
+        guard let underlay = try socket.link(holding: address) else {
+            throw ClusterError("no interface of this node has the address \(address)")
+        }
+        return (socket, underlay)
+    }
+}
+
+/// What one peer needs in the kernel.
+struct PeerEntries {
+    var route: GatewayRoute
+    var neighbour: OverlayEntry?
+    var forwarding: OverlayEntry?
+}
+
+/// host-gw: a route `BLOCK via ADDRESS` per peer (the nodes share an L2 segment).
+final class HostGatewayBackend: NodeBackend {
+    let programmer: PeerProgrammer
+    let podMTU: Int
+    var vtepMAC: String? { nil }
+
+    init(config: ClusterConfig, address: IPAddress, log: @escaping (String) -> Void) throws {
+        let (socket, underlay) = try NodeNetwork.underlay(address)
+        podMTU = underlay.mtu
+        programmer = PeerProgrammer(socket: socket, device: nil, log: log)
     }
 
-    func entries(of p: NodeRecord) -> PeerEntries? {
-        switch config.mode {
-        case .hostGateway:
-            return PeerEntries(route: GatewayRoute(destination: p.block, gateway: p.address))
-        case .vxlan:
-            guard let device, let mac = p.vtepMAC else { return nil }
+    func holdBlock(_ block: IPPrefix) throws { programmer.ownBlock = block }
+
+    func sync(peers: [NodeRecord]) throws -> [String: String] {
+        try programmer.sync(peers) { PeerEntries(route: GatewayRoute(destination: $0.block, gateway: $0.address)) }
+    }
+
+    func teardown() { programmer.removeRoutes() }
+}
+
+/// vxlan: a device `berthvxVNI` (no learning, the block's first address as
+/// the VTEP) and per peer a route through it, onlink, a permanent neighbour
+/// entry VTEP -> MAC and an FDB entry MAC -> underlay address. Pods get the
+/// underlay's MTU less VXLAN's 50 bytes.
+final class VXLANBackend: NodeBackend {
+    let programmer: PeerProgrammer
+    let device: LinkInfo
+    let podMTU: Int
+    var vtepMAC: String? { device.mac }
+
+    init(config: ClusterConfig, address: IPAddress, log: @escaping (String) -> Void) throws {
+        let (socket, underlay) = try NodeNetwork.underlay(address)
+        podMTU = underlay.mtu - 50
+        let name = NodeNetwork.deviceName(vni: config.vni)
+        if let existing = try socket.link(named: name) {
+            guard existing.kind == "vxlan" else { throw ClusterError("\(name) exists and is not a VXLAN device") }
+            device = existing
+        } else {
+            try socket.createVXLAN(name: name, vni: UInt32(config.vni), local: address, underlay: underlay,
+                                   port: UInt16(config.port), mac: randomLocalMAC(), mtu: podMTU)
+            guard let made = try socket.link(named: name) else { throw ClusterError("the VXLAN device \(name) vanished once made") }
+            device = made
+            log("created VXLAN device \(name) (VNI \(config.vni), UDP \(config.port), over \(underlay.name))")
+        }
+        programmer = PeerProgrammer(socket: socket, device: device, log: log)
+    }
+
+    /// Gives the device the node's VTEP address (its block's first address).
+    func holdBlock(_ block: IPPrefix) throws {
+        programmer.ownBlock = block
+        let vtep = IPPrefix(address: block.network.address, prefixLength: 32)!
+        do {
+            try programmer.socket.addAddress(vtep, to: device)
+        } catch {
+            if !error.isExists { throw error }
+        }
+    }
+
+    func sync(peers: [NodeRecord]) throws -> [String: String] {
+        let device = self.device
+        return try programmer.sync(peers) { p in
+            guard let mac = p.vtepMAC else { return nil }
             return PeerEntries(route: GatewayRoute(destination: p.block, gateway: p.vtepAddress, outputIndex: device.index),
                                neighbour: OverlayEntry(address: p.vtepAddress, mac: mac),
                                forwarding: OverlayEntry(address: p.address, mac: mac))
         }
+    }
+
+    func teardown() {
+        programmer.removeRoutes()
+        _ = try? programmer.socket.deleteLink(named: device.name)
+    }
+}
+
+/// Programs peers by difference for a backend: its routes (protocol
+/// `NodeNetwork.routeProtocol`) and, with a device, that device's permanent
+/// neighbour and FDB entries.
+final class PeerProgrammer {
+    let socket: RouteSocket
+    let device: LinkInfo?
+    let log: (String) -> Void
+    /// The block this node holds: no peer's route, neighbour or FDB entry may touch it.
+    var ownBlock: IPPrefix?
+
+    init(socket: RouteSocket, device: LinkInfo?, log: @escaping (String) -> Void) {
+        self.socket = socket
+        self.device = device
+        self.log = log
     }
 
     /// Makes the kernel hold exactly what `peers` (every other node) need,
@@ -94,8 +143,7 @@ public final class NodeNetwork {
     /// kernel refuses its route, say) is returned with the reason, by node,
     /// and holds back no other. A peer whose block overlaps this node's own
     /// is never applied. Throws only when the kernel's state cannot be read.
-    @discardableResult
-    public func sync(peers: [NodeRecord]) throws -> [String: String] {
+    func sync(_ peers: [NodeRecord], entries: (NodeRecord) -> PeerEntries?) throws -> [String: String] {
         var failures: [String: String] = [:]
         var want: [(node: String, entries: PeerEntries)] = []
         for p in peers.sorted(by: { $0.node < $1.node }) {
@@ -103,7 +151,7 @@ public final class NodeNetwork {
                 failures[p.node] = "its block \(p.block) is this node's own"
                 continue
             }
-            if let e = entries(of: p) { want.append((p.node, e)) }
+            if let e = entries(p) { want.append((p.node, e)) }
         }
         let routes = Set(want.map(\.entries.route))
         let neighbours = Set(want.compactMap(\.entries.neighbour))
@@ -162,12 +210,10 @@ public final class NodeNetwork {
         }
     }
 
-    /// Removes everything the agent programmed on this node: its routes,
-    /// and in vxlan mode the VXLAN device with its entries (a node leaving).
-    public func teardown() {
-        for route in (try? socket.routes(owner: NodeNetwork.routeProtocol)) ?? [] { try? socket.deleteRoute(route, owner: NodeNetwork.routeProtocol) }
-        if let device { _ = try? socket.deleteLink(named: device.name) }
-        device = nil
-        ownBlock = nil
+    /// Removes every route of the agent's on this node.
+    func removeRoutes() {
+        for route in (try? socket.routes(owner: NodeNetwork.routeProtocol)) ?? [] {
+            try? socket.deleteRoute(route, owner: NodeNetwork.routeProtocol)
+        }
     }
 }
