@@ -45,15 +45,7 @@ public enum SHA256 {
     }
 
     /// The digest as lower-case hex.
-    public static func hex(_ message: [UInt8]) -> String {
-        let digits: [Character] = Array("0123456789abcdef")
-        var out = ""
-        for b in digest(message) {
-            out.append(digits[Int(b >> 4)])
-            out.append(digits[Int(b & 0xF)])
-        }
-        return out
-    }
+    public static func hex(_ message: [UInt8]) -> String { hexString(digest(message)) }
 
     private static func rotr(_ x: UInt32, _ n: UInt32) -> UInt32 { x >> n | x << (32 - n) }
 }

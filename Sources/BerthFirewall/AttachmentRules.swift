@@ -59,10 +59,7 @@ public struct AttachmentRules: Sendable {
             (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5A) || (b >= 0x61 && b <= 0x7A) || b == 0x2D || b == 0x5F || b == 0x2E
         }
         if safe { return name }
-        return "x" + name.utf8.map { b in
-            let s = String(b, radix: 16)
-            return s.count == 1 ? "0" + s : s
-        }.joined()
+        return "x" + hexString(name.utf8)
     }
 
     // MARK: Masquerade

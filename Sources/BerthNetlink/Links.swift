@@ -209,15 +209,7 @@ func withLinkLayerAddress(_ mac: String, _ body: (OpaquePointer) -> Void) throws
 func formatMAC(_ addr: OpaquePointer) -> String {
     let length = Int(nl_addr_get_len(addr))
     guard length > 0, let base = nl_addr_get_binary_addr(addr) else { return "" }
-    let bytes = UnsafeRawBufferPointer(start: base, count: length)
-    let hex: [Character] = Array("0123456789abcdef")
-    var out = ""
-    for (i, b) in bytes.enumerated() {
-        if i > 0 { out.append(":") }
-        out.append(hex[Int(b >> 4)])
-        out.append(hex[Int(b & 0xF)])
-    }
-    return out
+    return hexString(UnsafeRawBufferPointer(start: base, count: length), separator: ":")
 }
 
 /// A random locally administered unicast MAC, as the kernel makes for veths.
@@ -225,8 +217,5 @@ public func randomLocalMAC() -> String {
     var rng = SystemRandomNumberGenerator()
     var bytes = (0..<6).map { _ in UInt8.random(in: 0...255, using: &rng) }
     bytes[0] = (bytes[0] & 0xFE) | 0x02
-    return bytes.map { b in
-        let s = String(b, radix: 16)
-        return s.count == 1 ? "0" + s : s
-    }.joined(separator: ":")
+    return hexString(bytes, separator: ":")
 }

@@ -210,7 +210,5 @@ extension BridgeOperation {
 
 private func randomVethName() -> String {
     var rng = SystemRandomNumberGenerator()
-    let value = UInt32.random(in: 0...UInt32.max, using: &rng)
-    let hex = String(value, radix: 16)
-    return "veth" + String(repeating: "0", count: 8 - hex.count) + hex
+    return "veth" + hexString((0..<4).map { _ in UInt8.random(in: 0...255, using: &rng) })
 }
