@@ -305,9 +305,12 @@ extension LabEndToEndTests {
     func routedLab() throws {
         let lab = try LabFixture("rt"), name = lab.name, third = lab.third, file = lab.file, dir = lab.dir
         defer { lab.cleanUp() }
+        // Through placeholders: replacing 10.231.1. by 10.231.2. first would let the next step rewrite it again.
         try RoutedTopologyTests.twoRouters.replacingOccurrences(of: "name: rt", with: "name: \(name)")
-            .replacingOccurrences(of: "10.231.1.", with: "10.231.\(third).").replacingOccurrences(of: "10.231.2.", with: "10.231.\(third + 1).")
-            .replacingOccurrences(of: "10.231.9.", with: "10.231.\(third + 2).")
+            .replacingOccurrences(of: "10.231.1.", with: "@left@").replacingOccurrences(of: "10.231.2.", with: "@right@")
+            .replacingOccurrences(of: "10.231.9.", with: "@link@")
+            .replacingOccurrences(of: "@left@", with: "10.231.\(third).").replacingOccurrences(of: "@right@", with: "10.231.\(third + 1).")
+            .replacingOccurrences(of: "@link@", with: "10.231.\(third + 2).")
             .write(toFile: file, atomically: false, encoding: .utf8)
         let up = berthctl(["lab", "up", file], cniPath: LabEndToEndTests.binDir)
         try #require(up.status == 0, "\(up.err)")
