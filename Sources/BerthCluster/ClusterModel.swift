@@ -228,27 +228,29 @@ public func acceptedPeers(_ records: [KeyedRecord], owners: [IPPrefix: String], 
 /// characters are written, with the whole length said.
 public func escapedForLog(_ bytes: [UInt8], limit: Int = 160) -> String {
     var out = ""
-    var count = 0
+    var count = 0, written = 0  // scalars read, characters written
     let text = String(decoding: bytes.prefix(limit * 4), as: UTF8.self)
     for scalar in text.unicodeScalars {
-        if count >= limit || out.unicodeScalars.count >= limit {
+        if count >= limit || written >= limit {
             out += "... (\(bytes.count) bytes)"
             return out
         }
         switch scalar {
-        case "\\": out += "\\\\"
-        case "\n": out += "\\n"
-        case "\t": out += "\\t"
-        case "\r": out += "\\r"
-        case "\u{FFFD}": out += "\\uFFFD"
+        case "\\": out += "\\\\"; written += 2
+        case "\n": out += "\\n"; written += 2
+        case "\t": out += "\\t"; written += 2
+        case "\r": out += "\\r"; written += 2
+        case "\u{FFFD}": out += "\\uFFFD"; written += 6
         default:
             if scalar.value < 0x20 || scalar.value == 0x7F || (0x80..<0xA0).contains(scalar.value)
                 || scalar.properties.generalCategory == .format || scalar.properties.generalCategory == .lineSeparator
                 || scalar.properties.generalCategory == .paragraphSeparator {
                 let hex = String(scalar.value, radix: 16, uppercase: true)
                 out += "\\u" + String(repeating: "0", count: max(0, 4 - hex.count)) + hex
+                written += 2 + max(4, hex.count)
             } else {
                 out.unicodeScalars.append(scalar)
+                written += 1
             }
         }
         count += 1

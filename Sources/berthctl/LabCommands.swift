@@ -16,10 +16,18 @@ struct LabCommand: ParsableCommand {
         abstract: "Build many hosts on one machine from a topology file (YAML or JSON).",
         subcommands: [Up.self, Down.self, List.self, ExecOn.self, CheckLab.self, Graph.self])
 
-    /// Reads a lab file, or takes the name of a lab that is up (its
-    /// topology as its `up` saved it). `requireFile` refuses a name whose
-    /// lab is not up; otherwise a bare name is enough (for down).
-    static func lab(_ fileOrName: String, requireTopology: Bool) throws -> Lab {
+    /// What a lab argument may be.
+    enum LabArgument {
+        /// A lab file (up).
+        case file
+        /// A lab file, or the name of a lab that is up (its topology as its `up` saved it).
+        case fileOrLab
+        /// Either, or a bare name (down and exec: enough to find what a lab made).
+        case anyName
+    }
+
+    /// The lab an argument names, read once.
+    static func lab(_ fileOrName: String, _ accepts: LabArgument) throws -> Lab {
         if let fd = try? OwnedDescriptor(openingForReading: fileOrName), let bytes = try? fd.readAll() {
             let text = String(decoding: bytes, as: UTF8.self)
             do {
@@ -28,11 +36,10 @@ struct LabCommand: ParsableCommand {
                 throw CLIError("\(fileOrName): \(error)")
             }
         }
+        let looksLikeFile = fileOrName.contains("/") || [".yaml", ".yml", ".json"].contains { fileOrName.hasSuffix($0) }
+        if accepts == .file || looksLikeFile { throw CLIError("cannot read lab file \(fileOrName)") }
         if let saved = Lab.savedTopology(fileOrName) { return Lab(saved, searchPath: cniPath) }
-        if fileOrName.contains("/") || fileOrName.hasSuffix(".yaml") || fileOrName.hasSuffix(".yml") || fileOrName.hasSuffix(".json") {
-            throw CLIError("cannot read lab file \(fileOrName)")
-        }
-        if requireTopology {
+        if accepts == .fileOrLab {
             let up = Lab.list()
             throw CLIError("\(fileOrName) is neither a lab file nor a lab that is up" + (up.isEmpty ? "" : " (labs up: \(up.joined(separator: ", ")))"))
         }
@@ -54,10 +61,7 @@ struct LabCommand: ParsableCommand {
         }
 
         func run() throws {
-            guard let fd = try? OwnedDescriptor(openingForReading: file), (try? fd.readAll()) != nil else {
-                throw CLIError("cannot read lab file \(file)")
-            }
-            let lab = try LabCommand.lab(file, requireTopology: true)
+            let lab = try LabCommand.lab(file, .file)
             if let parallel { lab.parallelism = parallel }
             let terminal = isatty(1) == 1 && !json
             var clock = timespec()
@@ -105,7 +109,7 @@ struct LabCommand: ParsableCommand {
         @Argument(help: "The topology file, or the lab's name.", completion: .custom(LabCommand.completeLabs)) var lab: String
 
         func run() throws {
-            try LabCommand.lab(lab, requireTopology: false).down()
+            try LabCommand.lab(lab, .anyName).down()
         }
     }
 
@@ -168,7 +172,7 @@ struct LabCommand: ParsableCommand {
         }
 
         func run() throws {
-            let lab = try LabCommand.lab(file, requireTopology: true)
+            let lab = try LabCommand.lab(file, .fileOrLab)
             var isolated: [(from: String, to: String)] = []
             if let expect {
                 guard let fd = try? OwnedDescriptor(openingForReading: expect), let bytes = try? fd.readAll() else {
@@ -218,7 +222,7 @@ struct LabCommand: ParsableCommand {
         @Option(name: .shortAndLong, help: "Where to write: .svg, .png or .dot (default: LAB.svg).", completion: .file()) var output: String?
 
         func run() throws {
-            let lab = try LabCommand.lab(file, requireTopology: true)
+            let lab = try LabCommand.lab(file, .fileOrLab)
             let path = output ?? "\(lab.topology.name).svg"
             let dot = Array(lab.dot().utf8)
             let format = path.split(separator: ".").last.map(String.init) ?? "svg"
@@ -247,7 +251,7 @@ struct LabCommand: ParsableCommand {
         @Argument(parsing: .postTerminator) var command: [String] = []
         func validate() throws { if command.isEmpty { throw ValidationError("give the command to run after --") } }
         func run() throws {
-            let l = try LabCommand.lab(lab, requireTopology: false)
+            let l = try LabCommand.lab(lab, .anyName)
             if detach {
                 print(try l.start(on: host, command))
                 return

@@ -39,12 +39,18 @@ struct TopologyTests {
             ("name: x\nhosts: []\n", "networks", "at least one network"),
           ])
     func mistakes(text: String, location: String, message: String) {
+        TopologyTests.expectRefused(text, at: location, saying: message)
+    }
+
+    /// `text` must be refused at `location` (its start, with `exactly: false`) with a message containing `message`.
+    static func expectRefused(_ text: String, at location: String, saying message: String, exactly: Bool = true,
+                              sourceLocation: SourceLocation = #_sourceLocation) {
         do {
             _ = try Topology.parse(text)
-            Issue.record("accepted")
+            Issue.record("accepted", sourceLocation: sourceLocation)
         } catch {
-            #expect(error.location == location, "\(error)")
-            #expect(error.message.contains(message), "\(error)")
+            #expect(exactly ? error.location == location : error.location.hasPrefix(location), "\(error)", sourceLocation: sourceLocation)
+            #expect(error.message.contains(message), "\(error)", sourceLocation: sourceLocation)
         }
     }
 }
