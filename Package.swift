@@ -41,54 +41,57 @@ let package = Package(
         .target(name: "CBerthLaunch"),
         // Pure: JSON values, parsed and printed (CNI's needs: unknown fields kept, numbers exact).
         .target(name: "BerthJSON"),
+        // Pure: network values every layer shares: IP addresses and prefixes,
+        // MACs, hex, SHA-256 and the names derived with it.
+        .target(name: "BerthNet"),
         // Pure: CNI types, versions, errors, environment, network config, results. No side effects.
-        .target(name: "BerthCNI", dependencies: ["BerthJSON"]),
+        .target(name: "BerthCNI", dependencies: ["BerthJSON", "BerthNet"]),
         // Files, namespaces and child processes behind typed wrappers.
         .target(name: "BerthSystem", dependencies: ["CBerthSys", "CBerthLaunch"]),
         // The only module that imports libnl.
-        .target(name: "BerthNetlink", dependencies: ["CLibNL", "BerthCNI", "BerthSystem"]),
+        .target(name: "BerthNetlink", dependencies: ["CLibNL", "BerthNet", "BerthSystem"]),
         // The only module that imports libnftables: masquerade and MAC spoof rules (and iptables for masquerade).
-        .target(name: "BerthFirewall", dependencies: ["CNFTables", "BerthJSON", "BerthCNI", "BerthSystem"]),
+        .target(name: "BerthFirewall", dependencies: ["CNFTables", "BerthJSON", "BerthNet", "BerthSystem"]),
         // Berth's IPAM: range arithmetic and config (pure), the allocation store, the operations.
-        .target(name: "BerthIPAM", dependencies: ["BerthJSON", "BerthCNI", "BerthSystem"]),
+        .target(name: "BerthIPAM", dependencies: ["BerthNet", "BerthJSON", "BerthCNI", "BerthSystem"]),
         // A CNI client as libcni is one: network lists, plugin chains with cached
         // results, attachments of named namespaces (berthctl attach, labs, the runtime).
-        .target(name: "BerthCNIClient", dependencies: ["BerthJSON", "BerthCNI", "BerthSystem", "CBerthLaunch"]),
+        .target(name: "BerthCNIClient", dependencies: ["BerthNet", "BerthJSON", "BerthCNI", "BerthSystem", "CBerthLaunch"]),
         // The namespace runtime: containers, cgroups, their state.
-        .target(name: "BerthRuntime", dependencies: ["BerthJSON", "BerthCNI", "BerthCNIClient", "BerthSystem", "CBerthLaunch"]),
+        .target(name: "BerthRuntime", dependencies: ["BerthJSON", "BerthCNI", "BerthCNIClient", "BerthSystem", "CBerthLaunch", "CBerthSys"]),
         // Test labs: topologies of namespaces and networks, for berthctl lab and Swift test suites.
-        .target(name: "BerthLab", dependencies: ["BerthJSON", "BerthCNI", "BerthCNIClient", "BerthRuntime", "BerthSystem", "BerthNetlink", "BerthPlugin", "CBerthSys",
+        .target(name: "BerthLab", dependencies: ["BerthNet", "BerthJSON", "BerthCNI", "BerthCNIClient", "BerthRuntime", "BerthSystem", "BerthNetlink", "BerthPlugin", "CBerthSys",
                                                  .product(name: "Yams", package: "Yams")]),
         // The bridge plugin: ADD, DEL, CHECK, GC, STATUS orchestration.
-        .target(name: "BerthPlugin", dependencies: ["BerthJSON", "BerthCNI", "BerthSystem", "BerthNetlink", "BerthIPAM", "BerthFirewall"]),
+        .target(name: "BerthPlugin", dependencies: ["BerthNet", "BerthJSON", "BerthCNI", "BerthSystem", "BerthNetlink", "BerthIPAM", "BerthFirewall"]),
         // The plugin executables: tests find them in the build directory.
         .executableTarget(name: "berth", dependencies: ["BerthPlugin"]),
         .executableTarget(name: "berth-ipam", dependencies: ["BerthIPAM"]),
         // Clusters: etcd's v3 API (through its JSON gateway), the cluster
         // model, the node agent and the routes, VXLAN and FDB it programs.
         .target(name: "BerthCluster", dependencies: [
-            "BerthJSON", "BerthCNI", "BerthSystem", "BerthNetlink", "BerthIPAM",
+            "BerthNet", "BerthJSON", "BerthCNI", "BerthSystem", "BerthNetlink", "BerthIPAM",
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
         ]),
         // Test doubles of the cluster's seams: an in-memory store, a recording backend.
-        .target(name: "BerthClusterFakes", dependencies: ["BerthCluster", "BerthCNI"]),
+        .target(name: "BerthClusterFakes", dependencies: ["BerthNet", "BerthCluster"]),
         // The node agent (and `init`, `show`, `nodes` for people).
         .executableTarget(name: "berth-agent", dependencies: [
-            "BerthCluster", "BerthJSON", "BerthCNI",
+            "BerthNet", "BerthCluster", "BerthJSON", "BerthCNI",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         // The human CLI.
         .executableTarget(name: "berthctl", dependencies: [
-            "BerthJSON", "BerthCNI", "BerthSystem", "BerthIPAM", "BerthCNIClient", "BerthRuntime", "BerthLab", "CBerthSys",
+            "BerthNet", "BerthJSON", "BerthCNI", "BerthSystem", "BerthIPAM", "BerthCNIClient", "BerthRuntime", "BerthLab", "CBerthSys",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
-        .testTarget(name: "BerthCNITests", dependencies: ["BerthJSON", "BerthCNI", "BerthIPAM", "BerthPlugin", "BerthFirewall", "BerthNetlink"]),
-        .testTarget(name: "BerthClusterTests", dependencies: ["BerthCluster", "BerthClusterFakes", "BerthJSON", "BerthCNI", "BerthIPAM"]),
-        .testTarget(name: "BerthIPAMTests", dependencies: ["BerthJSON", "BerthCNI", "BerthIPAM", "berthctl"]),
-        .testTarget(name: "BerthRuntimeTests", dependencies: ["BerthJSON", "BerthCNIClient", "BerthSystem", "BerthRuntime", "BerthLab", "berthctl"]),
+        .testTarget(name: "BerthCNITests", dependencies: ["BerthNet", "BerthJSON", "BerthCNI", "BerthIPAM", "BerthPlugin", "BerthFirewall", "BerthNetlink"]),
+        .testTarget(name: "BerthClusterTests", dependencies: ["BerthNet", "BerthCluster", "BerthClusterFakes", "BerthJSON", "BerthCNI", "BerthIPAM"]),
+        .testTarget(name: "BerthIPAMTests", dependencies: ["BerthNet", "BerthJSON", "BerthCNI", "BerthIPAM", "berthctl"]),
+        .testTarget(name: "BerthRuntimeTests", dependencies: ["BerthNet", "BerthJSON", "BerthCNI", "BerthCNIClient", "BerthSystem", "BerthRuntime", "BerthLab", "berthctl"]),
         .testTarget(
             name: "BerthEndToEndTests",
-            dependencies: ["BerthJSON", "BerthCNI", "BerthSystem", "berthctl"],
+            dependencies: ["BerthNet", "BerthJSON", "BerthCNI", "BerthSystem", "berthctl"],
             exclude: ["Corpus"]  // read by path (#filePath), not a resource
         ),
     ]

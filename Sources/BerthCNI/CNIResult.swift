@@ -1,4 +1,5 @@
 import BerthJSON
+import BerthNet
 /// A CNI result, held in the newest form (1.1.0) and printed in any version.
 ///
 /// 0.1.0 and 0.2.0 print `ip4`/`ip6` objects; 0.3.x and 0.4.0 print

@@ -1,4 +1,5 @@
 import BerthJSON
+import BerthNet
 /// Reads typed fields out of a JSON object, naming the field in every error.
 ///
 /// A `null` value counts as absent, as Go's decoder treats it. A value of the

@@ -4,6 +4,7 @@ import Glibc
 import BerthCNI
 import BerthSystem
 import BerthJSON
+import BerthNet
 
 /// Networks attached by hand to network namespaces (`berthctl attach`),
 /// through the same plugin chains the runtime uses, with a record each under

@@ -4,6 +4,7 @@ import Glibc
 import BerthCNI
 import BerthSystem
 import BerthJSON
+import BerthNet
 
 /// A network configuration list (`.conflist`), or a single `.conf` taken as a list of one.
 public struct NetworkList: Sendable {

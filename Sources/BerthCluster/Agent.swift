@@ -1,8 +1,8 @@
-import BerthCNI
 import BerthIPAM
 import BerthJSON
 import BerthSystem
 import Foundation
+import BerthNet
 
 /// What `berth-agent run` is told.
 public struct AgentOptions: Sendable {

@@ -1,5 +1,6 @@
 import BerthCNI
 import BerthJSON
+import BerthNet
 
 /// How the nodes of a cluster network reach each other's blocks.
 public enum ClusterMode: String, Sendable, CaseIterable {

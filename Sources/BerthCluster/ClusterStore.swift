@@ -1,4 +1,4 @@
-import BerthCNI
+import BerthNet
 
 /// What the agent needs of the cluster's store: etcd's key, lease and watch
 /// operations, as `EtcdClient` speaks them over etcd's JSON gateway. Unit

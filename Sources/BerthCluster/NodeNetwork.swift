@@ -1,6 +1,6 @@
-import BerthCNI
 import BerthNetlink
 import BerthSystem
+import BerthNet
 
 /// The node's kernel side of a cluster network, one backend per mode:
 /// `HostGatewayBackend` (a route per peer's block via its address) and

@@ -1,6 +1,6 @@
-import BerthCNI
 import BerthCluster
 import Foundation
+import BerthNet
 
 /// An in-memory `ClusterStore` with etcd's semantics as the agent uses them:
 /// revisions, transactions on create revision and value, leases whose keys

@@ -1,4 +1,4 @@
-import BerthCNI
+import BerthNet
 import BerthSystem
 
 /// The rules Berth installs for one attachment, all tagged with a comment

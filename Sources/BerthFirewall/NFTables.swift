@@ -2,7 +2,6 @@
 import Glibc
 #endif
 import CNFTables
-import BerthCNI
 import BerthJSON
 
 /// libnftables, opened with dlopen on first use.

@@ -1,5 +1,6 @@
 import BerthCNI
 import BerthSystem
+import BerthNet
 
 /// `berth-ipam`'s operations on one network's store. Used by the
 /// `berth-ipam` executable and, in-process, by `berth`.

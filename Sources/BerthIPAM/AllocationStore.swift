@@ -1,6 +1,7 @@
 import BerthCNI
 import BerthSystem
 import BerthJSON
+import BerthNet
 
 /// Who an allocation belongs to: one interface of one container.
 public struct AttachmentKey: Hashable, Sendable, CustomStringConvertible {

@@ -3,6 +3,7 @@ import Glibc
 #endif
 import BerthCNI
 import BerthJSON
+import BerthNet
 
 /// One range of a range set: addresses `start...end` of `subnet`, with the
 /// subnet's gateway (never handed out).

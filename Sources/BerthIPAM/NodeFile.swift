@@ -1,5 +1,5 @@
-import BerthCNI
 import BerthJSON
+import BerthNet
 
 /// The file a node's cluster agent writes (`/run/berth/cluster/NAME.json`)
 /// and `berth-ipam` reads through a range's `subnetFile`: the block of the

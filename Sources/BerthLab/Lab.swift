@@ -9,6 +9,7 @@ import BerthRuntime
 import BerthSystem
 import CBerthSys
 import BerthJSON
+import BerthNet
 
 /// A lab on this machine: builds a topology's bridges, namespaces and
 /// attachments through the `berth` plugin, runs commands on its hosts, and

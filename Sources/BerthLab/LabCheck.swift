@@ -6,6 +6,7 @@ import BerthCNI
 import BerthCNIClient
 import BerthJSON
 import BerthSystem
+import BerthNet
 
 /// One ping of a connectivity check.
 public struct Reachability: Sendable, Equatable {

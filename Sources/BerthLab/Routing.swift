@@ -1,4 +1,4 @@
-import BerthCNI
+import BerthNet
 
 /// Static routes for `autoRoutes`: for every host and every subnet it is not
 /// on, the first hop of a shortest path through routers (hosts with

@@ -4,6 +4,7 @@ import BerthPlugin
 import BerthRuntime
 import Yams
 import BerthJSON
+import BerthNet
 
 /// A lab: networks (each a Berth bridge with its own subnet) and hosts (each
 /// a network namespace attached to some of them). Pure: reading and checking

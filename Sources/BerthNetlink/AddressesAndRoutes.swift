@@ -2,7 +2,7 @@
 import Glibc
 #endif
 import CLibNL
-import BerthCNI
+import BerthNet
 
 /// A route as read back from the kernel.
 public struct RouteInfo: Equatable, Sendable {
@@ -11,6 +11,29 @@ public struct RouteInfo: Equatable, Sendable {
     public var outputIndex: Int32
     public var table: UInt32
     public var priority: UInt32
+}
+
+/// A route to add through a link: a destination, an optional gateway and
+/// the attributes a route may carry (table, scope, priority, MTU, advertised MSS).
+public struct RouteSpec: Equatable, Sendable {
+    public var destination: IPPrefix
+    public var gateway: IPAddress?
+    public var table: Int?
+    public var scope: Int?
+    public var priority: Int?
+    public var mtu: Int?
+    public var advmss: Int?
+
+    public init(destination: IPPrefix, gateway: IPAddress? = nil, table: Int? = nil, scope: Int? = nil,
+                priority: Int? = nil, mtu: Int? = nil, advmss: Int? = nil) {
+        self.destination = destination
+        self.gateway = gateway
+        self.table = table
+        self.scope = scope
+        self.priority = priority
+        self.mtu = mtu
+        self.advmss = advmss
+    }
 }
 
 /// An address on a link, with its duplicate address detection state.
@@ -95,27 +118,18 @@ extension RouteSocket {
     /// The addresses of `link` with their duplicate-address-detection state.
     public func addressStates(of link: LinkInfo) throws(NetlinkError) -> [AddressState] {
         let index = link.index
-        var cache: OpaquePointer?
-        try check(rtnl_addr_alloc_cache(sk, &cache), "list the addresses of \(link.name)")
-        guard let cache else { return [] }
-        defer { nl_cache_free(cache) }
-        var out: [AddressState] = []
-        var object = nl_cache_get_first(cache)
-        while let current = object {
-            let addr = current
-            if index == 0 || rtnl_addr_get_ifindex(addr) == index,
-               let p = readPrefix(rtnl_addr_get_local(addr), family: rtnl_addr_get_family(addr)),
-               let prefix = IPPrefix(address: p.address, prefixLength: Int(rtnl_addr_get_prefixlen(addr))) {
-                let flags = rtnl_addr_get_flags(addr)
-                out.append(AddressState(
-                    prefix: prefix,
-                    index: rtnl_addr_get_ifindex(addr),
-                    isTentative: flags & UInt32(IFA_F_TENTATIVE) != 0,
-                    dadFailed: flags & UInt32(IFA_F_DADFAILED) != 0))
-            }
-            object = nl_cache_get_next(current)
+        return try dump("list the addresses of \(link.name)", fill: { rtnl_addr_alloc_cache($0, &$1) }) { addr in
+            guard index == 0 || rtnl_addr_get_ifindex(addr) == index,
+                  let p = readPrefix(rtnl_addr_get_local(addr), family: rtnl_addr_get_family(addr)),
+                  let prefix = IPPrefix(address: p.address, prefixLength: Int(rtnl_addr_get_prefixlen(addr)))
+            else { return nil }
+            let flags = rtnl_addr_get_flags(addr)
+            return AddressState(
+                prefix: prefix,
+                index: rtnl_addr_get_ifindex(addr),
+                isTentative: flags & UInt32(IFA_F_TENTATIVE) != 0,
+                dadFailed: flags & UInt32(IFA_F_DADFAILED) != 0)
         }
-        return out
     }
 
     /// Removes `address` from `link`.
@@ -124,16 +138,15 @@ extension RouteSocket {
         try check(rtnl_addr_delete(sk, request.pointer, 0), "remove address \(address) from \(link.name)")
     }
 
-    /// Adds `spec` (a CNI route: destination, gateway, and the 1.1.0 extras)
-    /// leaving through `link`. Throws `isExists` when the same route exists.
-    public func addRoute(_ spec: CNIResult.Route, through link: LinkInfo) throws(NetlinkError) {
+    /// Adds `spec` leaving through `link`. Throws `isExists` when the same route exists.
+    public func addRoute(_ spec: RouteSpec, through link: LinkInfo) throws(NetlinkError) {
         let outputIndex = link.index
         guard let route = rtnl_route_alloc() else { throw NetlinkError("allocate route", code: NLE_NOMEM) }
         defer { rtnl_route_put(route) }
-        let family = spec.dst.family == .v4 ? AF_INET : AF_INET6
+        let family = spec.destination.family == .v4 ? AF_INET : AF_INET6
         rtnl_route_set_family(route, UInt8(family))
-        let dst = try AddressObject(spec.dst.network.address, prefixLength: spec.dst.prefixLength)
-        try check(rtnl_route_set_dst(route, dst.pointer), "set route destination \(spec.dst)")
+        let dst = try AddressObject(spec.destination.network.address, prefixLength: spec.destination.prefixLength)
+        try check(rtnl_route_set_dst(route, dst.pointer), "set route destination \(spec.destination)")
         rtnl_route_set_table(route, UInt32(spec.table ?? Int(RT_TABLE_MAIN.rawValue)))
         rtnl_route_set_protocol(route, UInt8(RTPROT_BOOT))
         if let scope = spec.scope { rtnl_route_set_scope(route, UInt8(truncatingIfNeeded: scope)) }
@@ -145,36 +158,26 @@ extension RouteSocket {
         guard let hop = rtnl_route_nh_alloc() else { throw NetlinkError("allocate next hop", code: NLE_NOMEM) }
         rtnl_route_add_nexthop(route, hop)  // the route owns the hop from here, whatever fails next
         rtnl_route_nh_set_ifindex(hop, outputIndex)
-        if let gw = spec.gw {
+        if let gw = spec.gateway {
             let gateway = try AddressObject(gw, prefixLength: gw.bitWidth)
             rtnl_route_nh_set_gateway(hop, gateway.pointer)
         }
-        let via = spec.gw.map { " via \($0)" } ?? ""
-        try check(rtnl_route_add(sk, route, NLM_F_EXCL), "add route \(spec.dst)\(via) through \(link.name)")
+        let via = spec.gateway.map { " via \($0)" } ?? ""
+        try check(rtnl_route_add(sk, route, NLM_F_EXCL), "add route \(spec.destination)\(via) through \(link.name)")
     }
 
     /// The routes whose first next hop leaves through `link`, in every table.
     public func routes(through link: LinkInfo) throws(NetlinkError) -> [RouteInfo] {
         let index = link.index
-        var cache: OpaquePointer?
-        try check(rtnl_route_alloc_cache(sk, AF_UNSPEC, 0, &cache), "list the routes through \(link.name)")
-        guard let cache else { return [] }
-        defer { nl_cache_free(cache) }
-        var out: [RouteInfo] = []
-        var object = nl_cache_get_first(cache)
-        while let current = object {
-            let route = current
-            object = nl_cache_get_next(current)
+        return try dump("list the routes through \(link.name)", fill: { rtnl_route_alloc_cache($0, AF_UNSPEC, 0, &$1) }) { route in
+            let family = Int32(rtnl_route_get_family(route))
             guard rtnl_route_get_nnexthops(route) > 0, let hop = rtnl_route_nexthop_n(route, 0),
                   rtnl_route_nh_get_ifindex(hop) == index,
-                  let dst = readPrefix(rtnl_route_get_dst(route), family: Int32(rtnl_route_get_family(route)))
-            else { continue }
-            let gw = rtnl_route_nh_get_gateway(hop).flatMap {
-                readPrefix($0, family: Int32(rtnl_route_get_family(route)))?.address
-            }
-            out.append(RouteInfo(dst: dst.network, gateway: gw, outputIndex: index,
-                                 table: rtnl_route_get_table(route), priority: rtnl_route_get_priority(route)))
+                  let dst = readPrefix(rtnl_route_get_dst(route), family: family)
+            else { return nil }
+            let gw = rtnl_route_nh_get_gateway(hop).flatMap { readPrefix($0, family: family)?.address }
+            return RouteInfo(dst: dst.network, gateway: gw, outputIndex: index,
+                             table: rtnl_route_get_table(route), priority: rtnl_route_get_priority(route))
         }
-        return out
     }
 }

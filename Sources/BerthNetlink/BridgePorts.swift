@@ -2,7 +2,7 @@
 import Glibc
 #endif
 import CLibNL
-import BerthCNI
+import BerthNet
 import BerthSystem
 
 /// A VLAN on a bridge port.

@@ -2,7 +2,7 @@
 import Glibc
 #endif
 import CLibNL
-import BerthCNI
+import BerthNet
 import BerthSystem
 
 /// What the kernel reports about one network interface.
@@ -149,17 +149,9 @@ extension RouteSocket {
 
     /// How many links are ports of `master` (a bridge). Reads every link.
     public func portCount(master: Int32) throws(NetlinkError) -> Int {
-        var cache: OpaquePointer?
-        try check(rtnl_link_alloc_cache(sk, AF_UNSPEC, &cache), "list links")
-        guard let cache else { return 0 }
-        defer { nl_cache_free(cache) }
-        var count = 0
-        var object = nl_cache_get_first(cache)
-        while let current = object {
-            if rtnl_link_get_master(current) == master { count += 1 }
-            object = nl_cache_get_next(current)
-        }
-        return count
+        try dump("list links", fill: { rtnl_link_alloc_cache($0, AF_UNSPEC, &$1) }) { link in
+            rtnl_link_get_master(link) == master ? () : nil
+        }.count
     }
 
     /// Deletes the link called `name`. Returns false when there was none.
@@ -210,12 +202,4 @@ func formatMAC(_ addr: OpaquePointer) -> String {
     let length = Int(nl_addr_get_len(addr))
     guard length > 0, let base = nl_addr_get_binary_addr(addr) else { return "" }
     return hexString(UnsafeRawBufferPointer(start: base, count: length), separator: ":")
-}
-
-/// A random locally administered unicast MAC, as the kernel makes for veths.
-public func randomLocalMAC() -> String {
-    var rng = SystemRandomNumberGenerator()
-    var bytes = (0..<6).map { _ in UInt8.random(in: 0...255, using: &rng) }
-    bytes[0] = (bytes[0] & 0xFE) | 0x02
-    return hexString(bytes, separator: ":")
 }

@@ -2,7 +2,7 @@
 import Glibc
 #endif
 import CLibNL
-import BerthCNI
+import BerthNet
 
 /// A route of the main table to a prefix through a gateway, as Berth
 /// installs and reads back those it owns (marked with a routing protocol
@@ -97,26 +97,18 @@ extension RouteSocket {
 
     /// The gateway routes of the main table with routing protocol `owner`.
     public func routes(owner: UInt8) throws(NetlinkError) -> [GatewayRoute] {
-        var cache: OpaquePointer?
-        try check(rtnl_route_alloc_cache(sk, AF_UNSPEC, 0, &cache), "list routes")
-        guard let cache else { return [] }
-        defer { nl_cache_free(cache) }
-        var out: [GatewayRoute] = []
-        var object = nl_cache_get_first(cache)
-        while let route = object {
-            object = nl_cache_get_next(route)
+        try dump("list routes", fill: { rtnl_route_alloc_cache($0, AF_UNSPEC, 0, &$1) }) { route in
             let family = Int32(rtnl_route_get_family(route))
             guard rtnl_route_get_protocol(route) == owner,
                   rtnl_route_get_table(route) == UInt32(RT_TABLE_MAIN.rawValue),
                   rtnl_route_get_nnexthops(route) > 0, let hop = rtnl_route_nexthop_n(route, 0),
                   let dst = readPrefix(rtnl_route_get_dst(route), family: family),
                   let gw = rtnl_route_nh_get_gateway(hop).flatMap({ readPrefix($0, family: family) })
-            else { continue }
+            else { return nil }
             let onlink = rtnl_route_nh_get_flags(hop) & UInt32(RTNH_F_ONLINK) != 0
-            out.append(GatewayRoute(destination: dst.network, gateway: gw.address,
-                                 outputIndex: onlink ? rtnl_route_nh_get_ifindex(hop) : nil))
+            return GatewayRoute(destination: dst.network, gateway: gw.address,
+                                outputIndex: onlink ? rtnl_route_nh_get_ifindex(hop) : nil)
         }
-        return out
     }
 
     /// Adds or replaces a permanent neighbour entry `ip` -> `mac` on `link`
@@ -142,38 +134,27 @@ extension RouteSocket {
 
     /// The permanent entries of `link`: neighbours, or with `forwarding` its FDB's remote ends.
     public func entries(on link: LinkInfo, forwarding: Bool) throws(NetlinkError) -> [OverlayEntry] {
-        var cache: OpaquePointer?
-        if forwarding {
+        let what = forwarding ? "list the forwarding entries of \(link.name)" : "list the neighbours of \(link.name)"
+        return try dump(what, fill: { sk, cache in
+            guard forwarding else { return rtnl_neigh_alloc_cache(sk, &cache) }
             // The FDB is dumped only when asked for the bridge family.
-            try check(nl_cache_alloc_name("route/neigh", &cache), "allocate a neighbour cache")
-            guard let cache else { return [] }
+            let rc = nl_cache_alloc_name("route/neigh", &cache)
+            guard rc >= 0, let cache else { return rc }
             nl_cache_set_arg1(cache, Int32(AF_BRIDGE))
-            if let e = Optional(nl_cache_refill(sk, cache)), e < 0 {
-                nl_cache_free(cache)
-                throw NetlinkError("list the forwarding entries of \(link.name)", code: e)
-            }
-        } else {
-            try check(rtnl_neigh_alloc_cache(sk, &cache), "list neighbours")
-        }
-        guard let cache else { return [] }
-        defer { nl_cache_free(cache) }
-        var out: [OverlayEntry] = []
-        var object = nl_cache_get_first(cache)
-        while let neigh = object {
-            object = nl_cache_get_next(neigh)
+            return nl_cache_refill(sk, cache)
+        }) { neigh in
             let family = rtnl_neigh_get_family(neigh)
             guard rtnl_neigh_get_ifindex(neigh) == link.index,
                   forwarding ? family == AF_BRIDGE : family != AF_BRIDGE,
                   rtnl_neigh_get_state(neigh) & Int32(NUD_PERMANENT) != 0,
-                  let ll = rtnl_neigh_get_lladdr(neigh), let dstAddr = rtnl_neigh_get_dst(neigh) else { continue }
+                  let ll = rtnl_neigh_get_lladdr(neigh), let dstAddr = rtnl_neigh_get_dst(neigh) else { return nil }
             // An FDB entry's destination comes back with the bridge family:
             // read it by its length.
             let length = Int(nl_addr_get_len(dstAddr))
             guard length == 4 || length == 16, let base = nl_addr_get_binary_addr(dstAddr),
-                  let dst = IPAddress(bytes: Array(UnsafeRawBufferPointer(start: base, count: length))) else { continue }
-            out.append(OverlayEntry(address: dst, mac: formatMAC(ll)))
+                  let dst = IPAddress(bytes: Array(UnsafeRawBufferPointer(start: base, count: length))) else { return nil }
+            return OverlayEntry(address: dst, mac: formatMAC(ll))
         }
-        return out
     }
 
     private func entryObject(_ entry: OverlayEntry, on link: LinkInfo, forwarding: Bool) throws(NetlinkError) -> OpaquePointer {
@@ -201,18 +182,12 @@ extension RouteSocket {
 extension RouteSocket {
     /// The link that holds address `ip`, if any.
     public func link(holding ip: IPAddress) throws(NetlinkError) -> LinkInfo? {
-        var cache: OpaquePointer?
-        try check(rtnl_addr_alloc_cache(sk, &cache), "list addresses")
-        guard let cache else { return nil }
-        defer { nl_cache_free(cache) }
-        var object = nl_cache_get_first(cache)
-        while let addr = object {
-            object = nl_cache_get_next(addr)
-            if let p = readPrefix(rtnl_addr_get_local(addr), family: rtnl_addr_get_family(addr)), p.address == ip {
-                return try link(index: rtnl_addr_get_ifindex(addr))
-            }
+        let holders = try dump("list addresses", fill: { rtnl_addr_alloc_cache($0, &$1) }) { addr in
+            readPrefix(rtnl_addr_get_local(addr), family: rtnl_addr_get_family(addr))?.address == ip
+                ? rtnl_addr_get_ifindex(addr) : nil
         }
-        return nil
+        guard let index = holders.first else { return nil }
+        return try link(index: index)
     }
 }
 

@@ -65,3 +65,26 @@ public final class RouteSocket {
 
     deinit { nl_socket_free(sk) }
 }
+
+extension RouteSocket {
+    /// The one walk over a libnl dump: `fill` allocates and fills a cache
+    /// (`rtnl_link_alloc_cache` and the like) and returns libnl's code; each
+    /// object is handed to `pick`, whose non-nil answers are returned in the
+    /// kernel's order. The cache is freed whatever happens.
+    func dump<T>(_ what: @autoclosure () -> String,
+                 fill: (OpaquePointer, inout OpaquePointer?) -> Int32,
+                 _ pick: (OpaquePointer) -> T?) throws(NetlinkError) -> [T] {
+        var cache: OpaquePointer?
+        let rc = fill(sk, &cache)
+        defer { if let cache { nl_cache_free(cache) } }
+        try check(rc, what())
+        guard let cache else { return [] }
+        var out: [T] = []
+        var object = nl_cache_get_first(cache)
+        while let current = object {
+            object = nl_cache_get_next(current)
+            if let value = pick(current) { out.append(value) }
+        }
+        return out
+    }
+}

@@ -1,6 +1,7 @@
 import BerthCNI
 import BerthNetlink
 import BerthSystem
+import BerthNet
 
 /// The bridge side of ADD: the bridge itself, its gateway addresses, VLANs.
 extension BridgeOperation {

@@ -1,4 +1,5 @@
 import BerthCNI
+import BerthNet
 
 /// The `berth` plugin's config: the reference bridge plugin's fields.
 public struct BridgeConfig: Sendable {

@@ -4,6 +4,7 @@ import Glibc
 import BerthCNI
 import BerthNetlink
 import BerthSystem
+import BerthNet
 
 /// What one ADD works with once the veth exists.
 struct Wiring {
@@ -96,7 +97,7 @@ extension BridgeOperation {
             try waitForDAD(w.container, on: inside)
         }
         for route in plan.installedRoutes {
-            try w.container.addRoute(route, through: inside)
+            try w.container.addRoute(RouteSpec(route), through: inside)
         }
         for gateway in plan.bridgeAddresses where !(gatewayLink.index == w.bridge.index && w.gatewaysGiven.contains(gateway)) {
             try addGatewayAddress(gateway, to: gatewayLink, host: w.host)

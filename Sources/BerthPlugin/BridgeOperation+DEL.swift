@@ -1,4 +1,3 @@
-import BerthCNI
 import BerthNetlink
 
 extension BridgeOperation {

@@ -1,4 +1,3 @@
-import BerthCNI
 import BerthFirewall
 import BerthSystem
 

@@ -2,6 +2,7 @@ import BerthCNI
 import BerthFirewall
 import BerthNetlink
 import BerthSystem
+import BerthNet
 
 /// One invocation of the `berth` plugin for one container: ADD, DEL, CHECK,
 /// GC, STATUS (each in a file of its own, `BridgeOperation+ADD.swift` ...).

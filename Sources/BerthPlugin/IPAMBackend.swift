@@ -2,6 +2,7 @@ import BerthCNI
 import BerthIPAM
 import BerthSystem
 import BerthJSON
+import BerthNet
 
 /// Where the bridge plugin gets its addresses: Berth's own IPAM in this
 /// process, or another IPAM plugin executed from CNI_PATH.

@@ -4,6 +4,7 @@ import BerthCluster
 import BerthJSON
 import BerthSystem
 import Foundation
+import BerthNet
 
 @main
 struct BerthAgent: AsyncParsableCommand {

@@ -8,6 +8,7 @@ import BerthCNIClient
 import BerthRuntime
 import BerthSystem
 import BerthJSON
+import BerthNet
 
 @main
 enum BerthctlMain {

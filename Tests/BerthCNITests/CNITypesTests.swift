@@ -2,6 +2,7 @@ import Testing
 @testable import BerthCNI
 @testable import BerthPlugin
 import BerthJSON
+import BerthNet
 
 private let baseEnv = [
     "CNI_COMMAND": "ADD", "CNI_CONTAINERID": "abc123", "CNI_NETNS": "/run/netns/x",

@@ -3,6 +3,7 @@ import Testing
 @testable import BerthFirewall
 @testable import BerthIPAM
 import BerthNetlink
+import BerthNet
 
 @Suite("names Berth derives: digests, comments, file names")
 struct DerivedNameTests {

@@ -1,6 +1,7 @@
 import Testing
 @testable import BerthCNI
 import BerthJSON
+import BerthNet
 
 @Suite("JSON parsing and printing")
 struct JSONTests {

@@ -5,6 +5,7 @@ import BerthIPAM
 import BerthJSON
 @testable import BerthCluster
 import BerthClusterFakes
+import BerthNet
 
 /// An agent on a `MemoryStore` with a `RecordingBackend`: its logic without etcd or the kernel.
 final class AgentHarness: @unchecked Sendable {

@@ -3,6 +3,7 @@ import BerthCNI
 import BerthJSON
 import BerthIPAM
 @testable import BerthCluster
+import BerthNet
 
 @Suite("cluster model (pure)")
 struct ClusterModelTests {

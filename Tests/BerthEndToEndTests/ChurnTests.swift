@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import BerthCNI
 import BerthSystem
+import BerthNet
 
 extension FirewallTouchingTests {
 @Suite("churn")

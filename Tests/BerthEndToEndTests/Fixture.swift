@@ -3,6 +3,7 @@ import Testing
 import BerthCNI
 import BerthJSON
 import BerthSystem
+import BerthNet
 
 /// Whether the kernel tests can run: they need root for namespaces and links.
 let runningAsRoot = getuid() == 0

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import BerthCNI
 import BerthJSON
+import BerthNet
 
 /// Names at the limits of what Berth derives from them: the nftables comment
 /// (128 bytes), the network part of it (48), file names (255: the store's

@@ -3,6 +3,7 @@ import Testing
 @testable import BerthCNI
 @testable import BerthIPAM
 import BerthJSON
+import BerthNet
 
 /// The built `berth-ipam`: BERTH_BIN_DIR, or beside the test bundle.
 let berthIPAMPath: String = {

@@ -1,6 +1,7 @@
 import Testing
 @testable import BerthCNI
 @testable import BerthIPAM
+import BerthNet
 
 func ipamConfig(_ ipam: String, runtime: String = "", args: [(key: String, value: String)] = [],
                 name: String = "net1") throws(CNIError) -> IPAMConfig {

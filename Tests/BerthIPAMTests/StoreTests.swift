@@ -2,6 +2,7 @@ import Foundation
 import Testing
 @testable import BerthCNI
 @testable import BerthIPAM
+import BerthNet
 
 /// A private data directory, removed afterwards.
 final class TemporaryDataDir {

@@ -3,6 +3,7 @@ import Testing
 import BerthCNI
 @testable import BerthLab
 import BerthJSON
+import BerthNet
 
 extension TopologyTests {
     @Test("unknown keys are refused naming the key and its line (and the key meant), as wrong values are",

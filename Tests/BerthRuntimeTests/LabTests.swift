@@ -3,6 +3,7 @@ import Testing
 import BerthCNI
 @testable import BerthLab
 import BerthJSON
+import BerthNet
 
 @Suite("lab topology files")
 struct TopologyTests {

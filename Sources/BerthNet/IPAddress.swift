@@ -77,31 +77,6 @@ public struct IPAddress: Hashable, Comparable, Sendable, CustomStringConvertible
     private init(unchecked bytes: [UInt8]) { self.bytes = bytes }
 }
 
-/// Parses a MAC address "aa:bb:cc:dd:ee:ff" (either case) into its 6 bytes.
-/// `bytes` as lower-case hex, two digits each, `separator` between them
-/// ("0a:58:00:01" for a MAC with ":", a digest with "").
-public func hexString<Bytes: Sequence>(_ bytes: Bytes, separator: String = "") -> String where Bytes.Element == UInt8 {
-    let digits: [Character] = Array("0123456789abcdef")
-    var out = ""
-    for (i, b) in bytes.enumerated() {
-        if i > 0 { out += separator }
-        out.append(digits[Int(b >> 4)])
-        out.append(digits[Int(b & 0xF)])
-    }
-    return out
-}
-
-public func parseMAC(_ text: String) -> [UInt8]? {
-    let parts = text.split(separator: ":", omittingEmptySubsequences: false)
-    guard parts.count == 6 else { return nil }
-    var bytes: [UInt8] = []
-    for part in parts {
-        guard part.count == 2, let b = UInt8(part, radix: 16) else { return nil }
-        bytes.append(b)
-    }
-    return bytes
-}
-
 /// An address together with a prefix length, as CNI writes them:
 /// "10.1.0.5/24". The address may have host bits set (an interface address);
 /// `network` gives the prefix itself.
