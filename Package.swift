@@ -46,6 +46,9 @@ let package = Package(
         .target(name: "BerthNet"),
         // Pure: CNI types, versions, errors, environment, network config, results. No side effects.
         .target(name: "BerthCNI", dependencies: ["BerthJSON", "BerthNet"]),
+        // What every plugin executable shares: the CNI protocol's common part
+        // (PluginDriver, pure) and the process around it (descriptors, SIGPIPE, exit).
+        .target(name: "BerthCNIPlugin", dependencies: ["BerthJSON", "BerthCNI", "BerthSystem", "CBerthSys"]),
         // Files, namespaces and child processes behind typed wrappers.
         .target(name: "BerthSystem", dependencies: ["CBerthSys", "CBerthLaunch"]),
         // The only module that imports libnl.
@@ -53,7 +56,7 @@ let package = Package(
         // The only module that imports libnftables: masquerade and MAC spoof rules (and iptables for masquerade).
         .target(name: "BerthFirewall", dependencies: ["CNFTables", "BerthJSON", "BerthNet", "BerthSystem"]),
         // Berth's IPAM: range arithmetic and config (pure), the allocation store, the operations.
-        .target(name: "BerthIPAM", dependencies: ["BerthNet", "BerthJSON", "BerthCNI", "BerthSystem"]),
+        .target(name: "BerthIPAM", dependencies: ["BerthNet", "BerthJSON", "BerthCNI", "BerthCNIPlugin", "BerthSystem"]),
         // A CNI client as libcni is one: network lists, plugin chains with cached
         // results, attachments of named namespaces (berthctl attach, labs, the runtime).
         .target(name: "BerthCNIClient", dependencies: ["BerthNet", "BerthJSON", "BerthCNI", "BerthSystem", "CBerthLaunch"]),
@@ -63,7 +66,7 @@ let package = Package(
         .target(name: "BerthLab", dependencies: ["BerthNet", "BerthJSON", "BerthCNI", "BerthCNIClient", "BerthRuntime", "BerthSystem", "BerthNetlink", "BerthPlugin", "CBerthSys",
                                                  .product(name: "Yams", package: "Yams")]),
         // The bridge plugin: ADD, DEL, CHECK, GC, STATUS orchestration.
-        .target(name: "BerthPlugin", dependencies: ["BerthNet", "BerthJSON", "BerthCNI", "BerthSystem", "BerthNetlink", "BerthIPAM", "BerthFirewall"]),
+        .target(name: "BerthPlugin", dependencies: ["BerthNet", "BerthJSON", "BerthCNI", "BerthCNIPlugin", "BerthSystem", "BerthNetlink", "BerthIPAM", "BerthFirewall"]),
         // The plugin executables: tests find them in the build directory.
         .executableTarget(name: "berth", dependencies: ["BerthPlugin"]),
         .executableTarget(name: "berth-ipam", dependencies: ["BerthIPAM"]),

@@ -1,23 +1,24 @@
 import BerthNet
 import BerthSystem
 
+/// Where masquerade rules go (`ipMasqBackend`). MAC spoof rules are always nftables'.
+public enum FirewallBackend: String, Sendable, CaseIterable {
+    case nftables, iptables
+}
+
 /// The rules Berth installs for one attachment, all tagged with a comment
 /// `berth:NETWORK:CONTAINERID:IFNAME` so that DEL and GC find them without
 /// the container's namespace, its interface or its addresses.
 ///
-/// - Masquerade (`ipMasq`): with nftables, in table `inet berth`, chain
-///   `postrouting` (nat hook); with iptables, in chain `BERTH-MASQ` of the nat
-///   table, jumped to from POSTROUTING. Traffic from the container's address to
-///   anywhere outside its subnet (and not multicast) is masqueraded.
-/// - MAC spoof check (`macspoofchk`): in table `bridge berth`, chain
-///   `prerouting`: frames entering from the host veth with another source MAC are dropped.
-/// Where masquerade rules go. (MAC spoof rules are always nftables'.)
-public enum FirewallBackend: String, Sendable {
-    case nftables, iptables
-}
-
+/// - Masquerade (`ipMasq`): with nftables, in `NFTChain.masquerade` (table
+///   `inet berth`, chain `postrouting`, nat hook); with iptables, in chain
+///   `BERTH-MASQ` of the nat table, jumped to from POSTROUTING. Traffic from
+///   the container's address to anywhere outside its subnet (and not
+///   multicast) is masqueraded.
+/// - MAC spoof check (`macspoofchk`): in `NFTChain.macSpoof` (table `bridge
+///   berth`, chain `prerouting`): frames entering from the host veth with
+///   another source MAC are dropped.
 public struct AttachmentRules: Sendable {
-    public static let natTable = "berth"
     public static let iptablesChain = "BERTH-MASQ"
 
     public let network: String
@@ -70,16 +71,15 @@ public struct AttachmentRules: Sendable {
         guard !addresses.isEmpty else { return }
         switch backend {
         case .nftables:
-            var commands = [
-                "add table inet \(AttachmentRules.natTable)",
-                "add chain inet \(AttachmentRules.natTable) postrouting { type nat hook postrouting priority srcnat ; policy accept ; }",
-            ]
+            let chain = NFTChain.masquerade
+            var transaction = NFTTransaction()
+            transaction.add(chain)
             for a in addresses {
                 let (ip, multicast) = a.family == .v4 ? ("ip", "224.0.0.0/4") : ("ip6", "ff00::/8")
-                commands.append("add rule inet \(AttachmentRules.natTable) postrouting \(ip) saddr \(a.address) "
-                                + "\(ip) daddr != \(a.network) \(ip) daddr != \(multicast) masquerade comment \"\(comment)\"")
+                transaction.addRule("\(ip) saddr \(a.address) \(ip) daddr != \(a.network) \(ip) daddr != \(multicast) masquerade",
+                                    to: chain.name, in: chain.table, comment: comment)
             }
-            try NFTContext().run(commands.joined(separator: "\n"))
+            try transaction.commit()
         case .iptables:
             for a in addresses {
                 let tool = try IPTables(family: a.family)
@@ -97,11 +97,11 @@ public struct AttachmentRules: Sendable {
 
     /// Drops frames entering the bridge from `hostInterface` whose source MAC is not `mac`.
     public func addMacSpoofCheck(hostInterface: String, mac: String) throws(FirewallError) {
-        try NFTContext().run([
-            "add table bridge \(AttachmentRules.natTable)",
-            "add chain bridge \(AttachmentRules.natTable) prerouting { type filter hook prerouting priority -300 ; policy accept ; }",
-            "add rule bridge \(AttachmentRules.natTable) prerouting iifname \"\(hostInterface)\" ether saddr != \(mac) drop comment \"\(comment)\"",
-        ].joined(separator: "\n"))
+        let chain = NFTChain.macSpoof
+        var transaction = NFTTransaction()
+        transaction.add(chain)
+        transaction.addRule("iifname \"\(hostInterface)\" ether saddr != \(mac) drop", to: chain.name, in: chain.table, comment: comment)
+        try transaction.commit()
     }
 
     // MARK: Finding and removing
@@ -109,10 +109,10 @@ public struct AttachmentRules: Sendable {
     /// How many of this attachment's rules exist: masquerade (in `backend`) and MAC spoof.
     public func count(backend: FirewallBackend) throws(FirewallError) -> (masquerade: Int, macSpoof: Int) {
         let nft = try NFTContext(json: true)
-        let spoof = try nft.rules(family: "bridge", table: AttachmentRules.natTable).filter { $0.comment == comment }.count
+        let spoof = try nft.rules(in: NFTChain.macSpoof.table).filter { $0.comment == comment }.count
         switch backend {
         case .nftables:
-            let masq = try nft.rules(family: "inet", table: AttachmentRules.natTable).filter { $0.comment == comment }.count
+            let masq = try nft.rules(in: NFTChain.masquerade.table).filter { $0.comment == comment }.count
             return (masq, spoof)
         case .iptables:
             var masq = 0
@@ -143,13 +143,13 @@ public struct AttachmentRules: Sendable {
         let prefix = AttachmentRules.prefix(network: network)
         func ours(_ comment: String) -> Bool { comment.hasPrefix(prefix) && matches(comment) }
         let nft = try NFTContext(json: true)
-        var deletions: [String] = []
-        for (family, table) in [("inet", natTable), ("bridge", natTable)] {
-            for rule in try nft.rules(family: family, table: table) where ours(rule.comment) {
-                deletions.append("delete rule \(rule.family) \(rule.table) \(rule.chain) handle \(rule.handle)")
+        var deletions = NFTTransaction()
+        for table in [NFTChain.masquerade.table, NFTChain.macSpoof.table] {
+            for rule in try nft.rules(in: table) where ours(rule.comment) {
+                deletions.deleteRule(handle: rule.handle, from: rule.chain, in: table)
             }
         }
-        if !deletions.isEmpty { try NFTContext().run(deletions.joined(separator: "\n")) }
+        try deletions.commit()
         guard iptables else { return }
         for family in [IPAddress.Family.v4, .v6] {
             guard let tool = try? IPTables(family: family) else { continue }

@@ -86,31 +86,28 @@ final class NFTContext {
 
 /// A rule found in one of Berth's nftables tables.
 struct NFTRule {
-    var family: String
-    var table: String
     var chain: String
     var handle: Int
     var comment: String
 }
 
 extension NFTContext {
-    /// The commented rules of table `family name`; empty when the table does not exist.
-    func rules(family: String, table: String) throws(FirewallError) -> [NFTRule] {
+    /// The commented rules of `table`; empty when the table does not exist.
+    func rules(in table: NFTTable) throws(FirewallError) -> [NFTRule] {
         let output: String
         do {
-            output = try run("list table \(family) \(table)")
+            output = try run("list table \(table)")
         } catch {
             if error.message.containsText("No such file or directory") { return [] }
             throw error
         }
         guard let json = try? JSON.parse(output), let items = json["nftables"]?.arrayValue else {
-            throw FirewallError(operation: "list table \(family) \(table)", message: "unreadable JSON from libnftables")
+            throw FirewallError(operation: "list table \(table)", message: "unreadable JSON from libnftables")
         }
         return items.compactMap { item in
             guard let rule = item["rule"], let handle = rule["handle"]?.intValue,
                   let comment = rule["comment"]?.stringValue else { return nil }
-            return NFTRule(family: rule["family"]?.stringValue ?? family, table: rule["table"]?.stringValue ?? table,
-                           chain: rule["chain"]?.stringValue ?? "", handle: handle, comment: comment)
+            return NFTRule(chain: rule["chain"]?.stringValue ?? "", handle: handle, comment: comment)
         }
     }
 }

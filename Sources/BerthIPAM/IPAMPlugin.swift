@@ -1,4 +1,5 @@
 import BerthCNI
+import BerthCNIPlugin
 import BerthSystem
 import BerthJSON
 

@@ -1,4 +1,5 @@
 import BerthCNI
+import BerthCNIPlugin
 import BerthFirewall
 import BerthNetlink
 import BerthSystem

@@ -1,14 +1,10 @@
 import BerthCNI
 import BerthNet
+import BerthFirewall
 
 /// The `berth` plugin's config: the reference bridge plugin's fields.
 public struct BridgeConfig: Sendable {
     public static let defaultBridge = "berth0"
-
-    /// How masquerading rules are installed.
-    public enum MasqueradeBackend: String, Sendable {
-        case nftables, iptables
-    }
 
     public var network: NetworkConfig
     /// The bridge's name (`bridge`, default berth0).
@@ -21,7 +17,7 @@ public struct BridgeConfig: Sendable {
     public var forceAddress: Bool
     /// Masquerade the container's traffic leaving its subnet.
     public var ipMasq: Bool
-    public var ipMasqBackend: MasqueradeBackend
+    public var ipMasqBackend: FirewallBackend
     /// MTU of the bridge and both veth ends.
     public var mtu: Int?
     /// Let frames leave through the port they came in (a container reaching itself through the bridge).
@@ -69,7 +65,7 @@ public struct BridgeConfig: Sendable {
         forceAddress = try r.bool("forceAddress") ?? false
         ipMasq = try r.bool("ipMasq") ?? false
         let backend = try r.string("ipMasqBackend") ?? ""
-        guard let parsedBackend = backend.isEmpty ? .nftables : MasqueradeBackend(rawValue: backend) else {
+        guard let parsedBackend = backend.isEmpty ? .nftables : FirewallBackend(rawValue: backend) else {
             throw r.error("ipMasqBackend", "\"\(backend)\" is not one of nftables, iptables")
         }
         ipMasqBackend = parsedBackend

@@ -58,7 +58,7 @@ extension BridgeOperation {
             do {
                 result = try configure(wiring, ipamResult: allocation?.result ?? CNIResult())
             } catch {
-                if hasFirewallRules { try? rules.removeAll(backend: firewallBackend) }
+                if hasFirewallRules { try? rules.removeAll(backend: config.ipMasqBackend) }
                 _ = try? container.deleteLink(named: env.ifname)
                 _ = try? host.deleteLink(named: hostEnd.name)
                 throw error
@@ -137,7 +137,7 @@ extension BridgeOperation {
             if addresses.contains(where: { $0.family == .v4 }) {
                 try Sysctl.ensure("net.ipv4.ip_forward", is: "1")
             }
-            try rules.addMasquerade(addresses, backend: firewallBackend)
+            try rules.addMasquerade(addresses, backend: config.ipMasqBackend)
         }
         if config.macSpoofCheck {
             try rules.addMacSpoofCheck(hostInterface: hostInterface, mac: mac)

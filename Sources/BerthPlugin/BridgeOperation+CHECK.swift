@@ -88,7 +88,7 @@ extension BridgeOperation {
     }
 
     private func checkRules(addressCount: Int) throws {
-        let counts = try rules.count(backend: firewallBackend)
+        let counts = try rules.count(backend: config.ipMasqBackend)
         if config.ipMasq && counts.masquerade < addressCount {
             throw CNIError(.checkFailed, "masquerade rules of \(env.containerID) are missing (\(counts.masquerade) of \(addressCount) in \(config.ipMasqBackend.rawValue))")
         }

@@ -7,7 +7,7 @@ extension BridgeOperation {
     func del() throws {
         try ipam?.del()
         if hasFirewallRules {
-            try rules.removeAll(backend: firewallBackend)
+            try rules.removeAll(backend: config.ipMasqBackend)
         }
         guard let netns = try openNamespace(required: false) else { return }
         let container = try RouteSocket.opened(in: netns)

@@ -1,4 +1,5 @@
 import BerthCNI
+import BerthCNIPlugin
 import BerthFirewall
 import BerthNetlink
 import BerthSystem
@@ -74,7 +75,6 @@ struct BridgeOperation {
 
     var hasFirewallRules: Bool { config.ipMasq || config.macSpoofCheck }
 
-    var firewallBackend: FirewallBackend { config.ipMasqBackend == .iptables ? .iptables : .nftables }
 
     /// Opens CNI_NETNS. Missing or not a network namespace is an error 4 on
     /// ADD and CHECK; on DEL it means there is nothing left to remove (nil).

@@ -1,4 +1,5 @@
 import BerthCNI
+import BerthCNIPlugin
 import BerthIPAM
 import BerthSystem
 import BerthJSON

@@ -8,7 +8,13 @@ import CBerthSys
 /// An open network namespace (a file such as /run/netns/NAME or /proc/PID/ns/net).
 ///
 /// Switching into it is done only by `perform`, synchronously, on the calling
-/// thread: see namespaces-and-swift.md. Never call it from async code.
+/// thread. `setns(2)` changes the namespace of one thread, not of the
+/// process, and Swift concurrency may resume an async function on any thread
+/// of its pool after any `await`: code that switched and then suspended could
+/// go on in the host namespace, or leave a pool thread in the container's
+/// for whatever runs there next. So `perform` enters, runs a synchronous
+/// body and returns to the original namespace before the thread can be given
+/// to anyone else. Never call it from async code.
 public final class NetworkNamespace {
     public enum OpenError: Error, Equatable, CustomStringConvertible {
         /// The path does not exist.

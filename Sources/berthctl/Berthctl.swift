@@ -138,12 +138,12 @@ extension String {
     }
 }
 
-/// A failure reported as one line: "Error: <message>".
 /// Where berthctl looks for CNI plugins: `CNI_PATH`, else the usual places.
 var cniSearchPath: [String] {
     CNIEnvironment.splitPath(processEnvironment()["CNI_PATH"]).nonEmpty ?? PluginChain.defaultSearchPath
 }
 
+/// A failure reported as one line: "Error: <message>".
 struct CLIError: Error, CustomStringConvertible {
     let description: String
     init(_ message: String) { description = message }

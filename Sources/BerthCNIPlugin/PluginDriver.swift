@@ -1,4 +1,6 @@
 import BerthJSON
+import BerthCNI
+
 /// What one invocation of a plugin prints and how it exits.
 public struct PluginReply: Equatable, Sendable {
     public var status: Int32
