@@ -88,14 +88,29 @@ let package = Package(
             "BerthNet", "BerthJSON", "BerthCNI", "BerthSystem", "BerthIPAM", "BerthCNIClient", "BerthRuntime", "BerthLab", "CBerthSys",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
-        .testTarget(name: "BerthCNITests", dependencies: ["BerthNet", "BerthJSON", "BerthCNI", "BerthIPAM", "BerthPlugin", "BerthFirewall", "BerthNetlink"]),
-        .testTarget(name: "BerthClusterTests", dependencies: ["BerthNet", "BerthCluster", "BerthClusterFakes", "BerthJSON", "BerthCNI", "BerthIPAM"]),
-        .testTarget(name: "BerthIPAMTests", dependencies: ["BerthNet", "BerthJSON", "BerthCNI", "BerthIPAM", "berthctl"]),
-        .testTarget(name: "BerthRuntimeTests", dependencies: ["BerthNet", "BerthJSON", "BerthCNI", "BerthCNIClient", "BerthSystem", "BerthRuntime", "BerthLab", "berthctl"]),
+        // Unit tests, one target per module: pure logic, no root.
+        .testTarget(name: "BerthNetTests", dependencies: ["BerthNet"]),
+        .testTarget(name: "BerthJSONTests", dependencies: ["BerthJSON"]),
+        .testTarget(name: "BerthCNITests", dependencies: ["BerthCNI", "BerthJSON", "BerthNet"]),
+        .testTarget(name: "BerthNetlinkTests", dependencies: ["BerthNetlink", "BerthNet", "BerthSystem"]),
+        .testTarget(name: "BerthFirewallTests", dependencies: ["BerthFirewall", "BerthNet"]),
+        .testTarget(name: "BerthIPAMTests", dependencies: ["BerthIPAM", "BerthCNI", "BerthJSON", "BerthNet", "berth-ipam", "berthctl"]),
+        .testTarget(name: "BerthPluginTests", dependencies: ["BerthPlugin", "BerthCNI", "BerthJSON", "BerthNet", "BerthNetlink", "BerthIPAM"]),
+        .testTarget(name: "BerthCNIClientTests", dependencies: ["BerthCNIClient"]),
+        .testTarget(name: "BerthRuntimeTests", dependencies: ["BerthRuntime", "BerthTestSupport"]),
+        .testTarget(name: "BerthLabTests", dependencies: ["BerthLab", "BerthCNI", "BerthJSON", "BerthNet", "BerthTestSupport"]),
+        .testTarget(name: "BerthClusterTests", dependencies: ["BerthCluster", "BerthClusterFakes", "BerthJSON", "BerthNet", "BerthCNI", "BerthIPAM"]),
+        // What the end-to-end targets share: running the built executables,
+        // private networks and namespaces of a test, waiting without timing.
+        .target(name: "BerthTestSupport", dependencies: ["BerthCNI", "BerthJSON", "BerthSystem", "BerthNet"], path: "Tests/BerthTestSupport"),
+        // End to end, by what a user does: real kernels, processes and servers (root).
         .testTarget(
-            name: "BerthEndToEndTests",
-            dependencies: ["BerthNet", "BerthJSON", "BerthCNI", "BerthSystem", "berthctl"],
+            name: "PluginEndToEndTests",
+            dependencies: ["BerthTestSupport", "BerthJSON", "BerthCNI", "BerthSystem", "BerthNet", "BerthFirewall", "berthctl"],
             exclude: ["Corpus"]  // read by path (#filePath), not a resource
         ),
+        .testTarget(name: "ClusterEndToEndTests", dependencies: ["BerthTestSupport", "BerthJSON", "BerthNet", "berthctl", "berth-agent"]),
+        .testTarget(name: "RuntimeEndToEndTests", dependencies: ["BerthTestSupport", "BerthSystem", "BerthRuntime", "BerthCNIClient", "berthctl"]),
+        .testTarget(name: "LabEndToEndTests", dependencies: ["BerthTestSupport", "BerthLab", "BerthCNI", "BerthJSON", "BerthNet", "BerthSystem", "berthctl"]),
     ]
 )

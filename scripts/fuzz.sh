@@ -27,7 +27,7 @@ swiftc -O -sanitize=fuzzer,address -parse-as-library -module-name BerthFuzz \
 cp conf/*.conflist "$work/seeds/"
 python3 - "$work/seeds" <<'PY'
 import json, sys
-cases = json.load(open("Tests/BerthEndToEndTests/Corpus/bad-input.json"))
+cases = json.load(open("Tests/PluginEndToEndTests/Corpus/bad-input.json"))
 for i, case in enumerate(cases):
     if "stdin" in case:
         open(f"{sys.argv[1]}/corpus-{i}", "w", encoding="utf-8", errors="surrogateescape").write(case["stdin"])

@@ -55,7 +55,9 @@ public struct NFTChain: Hashable, Sendable {
 /// holds or none does, and no other reader sees a state in between (a
 /// policy change swaps its rules and set elements at once). Adding a table,
 /// chain or set that exists is not an error, so each caller declares what
-/// it uses.
+/// it uses. Names of chains and sets are nft identifiers, written bare: a
+/// keyword ("policy", "counter") is refused by nft's parser, so Berth's
+/// names never are one.
 public struct NFTTransaction: Sendable {
     public private(set) var commands: [String] = []
 

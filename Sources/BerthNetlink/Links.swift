@@ -147,6 +147,11 @@ extension RouteSocket {
         try deleteLink("delete \(link.name)") { rtnl_link_set_ifindex($0, link.index) }
     }
 
+    /// Every link of the socket's namespace.
+    public func links() throws(NetlinkError) -> [LinkInfo] {
+        try dump("list links", fill: { rtnl_link_alloc_cache($0, AF_UNSPEC, &$1) }) { LinkInfo($0) }
+    }
+
     /// How many links are ports of `master` (a bridge). Reads every link.
     public func portCount(master: Int32) throws(NetlinkError) -> Int {
         try dump("list links", fill: { rtnl_link_alloc_cache($0, AF_UNSPEC, &$1) }) { link in

@@ -1,6 +1,5 @@
 import Testing
 @testable import BerthCNI
-@testable import BerthPlugin
 import BerthJSON
 import BerthNet
 
@@ -61,6 +60,15 @@ struct EnvironmentTests {
     }
 }
 
+@Suite("interface names")
+struct InterfaceNameTests {
+    @Test("interface names with '%' are refused: the kernel reads them as templates")
+    func percentInInterfaceName() {
+        #expect(CNIEnvironment.interfaceNameProblem("eth%d") != nil)
+        #expect(CNIEnvironment.interfaceNameProblem("ä+b{c}d&e\"f") == nil)
+    }
+}
+
 @Suite("CNI versions")
 struct VersionTests {
     @Test("parses, orders and names the supported versions")
@@ -77,82 +85,6 @@ struct VersionTests {
     func versionInfo() {
         let text = CNIVersion.versionInfo(answering: .v1_0_0).serialized()
         #expect(text == #"{"cniVersion":"1.0.0","supportedVersions":["0.1.0","0.2.0","0.3.0","0.3.1","0.4.0","1.0.0","1.1.0"]}"#)
-    }
-}
-
-@Suite("Network config validation")
-struct ConfigTests {
-    func config(_ text: String) throws(CNIError) -> BridgeConfig {
-        try BridgeConfig(Array(text.utf8))
-    }
-
-    func expectError(_ text: String, code: Int, mentions: String, sourceLocation: SourceLocation = #_sourceLocation) {
-        do {
-            _ = try config(text)
-            Issue.record("no error for \(text)", sourceLocation: sourceLocation)
-        } catch {
-            #expect(error.code == code, "\(error)", sourceLocation: sourceLocation)
-            #expect(error.msg.contains(mentions), "\(error.msg)", sourceLocation: sourceLocation)
-        }
-    }
-
-    @Test("reads the bridge plugin's fields with their defaults")
-    func defaults() throws {
-        let c = try config(#"{"cniVersion":"1.0.0","name":"n1","type":"berth","ipam":{"type":"host-local"}}"#)
-        #expect(c.bridge == "berth0")
-        #expect(!c.isGateway && !c.isDefaultGateway)
-        #expect(c.mtu == nil)
-        #expect(c.network.ipamType == "host-local")
-        #expect(c.network.cniVersion == .v1_0_0)
-    }
-
-    @Test("isDefaultGateway implies isGateway")
-    func defaultGateway() throws {
-        let c = try config(#"{"cniVersion":"0.4.0","name":"n","type":"berth","isDefaultGateway":true,"ipam":{"type":"x"},"mtu":1400}"#)
-        #expect(c.isGateway)
-        #expect(c.mtu == 1400)
-    }
-
-    @Test("a missing cniVersion means 0.1.0, as libcni decides")
-    func implicitVersion() throws {
-        #expect(try config(#"{"name":"n","type":"berth"}"#).network.cniVersion == .v0_1_0)
-    }
-
-    @Test("unknown fields are ignored")
-    func unknownFields() throws {
-        _ = try config(#"{"cniVersion":"1.0.0","name":"n","type":"berth","somethingNew":{"x":[1]}}"#)
-    }
-
-    @Test("malformed JSON is an error 6")
-    func malformed() {
-        expectError(#"{"cniVersion":"1.0.0","#, code: 6, mentions: "not valid JSON")
-        expectError(#"[1,2]"#, code: 6, mentions: "must be a JSON object")
-    }
-
-    @Test("an unsupported or malformed cniVersion is an error 1")
-    func badVersion() {
-        expectError(#"{"cniVersion":"2.0.0","name":"n"}"#, code: 1, mentions: "2.0.0")
-        expectError(#"{"cniVersion":"latest","name":"n"}"#, code: 1, mentions: "latest")
-    }
-
-    @Test("invalid fields are an error 7 naming the field",
-          arguments: [
-            (#"{"cniVersion":"1.0.0","type":"berth"}"#, "\"name\""),
-            (#"{"cniVersion":"1.0.0","name":"../etc","type":"berth"}"#, "\"name\""),
-            (#"{"cniVersion":"1.0.0","name":"n","bridge":"this-name-is-too-long"}"#, "\"bridge\""),
-            (#"{"cniVersion":"1.0.0","name":"n","bridge":7}"#, "\"bridge\""),
-            (#"{"cniVersion":"1.0.0","name":"n","isGateway":"yes","ipam":{"type":"x"}}"#, "\"isGateway\""),
-            (#"{"cniVersion":"1.0.0","name":"n","mtu":"1500"}"#, "\"mtu\""),
-            (#"{"cniVersion":"1.0.0","name":"n","mtu":1.5}"#, "\"mtu\""),
-            (#"{"cniVersion":"1.0.0","name":"n","mtu":70000}"#, "\"mtu\""),
-            (#"{"cniVersion":"1.0.0","name":"n","ipam":"host-local"}"#, "\"ipam\""),
-            (#"{"cniVersion":"1.0.0","name":"n","ipam":{"type":"../bin/sh"}}"#, "\"ipam.type\""),
-            (#"{"cniVersion":"1.0.0","name":"n","ipam":{"type":5}}"#, "\"ipam.type\""),
-            (#"{"cniVersion":"1.0.0","name":"n","isGateway":true}"#, "\"isGateway\""),
-            (#"{"cniVersion":"1.0.0","name":"n","dns":{"nameservers":"1.1.1.1"}}"#, "\"dns.nameservers\""),
-          ])
-    func invalidField(text: String, field: String) {
-        expectError(text, code: 7, mentions: field)
     }
 }
 
@@ -240,9 +172,6 @@ struct ResultTests {
             #expect(error.code == 7)
             #expect(error.msg.contains(field), "\(error.msg)")
         }
-        // What the plan gets when a result is built in code instead: no gateway address, no trap.
-        let mixed = CNIResult(ips: [.init(address: IPPrefix("fd00::5/64")!, gateway: IPAddress("10.0.0.1")!)])
-        #expect(AddressPlan(ipamResult: mixed, isGateway: true, isDefaultGateway: false, interfaceIndex: 2).bridgeAddresses.isEmpty)
     }
 
     @Test("an error prints in the version of the config it answers", arguments: CNIVersion.supported)
@@ -257,46 +186,6 @@ struct ResultTests {
                 == #"{"cniVersion":"0.4.0","code":7,"msg":"bad"}"#)
         #expect(CNIError(.ioFailure, "x", details: "y").json(cniVersion: "1.1.0").serialized()
                 == #"{"cniVersion":"1.1.0","code":5,"msg":"x","details":"y"}"#)
-    }
-}
-
-@Suite("Address plan from an IPAM result")
-struct AddressPlanTests {
-    @Test("isGateway fills a missing gateway with the subnet's first address and puts it on the bridge")
-    func gateway() {
-        let ipam = CNIResult(ips: [.init(address: IPPrefix("10.5.0.7/16")!)])
-        let plan = AddressPlan(ipamResult: ipam, isGateway: true, isDefaultGateway: false, interfaceIndex: 2)
-        #expect(plan.ips == [.init(address: IPPrefix("10.5.0.7/16")!, gateway: IPAddress("10.5.0.1"), interface: 2)])
-        #expect(plan.bridgeAddresses == [IPPrefix("10.5.0.1/16")!])
-        #expect(plan.routes.isEmpty)
-    }
-
-    @Test("without isGateway the bridge gets no address and the IPAM gateway is kept")
-    func noGateway() {
-        let ipam = CNIResult(ips: [.init(address: IPPrefix("10.5.0.7/16")!, gateway: IPAddress("10.5.0.254"))])
-        let plan = AddressPlan(ipamResult: ipam, isGateway: false, isDefaultGateway: false, interfaceIndex: 2)
-        #expect(plan.bridgeAddresses.isEmpty)
-        #expect(plan.ips.first?.gateway == IPAddress("10.5.0.254"))
-    }
-
-    @Test("isDefaultGateway adds one default route per family unless IPAM gave one")
-    func defaultRoutes() {
-        let ipam = CNIResult(
-            ips: [.init(address: IPPrefix("10.5.0.7/24")!), .init(address: IPPrefix("fd05::7/64")!)],
-            routes: [.init(dst: IPPrefix("::/0")!, gw: IPAddress("fd05::99"))])
-        let plan = AddressPlan(ipamResult: ipam, isGateway: true, isDefaultGateway: true, interfaceIndex: 2)
-        #expect(plan.routes.map(\.dst.description) == ["::/0", "0.0.0.0/0"])
-        #expect(plan.routes[1].gw == IPAddress("10.5.0.1"))
-        #expect(plan.bridgeAddresses == [IPPrefix("10.5.0.1/24")!, IPPrefix("fd05::1/64")!])
-    }
-
-    @Test("a route without gw is installed through its family's gateway")
-    func routeWithoutGateway() {
-        let ipam = CNIResult(ips: [.init(address: IPPrefix("10.5.0.7/24")!, gateway: IPAddress("10.5.0.1"))],
-                             routes: [.init(dst: IPPrefix("192.168.77.0/24")!)])
-        let plan = AddressPlan(ipamResult: ipam, isGateway: false, isDefaultGateway: false, interfaceIndex: 2)
-        #expect(plan.routes[0].gw == nil)
-        #expect(plan.installedRoutes[0].gw == IPAddress("10.5.0.1"))
     }
 }
 
