@@ -9,13 +9,13 @@ Each timing is one whole plugin process, as a runtime execs it.
 Network safety: all traffic-free; every namespace, bridge and IPAM directory
 it makes is removed at the end, also on failure.
 """
-import argparse, json, os, platform, random, statistics, subprocess, sys, tempfile, time
+import argparse, json, os, random, statistics, subprocess, sys, tempfile, time
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchlib import sh, machine_line, require_root, write_section  # noqa: E402 (after the path)
 
 REF_DIR = "/usr/lib/cni"
 
 
-def sh(*args, check=True):
-    return subprocess.run(args, check=check, capture_output=True, text=True)
 
 
 class Setup:
@@ -203,7 +203,7 @@ def main():
             r = fn(samples["reference"][op]) * 1000
             rows.append((f"{op} {stat}", b, h, r))
     lines = [
-        f"Machine: {platform.machine()}, {os.cpu_count()} cores, kernel {platform.release()}",
+        machine_line(),
         f"{args.iterations} interleaved ADD+DEL cycles per setup, {args.base} containers already on each bridge;",
         "each figure is one whole plugin process as a runtime execs it (ms).",
         "",
@@ -265,27 +265,9 @@ def main():
     text = "\n".join(lines)
     print(text)
     if args.markdown:
-        write_markdown(args.markdown, text)
-
-
-def write_markdown(path, text):
-    """Puts `text` between the markers in `path` (the rest of the file is
-    prose kept by hand), or writes the whole file when it has no markers."""
-    begin, end = "<!-- bench.py: begin -->", "<!-- bench.py: end -->"
-    try:
-        with open(path) as f:
-            old = f.read()
-    except FileNotFoundError:
-        old = ""
-    if begin in old and end in old:
-        new = old[:old.index(begin) + len(begin)] + "\n" + text + "\n" + old[old.index(end):]
-    else:
-        new = text + "\n"
-    with open(path, "w") as f:
-        f.write(new)
+        write_section(args.markdown, "bench.py", text)
 
 
 if __name__ == "__main__":
-    if os.geteuid() != 0:
-        sys.exit("bench: run as root (it creates namespaces and bridges)")
+    require_root("bench")
     main()

@@ -5,7 +5,10 @@
 #   2. ADD+DEL cost of the IPAM plugins as their stores fill (scripts/bench_ipam.py);
 #   3. the whole container cycle of berthctl against unshare + ip netns (scripts/bench_runtime.py);
 #   4. a lab of 200 hosts on 4 networks against a shell script of ip and the reference plugin (scripts/bench_lab.py);
-#   5. BerthJSON against FoundationEssentials' JSON coders in a static probe (scripts/bench_json.sh).
+#   5. BerthJSON against FoundationEssentials' JSON coders in a static probe (scripts/bench_json.sh);
+#   6. a cluster of 50 nodes on one etcd, host-gw and vxlan: convergence, join, leave (scripts/bench_cluster.py).
+# The full run writes each table into docs/benchmarks.md (between the
+# markers named after its script); --quick prints them only.
 #   scripts/bench.sh [--quick]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,14 +19,17 @@ if [[ "${1:-}" == "--quick" ]]; then
   python3 scripts/bench_runtime.py --cycles 10
   python3 scripts/bench_lab.py --hosts 40
   scripts/bench_json.sh 50
+  python3 scripts/bench_cluster.py --nodes 10
 else
   python3 scripts/bench.py --iterations 100 --markdown docs/benchmarks.md
   echo
-  python3 scripts/bench_ipam.py --cycles 60
+  python3 scripts/bench_ipam.py --cycles 60 --markdown docs/benchmarks.md
   echo
-  python3 scripts/bench_runtime.py --cycles 40
+  python3 scripts/bench_runtime.py --cycles 40 --markdown docs/benchmarks.md
   echo
-  python3 scripts/bench_lab.py
+  python3 scripts/bench_lab.py --markdown docs/benchmarks.md
   echo
   scripts/bench_json.sh
+  echo
+  python3 scripts/bench_cluster.py --markdown docs/benchmarks.md
 fi

@@ -9,9 +9,9 @@ As root; everything it makes is removed at the end.
   python3 scripts/bench_cluster.py [--nodes 50] [--modes host-gw,vxlan] [--agent-dir .build/release]
 """
 import argparse, json, os, random, shutil, signal, subprocess, sys, tempfile, time
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchlib import sh, report, require_root  # noqa: E402 (after the path)
 
-def sh(*args, check=True, **kw):
-    return subprocess.run(list(args), check=check, capture_output=True, text=True, **kw)
 
 def route_counts(namespaces):
     counts = []
@@ -119,4 +119,5 @@ def main():
         print(f"| {r['mode']} | {fmt(r['converged'])} | {fmt(r['joined'])} | {fmt(r['left'])} | {r['rss']} |")
 
 if __name__ == "__main__":
-    main()
+    require_root("bench_cluster.py")
+    report("bench_cluster.py", main)

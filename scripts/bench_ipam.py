@@ -7,7 +7,9 @@ the same config: one IPv4 /16. Cycles are interleaved so machine noise hits
 both alike. No namespaces or links are involved: IPAM only writes its store,
 here in a temporary directory that is removed at the end.
 """
-import argparse, json, os, platform, shutil, statistics, subprocess, tempfile, time
+import argparse, json, os, shutil, statistics, subprocess, sys, tempfile, time
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchlib import machine_line, report  # noqa: E402 (after the path)
 
 REF = "/usr/lib/cni/host-local"
 
@@ -61,7 +63,7 @@ def main():
 
     sizes = sorted(results)
     base = results[sizes[0]]["berth-ipam"]
-    print(f"Machine: {platform.machine()}, {os.cpu_count()} cores, kernel {platform.release()}")
+    print(machine_line())
     print(f"Median of {args.cycles} interleaved ADD+DEL cycles (ms, whole processes), IPv4 /16.")
     print()
     print("| allocations | berth-ipam | host-local | berth-ipam / host-local | berth-ipam / its own at %d |" % sizes[0])
@@ -72,4 +74,4 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    report("bench_ipam.py", main)

@@ -10,13 +10,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs="${1:-300}"
-if ! command -v swift >/dev/null 2>&1; then export PATH="/opt/swift/usr/bin:$PATH"; fi
+source scripts/lib/swift.sh
 work=".build/json-probe"
 mkdir -p "$work"
 flags=(-O -static-executable -Xfrontend -disable-implicit-string-processing-module-import -parse-as-library)
-swiftc "${flags[@]}" -module-name BerthProbe Sources/BerthJSON/*.swift scripts/json-probe/berth.swift -o "$work/berthjson" 2>&1 \
+swiftc "${flags[@]}" -module-name BerthProbe Sources/BerthJSON/*.swift scripts/probes/json/berth.swift -o "$work/berthjson" 2>&1 \
   | grep -v "statically linked applications requires" || true
-swiftc "${flags[@]}" -module-name FoundationProbe scripts/json-probe/foundation.swift -o "$work/foundation" 2>&1 \
+swiftc "${flags[@]}" -module-name FoundationProbe scripts/probes/json/foundation.swift -o "$work/foundation" 2>&1 \
   | grep -v "statically linked applications requires" || true
 python3 - "$work" "$runs" <<'PY'
 import os, statistics, sys, time

@@ -12,10 +12,10 @@ Berth first on a cold machine, is what this script used to print, and a
 single run of either varies by a quarter from one to the next.
   python3 scripts/bench_lab.py [--hosts 200] [--networks 4] [--rounds 4] [--no-mininet] [--no-reference]
 """
-import argparse, json, os, platform, random, shutil, statistics, subprocess, tempfile, time
+import argparse, json, os, random, shutil, statistics, sys, tempfile, time
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchlib import sh, machine_line, report, require_root  # noqa: E402 (after the path)
 
-def sh(*args, check=True, env=None, input=None):
-    return subprocess.run(args, check=check, capture_output=True, text=True, env=env, input=input)
 
 def main():
     ap = argparse.ArgumentParser()
@@ -124,7 +124,7 @@ def main():
         for n in range(args.networks):
             sh("ip", "link", "del", f"br{tag}r{n}", check=False)
         shutil.rmtree(work, ignore_errors=True)
-    print(f"Machine: {platform.machine()}, {os.cpu_count()} cores, kernel {platform.release()}")
+    print(machine_line())
     print(f"{args.hosts} hosts on {args.networks} networks, seconds: medians of {len(rounds)} rounds in alternating order"
           + (f", {args.pause} s between runs" if args.pause else ", each run straight after the other") + ".")
     print()
@@ -153,6 +153,5 @@ def main():
                 print(f"target: {step} at most {limit}x Mininet's, {order} first: worst {worst:.2f}x, {'met' if worst <= limit else 'not met'}")
 
 if __name__ == "__main__":
-    if os.geteuid() != 0:
-        raise SystemExit("bench_lab: run as root")
-    main()
+    require_root("bench_lab.py")
+    report("bench_lab.py", main)

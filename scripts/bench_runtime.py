@@ -16,10 +16,10 @@ With a network (a /24, isGateway, on a bridge of its own):
 Targets (issue 16): Berth at most 0.8x runc without a network, at most 0.7x
 with one. Everything made is removed at the end.
 """
-import argparse, json, os, platform, random, shutil, statistics, subprocess, tempfile, time
+import argparse, json, os, random, shutil, statistics, sys, tempfile, time
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from benchlib import sh, machine_line, report, require_root  # noqa: E402 (after the path)
 
-def sh(*args, check=True, env=None, input=None, cwd=None):
-    return subprocess.run(args, check=check, capture_output=True, text=True, env=env, input=input, cwd=cwd)
 
 def pct(v, p):
     v = sorted(v); k = (len(v) - 1) * p; lo = int(k); hi = min(lo + 1, len(v) - 1)
@@ -126,7 +126,7 @@ def main():
             f.write(forwarding)
 
     runc_version = sh("runc", "--version").stdout.split("\n")[0]
-    print(f"Machine: {platform.machine()}, {os.cpu_count()} cores, kernel {platform.release()}; {runc_version}")
+    print(machine_line(runc_version))
     print(f"{args.cycles} interleaved cycles each (ms), /bin/true on a busybox root.")
     print()
     print("| cycle | figure | Berth | runc | Berth / runc | target |")
@@ -138,6 +138,5 @@ def main():
             print(f"| {what} | {label} | {fn(samples[b]):.2f} | {fn(samples[r]):.2f} | {ratio:.2f}x | {target}x |")
 
 if __name__ == "__main__":
-    if os.geteuid() != 0:
-        raise SystemExit("bench_runtime: run as root")
-    main()
+    require_root("bench_runtime.py")
+    report("bench_runtime.py", main)

@@ -8,7 +8,7 @@
 #     plugin process starts in about 1.4 ms instead of 4), without the implicit
 #     _StringProcessing import (1.2 MB of regex code stays out, peak memory
 #     -450 KB), with a section per function placed by gold in the order of
-#     scripts/hot-sections.txt (made by scripts/hot-sections.sh from callgrind
+#     scripts/generated/hot-sections.txt (made by scripts/hot-sections.sh from callgrind
 #     traces: the pages an ADD touches, and so its peak memory, -0.9 MB);
 #     these two replace the untuned ones in .build/release;
 #   - and `berthctl` as a static executable (-static-executable: no dynamic
@@ -18,7 +18,7 @@
 #   scripts/build.sh --plugins  only the tuned plugins
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if ! command -v swift >/dev/null 2>&1; then export PATH="/opt/swift/usr/bin:$PATH"; fi
+source scripts/lib/swift.sh
 # Progress lines, and glibc's notes on static linking (getaddrinfo, dlopen, mktemp in Foundation).
 quiet() {
   grep -vE '^(\[[0-9]+/[0-9]+\]|Building|Compiling|Write|Planning|Linking|Build complete|Build of product)' \
@@ -32,7 +32,7 @@ plugin_flags=(
   -Xswiftc -Xfrontend -Xswiftc -disable-implicit-string-processing-module-import
   -Xswiftc -Xfrontend -Xswiftc -function-sections
   -Xswiftc -static-executable
-  -Xlinker "--section-ordering-file=$PWD/scripts/hot-sections.txt"
+  -Xlinker "--section-ordering-file=$PWD/scripts/generated/hot-sections.txt"
 )
 mkdir -p .build/release
 for product in berth berth-ipam; do

@@ -9,16 +9,17 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds="${1:-300}"
 [[ "$seconds" =~ ^[0-9]+$ ]] || { echo "fuzz: SECONDS must be a whole number, not '$seconds'" >&2; exit 2; }
-if ! command -v swift >/dev/null 2>&1; then export PATH="/opt/swift/usr/bin:$PATH"; fi
+source scripts/lib/swift.sh
 
 work=".build/fuzz"
 rm -rf "$work/src" "$work/seeds"
 mkdir -p "$work/src" "$work/seeds" "$work/corpus"
-# One module: BerthJSON, BerthCNI, the IPAM and bridge config readers, the
+# One module: BerthJSON, BerthNet, BerthCNI, the IPAM and bridge config readers, the
 # address plan and the target (their imports of each other dropped).
-for f in Sources/BerthJSON/*.swift Sources/BerthCNI/*.swift Sources/BerthIPAM/IPAMConfig.swift \
-         Sources/BerthPlugin/BridgeConfig.swift Sources/BerthPlugin/AddressPlan.swift scripts/fuzz/BerthFuzz.swift; do
-  sed -e '/^import BerthCNI$/d' -e '/^import BerthJSON$/d' "$f" > "$work/src/$(basename "$f")"
+for f in Sources/BerthJSON/*.swift Sources/BerthNet/*.swift Sources/BerthCNI/*.swift Sources/BerthIPAM/IPAMConfig.swift Sources/BerthIPAM/NodeFile.swift \
+         Sources/BerthFirewall/FirewallBackend.swift \
+         Sources/BerthPlugin/BridgeConfig.swift Sources/BerthPlugin/AddressPlan.swift scripts/probes/fuzz/BerthFuzz.swift; do
+  sed -e '/^import Berth[A-Za-z]*$/d' "$f" > "$work/src/$(basename "$f")"
 done
 swiftc -O -sanitize=fuzzer,address -parse-as-library -module-name BerthFuzz \
   "$work"/src/*.swift -o "$work/berth-fuzz" 2>&1 | grep -v "ld.gold: warning: Cannot export local symbol" || true
@@ -36,7 +37,7 @@ PY
 cd "$work"
 rm -f crash-* leak-* timeout-* oom-*
 ./berth-fuzz -max_total_time="$seconds" -timeout=10 -rss_limit_mb=4096 -max_len=65536 -print_final_stats=1 \
-  -dict=../../scripts/fuzz/cni.dict corpus seeds 2>&1 | grep -E "^stat::|^#[0-9]+ *DONE|ERROR|SUMMARY|crash-|Test unit written" || true
+  -dict=../../scripts/probes/fuzz/cni.dict corpus seeds 2>&1 | grep -E "^stat::|^#[0-9]+ *DONE|ERROR|SUMMARY|crash-|Test unit written" || true
 if ls crash-* leak-* timeout-* oom-* >/dev/null 2>&1; then
   echo "fuzz: found inputs that fail: $(ls crash-* leak-* timeout-* oom-* 2>/dev/null | tr '\n' ' ')" >&2
   exit 1

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Regenerates scripts/hot-sections.txt: the code sections an ADD, CHECK,
+# Regenerates scripts/generated/hot-sections.txt: the code sections an ADD, CHECK,
 # DEL and VERSION of `berth` and `berth-ipam` execute (callgrind traces of the
 # release build), which the linker places side by side (see scripts/build.sh).
 # Run it, as root, after changes to the plugin's code paths; then rebuild.
@@ -10,8 +10,8 @@ if ! command -v valgrind >/dev/null 2>&1; then
   [[ $(id -u) -eq 0 ]] || { echo "hot-sections: valgrind is missing and installing it needs root" >&2; exit 1; }
   apt-get install -y -qq --no-install-recommends valgrind >/dev/null
 fi
-if ! command -v swift >/dev/null 2>&1; then export PATH="/opt/swift/usr/bin:$PATH"; fi
-touch scripts/hot-sections.txt  # the link needs the file, even empty
+source scripts/lib/swift.sh
+touch scripts/generated/hot-sections.txt  # the link needs the file, even empty
 scripts/build.sh --plugins
 
 work="$(mktemp -d /tmp/berth-hot.XXXXXX)"
@@ -41,5 +41,5 @@ trace "$work/berth" VERSION '{"cniVersion":"1.1.0"}'
 for c in ADD DEL VERSION; do trace "$work/berth-ipam" "$c" "$conf"; done
 {
   grep -h '^c\?fn=([0-9]*) ' "$work"/cg.* | sed 's/^c\?fn=([0-9]*) //' | sort -u | sed 's/^/.text./'
-} > scripts/hot-sections.txt
-echo "hot-sections: $(($(wc -l < scripts/hot-sections.txt) - 1)) sections in scripts/hot-sections.txt"
+} > scripts/generated/hot-sections.txt
+echo "hot-sections: $(($(wc -l < scripts/generated/hot-sections.txt) - 1)) sections in scripts/generated/hot-sections.txt"

@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 seconds="${1:-600}"
 [[ "$seconds" =~ ^[0-9]+$ ]] || { echo "soak: SECONDS must be a whole number, not '$seconds'" >&2; exit 2; }
 scripts/setup.sh
-if ! command -v swift >/dev/null 2>&1; then export PATH="/opt/swift/usr/bin:$PATH"; fi
+source scripts/lib/swift.sh
 swift build --build-tests >/dev/null
 log="$(mktemp /tmp/berth-soak.XXXXXX)"
 trap 'rm -f "$log"' EXIT

@@ -1,11 +1,6 @@
 import BerthNet
 import BerthSystem
 
-/// Where masquerade rules go (`ipMasqBackend`). MAC spoof rules are always nftables'.
-public enum FirewallBackend: String, Sendable, CaseIterable {
-    case nftables, iptables
-}
-
 /// The rules Berth installs for one attachment, all tagged with a comment
 /// `berth:NETWORK:CONTAINERID:IFNAME` so that DEL and GC find them without
 /// the container's namespace, its interface or its addresses.

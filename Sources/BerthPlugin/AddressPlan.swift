@@ -1,6 +1,5 @@
 import BerthCNI
 import BerthNet
-import BerthNetlink
 
 /// What the bridge plugin does with an IPAM result, decided without touching
 /// the kernel: the addresses and routes of the container interface, the
@@ -46,13 +45,5 @@ public struct AddressPlan: Equatable, Sendable {
             if r.gw == nil { r.gw = gatewayOfFamily[r.dst.family] }
             return r
         }
-    }
-}
-
-extension RouteSpec {
-    /// The kernel route for a CNI result's route.
-    init(_ route: CNIResult.Route) {
-        self.init(destination: route.dst, gateway: route.gw, table: route.table, scope: route.scope,
-                  priority: route.priority, mtu: route.mtu, advmss: route.advmss)
     }
 }

@@ -213,3 +213,11 @@ private func randomVethName() -> String {
     var rng = SystemRandomNumberGenerator()
     return "veth" + hexString((0..<4).map { _ in UInt8.random(in: 0...255, using: &rng) })
 }
+
+extension RouteSpec {
+    /// The kernel route for a CNI result's route.
+    init(_ route: CNIResult.Route) {
+        self.init(destination: route.dst, gateway: route.gw, table: route.table, scope: route.scope,
+                  priority: route.priority, mtu: route.mtu, advmss: route.advmss)
+    }
+}
