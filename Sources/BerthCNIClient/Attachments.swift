@@ -73,9 +73,9 @@ public enum Attachments {
         return "netns-" + cleaned.trimmingPrefix(while: { $0 == "-" })
     }
 
-    /// An attachment's record: `NETWORK:ID:IFNAME`, shortened (`DerivedName`) past a file name's 255 bytes.
+    /// An attachment's record: named after its CNI key.
     static func fileName(network: String, containerID: String, ifname: String) -> String {
-        DerivedName.fit("\(network):\(containerID):\(ifname)", limit: 255)
+        CNIAttachmentKey(network: network, containerID: containerID, ifname: ifname).fileName
     }
 
     static func store() throws(RuntimeError) -> DirectoryHandle {

@@ -84,7 +84,9 @@ public struct PluginChain: Sendable {
 
     /// The cached result's file: `NETWORK:ID:IFNAME` (':' is in none of the
     /// three, so no two attachments share it), shortened past 255 bytes.
-    func cacheFile(_ a: Attachment) -> String { DerivedName.fit("\(list.name):\(a.containerID):\(a.ifname)", limit: 255) }
+    func cacheFile(_ a: Attachment) -> String {
+        CNIAttachmentKey(network: list.name, containerID: a.containerID, ifname: a.ifname).fileName
+    }
 
     /// ADD through every plugin; caches and returns the final result. If a
     /// plugin fails, the ones before it are deleted again (in reverse).

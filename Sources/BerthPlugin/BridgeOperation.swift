@@ -49,7 +49,7 @@ struct BridgeOperation {
         }
         let env = invocation.env
         let lock = try [.add, .check, .del].contains(env.command)
-            ? LockFile(name: DerivedName.fit("\(config.network.name):\(env.containerID):\(env.ifname)", limit: 255),
+            ? LockFile(name: CNIAttachmentKey(network: config.network.name, containerID: env.containerID, ifname: env.ifname).fileName,
                        timeout: BridgeOperation.lockTimeout)
             : nil
         attachmentLock = lock

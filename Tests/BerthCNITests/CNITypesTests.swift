@@ -194,3 +194,14 @@ extension String {
         split(separator: target, omittingEmptySubsequences: false).joined(separator: replacement)
     }
 }
+
+@Suite("attachment keys")
+struct AttachmentKeyTests {
+    @Test("NETWORK:ID:IFNAME, as a file name up to 255 bytes and shortened past it")
+    func fileNames() {
+        let key = CNIAttachmentKey(network: "pods", containerID: "c1", ifname: "eth0")
+        #expect(key.description == "pods:c1:eth0" && key.fileName == "pods:c1:eth0")
+        let long = CNIAttachmentKey(network: "pods", containerID: String(repeating: "c", count: 300), ifname: "eth0")
+        #expect(long.fileName.utf8.count == 255 && long.fileName.hasPrefix("pods:ccc") && long.fileName.contains("~"))
+    }
+}
