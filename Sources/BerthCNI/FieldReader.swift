@@ -24,6 +24,21 @@ public struct FieldReader: Sendable {
         CNIError(code, "field \"\(name(key))\": \(message)")
     }
 
+    /// The field an error of `error(_:_:)` names ("ipam.ranges[0][1].subnet"),
+    /// or nil for an error that names none: for callers that locate problems
+    /// themselves (lab files add the line).
+    public static func field(of error: CNIError) -> String? {
+        let start = "field \""
+        guard error.msg.hasPrefix(start) else { return nil }
+        let rest = Array(error.msg.utf8.dropFirst(start.utf8.count))
+        // Byte-wise (the plugin's modules do not link _StringProcessing).
+        for i in rest.indices where i + 2 < rest.count && rest[i] == UInt8(ascii: "\"")
+            && rest[i + 1] == UInt8(ascii: ":") && rest[i + 2] == UInt8(ascii: " ") {
+            return String(decoding: rest[..<i], as: UTF8.self)
+        }
+        return nil
+    }
+
     private func value(_ key: String) -> JSON? {
         guard let v = object[key], v != .null else { return nil }
         return v

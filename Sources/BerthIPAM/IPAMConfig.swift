@@ -305,23 +305,11 @@ public struct IPAMConfig: Sendable {
 
     /// The addresses asked for, from `runtimeConfig.ips`, `args.cni.ips` and `CNI_ARGS IP=` (comma separated).
     static func requestedAddresses(top: FieldReader, cniArgs: [(key: String, value: String)]) throws(CNIError) -> [IPAddress] {
-        var texts: [(String, String)] = []
-        if let rc = try top.object("runtimeConfig") {
-            texts += (try rc.strings("ips") ?? []).map { ($0, "runtimeConfig.ips") }
-        }
-        if let args = try top.object("args"), let cni = try args.object("cni") {
-            texts += (try cni.strings("ips") ?? []).map { ($0, "args.cni.ips") }
-        }
-        for (k, v) in cniArgs where k == "IP" {
-            texts += v.split(separator: ",").map { (String($0), "CNI_ARGS IP") }
-        }
+        let given = try RuntimeInput.values("ips", cniArgsKey: "IP", in: top, cniArgs: cniArgs, list: true)
         var out: [IPAddress] = []
-        for (text, source) in texts {
-            let trimmed = text.split(separator: "/").first.map(String.init) ?? text
-            guard let ip = IPAddress(trimmed) else {
-                let code: CNIError.Code = source == "CNI_ARGS IP" ? .invalidEnvironment : .invalidNetworkConfig
-                throw CNIError(code, "\(source): \"\(text)\" is not an IP address")
-            }
+        for value in given {
+            let trimmed = value.text.split(separator: "/").first.map(String.init) ?? value.text
+            guard let ip = IPAddress(trimmed) else { throw value.error("is not an IP address") }
             if !out.contains(ip) { out.append(ip) }
         }
         return out

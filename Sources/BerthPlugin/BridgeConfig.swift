@@ -120,20 +120,9 @@ public struct BridgeConfig: Sendable {
         }
 
         var mac: String?
-        var macSource = "CNI_ARGS MAC"
-        if let fromArgs = cniArgs.last(where: { $0.key == "MAC" })?.value { mac = fromArgs }
-        if let args = try r.object("args"), let cni = try args.object("cni"), let m = try cni.string("mac") {
-            mac = m
-            macSource = "args.cni.mac"
-        }
-        if let rc = try r.object("runtimeConfig"), let m = try rc.string("mac"), !m.isEmpty {
-            mac = m
-            macSource = "runtimeConfig.mac"
-        }
-        if let given = mac {
-            guard let normalized = BridgeConfig.normalizedUnicastMAC(given) else {
-                let code: CNIError.Code = macSource == "CNI_ARGS MAC" ? .invalidEnvironment : .invalidNetworkConfig
-                throw CNIError(code, "\(macSource): \"\(given)\" is not a unicast MAC address (like 0a:58:0a:01:00:05)")
+        if let given = try RuntimeInput.values("mac", cniArgsKey: "MAC", in: r, cniArgs: cniArgs, list: false).first {
+            guard let normalized = BridgeConfig.normalizedUnicastMAC(given.text) else {
+                throw given.error("is not a unicast MAC address (like 0a:58:0a:01:00:05)")
             }
             mac = normalized
         }

@@ -205,3 +205,40 @@ struct AttachmentKeyTests {
         #expect(long.fileName.utf8.count == 255 && long.fileName.hasPrefix("pods:ccc") && long.fileName.contains("~"))
     }
 }
+
+@Suite("values a runtime passes: runtimeConfig, then args.cni, then CNI_ARGS")
+struct RuntimeInputTests {
+    func reader(_ text: String) throws -> FieldReader {
+        FieldReader(try JSON.parse(text).objectValue!)
+    }
+
+    @Test("a single value comes from the strongest source that gives one; an empty one counts as none")
+    func single() throws {
+        let both = try reader(#"{"runtimeConfig":{"mac":""},"args":{"cni":{"mac":"0a:58:00:00:00:02"}}}"#)
+        let first = try RuntimeInput.values("mac", cniArgsKey: "MAC", in: both, cniArgs: [("MAC", "x"), ("MAC", "y")], list: false)
+        #expect(first.map(\.source) == ["args.cni.mac", "CNI_ARGS MAC"])
+        #expect(first.map(\.text) == ["0a:58:00:00:00:02", "y"], "the last MAC= of CNI_ARGS")
+        #expect(first.last?.code == .invalidEnvironment && first.first?.code == .invalidNetworkConfig)
+        #expect(first.last?.error("is not a MAC").msg == #"CNI_ARGS MAC: "y" is not a MAC"#)
+        #expect(try RuntimeInput.values("mac", cniArgsKey: "MAC", in: try reader("{}"), cniArgs: [], list: false).isEmpty)
+    }
+
+    @Test("a list gathers every source in order, CNI_ARGS split at commas")
+    func list() throws {
+        let top = try reader(#"{"runtimeConfig":{"ips":["10.0.0.5/24"]},"args":{"cni":{"ips":["10.0.0.6"]}}}"#)
+        let all = try RuntimeInput.values("ips", cniArgsKey: "IP", in: top, cniArgs: [("IP", "10.0.0.7,10.0.0.8")], list: true)
+        #expect(all.map(\.text) == ["10.0.0.5/24", "10.0.0.6", "10.0.0.7", "10.0.0.8"])
+        #expect(all.map(\.source) == ["runtimeConfig.ips", "args.cni.ips", "CNI_ARGS IP", "CNI_ARGS IP"])
+    }
+
+    @Test("a value of the wrong type is refused naming its path")
+    func wrongType() throws {
+        let top = try reader(#"{"args":{"cni":{"ips":"10.0.0.6"}}}"#)
+        do throws(CNIError) {
+            _ = try RuntimeInput.values("ips", cniArgsKey: "IP", in: top, cniArgs: [], list: true)
+            Issue.record("accepted a string for a list")
+        } catch {
+            #expect(error.code == 7 && error.msg.contains("args.cni.ips"), "\(error.msg)")
+        }
+    }
+}

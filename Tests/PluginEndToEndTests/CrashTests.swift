@@ -33,21 +33,38 @@ struct PluginProcess {
     }
 }
 
-/// How long a whole ADD takes here: the longest of three (other suites may
-/// be loading the machine), each followed by its DEL.
-func longestAdd(_ net: TestNetwork, config: String) throws -> TimeInterval {
-    var longest: TimeInterval = 0
-    // The first ADD also makes the bridge and the firewall tables, which the trials find made:
-    // it is run but not timed, or the kill instants would spread far past a trial's ADD.
-    for round in 0..<4 {
+/// How long a whole ADD takes here now: the median of the last five timed
+/// ADDs (each followed by its DEL), measured again every few trials, so that
+/// the kill instants follow the machine's load (the other suites run beside
+/// these; one measurement at the start was once twice the trials' ADDs, and
+/// too few were killed part-way).
+final class AddTiming {
+    let net: TestNetwork
+    let config: String
+    private var samples: [TimeInterval] = []
+
+    init(_ net: TestNetwork, config: String) throws {
+        self.net = net
+        self.config = config
+        // The first ADD also makes the bridge and the firewall tables, which
+        // the trials find made: it is run but not timed.
+        try measure(timed: false)
+        for _ in 0..<3 { try measure() }
+    }
+
+    func measure(timed: Bool = true) throws {
         let probe = net.makeNamespace()
         let started = Date()
         try #require(net.run("ADD", netns: probe, containerID: "probe", config: config).status == 0)
-        if round > 0 { longest = max(longest, Date().timeIntervalSince(started)) }
+        if timed { samples.append(Date().timeIntervalSince(started)) }
         #expect(net.run("DEL", netns: probe, containerID: "probe", config: config).status == 0)
         net.deleteNamespace(probe)
     }
-    return longest
+
+    var current: TimeInterval {
+        let recent = samples.suffix(5).sorted()
+        return recent[recent.count / 2]
+    }
 }
 
 extension FirewallTouchingTests {
@@ -82,7 +99,8 @@ struct CrashTests {
         let config = net.config(version: "1.1.0", ipam: net.berthIPAM, extra: #","ipMasq":true,"macspoofchk":true"#)
 
         // The kill instants spread over 0 to twice a whole ADD.
-        let addDuration = try longestAdd(net, config: config)
+        let timing = try AddTiming(net, config: config)
+        var widest: TimeInterval = 0
 
         let trials = 200
         var live: [(id: String, netns: String, address: String)] = []
@@ -90,7 +108,9 @@ struct CrashTests {
         for trial in 0..<trials {
             let id = "k\(trial)"
             let ns = net.makeNamespace()
-            let delay = UInt32(addDuration * 2 * 1_000_000 * Double(trial) / Double(trials))
+            if trial % 10 == 9 { try timing.measure() }
+            widest = max(widest, timing.current * 2)
+            let delay = UInt32(timing.current * 2 * 1_000_000 * Double(trial) / Double(trials))
             let add = try PluginProcess("ADD", netns: ns, containerID: id, config: config)
             usleep(delay)
             add.kill()
@@ -123,7 +143,7 @@ struct CrashTests {
         }
         #expect(finished > 0, "no ADD finished: the kill instants are all too early")
         #expect(killedMidway > trials / 4, "only \(killedMidway) ADDs were killed part-way")
-        print("crash trials: \(trials) ADDs killed at instants spread over 0-\(Int(addDuration * 2_000)) ms: \(killedMidway) part-way, \(finished) after finishing")
+        print("crash trials: \(trials) ADDs killed at instants spread over 0-\(Int(widest * 1_000)) ms: \(killedMidway) part-way, \(finished) after finishing")
 
         // GC keeps the live attachments and removes nothing of theirs.
         let valid = live.map { #"{"containerID":"\#($0.id)","ifname":"eth0"}"# }.joined(separator: ",")
@@ -154,14 +174,17 @@ struct DelegatedCrashTests {
         defer { net.cleanUp() }
         // 14 usable addresses in a /28, the first is the gateway: 13 for containers.
         let config = net.config(ipam: #"{"type":"host-local","subnet":"\#(net.subnetBase).0/28","dataDir":"\#(net.dataDir)"}"#)
-        let addDuration = try longestAdd(net, config: config)
+        let timing = try AddTiming(net, config: config)
+        var widest: TimeInterval = 0
 
         let trials = 150
         var killedMidway = 0
         for trial in 0..<trials {
             let id = "h\(trial)"
             let ns = net.makeNamespace()
-            let delay = UInt32(addDuration * 1.5 * 1_000_000 * Double(trial) / Double(trials))
+            if trial % 10 == 9 { try timing.measure() }
+            widest = max(widest, timing.current * 1.5)
+            let delay = UInt32(timing.current * 1.5 * 1_000_000 * Double(trial) / Double(trials))
             let add = try PluginProcess("ADD", netns: ns, containerID: id, config: config)
             usleep(delay)
             add.kill()
@@ -175,7 +198,7 @@ struct DelegatedCrashTests {
             if !held.isEmpty { break }
         }
         #expect(killedMidway > trials / 4, "only \(killedMidway) ADDs were killed part-way")
-        print("crash trials with host-local: \(trials) ADDs killed at instants over 0-\(Int(addDuration * 1_500)) ms, \(killedMidway) part-way")
+        print("crash trials with host-local: \(trials) ADDs killed at instants over 0-\(Int(widest * 1_000)) ms, \(killedMidway) part-way")
 
         // Every address of the range can still be had, and then the range is full.
         var filled: [(ns: String, id: String)] = []
