@@ -238,7 +238,8 @@ extension CNIResult {
         return gateway
     }
 
-    static func readRoute(_ r: FieldReader) throws(CNIError) -> Route {
+    /// Reads a route object (a result's, or an IPAM config's `routes`).
+    public static func readRoute(_ r: FieldReader) throws(CNIError) -> Route {
         guard let dst = try r.prefix("dst") else { throw r.error("dst", "is required") }
         return Route(dst: dst, gw: try r.address("gw"), mtu: try r.int("mtu"), advmss: try r.int("advmss"),
                      priority: try r.int("priority"), table: try r.int("table"), scope: try r.int("scope"))

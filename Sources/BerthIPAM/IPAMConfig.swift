@@ -278,10 +278,9 @@ public struct IPAMConfig: Sendable {
 
         routes = []
         for rr in try r.objects("routes") ?? [] {
-            guard let dst = try rr.prefix("dst") else { throw rr.error("dst", "is required") }
-            routes.append(CNIResult.Route(dst: dst.network, gw: try rr.address("gw"), mtu: try rr.int("mtu"),
-                                          advmss: try rr.int("advmss"), priority: try rr.int("priority"),
-                                          table: try rr.int("table"), scope: try rr.int("scope")))
+            var route = try CNIResult.readRoute(rr)
+            route.dst = route.dst.network  // a config may write a destination with host bits
+            routes.append(route)
         }
         let dir = try r.string("dataDir") ?? ""
         if !dir.isEmpty && !dir.hasPrefix("/") {
