@@ -78,9 +78,9 @@ public enum Attachments {
         CNIAttachmentKey(network: network, containerID: containerID, ifname: ifname).fileName
     }
 
-    static func store() throws(RuntimeError) -> DirectoryHandle {
+    static func store() throws(ClientError) -> DirectoryHandle {
         do { return try DirectoryHandle(path: directory, create: true) } catch {
-            throw RuntimeError("cannot open \(directory): \(error)")
+            throw ClientError("cannot open \(directory): \(error)")
         }
     }
 
@@ -88,9 +88,9 @@ public enum Attachments {
     @discardableResult
     public static func attach(network: String, netns: String, ifname: String = "eth0", ip: String? = nil, mac: String? = nil,
                               cniConfDirectory: String = NetworkList.defaultDirectory,
-                              cniPath: [String] = PluginChain.defaultSearchPath) throws(RuntimeError) -> Record {
-        try requireRoot("berthctl attach")
-        if let problem = CNIEnvironment.interfaceNameProblem(ifname) { throw RuntimeError("--ifname \(ifname): \(problem)") }
+                              cniPath: [String] = PluginChain.defaultSearchPath) throws(ClientError) -> Record {
+        try ClientError.requireRoot("attaching a namespace")
+        if let problem = CNIEnvironment.interfaceNameProblem(ifname) { throw ClientError(FieldProblem("ifname", "\(ifname): \(problem)")) }
         let path = try NamedNamespaces.resolve(netns)
         let list = try NetworkList.load(name: network, directory: cniConfDirectory)
         let id = containerID(forNamespace: path)
@@ -98,15 +98,16 @@ public enum Attachments {
                             cniConfDirectory: cniConfDirectory, cniPath: cniPath, result: .null)
         let dir = try store()
         if (try? dir.exists(record.fileName)) == true {
-            throw RuntimeError("\(netns) is attached to \(network) as \(ifname) already (berthctl detach first)")
+            throw ClientError("\(netns) is attached to \(network) as \(ifname) already (detach it first)")
         }
         var runtime = JSONObject()
         if let ip { runtime["ips"] = .array([.string(ip)]) }
         if let mac { runtime["mac"] = .string(mac) }
         // A request no plugin takes would be dropped without a word, as libcni drops it: refused instead.
-        for (capability, flag) in [("ips", "--ip"), ("mac", "--mac")] where runtime[capability] != nil {
+        for capability in ["ips", "mac"] where runtime[capability] != nil {
             if !list.plugins.contains(where: { $0["capabilities"]?[capability] == .bool(true) }) {
-                throw RuntimeError("\(flag): no plugin of network \(network) declares the \"\(capability)\" capability (in \(list.path)), so it would be ignored")
+                throw ClientError(FieldProblem(capability == "ips" ? "ip" : "mac",
+                                               "is given, but no plugin of network \(network) declares the \"\(capability)\" capability (in \(list.path)), so it would be ignored"))
             }
         }
         let chain = PluginChain(list: list, searchPath: cniPath)
@@ -116,18 +117,18 @@ public enum Attachments {
             try dir.publish(scratch, as: record.fileName, in: dir)
         } catch {
             try? chain.del(PluginChain.Attachment(containerID: id, netns: path, ifname: ifname))
-            throw RuntimeError("cannot record the attachment: \(error)")
+            throw ClientError("cannot record the attachment: \(error)")
         }
         return record
     }
 
-    static func find(network: String, netns: String, ifname: String) throws(RuntimeError) -> Record {
+    static func find(network: String, netns: String, ifname: String) throws(ClientError) -> Record {
         let path = netns.hasPrefix("/") ? netns : NamedNamespaces.path(netns)
         let id = containerID(forNamespace: path)
         guard let dir = try? DirectoryHandle(path: directory, create: false),
               let bytes = (try? dir.read(fileName(network: network, containerID: id, ifname: ifname))) ?? nil,
               let json = try? JSON.parse(bytes), let record = Record(json: json) else {
-            throw RuntimeError("\(netns) is not attached to \(network) as \(ifname)")
+            throw ClientError("\(netns) is not attached to \(network) as \(ifname)")
         }
         return record
     }
@@ -136,8 +137,8 @@ public enum Attachments {
     /// Works when the namespace is already gone. Like DEL, detaching what is
     /// not attached is no error: it returns false.
     @discardableResult
-    public static func detach(network: String, netns: String, ifname: String = "eth0") throws(RuntimeError) -> Bool {
-        try requireRoot("berthctl detach")
+    public static func detach(network: String, netns: String, ifname: String = "eth0") throws(ClientError) -> Bool {
+        try ClientError.requireRoot("detaching a namespace")
         guard let record = try? find(network: network, netns: netns, ifname: ifname) else { return false }
         let list = try NetworkList.load(name: network, directory: record.cniConfDirectory)
         let existing = access(record.netns, F_OK) == 0 ? record.netns : ""
@@ -166,7 +167,7 @@ public enum Attachments {
     }
 
     /// CHECK of the chain with the cached result.
-    public static func check(network: String, netns: String, ifname: String = "eth0") throws(RuntimeError) {
+    public static func check(network: String, netns: String, ifname: String = "eth0") throws(ClientError) {
         let record = try find(network: network, netns: netns, ifname: ifname)
         let list = try NetworkList.load(name: network, directory: record.cniConfDirectory)
         try PluginChain(list: list, searchPath: record.cniPath)
@@ -174,14 +175,14 @@ public enum Attachments {
     }
 
     /// STATUS of the network's plugins.
-    public static func status(network: String, cniConfDirectory: String, cniPath: [String]) throws(RuntimeError) {
+    public static func status(network: String, cniConfDirectory: String, cniPath: [String]) throws(ClientError) {
         try PluginChain(list: try NetworkList.load(name: network, directory: cniConfDirectory), searchPath: cniPath).status()
     }
 
     /// GC of the network's plugins, keeping the recorded attachments of that
     /// network and `alsoValid` (the runtime's running containers on it).
     public static func gc(network: String, cniConfDirectory: String, cniPath: [String],
-                          alsoValid: [(containerID: String, ifname: String)] = []) throws(RuntimeError) {
+                          alsoValid: [(containerID: String, ifname: String)] = []) throws(ClientError) {
         let list = try NetworkList.load(name: network, directory: cniConfDirectory)
         let valid = self.list().filter { $0.network == network }.map { (containerID: $0.containerID, ifname: $0.ifname) }
         try PluginChain(list: list, searchPath: cniPath).gc(valid: valid + alsoValid)

@@ -11,50 +11,50 @@ public enum NamedNamespaces {
 
     public static func path(_ name: String) -> String { "\(directory)/\(name)" }
 
-    static func checkName(_ name: String) throws(RuntimeError) {
+    static func checkName(_ name: String) throws(ClientError) {
         if name.isEmpty || name.contains("/") || name == "." || name == ".." || name.utf8.count > 200 {
-            throw RuntimeError("\"\(name)\" is not a namespace name (no '/', not . or ..)")
+            throw ClientError("\"\(name)\" is not a namespace name (no '/', not . or ..)")
         }
     }
 
     /// Resolves NETNS as `attach` takes it: a name under /run/netns, or a path.
-    public static func resolve(_ nameOrPath: String) throws(RuntimeError) -> String {
+    public static func resolve(_ nameOrPath: String) throws(ClientError) -> String {
         let path = nameOrPath.hasPrefix("/") ? nameOrPath : Self.path(nameOrPath)
         do {
             _ = try NetworkNamespace(path: path)
         } catch {
-            throw RuntimeError("network namespace \(nameOrPath): \(error)")
+            throw ClientError("network namespace \(nameOrPath): \(error)")
         }
         return path
     }
 
     /// Creates namespace `name`; with `loopbackUp` its `lo` is brought up
     /// (as Mininet and containerlab do for their hosts; `ip netns add` leaves it down).
-    public static func add(_ name: String, loopbackUp: Bool = false) throws(RuntimeError) {
-        try requireRoot("berthctl netns add")
+    public static func add(_ name: String, loopbackUp: Bool = false) throws(ClientError) {
+        try ClientError.requireRoot("creating a network namespace")
         try checkName(name)
-        do { try DirectoryHandle.makeDirectories(directory) } catch { throw RuntimeError("cannot create \(directory): \(error)") }
+        do { try DirectoryHandle.makeDirectories(directory) } catch { throw ClientError("cannot create \(directory): \(error)") }
         let file = path(name)
         let fd = open(file, O_RDONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o444)
         if fd < 0 {
-            if errno == EEXIST { throw RuntimeError("network namespace \(name) exists already") }
-            throw RuntimeError("cannot create \(file): \(SystemError.last("open"))")
+            if errno == EEXIST { throw ClientError("network namespace \(name) exists already") }
+            throw ClientError("cannot create \(file): \(SystemError.last("open"))")
         }
         close(fd)
         if berth_netns_create(file, loopbackUp ? 1 : 0) != 0 {
             let e = SystemError.last("create the network namespace")
             unlink(file)
-            throw RuntimeError("\(e)")
+            throw ClientError("\(e)")
         }
     }
 
-    public static func delete(_ name: String) throws(RuntimeError) {
-        try requireRoot("berthctl netns del")
+    public static func delete(_ name: String) throws(ClientError) {
+        try ClientError.requireRoot("deleting a network namespace")
         try checkName(name)
         let file = path(name)
-        if access(file, F_OK) != 0 { throw RuntimeError("no network namespace \(name) in \(directory)") }
+        if access(file, F_OK) != 0 { throw ClientError("no network namespace \(name) in \(directory)") }
         umount2(file, Int32(MNT_DETACH))
-        if unlink(file) != 0 { throw RuntimeError("cannot remove \(file): \(SystemError.last("unlink"))") }
+        if unlink(file) != 0 { throw ClientError("cannot remove \(file): \(SystemError.last("unlink"))") }
     }
 
     public static func list() -> [String] {
@@ -68,18 +68,18 @@ public enum NamedNamespaces {
     /// runs on its own and its pid is returned.
     public static func exec(_ nameOrPath: String, command: [String], output: Int32 = -1,
                             cgroup: CgroupPlacement = CgroupPlacement(),
-                            detach: Bool = false) throws(RuntimeError) -> Int32 {
+                            detach: Bool = false) throws(ClientError) -> Int32 {
         let file = try resolve(nameOrPath)
         let argv = CStringArray(command)
         let envp = CStringArray(processEnvironment().map { "\($0.key)=\($0.value)" })
         let status = cgroup.withC { cgroups in
             berth_netns_exec(file, cgroups, argv.pointers, envp.pointers, output, detach ? 1 : 0)
         }
-        if status < 0 { throw RuntimeError("cannot enter \(nameOrPath): \(SystemError.last("setns"))") }
+        if status < 0 { throw ClientError("cannot enter \(nameOrPath): \(SystemError.last("setns"))") }
         if detach { return status }
         // 126 and 127 are the command's (it could not be executed: the child said why on stderr).
         let code = berth_exit_code(status)
-        if code == 125 { throw RuntimeError("cannot join the cgroup of \(nameOrPath) or enter its network namespace") }
+        if code == 125 { throw ClientError("cannot join the cgroup of \(nameOrPath) or enter its network namespace") }
         return code
     }
 }

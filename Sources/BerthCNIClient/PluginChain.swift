@@ -18,32 +18,32 @@ public struct NetworkList: Sendable {
 
     /// Finds the network called `name` among the *.conflist, *.conf and *.json
     /// files of `directory` (in name order, as libcni does).
-    public static func load(name: String, directory: String) throws(RuntimeError) -> NetworkList {
+    public static func load(name: String, directory: String) throws(ClientError) -> NetworkList {
         guard let dir = try? DirectoryHandle(path: directory, create: false), let files = try? dir.names() else {
-            throw RuntimeError("unknown network \(name): cannot read the config directory \(directory)")
+            throw ClientError("unknown network \(name): cannot read the config directory \(directory)")
         }
         for file in files.sorted() where file.hasSuffix(".conflist") || file.hasSuffix(".conf") || file.hasSuffix(".json") {
             guard let bytes = (try? dir.read(file)) ?? nil, let json = try? JSON.parse(bytes),
                   let object = json.objectValue, object["name"]?.stringValue == name else { continue }
             return try NetworkList(object, path: "\(directory)/\(file)")
         }
-        throw RuntimeError("unknown network \(name): no config in \(directory) has \"name\": \"\(name)\"")
+        throw ClientError("unknown network \(name): no config in \(directory) has \"name\": \"\(name)\"")
     }
 
-    public init(_ object: JSONObject, path: String) throws(RuntimeError) {
+    public init(_ object: JSONObject, path: String) throws(ClientError) {
         self.path = path
         name = object["name"]?.stringValue ?? ""
         cniVersion = object["cniVersion"]?.stringValue ?? CNIVersion.implicit.description
         if let list = object["plugins"]?.arrayValue {
             plugins = list.compactMap(\.objectValue)
-            if plugins.count != list.count { throw RuntimeError("\(path): every entry of \"plugins\" must be an object") }
+            if plugins.count != list.count { throw ClientError("\(path): every entry of \"plugins\" must be an object") }
         } else {
             plugins = [object]  // a single-plugin .conf
         }
-        if plugins.isEmpty { throw RuntimeError("\(path): \"plugins\" is empty") }
+        if plugins.isEmpty { throw ClientError("\(path): \"plugins\" is empty") }
         for (i, p) in plugins.enumerated() {
             guard let type = p["type"]?.stringValue, !type.isEmpty, !type.contains("/") else {
-                throw RuntimeError("\(path): plugin \(i) has no valid \"type\"")
+                throw ClientError("\(path): plugin \(i) has no valid \"type\"")
             }
         }
     }
@@ -91,7 +91,7 @@ public struct PluginChain: Sendable {
     /// ADD through every plugin; caches and returns the final result. If a
     /// plugin fails, the ones before it are deleted again (in reverse).
     @discardableResult
-    public func add(_ a: Attachment) throws(RuntimeError) -> JSON {
+    public func add(_ a: Attachment) throws(ClientError) -> JSON {
         var previous: JSON?
         for (i, plugin) in list.plugins.enumerated() {
             do {
@@ -107,7 +107,7 @@ public struct PluginChain: Sendable {
             let scratch = try dir.writeScratch(Array(result.serialized().utf8))
             try dir.publish(scratch, as: cacheFile(a), in: dir)
         } catch {
-            throw RuntimeError("cannot cache the result of network \(list.name): \(error)")
+            throw ClientError("cannot cache the result of network \(list.name): \(error)")
         }
         return result
     }
@@ -126,9 +126,9 @@ public struct PluginChain: Sendable {
 
     /// DEL through every plugin in reverse, with the cached result; keeps
     /// going past a failing plugin and reports the first failure.
-    public func del(_ a: Attachment) throws(RuntimeError) {
+    public func del(_ a: Attachment) throws(ClientError) {
         let cached = cachedResult(a)
-        var firstError: RuntimeError?
+        var firstError: ClientError?
         for plugin in list.plugins.reversed() {
             do { _ = try run(.del, plugin, a, prevResult: cached) } catch { firstError = firstError ?? error }
         }
@@ -137,30 +137,30 @@ public struct PluginChain: Sendable {
     }
 
     /// CHECK through every plugin with the cached result.
-    public func check(_ a: Attachment) throws(RuntimeError) {
+    public func check(_ a: Attachment) throws(ClientError) {
         guard let cached = cachedResult(a) else {
-            throw RuntimeError("network \(list.name) has no cached result for \(a.containerID) \(a.ifname)")
+            throw ClientError("network \(list.name) has no cached result for \(a.containerID) \(a.ifname)")
         }
         for plugin in list.plugins { _ = try run(.check, plugin, a, prevResult: cached) }
     }
 
     /// STATUS of every plugin (cniVersion 1.1.0 and later): the first that is not ready fails.
-    public func status() throws(RuntimeError) {
+    public func status() throws(ClientError) {
         guard let version = CNIVersion(list.cniVersion), version.supportsStatusAndGC else {
-            throw RuntimeError("network \(list.name): STATUS needs cniVersion 1.1.0 or later (it has \(list.cniVersion))")
+            throw ClientError("network \(list.name): STATUS needs cniVersion 1.1.0 or later (it has \(list.cniVersion))")
         }
         let none = Attachment(containerID: "", netns: "", ifname: "")
         for plugin in list.plugins { _ = try run(.status, plugin, none, prevResult: nil) }
     }
 
     /// GC of every plugin (cniVersion 1.1.0 and later): everything not in `valid` is released.
-    public func gc(valid: [(containerID: String, ifname: String)]) throws(RuntimeError) {
+    public func gc(valid: [(containerID: String, ifname: String)]) throws(ClientError) {
         guard let version = CNIVersion(list.cniVersion), version.supportsStatusAndGC else {
-            throw RuntimeError("network \(list.name): GC needs cniVersion 1.1.0 or later (it has \(list.cniVersion))")
+            throw ClientError("network \(list.name): GC needs cniVersion 1.1.0 or later (it has \(list.cniVersion))")
         }
         let none = Attachment(containerID: "", netns: "", ifname: "")
         let attachments = JSON.array(valid.map { .object(["containerID": .string($0.containerID), "ifname": .string($0.ifname)]) })
-        var firstError: RuntimeError?
+        var firstError: ClientError?
         for plugin in list.plugins {
             var withList = plugin
             withList["cni.dev/valid-attachments"] = attachments
@@ -169,10 +169,10 @@ public struct PluginChain: Sendable {
         if let firstError { throw firstError }
     }
 
-    func run(_ command: CNICommand, _ plugin: JSONObject, _ a: Attachment, prevResult: JSON?) throws(RuntimeError) -> JSON? {
+    func run(_ command: CNICommand, _ plugin: JSONObject, _ a: Attachment, prevResult: JSON?) throws(ClientError) -> JSON? {
         let type = plugin["type"]?.stringValue ?? ""
         guard let executable = findExecutable(type, in: searchPath) else {
-            throw RuntimeError("network \(list.name): plugin \(type) not found on CNI_PATH \(searchPath.joined(separator: ":"))")
+            throw ClientError("network \(list.name): plugin \(type) not found on CNI_PATH \(searchPath.joined(separator: ":"))")
         }
         var config = plugin
         config["name"] = .string(list.name)
@@ -192,14 +192,14 @@ public struct PluginChain: Sendable {
         do {
             output = try runExecutable(executable, environment: environment, input: Array(JSON.object(config).serialized().utf8))
         } catch {
-            throw RuntimeError("network \(list.name): cannot run \(executable): \(error)")
+            throw ClientError("network \(list.name): cannot run \(executable): \(error)")
         }
         let json = try? JSON.parse(output.stdout)
         if output.status != 0 {
             if let json, let error = CNIError(json: json) {
-                throw RuntimeError("network \(list.name): \(type) \(command.rawValue) failed with CNI error \(error.code): \(error)")
+                throw ClientError("network \(list.name): \(type) \(command.rawValue) failed with CNI error \(error.code): \(error)")
             }
-            throw RuntimeError("network \(list.name): \(type) \(command.rawValue) failed with exit status \(output.status)")
+            throw ClientError("network \(list.name): \(type) \(command.rawValue) failed with exit status \(output.status)")
         }
         return json
     }

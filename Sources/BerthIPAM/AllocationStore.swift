@@ -3,6 +3,26 @@ import BerthSystem
 import BerthJSON
 import BerthNet
 
+/// What the store itself can find wrong; the operations' callers say it
+/// as CNI errors (`CNIError(ipamError:)`). Failed file operations are
+/// `SystemError`s.
+public enum StoreError: Error, Equatable, CustomStringConvertible {
+    /// The network's name cannot name a directory.
+    case badNetworkName(String, String)
+    /// A read-only view of a store that does not exist.
+    case noStore(network: String, dataDir: String)
+    /// A record that does not parse (written by something else, or damaged).
+    case unreadableRecord(network: String, path: String)
+
+    public var description: String {
+        switch self {
+        case .badNetworkName(let network, let problem): "network name \"\(network)\" cannot name a store: \(problem)"
+        case .noStore(let network, let dataDir): "network \(network) has no IPAM store under \(dataDir)"
+        case .unreadableRecord(let network, let path): "IPAM store of network \(network): the record \(path) is unreadable"
+        }
+    }
+}
+
 /// Who an allocation belongs to: one interface of one container.
 public struct AttachmentKey: Hashable, Sendable, CustomStringConvertible {
     public var containerID: String
@@ -98,12 +118,12 @@ public final class AllocationStore {
     /// an error instead of being made (for read-only views).
     public init(dataDir: String, network: String, create: Bool = true) throws {
         if let problem = NetworkConfig.networkNameProblem(network) {
-            throw CNIError(.invalidNetworkConfig, "network name \"\(network)\" cannot name a store: \(problem)")
+            throw StoreError.badNetworkName(network, problem)
         }
         self.network = network
         let path = "\(dataDir)/\(AllocationStore.directoryName(network: network))"
         if !create, try !DirectoryHandle(path: dataDir, create: false).exists(AllocationStore.directoryName(network: network)) {
-            throw CNIError(.ioFailure, "network \(network) has no IPAM store under \(dataDir)")
+            throw StoreError.noStore(network: network, dataDir: dataDir)
         }
         directory = try DirectoryHandle(path: path, create: create)
         lockHandle = try directory.lock("lock")
@@ -123,7 +143,7 @@ public final class AllocationStore {
     public func record(for key: AttachmentKey) throws -> AttachmentRecord? {
         guard let bytes = try attachments.read(key.fileName) else { return nil }
         guard let json = try? JSON.parse(bytes), let record = AttachmentRecord(json: json) else {
-            throw CNIError(.ioFailure, "IPAM store of network \(network): the record \(attachments.path)/\(key.fileName) is unreadable")
+            throw StoreError.unreadableRecord(network: network, path: "\(attachments.path)/\(key.fileName)")
         }
         return record
     }

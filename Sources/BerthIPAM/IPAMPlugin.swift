@@ -50,6 +50,8 @@ extension CNIError {
     public init(ipamError error: any Error) {
         switch error {
         case let e as CNIError: self = e
+        case let e as StoreError:
+            if case .badNetworkName = e { self.init(.invalidNetworkConfig, e.description) } else { self.init(.ioFailure, e.description) }
         case let e as SystemError: self.init(.ioFailure, "IPAM store: \(e)" + (e.isPermissionDenied ? " (run it as root)" : ""))
         default: self.init(.ioFailure, "\(error)")
         }

@@ -14,22 +14,22 @@ import BerthNet
 /// The lab's cgroups: a host with limits has a cgroup of its own, and what runs on it goes there.
 extension Lab {
     /// The cgroup of `host` (its limits), under the runtime's parent.
-    func cgroup(_ host: String) throws(RuntimeError) -> Cgroup {
+    func cgroup(_ host: String) throws(LabError) -> Cgroup {
         do {
             return Cgroup(name: namespace(host), layout: try CgroupLayout.current())
         } catch {
-            throw RuntimeError("cannot read the cgroup mounts: \(error)")
+            throw LabError("cannot read the cgroup mounts: \(error)")
         }
     }
 
     /// A cgroup with its limits for every host that has some.
-    func makeCgroups() throws(RuntimeError) {
+    func makeCgroups() throws(LabError) {
         for host in topology.hosts {
             guard let limits = host.limits else { continue }
             do {
                 try cgroup(host.name).create(limits: limits)
             } catch {
-                throw RuntimeError("host \(host.name): cgroup: \(error)")
+                throw LabError("host \(host.name): cgroup: \(error)")
             }
         }
     }

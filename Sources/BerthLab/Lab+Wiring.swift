@@ -24,18 +24,18 @@ extension Lab {
     }
 
     /// The shaping of attachments (ethN in the host) and links (both ends).
-    func applyShaping() throws(RuntimeError) {
+    func applyShaping() throws(LabError) {
         for host in topology.hosts where !host.shaping.isEmpty {
             let sock = try socket(in: host.name)
             for (j, net) in host.networks.enumerated() {
                 guard let shaping = host.shaping[net] else { continue }
                 do {
-                    guard let link = try sock.link(named: "eth\(j)") else { throw RuntimeError("host \(host.name) has no eth\(j)") }
+                    guard let link = try sock.link(named: "eth\(j)") else { throw LabError("host \(host.name) has no eth\(j)") }
                     try sock.shape(link, shaping)
-                } catch let e as RuntimeError {
+                } catch let e as LabError {
                     throw e
                 } catch {
-                    throw RuntimeError("host \(host.name) on \(net): \(error)")
+                    throw LabError("host \(host.name) on \(net): \(error)")
                 }
             }
         }
@@ -44,39 +44,39 @@ extension Lab {
             for host in link.ends {
                 let sock = try socket(in: host)
                 do {
-                    guard let end = try sock.link(named: link.interface(in: host)) else { throw RuntimeError("host \(host) has no \(link.interface(in: host))") }
+                    guard let end = try sock.link(named: link.interface(in: host)) else { throw LabError("host \(host) has no \(link.interface(in: host))") }
                     try sock.shape(end, shaping)
-                } catch let e as RuntimeError {
+                } catch let e as LabError {
                     throw e
                 } catch {
-                    throw RuntimeError("link \(link.ends.joined(separator: "-")) in \(host): \(error)")
+                    throw LabError("link \(link.ends.joined(separator: "-")) in \(host): \(error)")
                 }
             }
         }
     }
 
     /// The namespace file of `host`, opened.
-    func namespaceFile(_ host: String) throws(RuntimeError) -> NetworkNamespace {
+    func namespaceFile(_ host: String) throws(LabError) -> NetworkNamespace {
         do {
             return try NetworkNamespace(path: NamedNamespaces.path(namespace(host)))
         } catch {
-            throw RuntimeError("host \(host): \(error)")
+            throw LabError("host \(host): \(error)")
         }
     }
 
     /// A netlink socket inside `host`.
-    func socket(in host: String) throws(RuntimeError) -> RouteSocket {
+    func socket(in host: String) throws(LabError) -> RouteSocket {
         do {
             return try RouteSocket.opened(in: try namespaceFile(host))
-        } catch let e as RuntimeError {
+        } catch let e as LabError {
             throw e
         } catch {
-            throw RuntimeError("host \(host): \(error)")
+            throw LabError("host \(host): \(error)")
         }
     }
 
     /// Each link: a veth pair made in one request with one end in each host, addressed and up.
-    func makeLinks() throws(RuntimeError) {
+    func makeLinks() throws(LabError) {
         for link in topology.links {
             let (a, b) = (link.ends[0], link.ends[1])
             do {
@@ -85,15 +85,15 @@ extension Lab {
                                       peer: VethEnd(name: link.interface(in: b), up: false), peerNamespace: try namespaceFile(b))
                 for (k, (sock, host)) in [(sa, a), (sb, b)].enumerated() {
                     guard let end = try sock.link(named: link.interface(in: host)) else {
-                        throw RuntimeError("link \(a)-\(b): \(link.interface(in: host)) vanished")
+                        throw LabError("link \(a)-\(b): \(link.interface(in: host)) vanished")
                     }
                     try sock.addAddress(IPPrefix(address: link.addresses[k], prefixLength: link.subnet.prefixLength)!, to: end)
                     try sock.setUp(end)
                 }
-            } catch let e as RuntimeError {
+            } catch let e as LabError {
                 throw e
             } catch {
-                throw RuntimeError("link \(a)-\(b): \(error)")
+                throw LabError("link \(a)-\(b): \(error)")
             }
         }
     }
@@ -108,13 +108,13 @@ extension Lab {
     }
 
     /// The static routes of every host: its own, and with `autoRoutes` the planned ones.
-    public func plannedRoutes() throws(RuntimeError) -> [String: [Topology.StaticRoute]] {
+    public func plannedRoutes() throws(LabError) -> [String: [Topology.StaticRoute]] {
         let addresses = self.addresses()
         var out: [String: [Topology.StaticRoute]] = [:]
         for host in topology.hosts { out[host.name] = host.routes }
         if topology.autoRoutes {
             let hops: [String: [IPPrefix: RoutePlanner.FirstHop]]
-            do { hops = try RoutePlanner(topology).firstHops() } catch { throw RuntimeError("\(error)") }
+            do { hops = try RoutePlanner(topology).firstHops() } catch { throw LabError("\(error)") }
             for (host, routes) in hops {
                 for (destination, hop) in routes.sorted(by: { $0.key.address < $1.key.address }) {
                     guard !out[host, default: []].contains(where: { $0.destination == destination }),
@@ -127,14 +127,14 @@ extension Lab {
     }
 
     /// Forwarding on routers, and the routes of every host.
-    func makeRoutes() throws(RuntimeError) {
+    func makeRoutes() throws(LabError) {
         let routes = try plannedRoutes()
         for host in topology.hosts {
             if host.forwarding {
                 do {
                     try namespaceFile(host.name).perform { try Sysctl.ensure("net.ipv4.ip_forward", is: "1") }
                 } catch {
-                    throw RuntimeError("host \(host.name): turn on forwarding: \(error)")
+                    throw LabError("host \(host.name): turn on forwarding: \(error)")
                 }
             }
             guard let list = routes[host.name], !list.isEmpty else { continue }
@@ -143,14 +143,14 @@ extension Lab {
                 do {
                     try sock.replaceRoute(GatewayRoute(destination: route.destination, gateway: route.via), owner: RouteSocket.staticRouteProtocol)
                 } catch {
-                    throw RuntimeError("host \(host.name): route to \(route.destination) via \(route.via): \(error)")
+                    throw LabError("host \(host.name): route to \(route.destination) via \(route.via): \(error)")
                 }
             }
         }
     }
 
     /// Refuses subnets that overlap a route this machine already has.
-    func checkRoutes() throws(RuntimeError) {
+    func checkRoutes() throws(LabError) {
         guard let fd = try? OwnedDescriptor(openingForReading: "/proc/net/route"), let bytes = try? fd.readAll() else { return }
         for line in String(decoding: bytes, as: UTF8.self).split(separator: "\n").dropFirst() {
             let f = line.split(whereSeparator: { $0 == " " || $0 == "\t" })
@@ -160,7 +160,7 @@ extension Lab {
             let length = m.nonzeroBitCount
             let prefix = IPPrefix(address: route, prefixLength: length)!
             for net in topology.networks where net.subnet.overlaps(prefix) {
-                throw RuntimeError("network \(net.name): \(net.subnet) overlaps the route to \(prefix) via \(f[0]) on this machine")
+                throw LabError("network \(net.name): \(net.subnet) overlaps the route to \(prefix) via \(f[0]) on this machine")
             }
         }
     }

@@ -58,14 +58,14 @@ public final class Lab {
     public private(set) var madeSomething = false
 
     /// The lock an `up` or `down` of the lab holds, so two never interleave.
-    func lock(wait: Double) throws(RuntimeError) -> LockFile {
+    func lock(wait: Double) throws(LabError) -> LockFile {
         do {
             return try LockFile(name: DerivedName.fit("lab:\(topology.name)", limit: 255), timeout: wait)
         } catch let busy as LockFile.TimedOut {
-            throw RuntimeError("lab \(topology.name) is being changed by another berthctl"
+            throw LabError("lab \(topology.name) is being changed by another process"
                 + (busy.holders.isEmpty ? "" : " (\(busy.holders.joined(separator: ", ")))") + ": try again once it is done")
         } catch {
-            throw RuntimeError("cannot lock lab \(topology.name): \(error)")
+            throw LabError("cannot lock lab \(topology.name): \(error)")
         }
     }
 
@@ -76,13 +76,13 @@ public final class Lab {
         return String(decoding: bytes, as: UTF8.self).split(whereSeparator: { $0 == " " || $0 == "\n" }).first.map(String.init) ?? "partial"
     }
 
-    private func writeState(_ name: String, _ bytes: [UInt8]) throws(RuntimeError) {
+    private func writeState(_ name: String, _ bytes: [UInt8]) throws(LabError) {
         do {
             let dir = try DirectoryHandle(path: directory, create: false)
             let scratch = try dir.writeScratch(bytes)
             try dir.publish(scratch, as: name, in: dir)
         } catch {
-            throw RuntimeError("cannot write \(directory)/\(name): \(error)")
+            throw LabError("cannot write \(directory)/\(name): \(error)")
         }
     }
 
@@ -96,26 +96,26 @@ public final class Lab {
     /// step; `stop()` is asked before each, and a non-zero answer (a signal
     /// number) ends `up` with an error, leaving what was made for `down`.
     public func up(progress: @escaping (Int, Int, String) -> Void = { _, _, _ in },
-                   stop: @escaping () -> Int32 = { 0 }) throws(RuntimeError) {
+                   stop: @escaping () -> Int32 = { 0 }) throws(LabError) {
         madeSomething = false
-        if geteuid() != 0 { throw RuntimeError("lab up needs root: it creates namespaces and bridges") }
+        if geteuid() != 0 { throw LabError("lab up needs root: it creates namespaces and bridges") }
         let lock = try self.lock(wait: 0)
         defer { lock.release() }
         if access(directory, F_OK) == 0 {
-            throw RuntimeError("lab \(topology.name) is \(Lab.state(topology.name) == "up" ? "up" : "partly up") already (berthctl lab down \(topology.name) first)")
+            throw LabError("lab \(topology.name) is \(Lab.state(topology.name) == "up" ? "up" : "partly up") already (take it down first)")
         }
         try checkRoutes()
         if let first = topology.netemUses.first, !Lab.kernelHasNetem() {
-            throw RuntimeError("\(first): delay, jitter and loss need the kernel's netem qdisc (sch_netem), which this kernel does not have")
+            throw LabError("\(first): delay, jitter and loss need the kernel's netem qdisc (sch_netem), which this kernel does not have")
         }
-        func checkStop() throws(RuntimeError) {
+        func checkStop() throws(LabError) {
             let sig = stop()
-            if sig != 0 { throw RuntimeError("interrupted by signal \(sig)") }
+            if sig != 0 { throw LabError("interrupted by signal \(sig)") }
         }
         do {
             try DirectoryHandle.makeDirectories(confDirectory)
         } catch {
-            throw RuntimeError("cannot create \(confDirectory): \(error)")
+            throw LabError("cannot create \(confDirectory): \(error)")
         }
         madeSomething = true
         try writeState("state", Array("partial\n".utf8))
@@ -127,11 +127,11 @@ public final class Lab {
                 let scratch = try dir.writeScratch(Array(list.serialized(pretty: true).utf8))
                 try dir.publish(scratch, as: "\(net.name).conflist", in: dir)
             } catch {
-                throw RuntimeError("cannot write the config of network \(net.name): \(error)")
+                throw LabError("cannot write the config of network \(net.name): \(error)")
             }
         }
         let plan: [String: [String: IPAddress]]
-        do { plan = try topology.addressPlan() } catch { throw RuntimeError("\(error)") }
+        do { plan = try topology.addressPlan() } catch { throw LabError("\(error)") }
         let total = topology.hosts.reduce(0) { $0 + 1 + $1.networks.count }
         // Several hosts at once (the kernel work of an ADD waits on locks and
         // grace periods as much as it computes); each host's interfaces in
@@ -158,7 +158,7 @@ public final class Lab {
                         work.step("\(job.host) on \(a.label)")
                     }
                 } catch {
-                    work.fail(error as? RuntimeError ?? RuntimeError("\(error)"))
+                    work.fail(error as? LabError ?? LabError("\(error)"))
                 }
             }
         }
@@ -175,9 +175,11 @@ public final class Lab {
     }
 
     /// Starts `command` on `host` in the background (a server); `down` stops it. Returns its pid.
-    public func start(on host: String, _ command: [String]) throws(RuntimeError) -> Int32 {
+    public func start(on host: String, _ command: [String]) throws(LabError) -> Int32 {
         try requireHost(host)
-        let pid = try NamedNamespaces.exec(namespace(host), command: command, cgroup: placement(host), detach: true)
+        let pid = try LabError.passing { () throws(ClientError) in
+            try NamedNamespaces.exec(namespace(host), command: command, cgroup: placement(host), detach: true)
+        }
         do {
             let dir = try DirectoryHandle(path: directory, create: false)
             let fd = try dir.openFile("detached")
@@ -185,7 +187,7 @@ public final class Lab {
             try fd.writeAll(Array("\(pid)\n".utf8))
         } catch {
             kill(pid, SIGKILL)
-            throw RuntimeError("cannot record the detached process: \(error)")
+            throw LabError("cannot record the detached process: \(error)")
         }
         return pid
     }
@@ -199,8 +201,8 @@ public final class Lab {
     /// ends of each veth, in batches; then each network's plugins drop every
     /// attachment at once (GC with none valid: addresses, rules), the
     /// records are forgotten, and the bridges go.
-    public func down() throws(RuntimeError) {
-        if geteuid() != 0 { throw RuntimeError("lab down needs root") }
+    public func down() throws(LabError) {
+        if geteuid() != 0 { throw LabError("lab down needs root") }
         let lock = try self.lock(wait: 120)
         defer { lock.release() }
         let prefix = "lab-\(topology.name)-"
@@ -271,26 +273,28 @@ public final class Lab {
     }
 
     /// Refuses a host the lab does not have, listing those it has.
-    func requireHost(_ host: String) throws(RuntimeError) {
+    func requireHost(_ host: String) throws(LabError) {
         let hosts = hostNames()
         if hosts.contains(host) && access(NamedNamespaces.path(namespace(host)), F_OK) == 0 { return }
-        if hosts.isEmpty || access(directory, F_OK) != 0 { throw RuntimeError("lab \(topology.name) is not up (berthctl lab ls)") }
-        throw RuntimeError("lab \(topology.name) has no host \(host) (its hosts: \(hosts.joined(separator: ", ")))")
+        if hosts.isEmpty || access(directory, F_OK) != 0 { throw LabError("lab \(topology.name) is not up") }
+        throw LabError("lab \(topology.name) has no host \(host) (its hosts: \(hosts.joined(separator: ", ")))")
     }
 
     /// Runs `command` on `host` (in its cgroup, if it has limits) with its output going to this process's.
-    public func exec(on host: String, _ command: [String]) throws(RuntimeError) -> Int32 {
+    public func exec(on host: String, _ command: [String]) throws(LabError) -> Int32 {
         try requireHost(host)
-        return try NamedNamespaces.exec(namespace(host), command: command, cgroup: placement(host))
+        return try LabError.passing { () throws(ClientError) in try NamedNamespaces.exec(namespace(host), command: command, cgroup: placement(host)) }
     }
 
     /// Runs `command` on `host` and returns its exit code and output (stdout and stderr).
-    public func run(on host: String, _ command: [String]) throws(RuntimeError) -> (status: Int32, output: String) {
+    public func run(on host: String, _ command: [String]) throws(LabError) -> (status: Int32, output: String) {
         try requireHost(host)
         let fd = berth_memfd("berth-lab-output")
-        if fd < 0 { throw RuntimeError("cannot create an output buffer: \(SystemError.last("memfd_create"))") }
+        if fd < 0 { throw LabError("cannot create an output buffer: \(SystemError.last("memfd_create"))") }
         let handle = OwnedDescriptor(adopting: fd)
-        let status = try NamedNamespaces.exec(namespace(host), command: command, output: fd, cgroup: placement(host))
+        let status = try LabError.passing { () throws(ClientError) in
+            try NamedNamespaces.exec(namespace(host), command: command, output: fd, cgroup: placement(host))
+        }
         lseek(fd, 0, SEEK_SET)
         let bytes = (try? handle.readAll()) ?? []
         return (status, String(decoding: bytes, as: UTF8.self))
@@ -323,7 +327,7 @@ private final class HostQueue: @unchecked Sendable {
     private var cursor = 0
     private let count: Int, total: Int
     private var done = 0
-    private(set) var error: RuntimeError?
+    private(set) var error: LabError?
     private let progress: (Int, Int, String) -> Void
     private let stop: () -> Int32
 
@@ -352,7 +356,7 @@ private final class HostQueue: @unchecked Sendable {
         }
     }
 
-    func fail(_ e: RuntimeError) {
+    func fail(_ e: LabError) {
         lock.withLock { if error == nil { error = e } }
     }
 }

@@ -41,14 +41,14 @@ extension Lab {
     /// counts as a miss (a lost echo under load is not a broken network). The
     /// lab must be up.
     public func check(mustNotReach: [(from: String, to: String)] = [], parallel: Int = 16, count: Int = 1,
-                      timeout: Int = 1, retries: Int = 2) throws(RuntimeError) -> [Reachability] {
-        guard count >= 1, timeout >= 1, retries >= 0 else { throw RuntimeError("count and timeout must be at least 1, retries at least 0") }
+                      timeout: Int = 1, retries: Int = 2) throws(LabError) -> [Reachability] {
+        guard count >= 1, timeout >= 1, retries >= 0 else { throw LabError("count and timeout must be at least 1, retries at least 0") }
         let known = Set(topology.hosts.map(\.name))
         for pair in mustNotReach where !known.contains(pair.from) || !known.contains(pair.to) {
-            throw RuntimeError("--expect: no host \(known.contains(pair.from) ? pair.to : pair.from) in lab \(topology.name)")
+            throw LabError(FieldProblem("mustNotReach", "names \(known.contains(pair.from) ? pair.to : pair.from), which is no host of lab \(topology.name)"))
         }
         let addresses = self.addresses()
-        if addresses.isEmpty { throw RuntimeError("lab \(topology.name) is not up") }
+        if addresses.isEmpty { throw LabError("lab \(topology.name) is not up") }
         let routes = try plannedRoutes()
         func own(_ host: String) -> [(subnet: IPPrefix, address: IPAddress)] {
             topology.subnets(of: host).compactMap { s in address(of: host, on: s, networkAddresses: addresses).map { (s, $0) } }

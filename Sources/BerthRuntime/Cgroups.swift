@@ -29,22 +29,25 @@ public struct ResourceLimits: Equatable, Sendable {
     public static let minimumMemory: UInt64 = 4 << 20
 
     /// Why these limits can never work on a machine with `onlineCPUs` CPUs,
-    /// as one line naming the flag, or nil. Checked before anything is made.
-    /// `withInit`: Berth's init is PID 1 beside the command, so two processes at least.
-    public func problem(onlineCPUs: Int, withInit: Bool = true) -> String? {
+    /// naming the limit (berthctl names its flag), or nil. Checked before
+    /// anything is made. `withInit`: Berth's init is PID 1 beside the
+    /// command, so two processes at least.
+    public func problem(onlineCPUs: Int, withInit: Bool = true) -> FieldProblem? {
         if let memory, memory < ResourceLimits.minimumMemory {
-            return "--memory \(memory) bytes is below the least a container can start with (4m)"
+            return FieldProblem("memory", "\(memory) bytes is below the least a container can start with (4m)")
         }
         if let cpus {
             let most = Double(max(1, onlineCPUs))
             if !cpus.isFinite || cpus < 0.01 || cpus > most {
-                return "--cpus must be between 0.01 and \(Int(most)) (this machine has \(Int(most)) CPUs), not \(cpus)"
+                return FieldProblem("cpus", "must be between 0.01 and \(Int(most)) (this machine has \(Int(most)) CPUs), not \(cpus)")
             }
         }
-        if let cpuShares, !(2...262144).contains(cpuShares) { return "--cpu-shares must be within 2-262144, not \(cpuShares)" }
+        if let cpuShares, !(2...262144).contains(cpuShares) { return FieldProblem("cpuShares", "must be within 2-262144, not \(cpuShares)") }
         if let pids {
             let least = withInit ? 2 : 1
-            if pids < least { return "--pids-limit must be at least \(least) (\(withInit ? "Berth's init and the command" : "the command")), not \(pids)" }
+            if pids < least {
+                return FieldProblem("pids", "must be at least \(least) (\(withInit ? "Berth's init and the command" : "the command")), not \(pids)")
+            }
         }
         return nil
     }
@@ -297,7 +300,7 @@ public struct Cgroup: Sendable {
         if let dir = directories["pids"], let pids = limits.pids { try write("\(pids)", to: "\(dir)/pids.max") }
         if let cpus = limits.cpusetCpus {
             guard let dir = directories["cpuset"] else {
-                throw SystemError("find the cpuset controller for --cpuset-cpus (no cpuset hierarchy is mounted)", errno: ENOENT)
+                throw SystemError("find the cpuset controller for the container's CPU set (no cpuset hierarchy is mounted)", errno: ENOENT)
             }
             try write(cpus, to: "\(dir)/cpuset.cpus")
         }

@@ -19,7 +19,7 @@ extension ContainerRuntime {
     /// Runs `command` inside a running container: in all its namespaces and
     /// in its cgroup, so it counts against the limits. Returns its exit code.
     public static func exec(_ name: String, command: [String], environment: [String] = []) throws(RuntimeError) -> Int32 {
-        try requireRoot("berthctl exec")
+        try RuntimeError.requireRoot("running a command in a container")
         let s = try state(name)
         guard s.status == .running else { throw RuntimeError("container \(name) is not running") }
         if command.isEmpty { throw RuntimeError("no command to run (give it after --)") }
@@ -65,7 +65,7 @@ extension ContainerRuntime {
 
     /// Freezes every process of a running container (`pause`), or thaws a paused one.
     public static func pause(_ name: String, _ frozen: Bool) throws(RuntimeError) {
-        try requireRoot(frozen ? "berthctl pause" : "berthctl unpause")
+        try RuntimeError.requireRoot(frozen ? "pausing a container" : "unpausing a container")
         let s = try state(name)
         guard s.status == (frozen ? .running : .paused) else {
             throw RuntimeError("container \(name) is \(s.status.rawValue), not \(frozen ? "running" : "paused")")
@@ -79,7 +79,7 @@ extension ContainerRuntime {
 
     /// Stops the container if it runs, then removes its cgroup and state.
     public static func remove(_ name: String) throws(RuntimeError) {
-        try requireRoot("berthctl rm")
+        try RuntimeError.requireRoot("removing a container")
         let s: ContainerState
         do {
             s = try state(name)

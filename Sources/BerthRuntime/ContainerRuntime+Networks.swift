@@ -41,7 +41,7 @@ extension ContainerRuntime {
         } catch {
             for (chain, attachment, _) in attached.reversed() { try? chain.del(attachment) }
             unpin(pinned)
-            throw error
+            throw RuntimeError(error)
         }
         return attached.map(\.2)
     }

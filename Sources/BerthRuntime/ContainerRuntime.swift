@@ -21,7 +21,7 @@ public enum ContainerRuntime {
     /// (128+N when killed by signal N). Signals the caller receives are
     /// passed on to it. `started` is told once the workload runs.
     public static func run(_ given: ContainerSpec, started: (ContainerState) -> Void = { _ in }) throws(RuntimeError) -> Int32 {
-        try requireRoot("berthctl run")
+        try RuntimeError.requireRoot("running a container")
         try validate(given)
         var spec = given
         spec.limits = ResourceLimits.withImpliedCPUSet(spec.limits, lxcfs: spec.lxcfs,
@@ -80,7 +80,7 @@ public enum ContainerRuntime {
         do {
             try saveState(state)
         } catch {
-            writeStandardError("berthctl: container \(spec.name) exited with \(code), but its state could not be saved: \(error)")
+            writeStandardError("container \(spec.name) exited with \(code), but its state could not be saved: \(error)")
         }
         return code
     }
@@ -91,24 +91,24 @@ public enum ContainerRuntime {
         if let problem = spec.limits.problem(onlineCPUs: ResourceLimits.onlineCPUs, withInit: spec.useInit) {
             throw RuntimeError(problem)
         }
-        if spec.command.isEmpty { throw RuntimeError("no command to run (give it after --)") }
+        if spec.command.isEmpty { throw RuntimeError("no command to run") }
         if let rootfs = spec.rootfs {
             var st = stat()
             guard rootfs.hasPrefix("/"), stat(rootfs, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR else {
-                throw RuntimeError("--rootfs \(rootfs) is not an absolute path to a directory")
+                throw RuntimeError(FieldProblem("rootfs", "\(rootfs) is not an absolute path to a directory"))
             }
         }
         if let list = spec.limits.cpusetCpus {
             guard let wanted = ResourceLimits.parseCPUList(list) else {
-                throw RuntimeError("--cpuset-cpus \(list) is not a list of CPUs like 0-2,5")
+                throw RuntimeError(FieldProblem("cpusetCpus", "\(list) is not a list of CPUs like 0-2,5"))
             }
             let onlineText = (try? readText("/sys/devices/system/cpu/online"))?.trimmingWhitespace ?? ""
             if let online = ResourceLimits.parseCPUList(onlineText), !Set(wanted).isSubset(of: online) {
-                throw RuntimeError("--cpuset-cpus \(list): this machine's online CPUs are \(onlineText)")
+                throw RuntimeError(FieldProblem("cpusetCpus", "\(list): this machine's online CPUs are \(onlineText)"))
             }
         }
         if spec.lxcfs && access("\(ContainerSpec.lxcfsDirectory)/proc/meminfo", R_OK) != 0 {
-            throw RuntimeError("--lxcfs: lxcfs is not serving \(ContainerSpec.lxcfsDirectory) (install lxcfs and start it: lxcfs \(ContainerSpec.lxcfsDirectory))")
+            throw RuntimeError(FieldProblem("lxcfs", "is asked for, but lxcfs is not serving \(ContainerSpec.lxcfsDirectory) (install lxcfs and start it: lxcfs \(ContainerSpec.lxcfsDirectory))"))
         }
     }
 
@@ -122,7 +122,7 @@ public enum ContainerRuntime {
             throw RuntimeError("cannot create \(stateRoot): \(error)")
         }
         if mkdir(dir, 0o700) != 0 {
-            if errno == EEXIST { throw RuntimeError("a container named \(spec.name) exists already (berthctl rm \(spec.name))") }
+            if errno == EEXIST { throw RuntimeError("a container named \(spec.name) exists already (remove it first)") }
             throw RuntimeError("cannot create \(dir): \(SystemError.last("mkdir"))")
         }
         if spec.logOutput {

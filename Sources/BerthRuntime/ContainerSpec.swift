@@ -1,4 +1,5 @@
 import BerthCNI
+import BerthSystem
 import BerthCNIClient
 
 /// What to run.
@@ -36,20 +37,20 @@ public struct ContainerSpec: Sendable {
     /// The kernel's limit on a host name (HOST_NAME_MAX).
     public static let maximumHostnameLength = 64
 
-    /// Why `name` cannot name a container, as one line, or nil.
-    public static func nameProblem(_ name: String) -> String? {
-        if let problem = CNIEnvironment.containerIDProblem(name) { return "container name \"\(name)\" is invalid: \(problem)" }
+    /// Why `name` cannot name a container, or nil.
+    public static func nameProblem(_ name: String) -> FieldProblem? {
+        if let problem = CNIEnvironment.containerIDProblem(name) { return FieldProblem("name", "\"\(name)\" is invalid: \(problem)") }
         if name.utf8.count > maximumNameLength {
-            return "container name \"\(name.prefix(20))...\" is \(name.utf8.count) bytes long: at most \(maximumNameLength)"
+            return FieldProblem("name", "\"\(name.prefix(20))...\" is \(name.utf8.count) bytes long: at most \(maximumNameLength)")
         }
         return nil
     }
 
-    /// Why `hostname` cannot be a host name, as one line, or nil.
-    public static func hostnameProblem(_ hostname: String) -> String? {
-        if hostname.isEmpty { return "--hostname must not be empty" }
+    /// Why `hostname` cannot be a host name, or nil.
+    public static func hostnameProblem(_ hostname: String) -> FieldProblem? {
+        if hostname.isEmpty { return FieldProblem("hostname", "must not be empty") }
         if hostname.utf8.count > maximumHostnameLength {
-            return "--hostname is \(hostname.utf8.count) bytes long: the kernel's limit is \(maximumHostnameLength)"
+            return FieldProblem("hostname", "is \(hostname.utf8.count) bytes long: the kernel's limit is \(maximumHostnameLength)")
         }
         return nil
     }

@@ -28,7 +28,7 @@ enum BerthctlMain {
             do {
                 try ClusterCommand.handOver(Array(arguments.dropFirst()))
             } catch {
-                Berthctl.exit(withError: error)
+                fail(error)
             }
         }
         // Help goes through the tree from the start: once a command was parsed
@@ -36,25 +36,57 @@ enum BerthctlMain {
         let options = arguments.prefix { $0 != "--" }
         guard let first = arguments.first, let command = direct[first],
               !options.contains(where: { ["-h", "--help", "-help", "--experimental-dump-help"].contains($0) }) else {
-            return Berthctl.main(arguments)
+            runTree(arguments)
         }
         var parsed: ParsableCommand
         do {
             parsed = try command.parseAsRoot(Array(arguments.dropFirst()))
         } catch {
             // Help and usage errors: the tree prints them with the full command names.
-            return Berthctl.main(arguments)
+            runTree(arguments)
         }
         do {
             try parsed.run()
-        } catch let error as RuntimeError where error.exitCode != 1 {
-            // A command that could not be executed ends with 126 or 127, as in a shell.
-            writeError("Error: \(error)")
-            exit(error.exitCode)
         } catch {
-            Berthctl.exit(withError: error)
+            fail(error)
         }
     }
+
+    /// The whole tree parses and runs the command (help, usage errors and
+    /// the commands not parsed on their own).
+    static func runTree(_ arguments: [String]) -> Never {
+        do {
+            var command = try Berthctl.parseAsRoot(arguments)
+            try command.run()
+            exit(0)
+        } catch {
+            fail(error)
+        }
+    }
+
+    /// The one place berthctl turns an error into its last line and exit
+    /// status: a library's error about a field of the request is said with
+    /// the flag that set it; a command that could not be executed ends with
+    /// 126 or 127, as in a shell.
+    static func fail(_ error: any Error) -> Never {
+        guard let reported = error as? any ReportedError else { Berthctl.exit(withError: error) }
+        let message = reported.problem.map(flagMessage) ?? reported.message
+        if reported.exitCode != 1 {
+            writeError("Error: \(message)")
+            exit(reported.exitCode)
+        }
+        Berthctl.exit(withError: CLIError(message))
+    }
+}
+
+/// berthctl's flag for each field the libraries name in their errors.
+let flags = ["memory": "--memory", "cpus": "--cpus", "cpuShares": "--cpu-shares", "pids": "--pids-limit",
+             "cpusetCpus": "--cpuset-cpus", "rootfs": "--rootfs", "lxcfs": "--lxcfs", "hostname": "--hostname",
+             "name": "--name", "ifname": "--ifname", "ip": "--ip", "mac": "--mac", "mustNotReach": "--expect"]
+
+/// A library's problem with a field, said with berthctl's flag for it.
+func flagMessage(_ problem: FieldProblem) -> String {
+    flags[problem.field].map { "\($0) \(problem.detail)" } ?? problem.description
 }
 
 struct Berthctl: ParsableCommand {

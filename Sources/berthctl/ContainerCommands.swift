@@ -69,8 +69,8 @@ struct Run: ParsableCommand {
     func validate() throws {
         if command.isEmpty { throw ValidationError("give the command to run after --") }
         _ = try limits()
-        if let name, let problem = ContainerSpec.nameProblem(name) { throw ValidationError(problem) }
-        if let hostname, let problem = ContainerSpec.hostnameProblem(hostname) { throw ValidationError(problem) }
+        if let name, let problem = ContainerSpec.nameProblem(name) { throw ValidationError(flagMessage(problem)) }
+        if let hostname, let problem = ContainerSpec.hostnameProblem(hostname) { throw ValidationError(flagMessage(problem)) }
         for e in environment where !e.contains("=") { throw ValidationError("--env \(e) is not K=V") }
     }
 
@@ -100,7 +100,7 @@ struct Run: ParsableCommand {
             }
             limits.cpusetCpus = ResourceLimits.formatCPUList(cpus)
         }
-        if let problem = limits.problem(onlineCPUs: ResourceLimits.onlineCPUs, withInit: !noInit) { throw ValidationError(problem) }
+        if let problem = limits.problem(onlineCPUs: ResourceLimits.onlineCPUs, withInit: !noInit) { throw ValidationError(flagMessage(problem)) }
         return limits
     }
 

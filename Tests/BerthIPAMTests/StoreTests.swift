@@ -192,7 +192,11 @@ struct StoreTests {
 
     @Test("a network name that would leave the data directory is refused")
     func escapingName() {
-        #expect(throws: CNIError.self) { try AllocationStore(dataDir: "/tmp", network: "../etc") }
+        #expect(throws: StoreError.self) { try AllocationStore(dataDir: "/tmp", network: "../etc") }
+        // The store says what is wrong; the plugin says it with CNI's codes: a bad name is the config's (7), the rest I/O (5).
+        #expect(CNIError(ipamError: StoreError.badNetworkName("../etc", "it may not contain '/'")).code == 7)
+        #expect(CNIError(ipamError: StoreError.noStore(network: "n", dataDir: "/d")).code == 5)
+        #expect(CNIError(ipamError: StoreError.unreadableRecord(network: "n", path: "/d/n/x")).msg.contains("/d/n/x is unreadable"))
         #expect(throws: CNIError.self) { try ipamConfig(#"{"type":"berth-ipam","subnet":"10.0.0.0/24"}"#, name: "a/b") }
     }
 }

@@ -144,7 +144,7 @@ extension LabEndToEndTests {
             let ra = a.wait(), rb = b.wait()
             #expect([ra.status, rb.status].filter { $0 == 0 }.count == 1, "round \(round): \(ra.status) \(rb.status): \(ra.err) \(rb.err)")
             let loser = ra.status == 0 ? rb : ra
-            #expect(!loser.err.contains("lab down") && (loser.err.contains("another berthctl") || loser.err.contains("up already")), "\(loser.err)")
+            #expect(!loser.err.contains("lab down") && (loser.err.contains("another process") || loser.err.contains("up already")), "\(loser.err)")
             #expect(berthctl(["lab", "exec", name, "h0", "--", "ping", "-c", "1", "-W", "2", "10.221.\(third).1"]).status == 0)
             #expect(berthctl(["lab", "down", file]).status == 0)
         }

@@ -25,7 +25,8 @@ struct LimitCheckTests {
     @Test("the limit check, pure: the machine's CPUs bound --cpus; init needs two pids")
     func limitProblems() {
         #expect(ResourceLimits(cpus: 2).problem(onlineCPUs: 2) == nil)
-        #expect(ResourceLimits(cpus: 2.5).problem(onlineCPUs: 2)?.contains("this machine has 2 CPUs") == true)
+        #expect(ResourceLimits(cpus: 2.5).problem(onlineCPUs: 2)?.detail.contains("this machine has 2 CPUs") == true)
+        #expect(ResourceLimits(cpus: 2.5).problem(onlineCPUs: 2)?.field == "cpus", "the library names its field, not a flag")
         #expect(ResourceLimits(memory: 4 << 20).problem(onlineCPUs: 1) == nil)
         #expect(ResourceLimits(pids: 1).problem(onlineCPUs: 1, withInit: false) == nil)
         #expect(ResourceLimits(pids: 1).problem(onlineCPUs: 1, withInit: true) != nil)
