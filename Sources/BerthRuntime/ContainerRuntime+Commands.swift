@@ -121,12 +121,4 @@ extension Cgroup {
     init(existing state: ContainerState) {
         self.init(name: state.name, directories: state.cgroups)
     }
-
-    init(name: String, directories: [String: String]) {
-        self.name = name
-        // Which hierarchies, not where they are mounted: enough to tell v2 limits from v1.
-        self.layout = CgroupLayout(unified: directories["unified"].map { _ in "" },
-                                   v1: directories.filter { $0.key != "unified" }.mapValues { _ in "" })
-        self.directories = directories
-    }
 }

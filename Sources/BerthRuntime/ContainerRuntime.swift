@@ -144,8 +144,8 @@ public enum ContainerRuntime {
         do {
             if spec.userNamespace {
                 let map = "0 \(ContainerSpec.userNamespaceBase) \(ContainerSpec.userNamespaceSize)"
-                try write(map, to: "/proc/\(child.pid)/uid_map")
-                try write(map, to: "/proc/\(child.pid)/gid_map")
+                try writeFile(map, to: "/proc/\(child.pid)/uid_map")
+                try writeFile(map, to: "/proc/\(child.pid)/gid_map")
             }
             // Without a user namespace the child has joined its cgroups itself.
             if spec.userNamespace { try cgroup.add(pid: child.pid) }

@@ -109,7 +109,8 @@ struct CgroupV2FileTests {
         for file in ["cpu.max", "cpu.weight", "memory.max", "memory.swap.max", "pids.max", "cgroup.procs"] {
             touchFile("\(dir)/\(file)")
         }
-        try cgroup.apply(ResourceLimits(memory: 64 << 20, cpus: 1.5, cpuShares: 512, pids: 30))
+        #expect(cgroup.driver is CgroupV2Driver)
+        try cgroup.driver.apply(ResourceLimits(memory: 64 << 20, cpus: 1.5, cpuShares: 512, pids: 30))
         func read(_ f: String) -> String { (try? String(contentsOfFile: "\(dir)/\(f)", encoding: .utf8)) ?? "" }
         #expect(read("cpu.max") == "150000 100000")
         #expect(read("cpu.weight") == "20")
@@ -118,5 +119,45 @@ struct CgroupV2FileTests {
         #expect(read("pids.max") == "30")
         try "low 0\nhigh 0\nmax 3\noom 2\noom_kill 2\n".write(toFile: "\(dir)/memory.events", atomically: false, encoding: .utf8)
         #expect(cgroup.oomKills() == 2)
+    }
+
+    @Test("on a v1 host the limits go to each controller's files, and OOM kills come from memory.oom_control")
+    func v1Files() throws {
+        let root = NSTemporaryDirectory() + "berthtest-cgroup1-\(getpid())"
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let layout = CgroupLayout(unified: nil, v1: ["cpu": "\(root)/cpu", "cpuacct": "\(root)/cpu", "memory": "\(root)/memory",
+                                                     "pids": "\(root)/pids"])
+        let cgroup = Cgroup(name: "c1", layout: layout)
+        #expect(cgroup.driver is CgroupV1Driver)
+        let files = ["cpu": ["cpu.cfs_period_us", "cpu.cfs_quota_us", "cpu.shares", "cpuacct.usage"],
+                     "memory": ["memory.limit_in_bytes", "memory.usage_in_bytes"], "pids": ["pids.max", "pids.current"]]
+        for (controller, names) in files {
+            let dir = try #require(cgroup.directories[controller])
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            for name in names { touchFile("\(dir)/\(name)") }
+        }
+        try cgroup.driver.apply(ResourceLimits(memory: 64 << 20, cpus: 1.5, cpuShares: 512, pids: 30))
+        func read(_ controller: String, _ f: String) -> String {
+            (try? String(contentsOfFile: "\(cgroup.directories[controller]!)/\(f)", encoding: .utf8)) ?? ""
+        }
+        #expect(read("cpu", "cpu.cfs_quota_us") == "150000" && read("cpu", "cpu.cfs_period_us") == "100000")
+        #expect(read("cpu", "cpu.shares") == "512")
+        #expect(read("memory", "memory.limit_in_bytes") == "67108864")
+        #expect(read("pids", "pids.max") == "30")
+        try "oom_kill_disable 0\nunder_oom 0\noom_kill 3\n".write(toFile: "\(cgroup.directories["memory"]!)/memory.oom_control",
+                                                                 atomically: false, encoding: .utf8)
+        #expect(cgroup.oomKills() == 3)
+        try "9223372036854771712\n".write(toFile: "\(cgroup.directories["memory"]!)/memory.limit_in_bytes", atomically: false, encoding: .utf8)
+        #expect(cgroup.usage().memoryLimit == nil, "v1's 'no limit' reads as none")
+    }
+
+    @Test("a cgroup read back from a container's state gets the driver of its directories")
+    func driverFromState() {
+        #expect(Cgroup(name: "c", directories: ["unified": "/sys/fs/cgroup/berth/c"]).driver is CgroupV2Driver)
+        #expect(Cgroup(name: "c", directories: ["unified": "/sys/fs/cgroup/unified/berth/c", "memory": "/sys/fs/cgroup/memory/berth/c"])
+                    .driver is CgroupV1Driver)
+        let hybrid = CgroupLayout(unified: "/sys/fs/cgroup/unified", v1: ["memory": "/sys/fs/cgroup/memory", "name=systemd": "/sys/fs/cgroup/systemd"])
+        #expect(Cgroup(name: "c", layout: hybrid).driver is CgroupV1Driver)
+        #expect(Cgroup(name: "c", layout: CgroupLayout(unified: "/sys/fs/cgroup", v1: ["name=systemd": "/x"])).driver is CgroupV2Driver)
     }
 }
