@@ -46,8 +46,9 @@ let package = Package(
         .target(name: "BerthNet"),
         // Pure: CNI types, versions, errors, environment, network config, results. No side effects.
         .target(name: "BerthCNI", dependencies: ["BerthJSON", "BerthNet"]),
-        // What every plugin executable shares: the CNI protocol's common part
-        // (PluginDriver, pure) and the process around it (descriptors, SIGPIPE, exit).
+        // The CNI plugin protocol from both sides: being a plugin (PluginDriver,
+        // pure, and the process around it) and running one (PluginExecutor:
+        // delegated IPAM, plugin chains).
         .target(name: "BerthCNIPlugin", dependencies: ["BerthJSON", "BerthCNI", "BerthSystem", "CBerthSys"]),
         // Files, namespaces and child processes behind typed wrappers.
         .target(name: "BerthSystem", dependencies: ["CBerthSys", "CBerthLaunch"]),
@@ -59,7 +60,7 @@ let package = Package(
         .target(name: "BerthIPAM", dependencies: ["BerthNet", "BerthJSON", "BerthCNI", "BerthCNIPlugin", "BerthSystem"]),
         // A CNI client as libcni is one: network lists, plugin chains with cached
         // results, attachments of named namespaces (berthctl attach, labs, the runtime).
-        .target(name: "BerthCNIClient", dependencies: ["BerthNet", "BerthJSON", "BerthCNI", "BerthSystem", "CBerthLaunch"]),
+        .target(name: "BerthCNIClient", dependencies: ["BerthNet", "BerthJSON", "BerthCNI", "BerthCNIPlugin", "BerthSystem", "CBerthLaunch"]),
         // The namespace runtime: containers, cgroups, their state.
         .target(name: "BerthRuntime", dependencies: ["BerthJSON", "BerthCNI", "BerthCNIClient", "BerthSystem", "CBerthLaunch", "CBerthSys"]),
         // Test labs: topologies of namespaces and networks, for berthctl lab and Swift test suites.
@@ -95,6 +96,7 @@ let package = Package(
         .testTarget(name: "BerthNetlinkTests", dependencies: ["BerthNetlink", "BerthNet", "BerthSystem"]),
         .testTarget(name: "BerthFirewallTests", dependencies: ["BerthFirewall", "BerthNet"]),
         .testTarget(name: "BerthIPAMTests", dependencies: ["BerthIPAM", "BerthCNI", "BerthJSON", "BerthNet", "berth-ipam", "berthctl"]),
+        .testTarget(name: "BerthCNIPluginTests", dependencies: ["BerthCNIPlugin", "BerthCNI", "BerthJSON", "BerthSystem"]),
         .testTarget(name: "BerthPluginTests", dependencies: ["BerthPlugin", "BerthCNI", "BerthJSON", "BerthNet", "BerthNetlink", "BerthIPAM"]),
         .testTarget(name: "BerthCNIClientTests", dependencies: ["BerthCNIClient"]),
         .testTarget(name: "BerthRuntimeTests", dependencies: ["BerthRuntime", "BerthTestSupport"]),

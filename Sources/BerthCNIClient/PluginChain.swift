@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import BerthCNI
+import BerthCNIPlugin
 import BerthSystem
 import BerthJSON
 import BerthNet
@@ -170,10 +171,6 @@ public struct PluginChain: Sendable {
     }
 
     func run(_ command: CNICommand, _ plugin: JSONObject, _ a: Attachment, prevResult: JSON?) throws(ClientError) -> JSON? {
-        let type = plugin["type"]?.stringValue ?? ""
-        guard let executable = findExecutable(type, in: searchPath) else {
-            throw ClientError("network \(list.name): plugin \(type) not found on CNI_PATH \(searchPath.joined(separator: ":"))")
-        }
         var config = plugin
         config["name"] = .string(list.name)
         config["cniVersion"] = .string(list.cniVersion)
@@ -184,23 +181,15 @@ public struct PluginChain: Sendable {
         if !runtime.isEmpty { config["runtimeConfig"] = .object(runtime) }
         if let prevResult { config["prevResult"] = prevResult }
         let environment = [
-            "CNI_COMMAND": command.rawValue, "CNI_CONTAINERID": a.containerID, "CNI_NETNS": a.netns,
+            "CNI_CONTAINERID": a.containerID, "CNI_NETNS": a.netns,
             "CNI_IFNAME": a.ifname, "CNI_PATH": searchPath.joined(separator: ":"),
             "PATH": defaultExecutablePath,
         ]
-        let output: ChildOutput
         do {
-            output = try runExecutable(executable, environment: environment, input: Array(JSON.object(config).serialized().utf8))
+            let executor = try PluginExecutor(type: plugin["type"]?.stringValue ?? "", searchPath: searchPath)
+            return try executor.run(command, stdin: Array(JSON.object(config).serialized().utf8), environment: environment)
         } catch {
-            throw ClientError("network \(list.name): cannot run \(executable): \(error)")
+            throw ClientError("network \(list.name): \(error)")
         }
-        let json = try? JSON.parse(output.stdout)
-        if output.status != 0 {
-            if let json, let error = CNIError(json: json) {
-                throw ClientError("network \(list.name): \(type) \(command.rawValue) failed with CNI error \(error.code): \(error)")
-            }
-            throw ClientError("network \(list.name): \(type) \(command.rawValue) failed with exit status \(output.status)")
-        }
-        return json
     }
 }
