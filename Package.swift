@@ -92,6 +92,7 @@ let package = Package(
         // Unit tests, one target per module: pure logic, no root.
         .testTarget(name: "BerthNetTests", dependencies: ["BerthNet"]),
         .testTarget(name: "BerthJSONTests", dependencies: ["BerthJSON"]),
+        .testTarget(name: "BerthSystemTests", dependencies: ["BerthSystem", "CBerthSys"]),
         .testTarget(name: "BerthCNITests", dependencies: ["BerthCNI", "BerthJSON", "BerthNet"]),
         .testTarget(name: "BerthNetlinkTests", dependencies: ["BerthNetlink", "BerthNet", "BerthSystem"]),
         .testTarget(name: "BerthFirewallTests", dependencies: ["BerthFirewall", "BerthNet"]),

@@ -70,13 +70,21 @@ public enum NamedNamespaces {
                             cgroup: CgroupPlacement = CgroupPlacement(),
                             detach: Bool = false) throws(ClientError) -> Int32 {
         let file = try resolve(nameOrPath)
-        let argv = CStringArray(command)
-        let envp = CStringArray(processEnvironment().map { "\($0.key)=\($0.value)" })
-        let status = cgroup.withC { cgroups in
-            berth_netns_exec(file, cgroups, argv.pointers, envp.pointers, output, detach ? 1 : 0)
-        }
-        if status < 0 { throw ClientError("cannot enter \(nameOrPath): \(SystemError.last("setns"))") }
-        if detach { return status }
+        var spawn = Spawn(path: nil, arguments: command, environment: processEnvironment().map { "\($0.key)=\($0.value)" })
+        spawn.cgroups = cgroup
+        spawn.networkNamespace = file
+        // The command keeps none of the caller's descriptors but stdio.
+        let out: Spawn.Descriptor = output >= 0 ? .fd(output) : detach ? .null : .inherit
+        spawn.stdout = out
+        spawn.stderr = out
+        spawn.stdin = detach ? .null : .inherit
+        spawn.newSession = detach
+        spawn.resetsSignals = true
+        let pid: pid_t
+        do { pid = try spawn.start() } catch { throw ClientError("cannot enter \(nameOrPath): \(error)") }
+        if detach { return pid }
+        let status = berth_wait_forwarding(pid)
+        if status < 0 { throw ClientError("cannot wait for the command in \(nameOrPath): \(SystemError.last("waitpid"))") }
         // 126 and 127 are the command's (it could not be executed: the child said why on stderr).
         let code = berth_exit_code(status)
         if code == 125 { throw ClientError("cannot join the cgroup of \(nameOrPath) or enter its network namespace") }

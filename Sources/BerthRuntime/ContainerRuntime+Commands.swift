@@ -40,14 +40,21 @@ extension ContainerRuntime {
     public static func runDetached(executable: String, arguments: [String]) throws(RuntimeError) {
         var fds: [Int32] = [0, 0]
         if berth_pipe_cloexec(&fds) != 0 { throw RuntimeError("cannot create a pipe: \(SystemError.last("pipe2"))") }
-        let argv = CStringArray([executable] + arguments)
         var environment = processEnvironment()
         environment["BERTH_READY_FD"] = "3"
-        let envp = CStringArray(environment.map { "\($0.key)=\($0.value)" })
-        let pid = berth_spawn_detached(executable, argv.pointers, envp.pointers, fds[1])
+        var spawn = Spawn(path: executable, arguments: [executable] + arguments,
+                          environment: environment.map { "\($0.key)=\($0.value)" })
+        spawn.stdin = .null
+        spawn.passing = (fds[1], 3)
+        spawn.newSession = true
+        spawn.reportsExecFailure = true
+        let started = Result { () throws(SystemError) in try spawn.start() }
         close(fds[1])
         defer { close(fds[0]) }
-        if pid < 0 { throw RuntimeError("cannot start the container's monitor: \(SystemError.last("fork"))") }
+        guard case .success(let pid) = started else {
+            if case .failure(let error) = started { throw RuntimeError("cannot start the container's monitor: \(error)") }
+            return
+        }
         let report = String(decoding: (try? readAllBytes(from: fds[0])) ?? [], as: UTF8.self)
         if report.hasPrefix("ok") { return }
         var status: Int32 = 0

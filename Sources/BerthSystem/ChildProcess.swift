@@ -6,6 +6,86 @@ import Musl
 import CBerthLaunch
 import CBerthSys
 
+/// A process to start, described once (`berth_spawn`): what it runs, in
+/// which cgroups and network namespace, which descriptors it gets, and how
+/// it relates to its caller. Plugins, the container's detached monitor and
+/// commands in named network namespaces all start through it.
+public struct Spawn {
+    /// What one of the child's stdin, stdout and stderr is.
+    public enum Descriptor: Sendable, Equatable {
+        case inherit, null
+        case fd(Int32)
+
+        var c: Int32 {
+            switch self {
+            case .inherit: BERTH_FD_INHERIT
+            case .null: BERTH_FD_NULL
+            case .fd(let fd): fd
+            }
+        }
+    }
+
+    /// The executable; nil: the first argument is looked up on the PATH of `environment`.
+    public var path: String?
+    /// The whole argv, its first element included.
+    public var arguments: [String]
+    /// "NAME=VALUE" entries.
+    public var environment: [String]
+    public var cgroups = CgroupPlacement()
+    /// A network namespace file to enter first.
+    public var networkNamespace: String?
+    public var stdin = Descriptor.inherit, stdout = Descriptor.inherit, stderr = Descriptor.inherit
+    /// A descriptor of the caller's the child gets as descriptor `at` (3 or 4).
+    public var passing: (fd: Int32, at: Int32)?
+    /// A session of its own.
+    public var newSession = false
+    public var ignoresSIGPIPE = false
+    /// Killed when the calling thread dies first.
+    public var diesWithCaller = false
+    /// Every signal at its default action, none blocked.
+    public var resetsSignals = false
+    /// A failed setup or exec is `start`'s error; otherwise the child exits
+    /// 125 (setup) or 127/126 with a line on stderr (exec), as a shell does.
+    public var reportsExecFailure = false
+
+    public init(path: String?, arguments: [String], environment: [String]) {
+        self.path = path
+        self.arguments = arguments
+        self.environment = environment
+    }
+
+    /// Starts the process; returns its pid.
+    public func start() throws(SystemError) -> pid_t {
+        let argv = CStringArray(arguments)
+        let envp = CStringArray(environment)
+        let pid = cgroups.withC { placement in
+            withOptionalCString(path) { path in
+                withOptionalCString(networkNamespace) { netns in
+                    argv.pointers.withUnsafeBufferPointer { argv in
+                        envp.pointers.withUnsafeBufferPointer { envp in
+                            var spec = berth_spawn(
+                                path: path, argv: argv.baseAddress, envp: envp.baseAddress, cgroups: placement, netns: netns,
+                                stdin_fd: stdin.c, stdout_fd: stdout.c, stderr_fd: stderr.c,
+                                pass_fd: passing?.fd ?? -1, pass_at: passing?.at ?? -1,
+                                new_session: newSession ? 1 : 0, ignore_sigpipe: ignoresSIGPIPE ? 1 : 0,
+                                die_with_caller: diesWithCaller ? 1 : 0, reset_signals: resetsSignals ? 1 : 0,
+                                report_exec: reportsExecFailure ? 1 : 0)
+                            return berth_spawn(&spec)
+                        }
+                    }
+                }
+            }
+        }
+        if pid < 0 { throw SystemError.last("start \(path ?? arguments.first ?? "a process")") }
+        return pid
+    }
+}
+
+private func withOptionalCString<R>(_ text: String?, _ body: (UnsafePointer<CChar>?) -> R) -> R {
+    guard let text else { return body(nil) }
+    return text.withCString { body($0) }
+}
+
 /// What a finished child process gave back.
 public struct ChildOutput: Sendable {
     /// The exit status, or 128+N when killed by signal N.
@@ -24,7 +104,7 @@ public struct ChildOutput: Sendable {
 /// pipe. The child gets descriptors 0, 1 and 2 and no others (but `inherit`,
 /// as descriptor 4). By default it is killed if the calling thread dies
 /// before it ends; with `outliveCaller` it runs to its end whatever happens
-/// to the caller (see `berth_spawn_plugin`).
+/// to the caller.
 public func runExecutable(_ path: String, arguments: [String] = [], environment: [String: String],
                           input: [UInt8], discardStandardError: Bool = false,
                           inherit: OwnedDescriptor? = nil, outliveCaller: Bool = false) throws(SystemError) -> ChildOutput {
@@ -37,13 +117,24 @@ public func runExecutable(_ path: String, arguments: [String] = [], environment:
     if stdoutFD < 0 { throw SystemError.last("memfd_create") }
     let stdoutHandle = OwnedDescriptor(adopting: stdoutFD)
 
-    let argv = CStringArray([path] + arguments)
-    let envp = CStringArray(environment.map { "\($0.key)=\($0.value)" })
     // Only stdio reaches the child, as with libcni: not Berth's own descriptors
     // (all close-on-exec anyway) and not any its caller let it inherit.
-    let pid = berth_spawn_plugin(path, argv.pointers, envp.pointers, stdinFD, stdoutFD, discardStandardError ? 1 : 0,
-                                 inherit?.rawValue ?? -1, outliveCaller ? 1 : 0)
-    if pid < 0 { throw SystemError.last("run \(path)") }
+    var spawn = Spawn(path: path, arguments: [path] + arguments, environment: environment.map { "\($0.key)=\($0.value)" })
+    spawn.stdin = .fd(stdinFD)
+    spawn.stdout = .fd(stdoutFD)
+    spawn.stderr = discardStandardError ? .null : .inherit
+    spawn.passing = inherit.map { ($0.rawValue, 4) }
+    // Without `outliveCaller` a runtime killed in the middle of an ADD leaves
+    // no plugin finishing that ADD after the runtime's DEL. With it, the
+    // plugin (a delegated IPAM holding the attachment's lock through
+    // `inherit`) runs to its end in a session of its own, ignoring SIGPIPE:
+    // it must never stop half-way because its caller was killed.
+    spawn.diesWithCaller = !outliveCaller
+    spawn.newSession = outliveCaller
+    spawn.ignoresSIGPIPE = outliveCaller
+    spawn.reportsExecFailure = true
+    let pid: pid_t
+    do { pid = try spawn.start() } catch { throw SystemError("run \(path)", errno: error.errno) }
     let status = waitForExit(pid)
     if lseek(stdoutFD, 0, SEEK_SET) < 0 { throw SystemError.last("lseek") }
     return ChildOutput(status: status, stdout: try stdoutHandle.readAll())

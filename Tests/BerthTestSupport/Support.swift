@@ -178,6 +178,7 @@ package final class TestNetwork: @unchecked Sendable {
     }
 
     /// Runs `command` inside a namespace.
+    @discardableResult
     package func inNamespace(_ netns: String, _ command: [String]) -> (status: Int32, out: String) {
         shell(["ip", "netns", "exec", URL(fileURLWithPath: netns).lastPathComponent] + command)
     }

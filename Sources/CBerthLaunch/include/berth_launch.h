@@ -92,38 +92,57 @@ int berth_exit_code(int wait_status);
 /// wait status, or -1 with errno. Call with no other thread expecting those signals.
 int berth_wait_forwarding(pid_t pid);
 
-/// Starts `path` in a new session, stdin from /dev/null, with `keep_fd`
-/// placed at descriptor 3 and every other descriptor but 1 and 2 closed.
-/// Returns its pid, or -1 with errno.
-pid_t berth_spawn_detached(const char *path, char *const *argv, char *const *envp, int keep_fd);
-
 /// Creates a network namespace and binds it onto the existing file `path`
 /// (as `ip netns add` does), from a forked single-threaded child.
 /// Returns 0, or -1 with errno.
 int berth_netns_create(const char *path, int loopback_up);
 
-/// Runs `argv` in the network namespace at `path` (as `ip netns exec`),
-/// first joining `cgroups` (NULL: none), and
-/// returns its wait status, or -1 with errno (125: joining a cgroup failed,
-/// 126: entering the namespace failed). With `out_fd` >= 0 its stdout and
-/// stderr go there; no other descriptor of the caller's but stdin reaches
-/// it. With `detach` it runs in a session of its own, stdin from
-/// /dev/null, and the call returns its pid at once.
-int berth_netns_exec(const char *path, const struct berth_cgroups *cgroups,
-                     char *const *argv, char *const *envp, int out_fd, int detach);
+/// A descriptor of the caller's for `berth_spawn`'s stdin, stdout or stderr,
+/// or one of these.
+#define BERTH_FD_INHERIT (-1)  /* the caller's own */
+#define BERTH_FD_NULL (-2)     /* /dev/null */
 
-/// Starts `path` as a plugin: stdin from `in_fd`, stdout to `out_fd`, stderr
-/// inherited or, with `quiet`, /dev/null; `inherit_fd` (unless -1) as
-/// descriptor 4; no other descriptor.
-/// Without `outlive_caller` it is killed (SIGKILL) if the calling thread dies
-/// first, so a runtime killed in the middle of an ADD leaves no plugin
-/// finishing that ADD after the runtime's DEL. With `outlive_caller` it runs
-/// to its end in a session of its own, ignoring SIGPIPE: a delegated IPAM
-/// plugin must never stop half-way because its caller was killed (it holds
-/// the attachment's lock through `inherit_fd` until it is done).
-/// Returns the pid, or -1 with errno set (also when execve failed).
-/// Uses fork(2), prctl(PR_SET_PDEATHSIG), setsid(2), close_range(2), execve(2).
-pid_t berth_spawn_plugin(const char *path, char *const argv[], char *const envp[], int in_fd, int out_fd, int quiet,
-                         int inherit_fd, int outlive_caller);
+/// A process to start, described once: what it runs, where it runs
+/// (cgroups, a network namespace), which descriptors it gets, and how it
+/// relates to its caller. Every process Berth starts that is neither a
+/// container's first process nor a command inside a container goes
+/// through `berth_spawn`: plugins, the container's detached monitor,
+/// commands in named network namespaces (`ip netns exec`).
+struct berth_spawn {
+    /// The executable; NULL: argv[0] is looked up on the PATH of `envp`.
+    const char *path;
+    /// NULL-terminated.
+    char *const *argv;
+    char *const *envp;
+    /// Joined before anything else (NULL: the caller's).
+    const struct berth_cgroups *cgroups;
+    /// A network namespace file to enter (NULL: the caller's namespace).
+    const char *netns;
+    /// A descriptor, BERTH_FD_INHERIT or BERTH_FD_NULL each.
+    int stdin_fd, stdout_fd, stderr_fd;
+    /// A descriptor of the caller's the process gets as `pass_at` (3 or
+    /// 4), or -1. No other descriptor but stdio reaches it.
+    int pass_fd, pass_at;
+    /// 1: a session of its own (a signal to the caller's process group,
+    /// Ctrl-C, does not reach it).
+    int new_session;
+    /// 1: SIGPIPE ignored (a write to a dead reader fails with EPIPE).
+    int ignore_sigpipe;
+    /// 1: killed (SIGKILL) when the calling thread dies first.
+    int die_with_caller;
+    /// 1: every signal at its default action and none blocked (what the
+    /// caller ignored would survive execve).
+    int reset_signals;
+    /// 1: a failure to set the process up or to execute it makes
+    /// `berth_spawn` return -1 with its errno. 0: the process exits 125
+    /// when its setup fails, and 127 or 126 with one line on stderr when
+    /// its command cannot be executed, as a shell does.
+    int report_exec;
+};
+
+/// Starts `spawn`. Returns its pid, or -1 with errno set.
+/// Uses fork(2) or clone3(2) into the cgroup2 cgroup, prctl(PR_SET_PDEATHSIG),
+/// setns(2), setsid(2), close_range(2), execve(2).
+pid_t berth_spawn(const struct berth_spawn *spawn);
 
 #endif

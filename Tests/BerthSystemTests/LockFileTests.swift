@@ -1,7 +1,6 @@
 import Foundation
 import Testing
 import BerthSystem
-import BerthTestSupport
 
 @Suite("lock files")
 struct LockFileTests {
