@@ -237,17 +237,7 @@ public final class EtcdClient: Sendable {
                     var reader = JSONStreamReader()
                     for try await chunk in response.body {
                         for message in reader.feed(Array(chunk.readableBytesView)) {
-                            if let error = message["error"] {
-                                throw EtcdError("etcd at \(endpoint) watch: \(error.serialized())")
-                            }
-                            let result = message["result"]
-                            if result?["canceled"]?.boolValue == true || result?["compact_revision"] != nil {
-                                throw EtcdError("etcd at \(endpoint) watch canceled: \(result?["cancel_reason"]?.stringValue ?? "compacted")")
-                            }
-                            let events: [EtcdEvent] = (result?["events"]?.arrayValue ?? []).compactMap { e in
-                                guard let kv = e["kv"].flatMap(EtcdClient.keyValue) else { return nil }
-                                return EtcdEvent(kind: e["type"]?.stringValue == "DELETE" ? .delete : .put, keyValue: kv)
-                            }
+                            let events = try EtcdClient.watchEvents(in: message, endpoint: endpoint)
                             if !events.isEmpty { continuation.yield(events) }
                         }
                     }
@@ -257,6 +247,24 @@ public final class EtcdClient: Sendable {
                 }
             }
             continuation.onTermination = { _ in task.cancel() }
+        }
+    }
+}
+
+extension EtcdClient {
+    /// The events of one message of a watch stream; an error or a canceled
+    /// (or compacted) watch is thrown, so the caller starts again from a list.
+    static func watchEvents(in message: JSON, endpoint: String) throws(EtcdError) -> [EtcdEvent] {
+        if let error = message["error"] {
+            throw EtcdError("etcd at \(endpoint) watch: \(error.serialized())")
+        }
+        let result = message["result"]
+        if result?["canceled"]?.boolValue == true || result?["compact_revision"] != nil {
+            throw EtcdError("etcd at \(endpoint) watch canceled: \(result?["cancel_reason"]?.stringValue ?? "compacted")")
+        }
+        return (result?["events"]?.arrayValue ?? []).compactMap { e in
+            guard let kv = e["kv"].flatMap(EtcdClient.keyValue) else { return nil }
+            return EtcdEvent(kind: e["type"]?.stringValue == "DELETE" ? .delete : .put, keyValue: kv)
         }
     }
 }

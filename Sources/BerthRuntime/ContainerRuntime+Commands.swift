@@ -22,13 +22,15 @@ extension ContainerRuntime {
         try RuntimeError.requireRoot("running a command in a container")
         let s = try state(name)
         guard s.status == .running else { throw RuntimeError("container \(name) is not running") }
-        if command.isEmpty { throw RuntimeError("no command to run (give it after --)") }
-        let argv = CStringArray(command)
-        let envp = CStringArray(withDefaultPath(environment))
-        let status = Cgroup(existing: s).placement.withC { cgroups in
-            berth_exec_in(s.pid, cgroups, argv.pointers, envp.pointers)
-        }
-        if status < 0 { throw RuntimeError("cannot enter container \(name): \(SystemError.last("setns"))") }
+        if command.isEmpty { throw RuntimeError("no command to run") }
+        var spawn = Spawn(path: nil, arguments: command, environment: withDefaultPath(environment))
+        spawn.cgroups = Cgroup(existing: s).placement
+        spawn.enterPID = s.pid
+        spawn.resetsSignals = true
+        let pid: pid_t
+        do { pid = try spawn.start() } catch { throw RuntimeError("cannot enter container \(name): \(error)") }
+        let status = berth_wait_forwarding(pid)
+        if status < 0 { throw RuntimeError("cannot wait for the command in container \(name): \(SystemError.last("waitpid"))") }
         let code = berth_exit_code(status)
         if code == 125 { throw RuntimeError("cannot enter container \(name): joining its cgroup or namespaces failed") }
         return code

@@ -8,8 +8,9 @@ import CBerthSys
 
 /// A process to start, described once (`berth_spawn`): what it runs, in
 /// which cgroups and network namespace, which descriptors it gets, and how
-/// it relates to its caller. Plugins, the container's detached monitor and
-/// commands in named network namespaces all start through it.
+/// it relates to its caller. Plugins, the container's detached monitor,
+/// commands in named network namespaces and in running containers all
+/// start through it.
 public struct Spawn {
     /// What one of the child's stdin, stdout and stderr is.
     public enum Descriptor: Sendable, Equatable {
@@ -34,6 +35,9 @@ public struct Spawn {
     public var cgroups = CgroupPlacement()
     /// A network namespace file to enter first.
     public var networkNamespace: String?
+    /// A running container's PID 1, whose namespaces the process joins, run
+    /// under a supervisor, confined as the container is (`enter_pid`).
+    public var enterPID: pid_t = 0
     public var stdin = Descriptor.inherit, stdout = Descriptor.inherit, stderr = Descriptor.inherit
     /// A descriptor of the caller's the child gets as descriptor `at` (3 or 4).
     public var passing: (fd: Int32, at: Int32)?
@@ -64,7 +68,7 @@ public struct Spawn {
                     argv.pointers.withUnsafeBufferPointer { argv in
                         envp.pointers.withUnsafeBufferPointer { envp in
                             var spec = berth_spawn(
-                                path: path, argv: argv.baseAddress, envp: envp.baseAddress, cgroups: placement, netns: netns,
+                                path: path, argv: argv.baseAddress, envp: envp.baseAddress, cgroups: placement, netns: netns, enter_pid: enterPID,
                                 stdin_fd: stdin.c, stdout_fd: stdout.c, stderr_fd: stderr.c,
                                 pass_fd: passing?.fd ?? -1, pass_at: passing?.at ?? -1,
                                 new_session: newSession ? 1 : 0, ignore_sigpipe: ignoresSIGPIPE ? 1 : 0,

@@ -26,8 +26,8 @@
 #include <time.h>
 
 /* A container's first process (clone into new namespaces, its init, its
- * root file system, lxcfs, capabilities) and commands run inside a
- * container (berth_exec_in). */
+ * root file system, lxcfs, capabilities). A command run inside a running
+ * container starts through berth_spawn (`enter_pid`). */
 
 /* Everything below runs in the cloned child, which may have been cloned from
  * a multi-threaded process: only async-signal-safe calls until execve. */
@@ -324,70 +324,4 @@ int berth_container_start(const struct berth_container_spec *spec, struct berth_
     out->go_fd = go[1];
     out->status_fd = status[0];
     return 0;
-}
-
-static void format_pid(pid_t pid, char *buf, size_t size) {
-    char digits[16];
-    int d = 0;
-    do { digits[d++] = (char)('0' + pid % 10); pid /= 10; } while (pid > 0 && d < 15);
-    size_t n = 0;
-    while (d > 0 && n < size - 1) buf[n++] = digits[--d];
-    buf[n] = 0;
-}
-
-int berth_exec_in(pid_t target, const struct berth_cgroups *cgroups, char *const *argv, char *const *envp) {
-    static const char *kinds[] = { "cgroup", "ipc", "uts", "net", "pid", "mnt" };
-    enum { KINDS = 6 };
-    int ns[KINDS];
-    for (int i = 0; i < KINDS; i++) ns[i] = -1;
-    int rc = -1;
-    char path[64];
-    for (int i = 0; i < KINDS; i++) {
-        char pidbuf[16];
-        format_pid(target, pidbuf, sizeof(pidbuf));
-        snprintf(path, sizeof(path), "/proc/%s/ns/%s", pidbuf, kinds[i]);
-        ns[i] = open(path, O_RDONLY | O_CLOEXEC);
-        if (ns[i] < 0) goto out;
-    }
-    pid_t child = fork();
-    if (child < 0) goto out;
-    if (child == 0) {
-        /* The v1 cgroups before the mount namespace hides the host's /sys. */
-        if (launch_join_v1(cgroups) != 0) _exit(125);
-        for (int i = 0; i < KINDS; i++) {
-            if (setns(ns[i], 0) != 0) _exit(125);
-        }
-        sigset_t all;
-        sigfillset(&all);
-        sigprocmask(SIG_BLOCK, &all, NULL);
-        /* Joining a pid namespace applies to children; this one is created in
-           the cgroup2 cgroup (this process is single-threaded: clone3 is safe). */
-        int in_cgroup2 = 0;
-        pid_t inner = launch_fork_in(cgroups, 0, &in_cgroup2);
-        if (inner < 0) _exit(125);
-        if (inner == 0) {
-            if (launch_join_v2(cgroups, in_cgroup2) != 0) _exit(125);
-            sigset_t none;
-            sigemptyset(&none);
-            launch_reset_signals(&none);
-            if (chdir("/") != 0) _exit(125);
-            prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
-            if (launch_drop_capabilities() != 0) _exit(125);
-            /* Nothing of the caller's but stdio enters the container: a host
-               descriptor inside would be a way out of it (and a caller's
-               other threads' pipes would stay open while the command runs). */
-            close_range(3, ~0U, 0);
-            execvpe(argv[0], argv, envp);
-            launch_exec_failed(argv[0]);
-        }
-        launch_supervise(inner, &all);
-    }
-    rc = berth_wait_forwarding(child);
-out:
-    {
-        int saved = errno;
-        for (int i = 0; i < KINDS; i++) if (ns[i] >= 0) close(ns[i]);
-        errno = saved;
-    }
-    return rc;
 }

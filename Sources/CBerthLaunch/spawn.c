@@ -25,9 +25,9 @@
 #include <pthread.h>
 #include <time.h>
 
-/* Every process Berth starts that is neither a container's first process
- * nor a command inside a container: plugins, detached monitors, commands
- * in named network namespaces. */
+/* Every process Berth starts but a container's first process: plugins,
+ * detached monitors, commands in named network namespaces and in running
+ * containers. */
 
 /* Puts `src` (a descriptor, BERTH_FD_INHERIT or BERTH_FD_NULL) at `target`. 0, or -1. */
 static int place(int src, int target) {
@@ -43,14 +43,37 @@ static int place(int src, int target) {
     return dup2(src, target) < 0 ? -1 : 0;
 }
 
+/* The namespaces `enter_pid` joins, in this order (mnt last: after it the
+ * host's /proc is gone). */
+static const char *const entered_kinds[] = { "cgroup", "ipc", "uts", "net", "pid", "mnt" };
+enum { ENTERED = 6 };
+
 /* The child's side: only async-signal-safe calls (the caller may have other
  * threads), so no fork here, and clone3 was safe. */
-static _Noreturn void spawned(const struct berth_spawn *s, int netns_fd, int in_cgroup2, pid_t parent, int report_fd) {
+static _Noreturn void spawned(const struct berth_spawn *s, int netns_fd, const int *entered, int in_cgroup2, pid_t parent,
+                              int report_fd) {
     int kept = -1;
     if (s->die_with_caller && (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent)) { errno = ECHILD; goto failed; }
-    /* Into the cgroups first (v1 through the host's /sys), then the namespace. */
-    if (launch_join_v1(s->cgroups) != 0 || launch_join_v2(s->cgroups, in_cgroup2) != 0) goto failed;
+    /* Into the cgroups first (v1 through the host's /sys, before a mount
+       namespace hides it), then the namespaces. */
+    if (launch_join_v1(s->cgroups) != 0) goto failed;
+    for (int i = 0; s->enter_pid > 0 && i < ENTERED; i++) {
+        if (setns(entered[i], 0) != 0) goto failed;
+    }
     if (netns_fd >= 0 && setns(netns_fd, CLONE_NEWNET) != 0) goto failed;
+    if (s->enter_pid > 0) {
+        /* Joining a pid namespace applies to children: the command runs as
+           this process's child, created in the cgroup2 cgroup (this process
+           is single-threaded now: clone3 is safe), and this process stays
+           as its supervisor, forwarding signals and passing on its status. */
+        sigset_t all;
+        sigfillset(&all);
+        sigprocmask(SIG_BLOCK, &all, NULL);
+        pid_t inner = launch_fork_in(s->cgroups, 0, &in_cgroup2);
+        if (inner < 0) goto failed;
+        if (inner > 0) launch_supervise(inner, &all);
+    }
+    if (launch_join_v2(s->cgroups, in_cgroup2) != 0) goto failed;
     if (s->new_session && setsid() < 0) goto failed;
     if (s->reset_signals) {
         sigset_t none;
@@ -63,6 +86,12 @@ static _Noreturn void spawned(const struct berth_spawn *s, int netns_fd, int in_
         memset(&ignore, 0, sizeof ignore);
         ignore.sa_handler = SIG_IGN;
         if (sigaction(SIGPIPE, &ignore, NULL) != 0) goto failed;
+    }
+    if (s->enter_pid > 0) {
+        /* Inside a container: its root, no new privileges, Docker's default capabilities. */
+        if (chdir("/") != 0) goto failed;
+        prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+        if (launch_drop_capabilities() != 0) goto failed;
     }
     /* The passed descriptor goes out of the way of 0-5 first. */
     if (s->pass_fd >= 0 && (kept = fcntl(s->pass_fd, F_DUPFD_CLOEXEC, 10)) < 0) goto failed;
@@ -81,7 +110,8 @@ static _Noreturn void spawned(const struct berth_spawn *s, int netns_fd, int in_
     }
     /* Nothing else of the caller's: a pipe the child kept (another thread's,
        in a library caller) would hold that pipe's reader open for as long as
-       the child runs. */
+       the child runs, and a host descriptor inside a container would be a
+       way out of it. */
     close_range((unsigned)highest + 1, ~0U, 0);
     if (s->path) execve(s->path, s->argv, s->envp); else execvpe(s->argv[0], s->argv, s->envp);
     if (report_fd < 0) launch_exec_failed(s->argv[0]);
@@ -95,22 +125,47 @@ failed:
     _exit(125);
 }
 
+/* Writes "/proc/PID/ns/KIND" into `out` without stdio. */
+static void ns_path(char *out, size_t size, pid_t pid, const char *kind) {
+    char digits[16];
+    int d = 0;
+    do { digits[d++] = (char)('0' + pid % 10); pid /= 10; } while (pid > 0 && d < 15);
+    size_t n = 0;
+    for (const char *p = "/proc/"; *p && n < size - 1; p++) out[n++] = *p;
+    while (d > 0 && n < size - 1) out[n++] = digits[--d];
+    for (const char *p = "/ns/"; *p && n < size - 1; p++) out[n++] = *p;
+    for (const char *p = kind; *p && n < size - 1; p++) out[n++] = *p;
+    out[n] = 0;
+}
+
+static void close_all(int *fds, int count) {
+    int saved = errno;
+    for (int i = 0; i < count; i++) if (fds[i] >= 0) close(fds[i]);
+    errno = saved;
+}
+
 pid_t berth_spawn(const struct berth_spawn *s) {
-    int netns_fd = -1;
-    if (s->netns && (netns_fd = open(s->netns, O_RDONLY | O_CLOEXEC)) < 0) return -1;
-    int report[2] = { -1, -1 };
-    if (s->report_exec && pipe2(report, O_CLOEXEC) != 0) {
-        int saved = errno;
-        if (netns_fd >= 0) close(netns_fd);
-        errno = saved;
-        return -1;
+    /* What the child enters is opened here, where errors can be returned:
+       the namespaces of `enter_pid`, then the network namespace file. */
+    int opened[ENTERED + 1];
+    for (int i = 0; i < ENTERED + 1; i++) opened[i] = -1;
+    for (int i = 0; s->enter_pid > 0 && i < ENTERED; i++) {
+        char path[64];
+        ns_path(path, sizeof path, s->enter_pid, entered_kinds[i]);
+        if ((opened[i] = open(path, O_RDONLY | O_CLOEXEC)) < 0) { close_all(opened, ENTERED + 1); return -1; }
     }
+    if (s->netns && (opened[ENTERED] = open(s->netns, O_RDONLY | O_CLOEXEC)) < 0) { close_all(opened, ENTERED + 1); return -1; }
+    int report[2] = { -1, -1 };
+    if (s->report_exec && pipe2(report, O_CLOEXEC) != 0) { close_all(opened, ENTERED + 1); return -1; }
     pid_t parent = getpid();
     int in_cgroup2 = 0;
-    pid_t pid = launch_fork_in(s->cgroups, 0, &in_cgroup2);
-    if (pid == 0) spawned(s, netns_fd, in_cgroup2, parent, report[1]);
+    /* Entering a container, the supervisor stays out of its cgroup2 cgroup
+       (it is the command's parent, not part of the container's load); the
+       command is created there. */
+    pid_t pid = launch_fork_in(s->enter_pid > 0 ? NULL : s->cgroups, 0, &in_cgroup2);
+    if (pid == 0) spawned(s, opened[ENTERED], opened, in_cgroup2, parent, report[1]);
     int saved = errno;
-    if (netns_fd >= 0) close(netns_fd);
+    close_all(opened, ENTERED + 1);
     if (report[1] >= 0) close(report[1]);
     if (pid < 0) {
         if (report[0] >= 0) close(report[0]);

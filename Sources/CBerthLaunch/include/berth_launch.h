@@ -74,16 +74,6 @@ struct berth_container_handle {
 /// `use_init`). Returns 0, or -1 with errno set.
 int berth_container_start(const struct berth_container_spec *spec, struct berth_container_handle *out);
 
-/// Runs `argv` inside the container whose PID 1 is `target`: the process
-/// first joins `cgroups` (so it counts against the container's limits; the
-/// command runs in all of them, its supervisor in the v1 ones), then the
-/// container's cgroup, ipc, uts,
-/// net, pid and mount namespaces, and is executed as a child of a small
-/// supervisor that forwards signals. Only stdin, stdout and stderr of the
-/// caller's descriptors reach it. Returns the wait status of that
-/// supervisor (the command's status), or -1 with errno.
-int berth_exec_in(pid_t target, const struct berth_cgroups *cgroups, char *const *argv, char *const *envp);
-
 /// Decodes a wait status: the exit code, or 128+N for a process killed by signal N.
 int berth_exit_code(int wait_status);
 
@@ -104,10 +94,11 @@ int berth_netns_create(const char *path, int loopback_up);
 
 /// A process to start, described once: what it runs, where it runs
 /// (cgroups, a network namespace), which descriptors it gets, and how it
-/// relates to its caller. Every process Berth starts that is neither a
-/// container's first process nor a command inside a container goes
+/// relates to its caller. Every process Berth starts but a container's
+/// first process (`berth_container_start`, which makes the namespaces) goes
 /// through `berth_spawn`: plugins, the container's detached monitor,
-/// commands in named network namespaces (`ip netns exec`).
+/// commands in named network namespaces (`ip netns exec`), commands in a
+/// running container (`berthctl exec`).
 struct berth_spawn {
     /// The executable; NULL: argv[0] is looked up on the PATH of `envp`.
     const char *path;
@@ -118,6 +109,12 @@ struct berth_spawn {
     const struct berth_cgroups *cgroups;
     /// A network namespace file to enter (NULL: the caller's namespace).
     const char *netns;
+    /// A running container's PID 1 (0: none): the process joins its cgroup,
+    /// ipc, uts, net, pid and mount namespaces (after `cgroups`), and runs
+    /// as the child of a small supervisor that forwards signals and exits
+    /// with its status (a pid namespace applies to children only); in the
+    /// container at /, with no_new_privs and Docker's default capabilities.
+    pid_t enter_pid;
     /// A descriptor, BERTH_FD_INHERIT or BERTH_FD_NULL each.
     int stdin_fd, stdout_fd, stderr_fd;
     /// A descriptor of the caller's the process gets as `pass_at` (3 or
