@@ -55,7 +55,7 @@ let package = Package(
         // The only module that imports libnl.
         .target(name: "BerthNetlink", dependencies: ["CLibNL", "BerthNet", "BerthSystem"]),
         // The only module that imports libnftables: masquerade and MAC spoof rules (and iptables for masquerade).
-        .target(name: "BerthFirewall", dependencies: ["CNFTables", "BerthJSON", "BerthNet", "BerthSystem"]),
+        .target(name: "BerthFirewall", dependencies: ["CNFTables", "BerthJSON", "BerthNet", "BerthCNI", "BerthSystem"]),
         // Berth's IPAM: range arithmetic and config (pure), the allocation store, the operations.
         .target(name: "BerthIPAM", dependencies: ["BerthNet", "BerthJSON", "BerthCNI", "BerthCNIPlugin", "BerthSystem"]),
         // A CNI client as libcni is one: network lists, plugin chains with cached
@@ -95,7 +95,7 @@ let package = Package(
         .testTarget(name: "BerthSystemTests", dependencies: ["BerthSystem", "CBerthSys"]),
         .testTarget(name: "BerthCNITests", dependencies: ["BerthCNI", "BerthJSON", "BerthNet"]),
         .testTarget(name: "BerthNetlinkTests", dependencies: ["BerthNetlink", "BerthNet", "BerthSystem"]),
-        .testTarget(name: "BerthFirewallTests", dependencies: ["BerthFirewall", "BerthNet"]),
+        .testTarget(name: "BerthFirewallTests", dependencies: ["BerthFirewall", "BerthCNI", "BerthNet"]),
         .testTarget(name: "BerthIPAMTests", dependencies: ["BerthIPAM", "BerthCNI", "BerthJSON", "BerthNet", "berth-ipam", "berthctl"]),
         .testTarget(name: "BerthCNIPluginTests", dependencies: ["BerthCNIPlugin", "BerthCNI", "BerthJSON", "BerthSystem"]),
         .testTarget(name: "BerthPluginTests", dependencies: ["BerthPlugin", "BerthCNI", "BerthJSON", "BerthNet", "BerthNetlink", "BerthIPAM"]),

@@ -6,11 +6,6 @@ public struct PluginReply: Equatable, Sendable {
     public var status: Int32
     /// The JSON text for stdout (a result, an error, or nothing).
     public var stdout: String
-
-    public init(status: Int32, stdout: String) {
-        self.status = status
-        self.stdout = stdout
-    }
 }
 
 /// One invocation as a plugin's handler sees it, after the common checks.

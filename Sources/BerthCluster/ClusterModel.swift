@@ -180,10 +180,6 @@ public func underlayAddressProblem(_ address: IPAddress, config: ClusterConfig, 
 public struct KeyedRecord: Equatable, Sendable {
     public var key: String
     public var record: NodeRecord
-    public init(key: String, record: NodeRecord) {
-        self.key = key
-        self.record = record
-    }
 }
 
 /// Which records are peers this node may program, and why the others are not.

@@ -1,4 +1,5 @@
 import BerthNet
+import BerthCNI
 import BerthSystem
 
 /// The rules Berth installs for one attachment, all tagged with a comment
@@ -16,15 +17,14 @@ import BerthSystem
 public struct AttachmentRules: Sendable {
     public static let iptablesChain = "BERTH-MASQ"
 
-    public let network: String
-    public let containerID: String
-    public let ifname: String
+    /// The attachment whose rules these are.
+    public let attachment: CNIAttachmentKey
 
-    public init(network: String, containerID: String, ifname: String) {
-        self.network = network
-        self.containerID = containerID
-        self.ifname = ifname
-    }
+    public init(_ attachment: CNIAttachmentKey) { self.attachment = attachment }
+
+    public var network: String { attachment.network }
+    public var containerID: String { attachment.containerID }
+    public var ifname: String { attachment.ifname }
 
     /// nftables refuses a rule comment longer than 128 bytes (iptables' comment
     /// match takes 255); every comment Berth writes fits the smaller.
@@ -129,7 +129,7 @@ public struct AttachmentRules: Sendable {
     /// GC: removes the rules of `network` whose attachment (container ID and
     /// interface name) is not in `valid`, from nftables and iptables.
     public static func removeAll(network: String, except valid: [(containerID: String, ifname: String)]) throws(FirewallError) {
-        let keep = Set(valid.map { AttachmentRules(network: network, containerID: $0.containerID, ifname: $0.ifname).comment })
+        let keep = Set(valid.map { AttachmentRules(CNIAttachmentKey(network: network, containerID: $0.containerID, ifname: $0.ifname)).comment })
         try remove(network: network, iptables: true) { !keep.contains($0) }
     }
 

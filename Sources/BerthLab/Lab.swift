@@ -245,7 +245,7 @@ public final class Lab {
         var namespaces = Set<FileIdentity>()
         for path in paths {
             var st = stat()
-            if stat(path, &st) == 0 { namespaces.insert(FileIdentity(device: UInt64(st.st_dev), inode: UInt64(st.st_ino))) }
+            if stat(path, &st) == 0 { namespaces.insert(FileIdentity(st)) }
         }
         guard !namespaces.isEmpty else { return }
         for _ in 0..<100 {
@@ -255,7 +255,7 @@ public final class Lab {
                 guard let pid = pid_t(name), pid > 1, pid != getpid() else { continue }
                 var st = stat()
                 guard stat("/proc/\(name)/ns/net", &st) == 0,
-                      namespaces.contains(FileIdentity(device: UInt64(st.st_dev), inode: UInt64(st.st_ino))) else { continue }
+                      namespaces.contains(FileIdentity(st)) else { continue }
                 kill(pid, SIGKILL)
                 found += 1
             }

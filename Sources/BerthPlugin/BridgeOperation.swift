@@ -40,7 +40,8 @@ struct BridgeOperation {
 
     init(config: BridgeConfig, invocation: PluginInvocation) throws {
         env = invocation.env
-        rules = AttachmentRules(network: config.network.name, containerID: env.containerID, ifname: env.ifname)
+        let attachment = CNIAttachmentKey(network: config.network.name, containerID: env.containerID, ifname: env.ifname)
+        rules = AttachmentRules(attachment)
         var delegate: DelegatedPlugin?
         if let type = config.network.ipamType, type != InProcessIPAM.type {
             // Resolved first, so a missing plugin is refused before anything is touched.
@@ -49,7 +50,7 @@ struct BridgeOperation {
         }
         let env = invocation.env
         let lock = try [.add, .check, .del].contains(env.command)
-            ? LockFile(name: CNIAttachmentKey(network: config.network.name, containerID: env.containerID, ifname: env.ifname).fileName,
+            ? LockFile(name: attachment.fileName,
                        timeout: BridgeOperation.lockTimeout)
             : nil
         attachmentLock = lock

@@ -24,7 +24,7 @@ public final class OwnedDescriptor {
     public func identity() throws(SystemError) -> FileIdentity {
         var st = stat()
         try retryingOnInterrupt("fstat") { fstat(rawValue, &st) }
-        return FileIdentity(device: UInt64(st.st_dev), inode: UInt64(st.st_ino))
+        return FileIdentity(st)
     }
 
     /// Writes all of `bytes`.
@@ -55,6 +55,9 @@ public struct FileIdentity: Hashable, Sendable {
         self.device = device
         self.inode = inode
     }
+
+    /// The identity `stat(2)` gave.
+    public init(_ st: stat) { self.init(device: UInt64(st.st_dev), inode: UInt64(st.st_ino)) }
 }
 
 /// Reads `fd` until end of file (stdin, a pipe).

@@ -98,7 +98,7 @@ public final class LockFile {
         var st = stat()
         guard fstatat(directory.descriptor.rawValue, name, &st, AT_SYMLINK_NOFOLLOW) == 0,
               let mine = try? file.identity() else { return false }
-        return mine == FileIdentity(device: UInt64(st.st_dev), inode: UInt64(st.st_ino))
+        return mine == FileIdentity(st)
     }
 
     /// For a shared lock: whether this is now its only holder (the lock is

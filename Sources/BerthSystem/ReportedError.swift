@@ -22,24 +22,35 @@ public struct FieldProblem: Equatable, Sendable, CustomStringConvertible {
     public var description: String { "\(field) \(detail)" }
 }
 
+/// What a `ReportedError` says.
+public struct Report: Equatable, Sendable {
+    /// The whole message (for an error about a field: its problem's description).
+    public var message: String
+    /// The field of the request the error is about, if it is about one.
+    public var problem: FieldProblem?
+    /// The exit status a command line should end with (126 and 127 for a
+    /// command that cannot be executed, as shells use them).
+    public var exitCode: Int32
+}
+
 /// The errors of the libraries that serve a person (the CNI client, the
-/// runtime, labs): each module has its own type of this shape, and a
+/// runtime, labs): each module has its own type holding a `Report`, and a
 /// front end converts them once. One line, for a person; nothing branches
 /// on the text.
 public protocol ReportedError: Error, CustomStringConvertible, Sendable {
-    /// The field of the request the error is about, if it is about one.
-    var problem: FieldProblem? { get }
-    /// The whole message (for an error about a field: its problem's description).
-    var message: String { get }
-    /// The exit status a command line should end with (126 and 127 for a
-    /// command that cannot be executed, as shells use them).
-    var exitCode: Int32 { get }
-
-    init(message: String, problem: FieldProblem?, exitCode: Int32)
+    var report: Report { get }
+    init(report: Report)
 }
 
 extension ReportedError {
+    public var message: String { report.message }
+    public var problem: FieldProblem? { report.problem }
+    public var exitCode: Int32 { report.exitCode }
     public var description: String { message }
+
+    public init(message: String, problem: FieldProblem?, exitCode: Int32) {
+        self.init(report: Report(message: message, problem: problem, exitCode: exitCode))
+    }
 
     public init(_ message: String, exitCode: Int32 = 1) {
         self.init(message: message, problem: nil, exitCode: exitCode)
@@ -52,7 +63,7 @@ extension ReportedError {
 
     /// Another library's error, passed on whole (its field and exit status too).
     public init(_ other: some ReportedError) {
-        self.init(message: other.message, problem: other.problem, exitCode: other.exitCode)
+        self.init(report: other.report)
     }
 
     /// A command that could not be executed: 127 when it does not exist, 126 otherwise.

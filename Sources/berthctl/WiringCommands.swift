@@ -61,19 +61,24 @@ struct NetnsCommand: ParsableCommand {
     }
 }
 
+/// Which attachment a command is about: attach, detach and check name it alike.
+struct AttachmentTarget: ParsableArguments {
+    @Argument(help: "The network's name (in its conflist).") var network: String
+    @Argument(help: "A namespace name under /run/netns, or a path.") var netns: String
+    @Option(help: "The interface name in the namespace.") var ifname: String = "eth0"
+}
+
 struct Attach: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Attach a network namespace to a CNI network: its whole plugin chain runs, as libcni runs it.")
 
-    @Argument(help: "The network's name (in its conflist).") var network: String
-    @Argument(help: "A namespace name under /run/netns, or a path.") var netns: String
-    @Option var ifname: String = "eth0"
+    @OptionGroup var target: AttachmentTarget
     @Option(help: "Ask for this address (passed as runtimeConfig.ips to plugins declaring the ips capability).") var ip: String?
     @Option(help: "Ask for this MAC (runtimeConfig.mac, for plugins declaring the mac capability).") var mac: String?
     @OptionGroup var options: NetworkOptions
 
     func run() throws {
-        let record = try Attachments.attach(network: network, netns: netns, ifname: ifname, ip: ip, mac: mac,
+        let record = try Attachments.attach(network: target.network, netns: target.netns, ifname: target.ifname, ip: ip, mac: mac,
                                             cniConfDirectory: options.cniConfDirectory, cniPath: options.cniPath)
         print(record.result.serialized(pretty: true))
     }
@@ -81,23 +86,19 @@ struct Attach: ParsableCommand {
 
 struct Detach: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Detach a network namespace from a network (DEL in reverse, with the cached result).")
-    @Argument var network: String
-    @Argument var netns: String
-    @Option var ifname: String = "eth0"
+    @OptionGroup var target: AttachmentTarget
     func run() throws {
-        if try !Attachments.detach(network: network, netns: netns, ifname: ifname) {
-            writeError("berthctl: \(netns) is not attached to \(network) as \(ifname): nothing to do")
+        if try !Attachments.detach(network: target.network, netns: target.netns, ifname: target.ifname) {
+            writeError("berthctl: \(target.netns) is not attached to \(target.network) as \(target.ifname): nothing to do")
         }
     }
 }
 
 struct Check: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Run CHECK of a network's plugins for an attachment.")
-    @Argument var network: String
-    @Argument var netns: String
-    @Option var ifname: String = "eth0"
+    @OptionGroup var target: AttachmentTarget
     func run() throws {
-        try Attachments.check(network: network, netns: netns, ifname: ifname)
+        try Attachments.check(network: target.network, netns: target.netns, ifname: target.ifname)
         print("ok")
     }
 }
