@@ -1,5 +1,4 @@
 import Foundation
-import Testing
 import BerthCNI
 import BerthJSON
 import BerthSystem
@@ -159,7 +158,7 @@ package final class TestNetwork: @unchecked Sendable {
         let ns = makeNamespace()
         let containerID = id ?? "c-\(self.id)"
         let add = run("ADD", netns: ns, containerID: containerID, config: config ?? self.config())
-        try #require(add.status == 0, "\(add.stdout)")
+        guard add.status == 0 else { throw SupportError("ADD of \(containerID) failed: \(add.stdout)") }
         return (ns, containerID, add)
     }
 
@@ -299,4 +298,12 @@ package enum SampleTopologies {
       - ends: [r1, r2]
         subnet: 10.231.9.0/30
     """
+}
+
+/// A step of a fixture that failed: the test that asked for it fails with this.
+/// (Swift Testing is not imported here: this module is built by `swift build`
+/// too, where only test targets can import it.)
+package struct SupportError: Error, CustomStringConvertible {
+    package let description: String
+    package init(_ description: String) { self.description = description }
 }
