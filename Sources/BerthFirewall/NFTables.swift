@@ -120,3 +120,28 @@ extension String {
         return String(s)
     }
 }
+
+extension NFTContext {
+    /// The elements of set `name` of `table` as nft prints them ("br0",
+    /// "br0 . br0"); empty when the table or the set does not exist.
+    func elements(of name: String, in table: NFTTable) throws(FirewallError) -> [String] {
+        let output: String
+        do {
+            output = try run("list set \(table) \(name)")
+        } catch {
+            if error.message.containsText("No such file or directory") { return [] }
+            throw error
+        }
+        guard let json = try? JSON.parse(output), let items = json["nftables"]?.arrayValue else {
+            throw FirewallError(operation: "list set \(table) \(name)", message: "unreadable JSON from libnftables")
+        }
+        var out: [String] = []
+        for item in items {
+            for element in item["set"]?["elem"]?.arrayValue ?? [] {
+                if let s = element.stringValue { out.append(s) }
+                if let parts = element["concat"]?.arrayValue { out.append(parts.compactMap(\.stringValue).joined(separator: " . ")) }
+            }
+        }
+        return out
+    }
+}

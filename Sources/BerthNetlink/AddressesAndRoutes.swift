@@ -180,4 +180,21 @@ extension RouteSocket {
                              table: rtnl_route_get_table(route), priority: rtnl_route_get_priority(route))
         }
     }
+
+    /// The names of the links the main table's default routes (IPv4 and
+    /// IPv6) leave through: the host's way out.
+    public func defaultRouteLinks() throws(NetlinkError) -> [String] {
+        let indexes = try dump("list the default routes", fill: { rtnl_route_alloc_cache($0, AF_UNSPEC, 0, &$1) }) { route -> Int32? in
+            let family = Int32(rtnl_route_get_family(route))
+            guard rtnl_route_get_table(route) == UInt32(RT_TABLE_MAIN.rawValue),
+                  let dst = readPrefix(rtnl_route_get_dst(route), family: family), dst.prefixLength == 0,
+                  rtnl_route_get_nnexthops(route) > 0, let hop = rtnl_route_nexthop_n(route, 0) else { return nil }
+            return rtnl_route_nh_get_ifindex(hop)
+        }
+        var names: [String] = []
+        for index in Set(indexes).sorted() {
+            if let name = try link(index: index)?.name, !names.contains(name) { names.append(name) }
+        }
+        return names
+    }
 }

@@ -34,6 +34,9 @@ public struct BridgeConfig: Sendable {
     public var preserveDefaultVlan: Bool
     /// The container may send only frames with its own MAC.
     public var macSpoofCheck: Bool
+    /// Isolation from other networks of the host (`isolate`: true, or
+    /// "strict"); nil when off, as the reference plugin behaves.
+    public var isolation: NetworkIsolation.Level?
     /// Run IPv6 duplicate address detection (and wait for it) instead of skipping it.
     public var enableDAD: Bool
     /// Leave the container end down (a layer-2 attachment configured by someone else).
@@ -44,7 +47,7 @@ public struct BridgeConfig: Sendable {
     /// The fields this config reads (besides the CNI ones every config has).
     public static let fields = ["bridge", "isGateway", "isDefaultGateway", "forceAddress", "ipMasq", "ipMasqBackend", "mtu",
                                 "hairpinMode", "promiscMode", "portIsolation", "vlan", "vlanTrunk", "preserveDefaultVlan",
-                                "macspoofchk", "enabledad", "disableContainerInterface", "dns", "args", "runtimeConfig",
+                                "macspoofchk", "isolate", "enabledad", "disableContainerInterface", "dns", "args", "runtimeConfig",
                                 "capabilities"]
 
     public init(_ bytes: [UInt8], cniArgs: [(key: String, value: String)] = []) throws(CNIError) {
@@ -106,6 +109,13 @@ public struct BridgeConfig: Sendable {
         }
         preserveDefaultVlan = try r.bool("preserveDefaultVlan") ?? true
         macSpoofCheck = try r.bool("macspoofchk") ?? false
+        switch r.object["isolate"] {
+        case nil, .null?, .bool(false)?: isolation = nil
+        case .bool(true)?: isolation = .isolated
+        case .string("strict")?: isolation = .strict
+        case let other?:
+            throw r.error("isolate", "expected true, false or \"strict\", got \(other.serialized())")
+        }
         enableDAD = try r.bool("enabledad") ?? false
         disableContainerInterface = try r.bool("disableContainerInterface") ?? false
         if disableContainerInterface && network.ipamType != nil {

@@ -3,6 +3,7 @@ import Glibc
 #endif
 import BerthCNI
 import BerthNetlink
+import BerthFirewall
 import BerthSystem
 import BerthNet
 
@@ -51,6 +52,8 @@ extension BridgeOperation {
                 try addGatewayAddress(gateway, to: bridge, host: host)
             }
             try activate(bridge, host: host)
+            // Before any port of this ADD exists: the container is isolated from its first packet.
+            try isolate(bridge, host: host)
             allocation = try ipam?.add()
             let hostEnd = try createVeth(host: host, container: container, netns: netns, bridge: bridge)
             let wiring = Wiring(host: host, container: container, netns: netns, bridge: bridge, hostEnd: hostEnd,
@@ -66,6 +69,9 @@ extension BridgeOperation {
         } catch {
             if allocation?.isNew == true { try? ipam?.del() }
             if createdBridge { removeIfUnused(bridge, host: host, use: bridgeUse) }
+            if createdBridge, config.isolation != nil, (try? host.link(named: config.bridge)) == nil {
+                try? NetworkIsolation.release(bridge: config.bridge)
+            }
             throw error
         }
         if let previous { result.prepend(previous) }
@@ -127,6 +133,15 @@ extension BridgeOperation {
             try w.host.setBridgePort(outside, hairpin: config.hairpinMode, isolated: config.portIsolation)
         }
         return try configureVLANs(host: w.host, port: outside, bridge: w.bridge)
+    }
+
+    /// Puts the bridge in the isolation sets of `isolate` (a strict
+    /// network also records the host's way out as it is now). Routed
+    /// traffic is what isolation filters: IPv4 forwarding stays as it is.
+    private func isolate(_ bridge: LinkInfo, host: RouteSocket) throws {
+        guard let level = config.isolation else { return }
+        let waysOut = level == .strict ? try host.defaultRouteLinks() : []
+        try NetworkIsolation.isolate(bridge: bridge.name, level: level, waysOut: waysOut)
     }
 
     /// Masquerade and MAC spoof rules of the attachment.

@@ -1,3 +1,4 @@
+import BerthFirewall
 import BerthCNI
 import BerthNetlink
 
@@ -25,6 +26,20 @@ extension BridgeOperation {
         try checkBridge(host, prev: prev)
         if hasFirewallRules {
             try checkRules(addressCount: ownIPs.count)
+        }
+        try checkIsolation()
+    }
+
+    /// With `isolate`, the bridge is in the isolation sets of its level.
+    private func checkIsolation() throws {
+        guard let level = config.isolation else { return }
+        let members = try NetworkIsolation.members()
+        let quoted = "\(config.bridge)"
+        if !(members[NetworkIsolation.isolatedSet] ?? []).contains(quoted) {
+            throw CNIError(.checkFailed, "bridge \(config.bridge) is not isolated (set \(NetworkIsolation.isolatedSet) of table inet berth)")
+        }
+        if level == .strict && !(members[NetworkIsolation.strictSet] ?? []).contains(quoted) {
+            throw CNIError(.checkFailed, "bridge \(config.bridge) is not strictly isolated (set \(NetworkIsolation.strictSet) of table inet berth)")
         }
     }
 

@@ -1,4 +1,6 @@
+import BerthFirewall
 import BerthNetlink
+import BerthSystem
 
 extension BridgeOperation {
     /// DEL: releases the addresses, removes the rules (even when the namespace
@@ -9,11 +11,29 @@ extension BridgeOperation {
         if hasFirewallRules {
             try rules.removeAll(backend: config.ipMasqBackend)
         }
+        try deleteContainerInterface()
+        try releaseIsolationIfLast()
+    }
+
+    private func deleteContainerInterface() throws {
         guard let netns = try openNamespace(required: false) else { return }
         let container = try RouteSocket.opened(in: netns)
         // Only a veth is Berth's to remove: an interface of another kind of
         // that name (`lo` after a refused ADD) stays.
         guard let link = try container.link(named: env.ifname), link.kind == "veth" else { return }
         try container.deleteLink(link)
+    }
+
+    /// With isolation, the network's last attachment takes its bridge out of
+    /// the isolation sets: when the bridge has no port left (or is gone) and
+    /// no ADD is using it (an ADD holds the bridge's shared lock from before
+    /// it isolates until it is done, so it finds its element in place).
+    func releaseIsolationIfLast() throws {
+        guard config.isolation != nil else { return }
+        guard let use = try? LockFile(name: "bridge:\(config.bridge)", timeout: 0) else { return }
+        defer { use.release() }
+        let host = try RouteSocket()
+        if let bridge = try host.link(named: config.bridge), try host.portCount(master: bridge.index) > 0 { return }
+        try NetworkIsolation.release(bridge: config.bridge)
     }
 }

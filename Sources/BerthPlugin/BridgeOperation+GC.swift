@@ -15,6 +15,9 @@ extension BridgeOperation {
         } catch {
             firstError = firstError ?? error
         }
+        if valid.isEmpty {
+            do { try releaseIsolationIfLast() } catch { firstError = firstError ?? error }
+        }
         if let firstError { throw firstError }
     }
 

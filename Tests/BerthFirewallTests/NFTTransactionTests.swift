@@ -58,4 +58,26 @@ struct NFTTransactionTests {
         #expect(FirewallBackend(rawValue: "pf") == nil)
         #expect(FirewallBackend.allCases.map(\.rawValue) == ["nftables", "iptables"])
     }
+
+    @Test("isolation: fixed rules in order (replies, published ports and a bridge's own traffic first), elements per bridge")
+    func isolation() {
+        let plain = NetworkIsolation.transaction(bridge: "br-a", level: .isolated, waysOut: ["eth0"]).commands
+        #expect(plain.contains("add chain inet berth isolation { type filter hook forward priority -10 ; policy accept ; }"))
+        #expect(plain.contains("flush chain inet berth isolation"))
+        let rules = plain.filter { $0.hasPrefix("add rule inet berth isolation ") }.map { $0.dropFirst("add rule inet berth isolation ".count) }
+        #expect(rules == ["ct state established,related counter accept", "ct status dnat counter accept",
+                          "iifname . oifname @samebridge counter accept", "iifname @isolatedbridges oifname @isolatedbridges counter drop",
+                          "iifname @strictbridges oifname != @waysout counter drop", "oifname @strictbridges iifname != @waysout counter drop"])
+        #expect(plain.contains(#"add element inet berth isolatedbridges { "br-a" }"#))
+        #expect(plain.contains(#"add element inet berth samebridge { "br-a" . "br-a" }"#))
+        #expect(!plain.contains { $0.contains("strictbridges {") && $0.hasPrefix("add element") }, "not strict")
+        #expect(!plain.contains { $0.contains("waysout") && $0.hasPrefix("add element") })
+        let strict = NetworkIsolation.transaction(bridge: "br-s", level: .strict, waysOut: ["eth0", "wlan0"]).commands
+        #expect(strict.contains(#"add element inet berth strictbridges { "br-s" }"#))
+        #expect(strict.contains("flush set inet berth waysout"))
+        #expect(strict.contains(#"add element inet berth waysout { "eth0", "wlan0" }"#))
+        // The sets are declared before the chain whose rules name them.
+        let firstSet = plain.firstIndex { $0.hasPrefix("add set") }!, chain = plain.firstIndex { $0.hasPrefix("add chain") }!
+        #expect(firstSet < chain)
+    }
 }

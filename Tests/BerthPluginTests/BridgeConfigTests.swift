@@ -30,6 +30,18 @@ struct ConfigTests {
         #expect(c.network.cniVersion == .v1_0_0)
     }
 
+    @Test("isolate is off by default, true or \"strict\", and anything else is an error 7 naming it")
+    func isolate() throws {
+        let base = #"{"cniVersion":"1.0.0","name":"n1","type":"berth""#
+        #expect(try config(base + "}").isolation == nil)
+        #expect(try config(base + #","isolate":false}"#).isolation == nil)
+        #expect(try config(base + #","isolate":true}"#).isolation == .isolated)
+        #expect(try config(base + #","isolate":"strict"}"#).isolation == .strict)
+        for bad in [#""yes""#, "1", #""Strict""#, "{}"] {
+            expectError(base + #","isolate":"# + bad + "}", code: 7, mentions: #"field "isolate": expected true, false or "strict""#)
+        }
+    }
+
     @Test("isDefaultGateway implies isGateway")
     func defaultGateway() throws {
         let c = try config(#"{"cniVersion":"0.4.0","name":"n","type":"berth","isDefaultGateway":true,"ipam":{"type":"x"},"mtu":1400}"#)
