@@ -63,9 +63,13 @@ let package = Package(
         .target(name: "BerthCNIClient", dependencies: ["BerthNet", "BerthJSON", "BerthCNI", "BerthCNIPlugin", "BerthSystem", "CBerthLaunch"]),
         // The namespace runtime: containers, cgroups, their state.
         .target(name: "BerthRuntime", dependencies: ["BerthJSON", "BerthCNI", "BerthCNIClient", "BerthSystem", "CBerthLaunch", "CBerthSys"]),
+        // YAML or JSON files as JSON values, each key path's line kept (lab files, policies).
+        .target(name: "BerthYAML", dependencies: ["BerthJSON", .product(name: "Yams", package: "Yams")]),
+        // Pure: network policy (Kubernetes NetworkPolicy semantics): documents
+        // read and checked, selectors, and what a policy set allows.
+        .target(name: "BerthPolicy", dependencies: ["BerthNet", "BerthJSON", "BerthYAML"]),
         // Test labs: topologies of namespaces and networks, for berthctl lab and Swift test suites.
-        .target(name: "BerthLab", dependencies: ["BerthNet", "BerthJSON", "BerthCNI", "BerthCNIClient", "BerthRuntime", "BerthSystem", "BerthNetlink", "BerthPlugin", "CBerthSys",
-                                                 .product(name: "Yams", package: "Yams")]),
+        .target(name: "BerthLab", dependencies: ["BerthNet", "BerthJSON", "BerthCNI", "BerthCNIClient", "BerthRuntime", "BerthSystem", "BerthNetlink", "BerthPlugin", "CBerthSys", "BerthYAML"]),
         // The bridge plugin: ADD, DEL, CHECK, GC, STATUS orchestration.
         .target(name: "BerthPlugin", dependencies: ["BerthNet", "BerthJSON", "BerthCNI", "BerthCNIPlugin", "BerthSystem", "BerthNetlink", "BerthIPAM", "BerthFirewall"]),
         // The plugin executables: tests find them in the build directory.
@@ -102,6 +106,7 @@ let package = Package(
         .testTarget(name: "BerthCNIClientTests", dependencies: ["BerthCNIClient"]),
         .testTarget(name: "BerthRuntimeTests", dependencies: ["BerthRuntime", "BerthTestSupport"]),
         .testTarget(name: "BerthLabTests", dependencies: ["BerthLab", "BerthCNI", "BerthJSON", "BerthNet", "BerthTestSupport"]),
+        .testTarget(name: "BerthPolicyTests", dependencies: ["BerthPolicy", "BerthNet"]),
         .testTarget(name: "BerthClusterTests", dependencies: ["BerthCluster", "BerthClusterFakes", "BerthJSON", "BerthNet", "BerthCNI", "BerthIPAM"]),
         // What the end-to-end targets share: running the built executables,
         // private networks and namespaces of a test, waiting without timing.

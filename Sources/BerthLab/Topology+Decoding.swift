@@ -4,51 +4,27 @@ import BerthNet
 import BerthNetlink
 import BerthPlugin
 import BerthRuntime
-import Yams
+import BerthYAML
 
 /// Reading a lab file: YAML or JSON to JSON values (YAML keeping each key's
 /// line), then every field through `FieldReader`, checked whole before
 /// anything is made.
 extension Topology {
-    /// Reads a lab file: JSON when it starts with `{`, YAML otherwise.
+    /// Reads a lab file: JSON when it starts with `{`, YAML otherwise (its first document).
     public static func parse(_ text: String) throws(Problem) -> Topology {
-        let trimmed = text.drop { $0 == " " || $0 == "\n" || $0 == "\t" || $0 == "\r" }
-        if trimmed.hasPrefix("{") {
-            let json: JSON
-            do {
-                json = try JSON.parse(text)
-            } catch {
-                let (line, column) = Topology.lineAndColumn(Array(text.utf8), offset: error.offset)
-                throw Problem(location: "file (line \(line), column \(column))", message: "not valid JSON: \(error.reason)")
-            }
-            return try Topology(json: json)
-        }
-        let node: Node?
+        let documents: [LocatedDocument]
         do {
-            node = try Yams.compose(yaml: text)
+            documents = try YAMLDocuments.read(text)
         } catch {
-            throw Problem(location: "file", message: "not valid YAML: \(error)")
+            throw Problem(location: error.location, message: error.message)
         }
-        guard let node else { throw Problem(location: "file", message: "empty") }
-        var lines: [String: Int] = [:]
-        let json = convert(node, path: "", lines: &lines)
+        guard let document = documents.first else { throw Problem(location: "file", message: "empty") }
         do {
-            return try Topology(json: json)
+            return try Topology(json: document.value)
         } catch var p {
-            if let line = lines[p.location] { p.location += " (line \(line))" }
+            p.location = document.located(p.location)
             throw p
         }
-    }
-
-    /// The line and column (both from 1, columns in characters) of byte `offset` of `bytes`.
-    static func lineAndColumn(_ bytes: [UInt8], offset: Int) -> (line: Int, column: Int) {
-        var line = 1, start = 0
-        let end = min(offset, bytes.count)
-        for i in 0..<end where bytes[i] == UInt8(ascii: "\n") {
-            line += 1
-            start = i + 1
-        }
-        return (line, String(decoding: bytes[start..<end], as: UTF8.self).count + 1)
     }
 
     /// Refuses keys of mapping `r` that are not in `known`: a
@@ -74,32 +50,6 @@ extension Topology {
             previous = current
         }
         return previous[y.count] <= 1
-    }
-
-    /// YAML to JSON values, remembering each key path's line.
-    static func convert(_ node: Node, path: String, lines: inout [String: Int]) -> JSON {
-        if let line = node.mark?.line { lines[path.isEmpty ? "file" : path] = line }
-        switch node {
-        case .mapping(let mapping):
-            var o = JSONObject()
-            for (k, v) in mapping {
-                let key = k.string ?? ""
-                let at = path.isEmpty ? key : "\(path).\(key)"
-                o[key] = convert(v, path: at, lines: &lines)
-                // A key's own line (its value may start on the next one).
-                if let line = k.mark?.line { lines[at] = line }
-            }
-            return .object(o)
-        case .sequence(let sequence):
-            return .array(sequence.enumerated().map { i, v in convert(v, path: "\(path)[\(i)]", lines: &lines) })
-        case .scalar(let scalar):
-            if scalar.style == .plain {
-                if let b = Bool.construct(from: scalar) { return .bool(b) }
-                if let i = Int.construct(from: scalar) { return .int(i) }
-                if scalar.string == "null" || scalar.string == "~" { return .null }
-            }
-            return .string(scalar.string)
-        }
     }
 
     init(json: JSON) throws(Problem) {
