@@ -123,6 +123,37 @@ struct IsolationTests {
         #expect(try NetworkIsolation.members()[NetworkIsolation.strictSet]?.contains(d.bridge) != true)
     }
 
+    @Test("IPv6 alike: dual-stack isolated networks cannot reach each other over IPv6, a plain one can")
+    func ipv6() throws {
+        let n = Networks()
+        let forwarding6 = shell(["cat", "/proc/sys/net/ipv6/conf/all/forwarding"]).out.trimmingCharacters(in: .whitespacesAndNewlines)
+        shell(["sh", "-c", "echo 1 > /proc/sys/net/ipv6/conf/all/forwarding"])
+        defer {
+            shell(["sh", "-c", "echo \(forwarding6) > /proc/sys/net/ipv6/conf/all/forwarding"])
+            n.cleanUp()
+        }
+        func dualStack(_ isolate: Bool) -> (net: TestNetwork, config: String) {
+            let (net, _) = n.make(isolate: nil)
+            let ipam = #"{"type":"berth-ipam","dataDir":"\#(net.dataDir)","ranges":[[{"subnet":"\#(net.subnetBase).0/24"}],[{"subnet":"\#(net.subnet6Base)::/64"}]]}"#
+            return (net, net.config(ipam: ipam, extra: #","isDefaultGateway":true"# + (isolate ? #","isolate":true"# : "")))
+        }
+        let (a, aConfig) = dualStack(true)
+        let (b, bConfig) = dualStack(true)
+        let (c, cConfig) = dualStack(false)
+        let a1 = try a.addContainer(config: aConfig, id: "a1-\(a.id)")
+        let b1 = try b.addContainer(config: bConfig, id: "b1-\(b.id)")
+        let c1 = try c.addContainer(config: cConfig, id: "c1-\(c.id)")
+        let a6 = try #require(firstAddress(a1.add.json, family: .v6))
+        let b6 = try #require(firstAddress(b1.add.json, family: .v6))
+        let c6 = try #require(firstAddress(c1.add.json, family: .v6))
+        // The first packets to a new neighbour wait for its discovery (a second, here): passing cases may take a few tries.
+        func reaches(_ net: TestNetwork, _ from: String, _ to: String) -> Bool { cleanWait(8) { net.ping(from: from, to: to) } }
+        #expect(reaches(a, a1.netns, c6) && reaches(c, c1.netns, a6), "isolated and plain reach each other over IPv6")
+        #expect(!a.ping(from: a1.netns, to: b6) && !b.ping(from: b1.netns, to: a6), "two isolated networks over IPv6")
+        #expect(reaches(a, a1.netns, "\(a.subnet6Base)::1"), "a pod reaches its own gateway over IPv6")
+        #expect(reaches(b, b1.netns, c6), "b reaches the plain network: the failure above was isolation, not the route")
+    }
+
     @Test("a network without isolate leaves nftables alone")
     func offByDefault() throws {
         let n = Networks()
