@@ -67,11 +67,14 @@ let package = Package(
         .target(name: "BerthYAML", dependencies: ["BerthJSON", .product(name: "Yams", package: "Yams")]),
         // Pure: network policy (Kubernetes NetworkPolicy semantics): documents
         // read and checked, selectors, and what a policy set allows.
-        .target(name: "BerthPolicy", dependencies: ["BerthNet", "BerthJSON", "BerthYAML"]),
+        .target(name: "BerthPolicy", dependencies: ["BerthNet", "BerthJSON", "BerthCNI", "BerthYAML"]),
+        // The node's endpoints (a pod's attachment, identity and addresses) on
+        // disk: written by the plugin, read for policy.
+        .target(name: "BerthEndpoints", dependencies: ["BerthCNI", "BerthNet", "BerthJSON", "BerthSystem"]),
         // Test labs: topologies of namespaces and networks, for berthctl lab and Swift test suites.
         .target(name: "BerthLab", dependencies: ["BerthNet", "BerthJSON", "BerthCNI", "BerthCNIClient", "BerthRuntime", "BerthSystem", "BerthNetlink", "BerthPlugin", "CBerthSys", "BerthYAML"]),
         // The bridge plugin: ADD, DEL, CHECK, GC, STATUS orchestration.
-        .target(name: "BerthPlugin", dependencies: ["BerthNet", "BerthJSON", "BerthCNI", "BerthCNIPlugin", "BerthSystem", "BerthNetlink", "BerthIPAM", "BerthFirewall"]),
+        .target(name: "BerthPlugin", dependencies: ["BerthNet", "BerthJSON", "BerthCNI", "BerthCNIPlugin", "BerthEndpoints", "BerthSystem", "BerthNetlink", "BerthIPAM", "BerthFirewall"]),
         // The plugin executables: tests find them in the build directory.
         .executableTarget(name: "berth", dependencies: ["BerthPlugin"]),
         .executableTarget(name: "berth-ipam", dependencies: ["BerthIPAM"]),
@@ -91,6 +94,7 @@ let package = Package(
         // The human CLI.
         .executableTarget(name: "berthctl", dependencies: [
             "BerthNet", "BerthJSON", "BerthCNI", "BerthSystem", "BerthIPAM", "BerthCNIClient", "BerthRuntime", "BerthLab", "CBerthSys",
+            "BerthPolicy", "BerthEndpoints",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         // Unit tests, one target per module: pure logic, no root.
@@ -106,6 +110,7 @@ let package = Package(
         .testTarget(name: "BerthCNIClientTests", dependencies: ["BerthCNIClient"]),
         .testTarget(name: "BerthRuntimeTests", dependencies: ["BerthRuntime", "BerthTestSupport"]),
         .testTarget(name: "BerthLabTests", dependencies: ["BerthLab", "BerthCNI", "BerthJSON", "BerthNet", "BerthTestSupport"]),
+        .testTarget(name: "BerthEndpointsTests", dependencies: ["BerthEndpoints", "BerthCNI", "BerthNet"]),
         .testTarget(name: "BerthPolicyTests", dependencies: ["BerthPolicy", "BerthNet"]),
         .testTarget(name: "BerthClusterTests", dependencies: ["BerthCluster", "BerthClusterFakes", "BerthJSON", "BerthNet", "BerthCNI", "BerthIPAM"]),
         // What the end-to-end targets share: running the built executables,

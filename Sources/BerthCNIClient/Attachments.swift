@@ -87,6 +87,7 @@ public enum Attachments {
     /// ADD of `network`'s whole chain for the namespace; records the result.
     @discardableResult
     public static func attach(network: String, netns: String, ifname: String = "eth0", ip: String? = nil, mac: String? = nil,
+                              namespace: String? = nil, labels: [String: String] = [:],
                               cniConfDirectory: String = NetworkList.defaultDirectory,
                               cniPath: [String] = PluginChain.defaultSearchPath) throws(ClientError) -> Record {
         try ClientError.requireRoot("attaching a namespace")
@@ -111,7 +112,15 @@ public enum Attachments {
             }
         }
         let chain = PluginChain(list: list, searchPath: cniPath)
-        record.result = try chain.add(PluginChain.Attachment(containerID: id, netns: path, ifname: ifname, runtimeConfig: runtime))
+        var identity = JSONObject()
+        if let namespace { identity["namespace"] = .string(namespace) }
+        if !labels.isEmpty {
+            var l = JSONObject()
+            for (k, v) in labels.sorted(by: { $0.key < $1.key }) { l[k] = .string(v) }
+            identity["labels"] = .object(l)
+        }
+        record.result = try chain.add(PluginChain.Attachment(containerID: id, netns: path, ifname: ifname, runtimeConfig: runtime,
+                                                             cniArgs: identity))
         do {
             let scratch = try dir.writeScratch(Array(record.json().serialized(pretty: true).utf8))
             try dir.publish(scratch, as: record.fileName, in: dir)

@@ -74,12 +74,16 @@ public struct PluginChain: Sendable {
         public var netns: String
         public var ifname: String
         public var runtimeConfig: JSONObject
+        /// Given to every plugin as `args.cni` (merged over the config's own):
+        /// the pod's `namespace` and `labels`, as libcni passes `args` through.
+        public var cniArgs: JSONObject
 
-        public init(containerID: String, netns: String, ifname: String, runtimeConfig: JSONObject = [:]) {
+        public init(containerID: String, netns: String, ifname: String, runtimeConfig: JSONObject = [:], cniArgs: JSONObject = [:]) {
             self.containerID = containerID
             self.netns = netns
             self.ifname = ifname
             self.runtimeConfig = runtimeConfig
+            self.cniArgs = cniArgs
         }
     }
 
@@ -180,6 +184,13 @@ public struct PluginChain: Sendable {
         }
         if !runtime.isEmpty { config["runtimeConfig"] = .object(runtime) }
         if let prevResult { config["prevResult"] = prevResult }
+        if !a.cniArgs.isEmpty {
+            var args = config["args"]?.objectValue ?? [:]
+            var cni = args["cni"]?.objectValue ?? [:]
+            for (k, v) in a.cniArgs.entries { cni[k] = v }
+            args["cni"] = .object(cni)
+            config["args"] = .object(args)
+        }
         let environment = [
             "CNI_CONTAINERID": a.containerID, "CNI_NETNS": a.netns,
             "CNI_IFNAME": a.ifname, "CNI_PATH": searchPath.joined(separator: ":"),

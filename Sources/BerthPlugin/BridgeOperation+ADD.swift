@@ -1,3 +1,4 @@
+import BerthEndpoints
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -60,6 +61,9 @@ extension BridgeOperation {
                                 gatewaysGiven: earlyGateways)
             do {
                 result = try configure(wiring, ipamResult: allocation?.result ?? CNIResult())
+                if let identity {
+                    try endpoints.write(Endpoint(attachment: attachment, identity: identity, addresses: result.ips.map(\.address.address)))
+                }
             } catch {
                 if hasFirewallRules { try? rules.removeAll(backend: config.ipMasqBackend) }
                 _ = try? container.deleteLink(named: env.ifname)

@@ -1,3 +1,4 @@
+import BerthEndpoints
 import BerthFirewall
 import BerthNetlink
 import BerthSystem
@@ -12,6 +13,7 @@ extension BridgeOperation {
             try rules.removeAll(backend: config.ipMasqBackend)
         }
         try deleteContainerInterface()
+        try endpoints.remove(attachment)
         try releaseIsolationIfLast()
     }
 

@@ -1,3 +1,4 @@
+import BerthEndpoints
 import BerthFirewall
 import BerthSystem
 
@@ -15,6 +16,7 @@ extension BridgeOperation {
         } catch {
             firstError = firstError ?? error
         }
+        do { try endpoints.removeAll(network: config.network.name, except: valid) } catch { firstError = firstError ?? error }
         if valid.isEmpty {
             do { try releaseIsolationIfLast() } catch { firstError = firstError ?? error }
         }

@@ -1,3 +1,4 @@
+import BerthEndpoints
 import BerthCNI
 import BerthCNIPlugin
 import BerthFirewall
@@ -26,6 +27,11 @@ struct BridgeOperation {
     let env: CNIEnvironment
     let ipam: IPAMBackend?
     let rules: AttachmentRules
+    let attachment: CNIAttachmentKey
+    /// The pod's namespace, name and labels (ADD only).
+    let identity: PodIdentity?
+    /// Where ADD records the pod for policy, DEL and GC forget it.
+    var endpoints: EndpointStore { EndpointStore() }
     /// Held for ADD, CHECK and DEL; released by `finish()`.
     let attachmentLock: LockFile?
 
@@ -41,7 +47,11 @@ struct BridgeOperation {
     init(config: BridgeConfig, invocation: PluginInvocation) throws {
         env = invocation.env
         let attachment = CNIAttachmentKey(network: config.network.name, containerID: env.containerID, ifname: env.ifname)
+        self.attachment = attachment
         rules = AttachmentRules(attachment)
+        // Only ADD records who the pod is; checked before anything is touched.
+        identity = env.command == .add
+            ? try PodIdentity.read(top: invocation.reader, cniArgs: env.args, containerID: env.containerID) : nil
         var delegate: DelegatedPlugin?
         if let type = config.network.ipamType, type != InProcessIPAM.type {
             // Resolved first, so a missing plugin is refused before anything is touched.

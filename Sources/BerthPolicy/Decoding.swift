@@ -1,4 +1,5 @@
 import BerthJSON
+import BerthCNI
 import BerthNet
 import BerthYAML
 
@@ -33,52 +34,6 @@ public enum PolicyDocuments {
             throw PolicyError(location: "policy \(p.qualifiedName)", message: "is given twice")
         }
         return set
-    }
-
-    /// Label keys and values as Kubernetes allows them: a value of at most
-    /// 63 characters, alphanumeric at both ends, `-_.` between; a key the
-    /// same, with an optional DNS-subdomain prefix and '/'.
-    public static func labelValueProblem(_ value: String) -> String? {
-        if value.isEmpty { return nil }
-        if value.utf8.count > 63 { return "is longer than 63 characters" }
-        let bytes = Array(value.utf8)
-        func alnum(_ b: UInt8) -> Bool { (b >= 0x30 && b <= 0x39) || (b >= 0x41 && b <= 0x5A) || (b >= 0x61 && b <= 0x7A) }
-        guard alnum(bytes.first!), alnum(bytes.last!), bytes.allSatisfy({ alnum($0) || $0 == 0x2D || $0 == 0x5F || $0 == 0x2E }) else {
-            return "must be letters, digits, '-', '_' or '.', and begin and end with a letter or digit"
-        }
-        return nil
-    }
-
-    public static func labelKeyProblem(_ key: String) -> String? {
-        let parts = key.split(separator: "/", omittingEmptySubsequences: false)
-        guard parts.count <= 2, let name = parts.last, !name.isEmpty else { return "is not a label key (PREFIX/NAME or NAME)" }
-        if let problem = labelValueProblem(String(name)) { return "its name \(problem)" }
-        if parts.count == 2 {
-            let prefix = parts[0]
-            if prefix.isEmpty || prefix.utf8.count > 253 { return "its prefix must be a DNS subdomain of at most 253 characters" }
-            for label in prefix.split(separator: ".", omittingEmptySubsequences: false) {
-                let b = Array(label.utf8)
-                guard !b.isEmpty, b.count <= 63, b.allSatisfy({ ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x61 && $0 <= 0x7A) || $0 == 0x2D }),
-                      b.first != 0x2D, b.last != 0x2D else { return "its prefix \(prefix) is not a DNS subdomain" }
-            }
-        }
-        return nil
-    }
-
-    /// A name of a namespace or policy: a DNS label (namespaces) or subdomain (policies), lower case.
-    static func nameProblem(_ name: String, subdomain: Bool) -> String? {
-        let limit = subdomain ? 253 : 63
-        if name.isEmpty { return "is empty" }
-        if name.utf8.count > limit { return "is longer than \(limit) characters" }
-        let labels = subdomain ? name.split(separator: ".", omittingEmptySubsequences: false) : [Substring(name)]
-        for label in labels {
-            let b = Array(label.utf8)
-            guard !b.isEmpty, b.allSatisfy({ ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x61 && $0 <= 0x7A) || $0 == 0x2D }),
-                  b.first != 0x2D, b.last != 0x2D else {
-                return "must be lower-case letters, digits and '-'\(subdomain ? " (and '.' between such parts)" : ""), not begin or end with '-'"
-            }
-        }
-        return nil
     }
 }
 
@@ -157,9 +112,9 @@ struct Reader {
         if policy { known.append("namespace") }
         let m = try object(value, at, known: known)
         guard let name = try string(m["name"], join(at, "name")) else { throw fail(join(at, "name"), "is required") }
-        if let problem = PolicyDocuments.nameProblem(name, subdomain: policy) { throw fail(join(at, "name"), "\"\(name)\" \(problem)") }
+        if let problem = KubernetesNames.nameProblem(name, subdomain: policy) { throw fail(join(at, "name"), "\"\(name)\" \(problem)") }
         let namespace = try string(m["namespace"], join(at, "namespace")) ?? "default"
-        if let problem = PolicyDocuments.nameProblem(namespace, subdomain: false) {
+        if let problem = KubernetesNames.nameProblem(namespace, subdomain: false) {
             throw fail(join(at, "namespace"), "\"\(namespace)\" \(problem)")
         }
         return (name, namespace, try labels(m["labels"], join(at, "labels")))
@@ -170,9 +125,9 @@ struct Reader {
         guard let o = value.objectValue else { throw fail(path, "expected a mapping of label keys to values, got \(value.typeName)") }
         var out: [String: String] = [:]
         for (key, v) in o.entries {
-            if let problem = PolicyDocuments.labelKeyProblem(key) { throw fail(join(path, key), "label key \"\(key)\" \(problem)") }
+            if let problem = KubernetesNames.labelKeyProblem(key) { throw fail(join(path, key), "label key \"\(key)\" \(problem)") }
             guard let s = v.stringValue else { throw fail(join(path, key), "a label's value must be a string, got \(v.typeName)") }
-            if let problem = PolicyDocuments.labelValueProblem(s) { throw fail(join(path, key), "label value \"\(s)\" \(problem)") }
+            if let problem = KubernetesNames.labelValueProblem(s) { throw fail(join(path, key), "label value \"\(s)\" \(problem)") }
             out[key] = s
         }
         return out
@@ -305,7 +260,7 @@ struct Reader {
             let at = "\(join(path, "matchExpressions"))[\(i)]"
             let e = try object(item, at, known: ["key", "operator", "values"])
             guard let key = try string(e["key"], join(at, "key")) else { throw fail(join(at, "key"), "is required") }
-            if let problem = PolicyDocuments.labelKeyProblem(key) { throw fail(join(at, "key"), "label key \"\(key)\" \(problem)") }
+            if let problem = KubernetesNames.labelKeyProblem(key) { throw fail(join(at, "key"), "label key \"\(key)\" \(problem)") }
             let opText = try string(e["operator"], join(at, "operator")) ?? ""
             guard let op = LabelSelector.Requirement.Operator(rawValue: opText) else {
                 throw fail(join(at, "operator"), "\"\(opText)\" is not In, NotIn, Exists or DoesNotExist")
@@ -313,7 +268,7 @@ struct Reader {
             var values: [String] = []
             for (j, v) in try array(e["values"], join(at, "values")).enumerated() {
                 guard let s = v.stringValue else { throw fail("\(join(at, "values"))[\(j)]", "expected a string, got \(v.typeName)") }
-                if let problem = PolicyDocuments.labelValueProblem(s) { throw fail("\(join(at, "values"))[\(j)]", "label value \"\(s)\" \(problem)") }
+                if let problem = KubernetesNames.labelValueProblem(s) { throw fail("\(join(at, "values"))[\(j)]", "label value \"\(s)\" \(problem)") }
                 values.append(s)
             }
             let takesValues = op == .in || op == .notIn
