@@ -72,7 +72,7 @@ let package = Package(
         // disk: written by the plugin, read for policy.
         .target(name: "BerthEndpoints", dependencies: ["BerthCNI", "BerthNet", "BerthJSON", "BerthSystem"]),
         // Test labs: topologies of namespaces and networks, for berthctl lab and Swift test suites.
-        .target(name: "BerthLab", dependencies: ["BerthNet", "BerthJSON", "BerthCNI", "BerthCNIClient", "BerthRuntime", "BerthSystem", "BerthNetlink", "BerthPlugin", "CBerthSys", "BerthYAML"]),
+        .target(name: "BerthLab", dependencies: ["BerthNet", "BerthJSON", "BerthCNI", "BerthCNIClient", "BerthRuntime", "BerthSystem", "BerthNetlink", "BerthPlugin", "CBerthSys", "BerthYAML", "BerthEndpoints"]),
         // The bridge plugin: ADD, DEL, CHECK, GC, STATUS orchestration.
         .target(name: "BerthPlugin", dependencies: ["BerthNet", "BerthJSON", "BerthCNI", "BerthCNIPlugin", "BerthEndpoints", "BerthSystem", "BerthNetlink", "BerthIPAM", "BerthFirewall"]),
         // The plugin executables: tests find them in the build directory.

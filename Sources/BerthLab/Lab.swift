@@ -1,3 +1,4 @@
+import BerthEndpoints
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -235,6 +236,12 @@ public final class Lab {
         }
         if let socket = try? RouteSocket() {
             for i in 0..<max(topology.networks.count, 64) { _ = try? socket.deleteLink(named: bridgeName(i)) }
+        }
+        // The pods' endpoint records, whichever plugin GC found (an older
+        // one on the default path may not know them).
+        let store = EndpointStore()
+        for network in Set(((try? store.all()) ?? []).map(\.attachment.network)) where network.hasPrefix(prefix) {
+            try? store.removeAll(network: network, except: [])
         }
         removeTree(directory)
     }
