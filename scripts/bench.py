@@ -48,6 +48,13 @@ class Setup:
         return elapsed
 
     def cleanup(self):
+        if self.plugin == "berth":
+            # GC with nothing valid: the containers left on the bridge give back
+            # their addresses, rules and endpoint records (/run/berth/endpoints).
+            gc = dict(json.loads(self.config), cniVersion="1.1.0")
+            gc["cni.dev/valid-attachments"] = []
+            subprocess.run([f"{self.plugin_dir}/{self.plugin}"], input=json.dumps(gc), capture_output=True, text=True,
+                           env=dict(self.env, CNI_COMMAND="GC"))
         for ns in self.namespaces:
             sh("ip", "netns", "del", ns, check=False)
         sh("ip", "link", "del", self.bridge, check=False)
