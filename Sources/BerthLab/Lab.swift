@@ -138,7 +138,8 @@ public final class Lab {
         // grace periods as much as it computes); each host's interfaces in
         // order. Addresses come from the plan, so they do not depend on that order.
         let jobs: [HostJob] = topology.hosts.map { host in
-            HostJob(host: host.name, namespace: namespace(host.name), attachments: host.networks.enumerated().map { j, net in
+            HostJob(host: host.name, namespace: namespace(host.name), podNamespace: host.podNamespace, podLabels: host.podLabels,
+                    attachments: host.networks.enumerated().map { j, net in
                 let prefix = topology.networks.first { $0.name == net }!.subnet.prefixLength
                 return (networkName(net), net, "eth\(j)", plan[host.name]?[net].map { "\($0)/\(prefix)" })
             })
@@ -155,6 +156,7 @@ public final class Lab {
                     for a in job.attachments {
                         if work.stopped { return }
                         try Attachments.attach(network: a.network, netns: job.namespace, ifname: a.ifname, ip: a.ip,
+                                               namespace: job.podNamespace, labels: job.podLabels,
                                                cniConfDirectory: confDirectory, cniPath: searchPath)
                         work.step("\(job.host) on \(a.label)")
                     }
@@ -324,6 +326,8 @@ extension Lab {
 private struct HostJob: Sendable {
     var host: String
     var namespace: String
+    var podNamespace: String?
+    var podLabels: [String: String]
     var attachments: [(network: String, label: String, ifname: String, ip: String?)]
 }
 

@@ -130,7 +130,7 @@ extension Topology {
     }
 
     static func host(_ r: FieldReader, networks: [Network], after hosts: [Host]) throws(Problem) -> Host {
-        try checkKeys(r, ["name", "networks", "addresses", "forwarding", "routes", "shaping", "cpus", "memory"])
+        try checkKeys(r, ["name", "networks", "addresses", "forwarding", "routes", "shaping", "cpus", "memory", "namespace", "labels"])
         let h = try name(r, "name")
         if hosts.contains(where: { $0.name == h }) { throw Problem(location: r.name("name"), message: "host \(h) is declared twice") }
         let list = try reading { () throws(CNIError) in try r.array("networks") } ?? []
@@ -176,8 +176,21 @@ extension Topology {
                 shaping[key] = try Topology.shaping(one)
             }
         }
+        let podNamespace = try reading { () throws(CNIError) in try r.string("namespace") }
+        if let podNamespace, let problem = KubernetesNames.nameProblem(podNamespace, subdomain: false) {
+            throw Problem(location: r.name("namespace"), message: "\"\(podNamespace)\" \(problem)")
+        }
+        var podLabels: [String: String] = [:]
+        if let labels = try reading({ () throws(CNIError) in try r.object("labels") }) {
+            for (key, value) in labels.object.entries {
+                if let problem = KubernetesNames.labelKeyProblem(key) { throw Problem(location: labels.name(key), message: "label key \"\(key)\" \(problem)") }
+                guard let text = value.stringValue else { throw Problem(location: labels.name(key), message: "a label's value must be a string, got \(value.typeName)") }
+                if let problem = KubernetesNames.labelValueProblem(text) { throw Problem(location: labels.name(key), message: "label value \"\(text)\" \(problem)") }
+                podLabels[key] = text
+            }
+        }
         return Host(name: h, networks: nets, addresses: addresses, forwarding: forwarding, routes: routes, shaping: shaping,
-                    limits: try limits(r))
+                    limits: try limits(r), podNamespace: podNamespace, podLabels: podLabels)
     }
 
     /// A host's `cpus` and `memory`, or nil when it has neither.

@@ -35,10 +35,16 @@ public struct Topology: Equatable, Sendable {
         public var shaping: [String: Shaping]
         /// CPU and memory limits (a cgroup of the runtime's); what `lab exec` runs on the host counts against them.
         public var limits: ResourceLimits?
+        /// Who the host is for network policy: a namespace and labels (given to the plugins as `args.cni`).
+        public var podNamespace: String?
+        public var podLabels: [String: String]
 
         public init(name: String, networks: [String], addresses: [String: IPAddress] = [:], forwarding: Bool = false,
-                    routes: [StaticRoute] = [], shaping: [String: Shaping] = [:], limits: ResourceLimits? = nil) {
+                    routes: [StaticRoute] = [], shaping: [String: Shaping] = [:], limits: ResourceLimits? = nil,
+                    podNamespace: String? = nil, podLabels: [String: String] = [:]) {
             self.limits = limits
+            self.podNamespace = podNamespace
+            self.podLabels = podLabels
             self.name = name
             self.networks = networks
             self.addresses = addresses

@@ -32,7 +32,7 @@ extension ContainerRuntime {
             for (i, network) in spec.networks.enumerated() {
                 let list = try NetworkList.load(name: network, directory: spec.cniConfDirectory)
                 let chain = PluginChain(list: list, searchPath: spec.cniPath)
-                let attachment = PluginChain.Attachment(containerID: spec.name, netns: pinned, ifname: "eth\(i)")
+                let attachment = PluginChain.Attachment(containerID: spec.name, netns: pinned, ifname: "eth\(i)", cniArgs: spec.cniArgs)
                 let result = try chain.add(attachment)
                 let addresses = (result["ips"]?.arrayValue ?? []).compactMap { $0["address"]?.stringValue }
                     + ["ip4", "ip6"].compactMap { result[$0]?["ip"]?.stringValue }

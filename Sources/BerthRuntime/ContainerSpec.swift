@@ -1,4 +1,5 @@
 import BerthCNI
+import BerthJSON
 import BerthSystem
 import BerthCNIClient
 
@@ -23,6 +24,22 @@ public struct ContainerSpec: Sendable {
     public var lxcfs: Bool
     /// Send the workload's output to `output.log` in the state directory (detached runs).
     public var logOutput = false
+    /// Who the container is for network policy: its namespace and labels,
+    /// given to its networks' plugins as `args.cni` (nil, empty: not given).
+    public var podNamespace: String?
+    public var podLabels: [String: String] = [:]
+
+    /// `args.cni` for the plugins: the namespace and labels given.
+    var cniArgs: JSONObject {
+        var args = JSONObject()
+        if let podNamespace { args["namespace"] = .string(podNamespace) }
+        if !podLabels.isEmpty {
+            var labels = JSONObject()
+            for (k, v) in podLabels.sorted(by: { $0.key < $1.key }) { labels[k] = .string(v) }
+            args["labels"] = .object(labels)
+        }
+        return args
+    }
     /// A user namespace in which the container's root is host uid and gid
     /// `userNamespaceBase` (and 65,535 more ids above it).
     public var userNamespace = false

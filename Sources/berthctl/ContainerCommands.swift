@@ -63,6 +63,8 @@ struct Run: ParsableCommand {
     @Flag(name: .customLong("rm"), help: "Remove the container (state, cgroups, networks) once it exits, however it exits.")
     var remove = false
 
+    @OptionGroup var identity: PodIdentityOptions
+
     @Argument(parsing: .postTerminator, help: "The command and its arguments, after --.")
     var command: [String] = []
 
@@ -116,6 +118,8 @@ struct Run: ParsableCommand {
         for e in environment { args += ["--env", e] }
         if noInit { args.append("--no-init") }
         for n in networks { args += ["--net", n] }
+        if let namespace = identity.namespace { args += ["--namespace", namespace] }
+        for label in identity.labels { args += ["--label", label] }
         args += ["--cni-conf-dir", cniConfDirectory]
         if let rootfs { args += ["--rootfs", rootfs] }
         if lxcfs { args.append("--lxcfs") }
@@ -142,6 +146,8 @@ struct Run: ParsableCommand {
             rootfs: rootfs, lxcfs: lxcfs)
         spec.logOutput = monitoring
         spec.userNamespace = userNamespace
+        spec.podNamespace = identity.namespace
+        spec.podLabels = try identity.labelMap()
         let code: Int32
         do {
             code = try ContainerRuntime.run(spec) { _ in ContainerRuntime.reportToLauncher("ok\n") }

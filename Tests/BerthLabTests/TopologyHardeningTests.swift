@@ -55,3 +55,16 @@ extension TopologyTests {
                                     at: "networks[0].subnet", saying: "no room for its 6 hosts", exactly: false)
     }
 }
+
+extension TopologyTests {
+    @Test("a host's namespace and labels are read and checked as Kubernetes checks them")
+    func hostIdentity() throws {
+        let t = try Topology.parse("name: x\nnetworks:\n  - name: a\n    subnet: 10.9.1.0/24\nhosts:\n  - name: h\n    networks: [a]\n    namespace: shop\n    labels: {app: web, example.com/tier: front}\n")
+        #expect(t.hosts[0].podNamespace == "shop" && t.hosts[0].podLabels == ["app": "web", "example.com/tier": "front"])
+        TopologyTests.expectRefused("name: x\nnetworks:\n  - name: a\n    subnet: 10.9.1.0/24\nhosts:\n  - name: h\n    networks: [a]\n    labels: {app: -web-}\n",
+                                    at: "hosts[0].labels.app (line 8)", saying: "label value \"-web-\"")
+        TopologyTests.expectRefused("name: x\nnetworks:\n  - name: a\n    subnet: 10.9.1.0/24\nhosts:\n  - name: h\n    networks: [a]\n    namespace: Shop\n",
+                                    at: "hosts[0].namespace (line 8)", saying: "lower-case")
+    }
+}
+

@@ -150,3 +150,19 @@ extension LabEndToEndTests {
         }
     }
 }
+
+extension LabEndToEndTests {
+    @Test("a lab host's namespace and labels reach the plugin: its pod is recorded as such, and lab down forgets it")
+    func hostIdentity() throws {
+        let lab = try LabFixture("pi"), name = lab.name, third = lab.third, file = lab.file
+        defer { lab.cleanUp() }
+        try "name: \(name)\nnetworks:\n  - name: n1\n    subnet: 10.224.\(third).0/24\nhosts:\n  - name: a\n    networks: [n1]\n    namespace: shop\n    labels: {app: web}\n"
+            .write(toFile: file, atomically: false, encoding: .utf8)
+        try #require(berthctl(["lab", "up", file], cniPath: LabEndToEndTests.binDir).status == 0)
+        let record = "/run/berth/endpoints/lab-\(name)-n1:netns-lab-\(name)-a:eth0"
+        let text = (try? String(contentsOfFile: record, encoding: .utf8)) ?? ""
+        #expect(text.contains(#""namespace":"shop""#) && text.contains(#""app":"web""#), "\(text)")
+        #expect(berthctl(["lab", "down", name]).status == 0)
+        #expect(!FileManager.default.fileExists(atPath: record))
+    }
+}

@@ -48,4 +48,29 @@ struct PolicyCheckTests {
         let gone = berthctl(["policy", "check", "-f", policies, a, b, "5432"])
         #expect(gone.status != 0 && gone.err.contains("no pod"), "detach forgets the endpoint: \(gone.err)")
     }
+
+    @Test("run --namespace/--label (detached too) records the container as a pod of that namespace; rm forgets it; a bad label is refused")
+    func runIdentity() throws {
+        let f = try WiringFixture.berth(prefix: "pr", subnetBase: "10.215")
+        let name = "berthtest-pr\(getpid() % 10000)"
+        defer {
+            _ = berthctl(["rm", name], cniPath: f.cni)
+            f.cleanUp()
+        }
+        func recorded() -> String? {
+            let file = "/run/berth/endpoints/\(f.network):\(name):eth0"
+            return try? String(contentsOfFile: file, encoding: .utf8)
+        }
+        let run = berthctl(["run", "--detach", "--name", name, "--net", f.network, "--cni-conf-dir", f.confDir,
+                            "--namespace", "shop", "--label", "app=web", "--", "sleep", "30"], cniPath: f.cni)
+        try #require(run.status == 0, "\(run.err)")
+        let record = try #require(recorded(), "no endpoint record for \(name)")
+        #expect(record.contains(#""namespace":"shop""#) && record.contains(#""app":"web""#) && record.contains(#""name":"\#(name)""#), "\(record)")
+        #expect(berthctl(["rm", name], cniPath: f.cni).status == 0)
+        #expect(cleanWait(5) { recorded() == nil }, "rm forgets the endpoint")
+        let bad = berthctl(["run", "--name", name, "--label", "app", "--", "true"])
+        #expect(bad.status != 0 && bad.err.contains("--label app: expected KEY=VALUE"), "\(bad.err)")
+        let badNamespace = berthctl(["run", "--name", name, "--namespace", "Shop", "--", "true"])
+        #expect(badNamespace.status != 0 && badNamespace.err.contains("--namespace \"Shop\""), "\(badNamespace.err)")
+    }
 }
