@@ -193,7 +193,8 @@ extension ClusterTests {
         // Bounded: an agent that is not refused would run until stopped.
         let second = shellMerged(["timeout", "10", "ip", "netns", "exec", cluster.nodeNamespace(0), "\(productsDirectory)/berth-agent", "run",
                                   "--etcd", cluster.etcdURL, "--cluster", cluster.name, "--node", "n0", "--address", cluster.nodeAddress(0)])
-        #expect(second.status != 0 && second.out.contains("another agent runs for node n0") && second.out.contains("berth-agent"), "\(second.out)")
+        #expect(second.status != 0 && second.out.contains("another agent runs for node n0") && second.out.contains("berth-agent"),
+                "\(second.out); the first agent: \(cluster.agentState(0)); its log: \(cluster.log(0)); locks: \(shell(["ls", "-li", "/run/berth/locks"]).out) \(shell(["cat", "/proc/locks"]).out)")
     }
 }
 

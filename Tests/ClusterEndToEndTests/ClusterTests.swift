@@ -122,6 +122,12 @@ final class SimulatedCluster: @unchecked Sendable {
 
     func agentLog(_ i: Int) -> String { "\(work)/agent\(i).log" }
 
+    /// Whether node `i`'s agent still runs, and how it ended otherwise (for failure messages).
+    func agentState(_ i: Int) -> String {
+        guard let p = lock.withLock({ agents[i] }) else { return "no agent" }
+        return p.isRunning ? "running (pid \(p.processIdentifier))" : "ended with \(p.terminationStatus)"
+    }
+
     /// Stops node `i`'s agent: gently (SIGTERM), or as a crash (SIGKILL).
     func stopAgent(_ i: Int, kill: Bool = false) {
         guard let p = lock.withLock({ agents.removeValue(forKey: i) }) else { return }
