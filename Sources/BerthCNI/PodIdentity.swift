@@ -15,6 +15,13 @@ public enum KubernetesNames {
         return nil
     }
 
+    /// What is wrong with the label `key: value`, as one message, or nil.
+    public static func labelProblem(key: String, value: String) -> String? {
+        if let problem = labelKeyProblem(key) { return "label key \"\(key)\" \(problem)" }
+        if let problem = labelValueProblem(value) { return "label value \"\(value)\" \(problem)" }
+        return nil
+    }
+
     public static func labelKeyProblem(_ key: String) -> String? {
         let parts = key.split(separator: "/", omittingEmptySubsequences: false)
         guard parts.count <= 2, let name = parts.last, !name.isEmpty else { return "is not a label key (PREFIX/NAME or NAME)" }
@@ -81,9 +88,8 @@ public struct PodIdentity: Equatable, Sendable {
         var labels: [String: String] = [:]
         if let reader = try top.object("args")?.object("cni")?.object("labels") {
             for (key, value) in reader.object.entries {
-                if let problem = KubernetesNames.labelKeyProblem(key) { throw reader.error(key, "label key \"\(key)\" \(problem)") }
                 guard let text = value.stringValue else { throw reader.error(key, "a label's value must be a string, got \(value.typeName)") }
-                if let problem = KubernetesNames.labelValueProblem(text) { throw reader.error(key, "label value \"\(text)\" \(problem)") }
+                if let problem = KubernetesNames.labelProblem(key: key, value: text) { throw reader.error(key, problem) }
                 labels[key] = text
             }
         }

@@ -57,13 +57,15 @@ public struct EndpointStore {
 
     public init(directory: String = EndpointStore.defaultDirectory) { self.directory = directory }
 
+    /// The directory, made only the first time (an ADD opens what exists).
     func open(create: Bool) throws(SystemError) -> DirectoryHandle? {
-        if create { try DirectoryHandle.makeDirectories(directory) }
         do {
             return try DirectoryHandle(path: directory, create: false)
         } catch {
-            if error.errno == ENOENT { return nil }
-            throw error
+            guard error.errno == ENOENT else { throw error }
+            guard create else { return nil }
+            try DirectoryHandle.makeDirectories(directory)
+            return try DirectoryHandle(path: directory, create: false)
         }
     }
 

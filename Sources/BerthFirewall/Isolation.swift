@@ -91,8 +91,9 @@ public enum NetworkIsolation {
     /// The isolation sets' members now, by set name; empty when the table has none.
     public static func members() throws(FirewallError) -> [String: [String]] {
         var out: [String: [String]] = [:]
+        let nft = try NFTContext(json: true)
         for set in [isolatedSet, strictSet, waysOutSet, sameBridgeSet] {
-            out[set] = try NFTContext(json: true).elements(of: set, in: chain.table)
+            out[set] = try nft.elements(of: set, in: chain.table)
         }
         return out
     }

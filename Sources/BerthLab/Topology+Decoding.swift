@@ -183,9 +183,8 @@ extension Topology {
         var podLabels: [String: String] = [:]
         if let labels = try reading({ () throws(CNIError) in try r.object("labels") }) {
             for (key, value) in labels.object.entries {
-                if let problem = KubernetesNames.labelKeyProblem(key) { throw Problem(location: labels.name(key), message: "label key \"\(key)\" \(problem)") }
                 guard let text = value.stringValue else { throw Problem(location: labels.name(key), message: "a label's value must be a string, got \(value.typeName)") }
-                if let problem = KubernetesNames.labelValueProblem(text) { throw Problem(location: labels.name(key), message: "label value \"\(text)\" \(problem)") }
+                if let problem = KubernetesNames.labelProblem(key: key, value: text) { throw Problem(location: labels.name(key), message: problem) }
                 podLabels[key] = text
             }
         }

@@ -125,9 +125,8 @@ struct Reader {
         guard let o = value.objectValue else { throw fail(path, "expected a mapping of label keys to values, got \(value.typeName)") }
         var out: [String: String] = [:]
         for (key, v) in o.entries {
-            if let problem = KubernetesNames.labelKeyProblem(key) { throw fail(join(path, key), "label key \"\(key)\" \(problem)") }
             guard let s = v.stringValue else { throw fail(join(path, key), "a label's value must be a string, got \(v.typeName)") }
-            if let problem = KubernetesNames.labelValueProblem(s) { throw fail(join(path, key), "label value \"\(s)\" \(problem)") }
+            if let problem = KubernetesNames.labelProblem(key: key, value: s) { throw fail(join(path, key), problem) }
             out[key] = s
         }
         return out

@@ -23,8 +23,7 @@ struct PodIdentityOptions: ParsableArguments {
         for item in labels {
             guard let eq = item.firstIndex(of: "=") else { throw ValidationError("--label \(item): expected KEY=VALUE") }
             let key = String(item[..<eq]), value = String(item[item.index(after: eq)...])
-            if let problem = KubernetesNames.labelKeyProblem(key) { throw ValidationError("--label \(item): key \"\(key)\" \(problem)") }
-            if let problem = KubernetesNames.labelValueProblem(value) { throw ValidationError("--label \(item): value \"\(value)\" \(problem)") }
+            if let problem = KubernetesNames.labelProblem(key: key, value: value) { throw ValidationError("--label \(item): \(problem)") }
             out[key] = value
         }
         return out
