@@ -55,7 +55,7 @@ let package = Package(
         // The only module that imports libnl.
         .target(name: "BerthNetlink", dependencies: ["CLibNL", "BerthNet", "BerthSystem"]),
         // The only module that imports libnftables: masquerade and MAC spoof rules (and iptables for masquerade).
-        .target(name: "BerthFirewall", dependencies: ["CNFTables", "BerthJSON", "BerthNet", "BerthCNI", "BerthSystem"]),
+        .target(name: "BerthFirewall", dependencies: ["CNFTables", "BerthJSON", "BerthNet", "BerthCNI", "BerthSystem", "BerthPolicy"]),
         // Berth's IPAM: range arithmetic and config (pure), the allocation store, the operations.
         .target(name: "BerthIPAM", dependencies: ["BerthNet", "BerthJSON", "BerthCNI", "BerthCNIPlugin", "BerthSystem"]),
         // A CNI client as libcni is one: network lists, plugin chains with cached
@@ -71,10 +71,12 @@ let package = Package(
         // The node's endpoints (a pod's attachment, identity and addresses) on
         // disk: written by the plugin, read for policy.
         .target(name: "BerthEndpoints", dependencies: ["BerthCNI", "BerthNet", "BerthJSON", "BerthSystem"]),
+        // Policy on a node: what is in force, applied to the kernel, kept in step with pods.
+        .target(name: "BerthEnforcement", dependencies: ["BerthEndpoints", "BerthFirewall", "BerthNet", "BerthPolicy", "BerthSystem"]),
         // Test labs: topologies of namespaces and networks, for berthctl lab and Swift test suites.
-        .target(name: "BerthLab", dependencies: ["BerthNet", "BerthJSON", "BerthCNI", "BerthCNIClient", "BerthRuntime", "BerthSystem", "BerthNetlink", "BerthPlugin", "CBerthSys", "BerthYAML", "BerthEndpoints"]),
+        .target(name: "BerthLab", dependencies: ["BerthNet", "BerthJSON", "BerthCNI", "BerthCNIClient", "BerthRuntime", "BerthSystem", "BerthNetlink", "BerthPlugin", "CBerthSys", "BerthYAML", "BerthEndpoints", "BerthEnforcement"]),
         // The bridge plugin: ADD, DEL, CHECK, GC, STATUS orchestration.
-        .target(name: "BerthPlugin", dependencies: ["BerthNet", "BerthJSON", "BerthCNI", "BerthCNIPlugin", "BerthEndpoints", "BerthSystem", "BerthNetlink", "BerthIPAM", "BerthFirewall"]),
+        .target(name: "BerthPlugin", dependencies: ["BerthNet", "BerthJSON", "BerthCNI", "BerthCNIPlugin", "BerthEndpoints", "BerthEnforcement", "BerthSystem", "BerthNetlink", "BerthIPAM", "BerthFirewall"]),
         // The plugin executables: tests find them in the build directory.
         .executableTarget(name: "berth", dependencies: ["BerthPlugin"]),
         .executableTarget(name: "berth-ipam", dependencies: ["BerthIPAM"]),
@@ -94,7 +96,7 @@ let package = Package(
         // The human CLI.
         .executableTarget(name: "berthctl", dependencies: [
             "BerthNet", "BerthJSON", "BerthCNI", "BerthSystem", "BerthIPAM", "BerthCNIClient", "BerthRuntime", "BerthLab", "CBerthSys",
-            "BerthPolicy", "BerthEndpoints",
+            "BerthPolicy", "BerthEndpoints", "BerthEnforcement", "BerthFirewall",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         // Unit tests, one target per module: pure logic, no root.
@@ -119,7 +121,7 @@ let package = Package(
         // End to end, by what a user does: real kernels, processes and servers (root).
         .testTarget(
             name: "PluginEndToEndTests",
-            dependencies: ["BerthTestSupport", "BerthJSON", "BerthCNI", "BerthSystem", "BerthNet", "BerthFirewall", "berthctl"],
+            dependencies: ["BerthTestSupport", "BerthJSON", "BerthCNI", "BerthSystem", "BerthNet", "BerthFirewall", "BerthPolicy", "BerthEnforcement", "berthctl"],
             exclude: ["Corpus"]  // read by path (#filePath), not a resource
         ),
         .testTarget(name: "ClusterEndToEndTests", dependencies: ["BerthTestSupport", "BerthJSON", "BerthNet", "berthctl", "berth-agent"]),

@@ -11,6 +11,7 @@ packages=(
   libnftables-dev                            # masquerade and MAC spoof rules through libnftables
   containernetworking-plugins                # reference plugins: host-local, static, portmap, bridge
   iproute2 iputils-ping                      # tests and the demo wire and probe namespaces
+  tcpdump                                    # policy tests read logged drops from NFLOG
   iptables nftables                          # ipMasqBackend iptables; the reference portmap, firewall
   python3                                    # the benchmarks, and small servers in traffic tests
   time                                       # /usr/bin/time: peak memory in the benchmarks

@@ -96,11 +96,22 @@ public struct EndpointStore {
         return out.sorted { $0.attachment.description < $1.attachment.description }
     }
 
-    /// GC: forgets the endpoints of `network` whose attachment is not in `valid`.
-    public func removeAll(network: String, except valid: [(containerID: String, ifname: String)]) throws(SystemError) {
+    /// GC: forgets the endpoints of `network` whose attachment is not in
+    /// `valid`; returns what it forgot.
+    @discardableResult
+    public func removeAll(network: String, except valid: [(containerID: String, ifname: String)]) throws(SystemError) -> [Endpoint] {
         let keep = Set(valid.map { CNIAttachmentKey(network: network, containerID: $0.containerID, ifname: $0.ifname) })
+        var gone: [Endpoint] = []
         for e in try all() where e.attachment.network == network && !keep.contains(e.attachment) {
             try remove(e.attachment)
+            gone.append(e)
         }
+        return gone
+    }
+
+    /// The record of `attachment`; nil when there is none (or it is unreadable).
+    public func read(_ attachment: CNIAttachmentKey) throws(SystemError) -> Endpoint? {
+        guard let dir = try open(create: false), let bytes = try dir.read(attachment.fileName) else { return nil }
+        return (try? JSON.parse(bytes)).flatMap { Endpoint(json: $0) }
     }
 }

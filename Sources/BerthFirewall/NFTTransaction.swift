@@ -120,6 +120,37 @@ public struct NFTTransaction: Sendable {
         commands.append("add rule \(table) \(chain) \(body)\(tag)")
     }
 
+    /// Declares a named counter (`counter name "NAME"` in a rule counts into it).
+    public mutating func addCounter(_ name: String, in table: NFTTable) {
+        add(table)
+        commands.append("add counter \(table) \(name)")
+    }
+
+    /// Removes a named counter no rule uses any more.
+    public mutating func deleteCounter(_ name: String, from table: NFTTable) {
+        commands.append("delete counter \(table) \(name)")
+    }
+
+    /// Removes chain `name` (empty, and no rule jumping to it).
+    public mutating func deleteChain(_ name: String, from table: NFTTable) {
+        commands.append("delete chain \(table) \(name)")
+    }
+
+    /// Removes set `name` (no rule using it).
+    public mutating func deleteSet(_ name: String, from table: NFTTable) {
+        commands.append("delete set \(table) \(name)")
+    }
+
+    /// Replaces `table` with an empty one (whether or not it existed).
+    public mutating func recreate(_ table: NFTTable) {
+        commands += ["add table \(table)", "delete table \(table)", "add table \(table)"]
+    }
+
+    /// Removes `table` and everything in it.
+    public mutating func deleteTable(_ table: NFTTable) {
+        commands.append("delete table \(table)")
+    }
+
     /// Removes the rule with `handle` from `chain`.
     public mutating func deleteRule(handle: Int, from chain: String, in table: NFTTable) {
         commands.append("delete rule \(table) \(chain) handle \(handle)")

@@ -1,4 +1,5 @@
 import BerthEndpoints
+import BerthEnforcement
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -243,7 +244,9 @@ public final class Lab {
         // one on the default path may not know them).
         let store = EndpointStore()
         for network in Set(((try? store.all()) ?? []).map(\.attachment.network)) where network.hasPrefix(prefix) {
-            try? store.removeAll(network: network, except: [])
+            for gone in (try? store.removeAll(network: network, except: [])) ?? [] {
+                try? PolicyEnforcement.release(gone.pod)
+            }
         }
         removeTree(directory)
     }

@@ -1,4 +1,5 @@
 import BerthEndpoints
+import BerthEnforcement
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -56,18 +57,26 @@ extension BridgeOperation {
             // Before any port of this ADD exists: the container is isolated from its first packet.
             try isolate(bridge, host: host)
             allocation = try ipam?.add()
-            let hostEnd = try createVeth(host: host, container: container, netns: netns, bridge: bridge)
-            let wiring = Wiring(host: host, container: container, netns: netns, bridge: bridge, hostEnd: hostEnd,
-                                gatewaysGiven: earlyGateways)
+            // Recorded, and in the policy sets its identity puts it in, before
+            // its interface exists: filtered from its first packet.
+            let endpoint = identity.map {
+                Endpoint(attachment: attachment, identity: $0, addresses: (allocation?.result.ips ?? []).map(\.address.address))
+            }
+            if let endpoint { try admit(endpoint) }
             do {
-                result = try configure(wiring, ipamResult: allocation?.result ?? CNIResult())
-                if let identity {
-                    try endpoints.write(Endpoint(attachment: attachment, identity: identity, addresses: result.ips.map(\.address.address)))
+                let hostEnd = try createVeth(host: host, container: container, netns: netns, bridge: bridge)
+                let wiring = Wiring(host: host, container: container, netns: netns, bridge: bridge, hostEnd: hostEnd,
+                                    gatewaysGiven: earlyGateways)
+                do {
+                    result = try configure(wiring, ipamResult: allocation?.result ?? CNIResult())
+                } catch {
+                    if hasFirewallRules { try? rules.removeAll(backend: config.ipMasqBackend) }
+                    _ = try? container.deleteLink(named: env.ifname)
+                    _ = try? host.deleteLink(named: hostEnd.name)
+                    throw error
                 }
             } catch {
-                if hasFirewallRules { try? rules.removeAll(backend: config.ipMasqBackend) }
-                _ = try? container.deleteLink(named: env.ifname)
-                _ = try? host.deleteLink(named: hostEnd.name)
+                if let endpoint { forget(endpoint) }
                 throw error
             }
         } catch {
@@ -146,6 +155,25 @@ extension BridgeOperation {
         guard let level = config.isolation else { return }
         let waysOut = level == .strict ? try host.defaultRouteLinks() : []
         try NetworkIsolation.isolate(bridge: bridge.name, level: level, waysOut: waysOut)
+    }
+
+    /// Records the endpoint and puts its addresses in the sets of the policy
+    /// groups that hold it. Policy that cannot be enforced fails the ADD
+    /// (error 11: the policies in force need fixing, not the config).
+    private func admit(_ endpoint: Endpoint) throws {
+        try endpoints.write(endpoint)
+        do {
+            try PolicyEnforcement.admit(endpoint.pod)
+        } catch {
+            try? endpoints.remove(endpoint.attachment)
+            throw CNIError(.tryAgainLater, "network policy for \(endpoint.identity.namespace)/\(endpoint.identity.name): \(error)")
+        }
+    }
+
+    /// Undoes `admit` (a failed ADD).
+    private func forget(_ endpoint: Endpoint) {
+        try? PolicyEnforcement.release(endpoint.pod)
+        try? endpoints.remove(endpoint.attachment)
     }
 
     /// Masquerade and MAC spoof rules of the attachment.

@@ -1,4 +1,5 @@
 import BerthEndpoints
+import BerthEnforcement
 import BerthFirewall
 import BerthNetlink
 import BerthSystem
@@ -13,8 +14,16 @@ extension BridgeOperation {
             try rules.removeAll(backend: config.ipMasqBackend)
         }
         try deleteContainerInterface()
-        try endpoints.remove(attachment)
+        try forgetEndpoint()
         try releaseIsolationIfLast()
+    }
+
+    /// Takes the pod out of the policy sets, then forgets its record.
+    func forgetEndpoint() throws {
+        if let endpoint = try endpoints.read(attachment) {
+            try PolicyEnforcement.release(endpoint.pod)
+        }
+        try endpoints.remove(attachment)
     }
 
     private func deleteContainerInterface() throws {

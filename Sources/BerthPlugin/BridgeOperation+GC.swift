@@ -1,4 +1,5 @@
 import BerthEndpoints
+import BerthEnforcement
 import BerthFirewall
 import BerthSystem
 
@@ -16,7 +17,11 @@ extension BridgeOperation {
         } catch {
             firstError = firstError ?? error
         }
-        do { try endpoints.removeAll(network: config.network.name, except: valid) } catch { firstError = firstError ?? error }
+        do {
+            for gone in try endpoints.removeAll(network: config.network.name, except: valid) {
+                try PolicyEnforcement.release(gone.pod)
+            }
+        } catch { firstError = firstError ?? error }
         if valid.isEmpty {
             do { try releaseIsolationIfLast() } catch { firstError = firstError ?? error }
         }

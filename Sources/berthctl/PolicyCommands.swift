@@ -34,7 +34,7 @@ struct PolicyCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "policy",
         abstract: "Network policy (Kubernetes NetworkPolicy semantics).",
-        subcommands: [PolicyCheck.self])
+        subcommands: [PolicyApply.self, PolicyDelete.self, PolicyList.self, PolicyShow.self, PolicyCheck.self])
 }
 
 struct PolicyCheck: ParsableCommand {
@@ -47,7 +47,7 @@ struct PolicyCheck: ParsableCommand {
             Exits 0 when the connection would pass, 1 when not.
             """)
 
-    @Option(name: [.short, .customLong("file")], help: "Policies and namespaces: YAML (one or many documents) or JSON.") var file: String
+    @Option(name: [.short, .customLong("file")], help: "Policies and namespaces: YAML or JSON (default: those in force).") var file: String?
     @Argument var from: String
     @Argument var to: String
     @Argument var port: String
@@ -55,14 +55,7 @@ struct PolicyCheck: ParsableCommand {
     var endpoints: String = EndpointStore.defaultDirectory
 
     func run() throws {
-        let text: String
-        do {
-            text = String(decoding: try OwnedDescriptor(openingForReading: file).readAll(), as: UTF8.self)
-        } catch {
-            throw CLIError("cannot read policy file \(file): \(error)")
-        }
-        let set: PolicySet
-        do { set = try PolicyDocuments.read(text) } catch { throw CLIError("\(file): \(error)") }
+        let set = try file.map(readPolicyFile) ?? policiesInForce().policies
         let pods = try knownPods()
         let (number, proto) = try parsePort()
         let verdict = set.verdict(from: try endpoint(from, pods, role: "FROM"), to: try endpoint(to, pods, role: "TO"),
