@@ -105,7 +105,7 @@ let package = Package(
         .testTarget(name: "BerthSystemTests", dependencies: ["BerthSystem", "CBerthSys"]),
         .testTarget(name: "BerthCNITests", dependencies: ["BerthCNI", "BerthJSON", "BerthNet"]),
         .testTarget(name: "BerthNetlinkTests", dependencies: ["BerthNetlink", "BerthNet", "BerthSystem"]),
-        .testTarget(name: "BerthFirewallTests", dependencies: ["BerthFirewall", "BerthCNI", "BerthNet"]),
+        .testTarget(name: "BerthFirewallTests", dependencies: ["BerthFirewall", "BerthCNI", "BerthNet", "BerthPolicy"]),
         .testTarget(name: "BerthIPAMTests", dependencies: ["BerthIPAM", "BerthCNI", "BerthJSON", "BerthNet", "berth-ipam", "berthctl"]),
         .testTarget(name: "BerthCNIPluginTests", dependencies: ["BerthCNIPlugin", "BerthCNI", "BerthJSON", "BerthSystem"]),
         .testTarget(name: "BerthPluginTests", dependencies: ["BerthPlugin", "BerthCNI", "BerthJSON", "BerthNet", "BerthNetlink", "BerthIPAM"]),
