@@ -72,7 +72,7 @@ let package = Package(
         // disk: written by the plugin, read for policy.
         .target(name: "BerthEndpoints", dependencies: ["BerthCNI", "BerthNet", "BerthJSON", "BerthSystem"]),
         // Policy on a node: what is in force, applied to the kernel, kept in step with pods.
-        .target(name: "BerthEnforcement", dependencies: ["BerthEndpoints", "BerthFirewall", "BerthNet", "BerthPolicy", "BerthSystem"]),
+        .target(name: "BerthEnforcement", dependencies: ["BerthEndpoints", "BerthFirewall", "BerthJSON", "BerthNet", "BerthPolicy", "BerthSystem"]),
         // Test labs: topologies of namespaces and networks, for berthctl lab and Swift test suites.
         .target(name: "BerthLab", dependencies: ["BerthNet", "BerthJSON", "BerthCNI", "BerthCNIClient", "BerthRuntime", "BerthSystem", "BerthNetlink", "BerthPlugin", "CBerthSys", "BerthYAML", "BerthEndpoints", "BerthEnforcement"]),
         // The bridge plugin: ADD, DEL, CHECK, GC, STATUS orchestration.

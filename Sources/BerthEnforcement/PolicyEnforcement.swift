@@ -3,6 +3,7 @@ import Glibc
 #endif
 import BerthEndpoints
 import BerthFirewall
+import BerthJSON
 import BerthNet
 import BerthPolicy
 import BerthSystem
@@ -38,6 +39,21 @@ public struct PolicyStateStore: Sendable {
 
     static let policiesFile = "policies.json"
     static let logFile = "log-group"
+    static let indexFile = "groups.json"
+
+    /// The groups of the policies in force (what ADD and DEL need); nil when
+    /// no policy is in force. Read from the index `write` keeps beside the
+    /// policies, or, when it is missing, from the policies.
+    public func groupIndex() throws(EnforcementError) -> GroupIndex? {
+        guard let dir = try? DirectoryHandle(path: directory, create: false) else { return nil }
+        let bytes: [UInt8]?
+        do { bytes = try dir.read(PolicyStateStore.indexFile) } catch { throw EnforcementError("\(error)") }
+        guard let bytes else { return try read().map { GroupIndex($0.policies) } }
+        guard let json = try? JSON.parse(bytes), let index = GroupIndex(json: json) else {
+            throw EnforcementError("\(directory)/\(PolicyStateStore.indexFile) is damaged: apply the policies again")
+        }
+        return index
+    }
 
     /// What is in force; nil when nothing is.
     public func read() throws(EnforcementError) -> AppliedPolicies? {
@@ -70,6 +86,8 @@ public struct PolicyStateStore: Sendable {
             try dir.publish(log, as: PolicyStateStore.logFile, in: dir)
             let scratch = try dir.writeScratch(Array(applied.policies.json.serialized().utf8))
             try dir.publish(scratch, as: PolicyStateStore.policiesFile, in: dir)
+            let index = try dir.writeScratch(Array(GroupIndex(applied.policies).json.serialized().utf8))
+            try dir.publish(index, as: PolicyStateStore.indexFile, in: dir)
         } catch {
             throw EnforcementError("\(directory): \(error)")
         }
@@ -79,6 +97,7 @@ public struct PolicyStateStore: Sendable {
     public func clear() throws(EnforcementError) {
         guard let dir = try? DirectoryHandle(path: directory, create: false) else { return }
         do {
+            _ = try dir.remove(PolicyStateStore.indexFile)
             _ = try dir.remove(PolicyStateStore.policiesFile)
             _ = try dir.remove(PolicyStateStore.logFile)
         } catch {
@@ -113,12 +132,6 @@ public enum PolicyEnforcement {
     public static let lockName = "policy"
     public static let lockTimeout = 30.0
 
-    /// The groups (ids) of the policies in force that hold `pod`; empty when no policy is in force.
-    static func groups(of pod: PolicyPod, in applied: AppliedPolicies) -> [String] {
-        let set = applied.policies
-        return set.groups(of: pod, among: set.groups).map(\.id)
-    }
-
     /// ADD: puts the pod's addresses into the sets of the groups that hold
     /// it, before its interface is up. Nothing in force: nothing to do
     /// (one failed open). Returns the groups it joined.
@@ -127,8 +140,8 @@ public enum PolicyEnforcement {
         guard (try? DirectoryHandle(path: state.directory, create: false)) != nil else { return [] }
         let lock = try LockFile(name: lockName, shared: true, timeout: lockTimeout)
         defer { lock.release() }
-        guard let applied = try state.read() else { return [] }
-        let groups = groups(of: pod, in: applied)
+        guard let index = try state.groupIndex() else { return [] }
+        let groups = index.groups(of: pod)
         if !groups.isEmpty { try PolicyTable.admit(pod.addresses, to: groups) }
         return groups
     }
@@ -138,8 +151,8 @@ public enum PolicyEnforcement {
         guard (try? DirectoryHandle(path: state.directory, create: false)) != nil else { return }
         let lock = try LockFile(name: lockName, shared: true, timeout: lockTimeout)
         defer { lock.release() }
-        guard let applied = try state.read() else { return }
-        let groups = groups(of: pod, in: applied)
+        guard let index = try state.groupIndex() else { return }
+        let groups = index.groups(of: pod)
         if !groups.isEmpty { try PolicyTable.release(pod.addresses, from: groups) }
     }
 

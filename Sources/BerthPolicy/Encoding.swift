@@ -90,3 +90,83 @@ func labelsJSON(_ labels: [String: String]) -> JSON {
     for (k, v) in labels.sorted(by: { $0.key < $1.key }) { o[k] = .string(v) }
     return .object(o)
 }
+
+/// What an ADD needs of the policies in force, and nothing else: the groups
+/// (with their ids) and the namespaces' labels. Written when policies are
+/// applied, so that a pod's groups are found without reading and checking
+/// every policy document again.
+public struct GroupIndex: Equatable, Sendable {
+    public var groups: [PodGroup]
+    public var namespaceLabels: [String: [String: String]]
+
+    public init(_ set: PolicySet) {
+        groups = set.groups
+        namespaceLabels = set.namespaces.mapValues(\.labels)
+    }
+
+    /// The ids of the groups that hold `pod`.
+    public func groups(of pod: PolicyPod) -> [String] {
+        let labels = namespaceLabels[pod.namespace] ?? PolicyNamespace(name: pod.namespace).labels
+        return groups.filter { $0.contains(pod, namespaceLabels: labels) }.map(\.id)
+    }
+
+    public var json: JSON {
+        var namespaces = JSONObject()
+        for (name, labels) in namespaceLabels.sorted(by: { $0.key < $1.key }) { namespaces[name] = labelsJSON(labels) }
+        return .object(["namespaces": .object(namespaces), "groups": .array(groups.map { g in
+            var o: JSONObject = ["id": .string(g.id), "podSelector": g.pods.json]
+            switch g.namespaces {
+            case .named(let name): o["namespace"] = .string(name)
+            case .matching(let selector): o["namespaceSelector"] = selector.json
+            }
+            return .object(o)
+        })])
+    }
+
+    /// Read back; nil when `json` is not an index (a damaged file).
+    public init?(json: JSON) {
+        guard let namespaces = json["namespaces"]?.objectValue, let groups = json["groups"]?.arrayValue else { return nil }
+        var labels: [String: [String: String]] = [:]
+        for (name, value) in namespaces.entries {
+            guard let l = GroupIndex.labels(value) else { return nil }
+            labels[name] = l
+        }
+        var out: [PodGroup] = []
+        for g in groups {
+            guard let pods = g["podSelector"].flatMap(GroupIndex.selector) else { return nil }
+            if let name = g["namespace"]?.stringValue {
+                out.append(PodGroup(namespaces: .named(name), pods: pods))
+            } else if let selector = g["namespaceSelector"].flatMap(GroupIndex.selector) {
+                out.append(PodGroup(namespaces: .matching(selector), pods: pods))
+            } else {
+                return nil
+            }
+            if let id = g["id"]?.stringValue, id != out.last!.id { return nil }
+        }
+        self.groups = out
+        self.namespaceLabels = labels
+    }
+
+    static func labels(_ value: JSON) -> [String: String]? {
+        guard let o = value.objectValue else { return nil }
+        var out: [String: String] = [:]
+        for (k, v) in o.entries {
+            guard let s = v.stringValue else { return nil }
+            out[k] = s
+        }
+        return out
+    }
+
+    static func selector(_ value: JSON) -> LabelSelector? {
+        guard value.objectValue != nil else { return nil }
+        let matchLabels = value["matchLabels"].map(labels) ?? [:]
+        guard let matchLabels else { return nil }
+        var expressions: [LabelSelector.Requirement] = []
+        for e in value["matchExpressions"]?.arrayValue ?? [] {
+            guard let key = e["key"]?.stringValue, let op = e["operator"]?.stringValue.flatMap(LabelSelector.Requirement.Operator.init) else { return nil }
+            let values = (e["values"]?.arrayValue ?? []).compactMap(\.stringValue)
+            expressions.append(.init(key: key, op: op, values: values))
+        }
+        return LabelSelector(matchLabels: matchLabels, matchExpressions: expressions)
+    }
+}

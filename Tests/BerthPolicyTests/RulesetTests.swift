@@ -1,5 +1,6 @@
 import Testing
 import BerthNet
+import BerthJSON
 @testable import BerthPolicy
 
 @Suite("policy groups, rulesets and the documents written back")
@@ -38,6 +39,19 @@ struct RulesetTests {
         let again = try PolicyDocuments.read(set.json.serialized())
         #expect(again.policies.sorted { $0.qualifiedName < $1.qualifiedName } == set.policies.sorted { $0.qualifiedName < $1.qualifiedName })
         #expect(again.namespaces == set.namespaces)
+    }
+
+    @Test("the group index (what ADD reads) gives the same groups, ids and memberships as the policies")
+    func groupIndex() throws {
+        let set = try PolicyDocuments.read(RulesetTests.file)
+        let index = GroupIndex(set)
+        let again = try #require(GroupIndex(json: JSON.parse(index.json.serialized())))
+        #expect(again == index && again.groups.map(\.id) == set.groups.map(\.id))
+        let web = PolicyPod(name: "w", namespace: "shop", labels: ["app": "web"], addresses: [])
+        #expect(again.groups(of: web) == set.groups(of: web, among: set.groups).map(\.id))
+        #expect(again.groups(of: web).count == 2, "shop's web pods, and web pods of a blue or red namespace")
+        #expect(GroupIndex(json: try JSON.parse(#"{"namespaces":{},"groups":[{"id":"gwrong","namespace":"x","podSelector":{}}]}"#)) == nil,
+                "an id that is not the group's: damaged")
     }
 
     @Test("merge replaces a policy of the same name and keeps the others")
