@@ -67,7 +67,10 @@ let package = Package(
         .target(name: "BerthYAML", dependencies: ["BerthJSON", .product(name: "Yams", package: "Yams")]),
         // Pure: network policy (Kubernetes NetworkPolicy semantics): documents
         // read and checked, selectors, and what a policy set allows.
-        .target(name: "BerthPolicy", dependencies: ["BerthNet", "BerthJSON", "BerthCNI", "BerthYAML"]),
+        .target(name: "BerthPolicy", dependencies: ["BerthNet", "BerthJSON", "BerthCNI"]),
+        // Policy files as people write them (YAML or JSON): kept apart from
+        // BerthPolicy, so that the plugin carries no YAML parser.
+        .target(name: "BerthPolicyFiles", dependencies: ["BerthJSON", "BerthPolicy", "BerthYAML"]),
         // The node's endpoints (a pod's attachment, identity and addresses) on
         // disk: written by the plugin, read for policy.
         .target(name: "BerthEndpoints", dependencies: ["BerthCNI", "BerthNet", "BerthJSON", "BerthSystem"]),
@@ -96,7 +99,7 @@ let package = Package(
         // The human CLI.
         .executableTarget(name: "berthctl", dependencies: [
             "BerthNet", "BerthJSON", "BerthCNI", "BerthSystem", "BerthIPAM", "BerthCNIClient", "BerthRuntime", "BerthLab", "CBerthSys",
-            "BerthPolicy", "BerthEndpoints", "BerthEnforcement", "BerthFirewall",
+            "BerthPolicy", "BerthPolicyFiles", "BerthEndpoints", "BerthEnforcement", "BerthFirewall",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         // Unit tests, one target per module: pure logic, no root.
@@ -105,7 +108,7 @@ let package = Package(
         .testTarget(name: "BerthSystemTests", dependencies: ["BerthSystem", "CBerthSys"]),
         .testTarget(name: "BerthCNITests", dependencies: ["BerthCNI", "BerthJSON", "BerthNet"]),
         .testTarget(name: "BerthNetlinkTests", dependencies: ["BerthNetlink", "BerthNet", "BerthSystem"]),
-        .testTarget(name: "BerthFirewallTests", dependencies: ["BerthFirewall", "BerthCNI", "BerthNet", "BerthPolicy"]),
+        .testTarget(name: "BerthFirewallTests", dependencies: ["BerthFirewall", "BerthCNI", "BerthNet", "BerthPolicy", "BerthPolicyFiles"]),
         .testTarget(name: "BerthIPAMTests", dependencies: ["BerthIPAM", "BerthCNI", "BerthJSON", "BerthNet", "berth-ipam", "berthctl"]),
         .testTarget(name: "BerthCNIPluginTests", dependencies: ["BerthCNIPlugin", "BerthCNI", "BerthJSON", "BerthSystem"]),
         .testTarget(name: "BerthPluginTests", dependencies: ["BerthPlugin", "BerthCNI", "BerthJSON", "BerthNet", "BerthNetlink", "BerthIPAM"]),
@@ -113,7 +116,7 @@ let package = Package(
         .testTarget(name: "BerthRuntimeTests", dependencies: ["BerthRuntime", "BerthTestSupport"]),
         .testTarget(name: "BerthLabTests", dependencies: ["BerthLab", "BerthCNI", "BerthJSON", "BerthNet", "BerthTestSupport"]),
         .testTarget(name: "BerthEndpointsTests", dependencies: ["BerthEndpoints", "BerthCNI", "BerthNet"]),
-        .testTarget(name: "BerthPolicyTests", dependencies: ["BerthPolicy", "BerthNet"]),
+        .testTarget(name: "BerthPolicyTests", dependencies: ["BerthPolicy", "BerthPolicyFiles", "BerthNet", "BerthJSON"]),
         .testTarget(name: "BerthClusterTests", dependencies: ["BerthCluster", "BerthClusterFakes", "BerthJSON", "BerthNet", "BerthCNI", "BerthIPAM"]),
         // What the end-to-end targets share: running the built executables,
         // private networks and namespaces of a test, waiting without timing.
@@ -121,7 +124,7 @@ let package = Package(
         // End to end, by what a user does: real kernels, processes and servers (root).
         .testTarget(
             name: "PluginEndToEndTests",
-            dependencies: ["BerthTestSupport", "BerthJSON", "BerthCNI", "BerthSystem", "BerthNet", "BerthFirewall", "BerthPolicy", "BerthEnforcement", "berthctl"],
+            dependencies: ["BerthTestSupport", "BerthJSON", "BerthCNI", "BerthSystem", "BerthNet", "BerthFirewall", "BerthPolicy", "BerthPolicyFiles", "BerthEnforcement", "berthctl"],
             exclude: ["Corpus"]  // read by path (#filePath), not a resource
         ),
         .testTarget(name: "ClusterEndToEndTests", dependencies: ["BerthTestSupport", "BerthJSON", "BerthNet", "berthctl", "berth-agent"]),

@@ -69,7 +69,7 @@ public struct PolicyStateStore: Sendable {
         guard let bytes else { return nil }
         let set: PolicySet
         do {
-            set = try PolicyDocuments.read(String(decoding: bytes, as: UTF8.self))
+            set = try PolicyDocuments.read(json: String(decoding: bytes, as: UTF8.self))
         } catch {
             throw EnforcementError("\(directory)/\(PolicyStateStore.policiesFile) is damaged (\(error)): apply the policies again")
         }
@@ -146,14 +146,15 @@ public enum PolicyEnforcement {
         return groups
     }
 
-    /// DEL and GC: takes the pod's addresses out of its groups' sets.
-    public static func release(_ pod: PolicyPod, state: PolicyStateStore = PolicyStateStore()) throws {
+    /// DEL and GC: takes the pod's addresses out of its groups' sets
+    /// (through `session` when given: see `NFTSession`).
+    public static func release(_ pod: PolicyPod, state: PolicyStateStore = PolicyStateStore(), session: NFTSession? = nil) throws {
         guard (try? DirectoryHandle(path: state.directory, create: false)) != nil else { return }
         let lock = try LockFile(name: lockName, shared: true, timeout: lockTimeout)
         defer { lock.release() }
         guard let index = try state.groupIndex() else { return }
         let groups = index.groups(of: pod)
-        if !groups.isEmpty { try PolicyTable.release(pod.addresses, from: groups) }
+        if !groups.isEmpty { try PolicyTable.release(pod.addresses, from: groups, session: session) }
     }
 
     /// Puts `applied` in force in one transaction from what is in force

@@ -159,9 +159,10 @@ public struct NFTTransaction: Sendable {
     /// The commands as the one buffer libnftables is given.
     public var text: String { commands.joined(separator: "\n") }
 
-    /// Applies every command at once; nothing when there is none.
-    public func commit() throws(FirewallError) {
+    /// Applies every command at once; nothing when there is none. With a
+    /// session, through its context (closed when the session closes).
+    public func commit(in session: NFTSession? = nil) throws(FirewallError) {
         guard !commands.isEmpty else { return }
-        try NFTContext().run(text)
+        if let session { try session.context.run(text) } else { try NFTContext().run(text) }
     }
 }

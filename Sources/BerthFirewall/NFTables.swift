@@ -84,6 +84,29 @@ final class NFTContext {
     }
 }
 
+/// A libnftables context kept open for several transactions, and closed
+/// when the owner says. Closing the netlink socket of a transaction that
+/// removed something waits for the kernel's grace period (10-20 ms here):
+/// a short-lived process that closes it after its other slow work (a veth
+/// deletion waits for one too) waits for both at once.
+public final class NFTSession {
+    private var opened: NFTContext?
+
+    public init() {}
+
+    var context: NFTContext {
+        get throws(FirewallError) {
+            if let opened { return opened }
+            let c = try NFTContext()
+            opened = c
+            return c
+        }
+    }
+
+    /// Closes the context now (also when the session goes).
+    public func close() { opened = nil }
+}
+
 /// A rule found in one of Berth's nftables tables.
 struct NFTRule {
     var chain: String

@@ -83,8 +83,8 @@ public enum PolicyTable {
     }
 
     /// Takes `addresses` out of the sets of `groups` (a pod that left);
-    /// elements or sets already gone are fine.
-    public static func release(_ addresses: [IPAddress], from groups: [String]) throws(FirewallError) {
+    /// elements or sets already gone are fine. `session`: see `NFTSession`.
+    public static func release(_ addresses: [IPAddress], from groups: [String], session: NFTSession? = nil) throws(FirewallError) {
         var t = NFTTransaction()
         var each: [NFTTransaction] = []
         for group in groups {
@@ -99,12 +99,12 @@ public enum PolicyTable {
             }
         }
         do {
-            try t.commit()
+            try t.commit(in: session)
         } catch {
             guard error.message.containsText("No such file or directory") else { throw error }
             // Some were gone: the rest one by one.
             for one in each {
-                do { try one.commit() } catch {
+                do { try one.commit(in: session) } catch {
                     if !error.message.containsText("No such file or directory") { throw error }
                 }
             }

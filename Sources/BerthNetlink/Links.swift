@@ -129,6 +129,11 @@ extension RouteSocket {
         try changeLink(index: link.index, "bring up \(link.name)") { rtnl_link_set_flags($0, UInt32(IFF_UP.rawValue)) }
     }
 
+    /// Takes `link` down.
+    public func setDown(_ link: LinkInfo) throws(NetlinkError) {
+        try changeLink(index: link.index, "take down \(link.name)") { rtnl_link_unset_flags($0, UInt32(IFF_UP.rawValue)) }
+    }
+
     /// Makes link `index` a port of `master`.
     public func setMaster(index: Int32, master: Int32) throws(NetlinkError) {
         try changeLink(index: index, "attach link \(index) to \(master)") { rtnl_link_set_master($0, master) }

@@ -13,25 +13,33 @@ extension BridgeOperation {
         if hasFirewallRules {
             try rules.removeAll(backend: config.ipMasqBackend)
         }
-        try deleteContainerInterface()
-        try forgetEndpoint()
+        // Out of the policy sets once the pod can send nothing (its interface
+        // down), while the veth deletion that follows waits out the kernel's
+        // grace period the set change started (the session closes after it).
+        let session = NFTSession()
+        defer { session.close() }
+        try deleteContainerInterface { try forgetEndpoint(session: session) }
         try releaseIsolationIfLast()
     }
 
     /// Takes the pod out of the policy sets, then forgets its record.
-    func forgetEndpoint() throws {
+    func forgetEndpoint(session: NFTSession? = nil) throws {
         if let endpoint = try endpoints.read(attachment) {
-            try PolicyEnforcement.release(endpoint.pod)
+            try PolicyEnforcement.release(endpoint.pod, session: session)
         }
         try endpoints.remove(attachment)
     }
 
-    private func deleteContainerInterface() throws {
-        guard let netns = try openNamespace(required: false) else { return }
+    /// Deletes the container's veth; `beforeDeleting` runs once the
+    /// interface is down (or when there is none).
+    private func deleteContainerInterface(beforeDeleting: () throws -> Void) throws {
+        guard let netns = try openNamespace(required: false) else { return try beforeDeleting() }
         let container = try RouteSocket.opened(in: netns)
         // Only a veth is Berth's to remove: an interface of another kind of
         // that name (`lo` after a refused ADD) stays.
-        guard let link = try container.link(named: env.ifname), link.kind == "veth" else { return }
+        guard let link = try container.link(named: env.ifname), link.kind == "veth" else { return try beforeDeleting() }
+        try container.setDown(link)
+        try beforeDeleting()
         try container.deleteLink(link)
     }
 

@@ -1,7 +1,6 @@
 import BerthJSON
 import BerthCNI
 import BerthNet
-import BerthYAML
 
 /// A problem in a policy file: where (the document, the policy's name when
 /// it has one, the field and, for YAML, the line) and what is wrong.
@@ -9,6 +8,11 @@ public struct PolicyError: Error, Equatable, Sendable, CustomStringConvertible {
     public var location: String
     public var message: String
     public var description: String { "\(location): \(message)" }
+
+    public init(location: String, message: String) {
+        self.location = location
+        self.message = message
+    }
 }
 
 /// Reading policy files: the YAML (one document or many) or JSON a user
@@ -17,13 +21,9 @@ public struct PolicyError: Error, Equatable, Sendable, CustomStringConvertible {
 /// before anything is returned; a field Berth does not enforce is refused,
 /// never ignored.
 public enum PolicyDocuments {
-    public static func read(_ text: String) throws(PolicyError) -> PolicySet {
-        let documents: [LocatedDocument]
-        do {
-            documents = try YAMLDocuments.read(text)
-        } catch {
-            throw PolicyError(location: error.location, message: error.message)
-        }
+    /// The policies and namespaces of `documents` (a file's, read by the
+    /// YAML reader or `LocatedDocument.readJSON`).
+    public static func read(documents: [LocatedDocument]) throws(PolicyError) -> PolicySet {
         var set = PolicySet()
         // An empty document (a trailing `---`) holds nothing.
         for (i, document) in documents.enumerated() where document.value != .null && document.value != .string("") {
@@ -34,6 +34,16 @@ public enum PolicyDocuments {
             throw PolicyError(location: "policy \(p.qualifiedName)", message: "is given twice")
         }
         return set
+    }
+
+    /// JSON text only (what Berth writes itself: the policies in force, etcd's records).
+    public static func read(json text: String) throws(PolicyError) -> PolicySet {
+        let document: LocatedDocument?
+        do { document = try LocatedDocument.readJSON(text) } catch {
+            throw PolicyError(location: error.location, message: error.message)
+        }
+        guard let document else { throw PolicyError(location: "file", message: "expected a JSON object or list") }
+        return try read(documents: [document])
     }
 }
 

@@ -1,40 +1,11 @@
 import BerthJSON
 import Yams
 
-/// A document of a YAML or JSON file as JSON values, with the line of each
-/// key path ("hosts[0].name") for messages that point at the line.
-public struct LocatedDocument: Sendable {
-    public let value: JSON
-    /// Key path -> line (from 1); "file" for the document's own start. Empty for JSON.
-    public let lines: [String: Int]
-
-    /// `location` with its line appended when known: "hosts[0].name (line 7)".
-    public func located(_ location: String) -> String {
-        lines[location].map { "\(location) (line \($0))" } ?? location
-    }
-}
-
-/// Why a file could not be read as documents: where (a line and column for
-/// JSON) and what is wrong.
-public struct DocumentError: Error, Equatable, Sendable, CustomStringConvertible {
-    public let location: String
-    public let message: String
-    public var description: String { "\(location): \(message)" }
-}
-
 public enum YAMLDocuments {
     /// The documents of `text`: one JSON value when it starts with `{` or
     /// `[`, else every YAML document (`---` between them).
     public static func read(_ text: String) throws(DocumentError) -> [LocatedDocument] {
-        let trimmed = text.drop { $0 == " " || $0 == "\n" || $0 == "\t" || $0 == "\r" }
-        if trimmed.hasPrefix("{") || trimmed.hasPrefix("[") {
-            do {
-                return [LocatedDocument(value: try JSON.parse(text), lines: [:])]
-            } catch {
-                let (line, column) = lineAndColumn(Array(text.utf8), offset: error.offset)
-                throw DocumentError(location: "file (line \(line), column \(column))", message: "not valid JSON: \(error.reason)")
-            }
-        }
+        if let json = try LocatedDocument.readJSON(text) { return [json] }
         var out: [LocatedDocument] = []
         do {
             for node in try Yams.compose_all(yaml: text) {
@@ -46,17 +17,6 @@ public enum YAMLDocuments {
             throw DocumentError(location: "file", message: "not valid YAML: \(error)")
         }
         return out
-    }
-
-    /// The line and column (both from 1, columns in characters) of byte `offset` of `bytes`.
-    public static func lineAndColumn(_ bytes: [UInt8], offset: Int) -> (line: Int, column: Int) {
-        var line = 1, start = 0
-        let end = min(offset, bytes.count)
-        for i in 0..<end where bytes[i] == UInt8(ascii: "\n") {
-            line += 1
-            start = i + 1
-        }
-        return (line, String(decoding: bytes[start..<end], as: UTF8.self).count + 1)
     }
 
     /// YAML to JSON values, remembering each key path's line. Plain

@@ -7,6 +7,7 @@ import BerthEnforcement
 import BerthFirewall
 import BerthJSON
 import BerthPolicy
+import BerthPolicyFiles
 import BerthSystem
 
 /// Reads a policy file (YAML or JSON), naming the file in every problem.

@@ -3,6 +3,7 @@ import BerthCNI
 import BerthEndpoints
 import BerthNet
 import BerthPolicy
+import BerthPolicyFiles
 import BerthSystem
 
 /// Who a pod is, for policy: `--namespace` and `--label KEY=VALUE` (passed to

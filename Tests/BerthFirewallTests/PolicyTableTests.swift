@@ -1,6 +1,7 @@
 import Testing
 import BerthNet
 import BerthPolicy
+import BerthPolicyFiles
 @testable import BerthFirewall
 
 @Suite("policy table transactions (from the ruleset in force to the next)")

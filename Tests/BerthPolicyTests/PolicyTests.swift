@@ -1,6 +1,7 @@
 import Testing
 import BerthNet
 @testable import BerthPolicy
+import BerthPolicyFiles
 
 /// The truth table of NetworkPolicy semantics, pure: pods in namespaces,
 /// policies read from the YAML a user gives kubectl, and the verdict for

@@ -2,6 +2,7 @@ import Testing
 import BerthNet
 import BerthJSON
 @testable import BerthPolicy
+import BerthPolicyFiles
 
 @Suite("policy groups, rulesets and the documents written back")
 struct RulesetTests {

@@ -5,6 +5,7 @@ import BerthFirewall
 import BerthJSON
 import BerthNet
 import BerthPolicy
+import BerthPolicyFiles
 import BerthSystem
 import BerthTestSupport
 
@@ -429,12 +430,16 @@ struct PolicyEnforcementTests {
         let client = try f.addPod("x/b", labels: ["app": "b"], network: 0)
         // An open connection to 81, before any policy.
         let input = Pipe()
-        let (_, held) = try f.background(client.netns, ["hold", server.v4, "81"], stdin: input)
+        let (holder, held) = try f.background(client.netns, ["hold", server.v4, "81"], stdin: input)
         #expect(cleanWait(10) { contents(held).contains("connected") }, "no connection: \(contents(held))")
         func heldAlive() -> Bool {
-            let before = contents(held).components(separatedBy: "alive").count
+            let before = contents(held).components(separatedBy: "\n").count
             input.fileHandleForWriting.write("\n".data(using: .utf8)!)
-            return cleanWait(5) { contents(held).components(separatedBy: "alive").count > before }
+            guard cleanWait(10, { contents(held).components(separatedBy: "\n").count > before }) else {
+                Issue.record("the holder answered nothing (running: \(holder.isRunning)): \(contents(held))")
+                return false
+            }
+            return contents(held).hasSuffix("alive\n")
         }
         #expect(heldAlive())
         let only80 = """
@@ -447,7 +452,7 @@ struct PolicyEnforcementTests {
             """
         let also8080 = only80.replacingOccurrences(of: "ports: [{port: 80}]", with: "ports: [{port: 80}, {port: 8080}]")
         try #require(f.apply(only80).status == 0)
-        #expect(heldAlive(), "an open connection outlives a policy that would refuse it (replies and its packets are established)")
+        #expect(heldAlive(), "an open connection outlives a policy that would refuse it (replies and its packets are established): \(contents(held)) \(shell(["nft", "list", "table", "inet", "berth-policy"]).out)")
         let now = f.probeAll(.v4, only: [.init(from: "x/b", to: "x/a", proto: "tcp", port: 81), .init(from: "x/b", to: "x/a", proto: "tcp", port: 80)])
         #expect(now[.init(from: "x/b", to: "x/a", proto: "tcp", port: 81)] == false, "a new connection to 81 is refused")
         #expect(now[.init(from: "x/b", to: "x/a", proto: "tcp", port: 80)] == true)

@@ -159,16 +159,16 @@ def watch(seconds, target, timeout):
 
 def hold(address, port):
     s = socket.socket(family(address), socket.SOCK_STREAM)
-    s.settimeout(2)
+    s.settimeout(5)
     s.connect((address, int(port)))
     assert s.recv(2) == b"ok"
     print("connected", flush=True)
-    for _ in sys.stdin:
+    while sys.stdin.readline():
         try:
             s.sendall(b"x")
             print("alive" if s.recv(1) == b"x" else "dead", flush=True)
-        except OSError:
-            print("dead", flush=True)
+        except OSError as e:
+            print("dead", e, flush=True)
 
 
 def main(argv):
