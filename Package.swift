@@ -87,13 +87,14 @@ let package = Package(
         // model, the node agent and the routes, VXLAN and FDB it programs.
         .target(name: "BerthCluster", dependencies: [
             "BerthNet", "BerthJSON", "BerthCNI", "BerthSystem", "BerthNetlink", "BerthIPAM",
+            "BerthPolicy", "BerthEndpoints", "BerthEnforcement",
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
         ]),
         // Test doubles of the cluster's seams: an in-memory store, a recording backend.
         .target(name: "BerthClusterFakes", dependencies: ["BerthNet", "BerthCluster"]),
         // The node agent (and `init`, `show`, `nodes` for people).
         .executableTarget(name: "berth-agent", dependencies: [
-            "BerthNet", "BerthCluster", "BerthJSON", "BerthCNI",
+            "BerthNet", "BerthCluster", "BerthJSON", "BerthCNI", "BerthPolicy", "BerthPolicyFiles",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         // The human CLI.

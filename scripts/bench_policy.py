@@ -46,8 +46,10 @@ def policies(count, namespaces, extra_port=None):
 
 class Plugin:
     def __init__(self, directory, plugin, bridge, subnet, data, namespace=None):
+        # Each plugin with its own IPAM, as bench.py measures them: berth-ipam in-process, host-local exec'd.
+        ipam = "berth-ipam" if plugin == "berth" else "host-local"
         config = {"cniVersion": "1.0.0", "name": f"bench-{bridge}", "type": plugin, "bridge": bridge, "isGateway": True,
-                  "ipam": {"type": "host-local", "subnet": subnet, "dataDir": data}}
+                  "ipam": {"type": ipam, "subnet": subnet, "dataDir": data}}
         if namespace:
             config["args"] = {"cni": {"namespace": namespace, "labels": {"app": "web"}}}
         self.config = json.dumps(config)

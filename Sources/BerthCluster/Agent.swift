@@ -1,4 +1,6 @@
 import BerthIPAM
+import BerthEndpoints
+import BerthEnforcement
 import BerthJSON
 import BerthSystem
 import Foundation
@@ -15,15 +17,27 @@ public struct AgentOptions: Sendable {
     public var subnetFile: String
     /// The lease's life in seconds: a node silent for longer loses its block.
     public var ttl: Int
+    /// Where the node's plugin keeps its endpoints and the policies in force
+    /// (`runDir` of the plugin's config): one per simulated node.
+    public var runDirectory: String
+    /// The NFLOG group the cluster's policy drops are logged to on this node; nil: not logged.
+    public var policyLogGroup: Int?
 
-    public init(etcd: String, cluster: String, node: String, address: IPAddress, subnetFile: String? = nil, ttl: Int = 60) {
+    public init(etcd: String, cluster: String, node: String, address: IPAddress, subnetFile: String? = nil, ttl: Int = 60,
+                runDirectory: String = AgentOptions.defaultRunDirectory, policyLogGroup: Int? = nil) {
         self.etcd = etcd
         self.cluster = cluster
         self.node = node
         self.address = address
         self.subnetFile = subnetFile ?? AgentOptions.defaultSubnetFile(cluster: cluster)
         self.ttl = ttl
+        self.runDirectory = runDirectory
+        self.policyLogGroup = policyLogGroup
     }
+
+    public static let defaultRunDirectory = "/run/berth"
+    public var endpointsDirectory: String { "\(runDirectory)/endpoints" }
+    public var policyDirectory: String { "\(runDirectory)/policy" }
 
     public static func defaultSubnetFile(cluster: String) -> String { "/run/berth/cluster/\(cluster).json" }
 }
@@ -69,6 +83,15 @@ public actor Agent {
     /// What was last logged about each rejected record and failing peer, so a retry does not repeat it.
     private var rejectedLogged: [String: String] = [:]
     private var failing: [String: String] = [:]
+    /// Network policy: what etcd holds, what this node put in force, the
+    /// remote pods in its sets, its own pods as published, problems logged once.
+    private var policy: ClusterPolicyState?
+    private var appliedPolicies: AppliedPolicies?
+    private var admitted: [String: Endpoint] = [:]
+    private var publishedEndpoints: [String: [UInt8]] = [:]
+    private var endpointsSeen: (seconds: Int, nanoseconds: Int)?
+    private var policyProblems: [String: String] = [:]
+    private var policyFailing = false
 
     /// How often etcd is asked whether it answers (a hung etcd is noticed within about twice this).
     public static let probeInterval: Double = 2
@@ -166,9 +189,13 @@ public actor Agent {
         let (items, revision) = try await etcd.list(prefix: prefix)
         records = [:]
         owners = [:]
+        policy = ClusterPolicyState(config: config, node: options.node)
+        publishedEndpoints = [:]
+        endpointsSeen = nil
         for item in items { take(item, config: config) }
         tampered = false
         try resync()
+        policyResync()
         log("node \(options.node) holds \(block) in cluster \(config.name) (\(config.mode.rawValue)); \(records.count) other node records")
         // The watch, a probe that notices a hung etcd within seconds (the
         // watch itself would wait for ever), and the retries of refused peers:
@@ -180,6 +207,12 @@ public actor Agent {
                 while true {
                     try await Task.sleep(nanoseconds: UInt64(Agent.retryInterval * 1e9))
                     try await self.retryFailing()
+                }
+            }
+            group.addTask {
+                while true {
+                    try await self.publishEndpoints()
+                    try await Task.sleep(nanoseconds: UInt64(Agent.endpointInterval * 1e9))
                 }
             }
             try await group.next()
@@ -216,6 +249,10 @@ public actor Agent {
                     } else if let gone = records.removeValue(forKey: key) {
                         log("node \(gone.node) left")
                         rejectedLogged.removeValue(forKey: key)
+                    } else if policy?.owns(key) == true {
+                        policy?.delete(key)
+                        policyProblems[key] = nil
+                        if key.hasPrefix(config.endpointsPrefix(node: options.node)) { publishedEndpoints[key] = nil }
                     }
                 }
             }
@@ -227,6 +264,7 @@ public actor Agent {
                 try await etcd.put(config.blockKey(block), me, lease: lease)
             }
             try resync()
+            policyResync()
         }
     }
 
@@ -251,6 +289,16 @@ public actor Agent {
             let owner = String(decoding: item.value, as: UTF8.self)
             if b == block && owner != options.node { tampered = true }
             owners[b] = owner
+            return
+        }
+        if let p = policy, p.owns(item.key) {
+            if item.key.hasPrefix(config.endpointsPrefix(node: options.node)) {
+                // What this node published before (a restart): kept, or deleted by the next publish.
+                if publishedEndpoints[item.key] == nil { publishedEndpoints[item.key] = item.value }
+                return
+            }
+            let problem = policy!.put(item.key, item.value, owners: owners)
+            notePolicyProblem(item.key, problem)
             return
         }
         guard item.key.hasPrefix(config.nodesPrefix) else { return }
@@ -292,6 +340,82 @@ public actor Agent {
 
     private func retryFailing() throws {
         if !failing.isEmpty { try resync() }
+        if policyFailing { policyResync() }
+    }
+
+    /// How often the node's endpoint records are looked at (a new pod is published within about this).
+    public static let endpointInterval: Double = 0.2
+
+    /// Logs a problem with a policy record once (until it changes), with its key.
+    private func notePolicyProblem(_ key: String, _ problem: String?) {
+        guard let problem else {
+            policyProblems[key] = nil
+            return
+        }
+        if policyProblems[key] != problem { log("ignoring \(key): \(problem)") }
+        policyProblems[key] = problem
+    }
+
+    /// Puts the cluster's policies in force on this node (one transaction,
+    /// by difference) and the other nodes' pods in the sets by difference.
+    /// A failure is logged and tried again; nothing is undone meanwhile.
+    private func policyResync() {
+        guard var state = policy else { return }
+        for (key, problem) in state.recheck(owners: owners) { notePolicyProblem(key, problem) }
+        for key in state.remote.keys { notePolicyProblem(key, nil) }
+        policy = state
+        let store = PolicyStateStore(directory: options.policyDirectory)
+        let desired = AppliedPolicies(policies: state.desired, logGroup: options.policyLogGroup)
+        policyFailing = false
+        do {
+            if state.seenPolicy && desired != appliedPolicies {
+                let local = try EndpointStore(directory: options.endpointsDirectory).all()
+                let remote = Array(state.remote.values)
+                let outcome = try PolicyEnforcement.apply(desired, pods: { local.map(\.pod) + remote.map(\.pod) }, state: store)
+                if appliedPolicies == nil || outcome.policies != appliedPolicies?.policies.policies.count {
+                    log("\(outcome.policies) network policies in force (\(outcome.groups) pod groups, \(outcome.rules) rules)")
+                }
+                appliedPolicies = desired
+            }
+            for (key, e) in state.remote where admitted[key] != e {
+                if let old = admitted[key] { try PolicyEnforcement.release(old.pod, state: store) }
+                try PolicyEnforcement.admit(e.pod, state: store)
+                admitted[key] = e
+            }
+            for (key, old) in admitted where state.remote[key] == nil {
+                try PolicyEnforcement.release(old.pod, state: store)
+                admitted[key] = nil
+            }
+        } catch {
+            policyFailing = true
+            log("network policy: \(error); trying again in \(Int(Agent.retryInterval)) s")
+        }
+    }
+
+    /// Publishes this node's pods (those of its block) under its lease, by
+    /// difference, when the endpoint directory changed.
+    private func publishEndpoints() async throws {
+        guard let config, let block else { return }
+        let directory = options.endpointsDirectory
+        var st = stat()
+        let changed: (seconds: Int, nanoseconds: Int)? = stat(directory, &st) == 0 ? (st.st_mtim.tv_sec, st.st_mtim.tv_nsec) : nil
+        if let changed, let seen = endpointsSeen, changed == seen { return }
+        let mine = ((try? EndpointStore(directory: directory).all()) ?? [])
+            .filter { !$0.addresses.isEmpty && $0.addresses.allSatisfy { block.contains($0) } }
+        var desired: [String: [UInt8]] = [:]
+        for e in mine { desired[config.endpointsPrefix(node: options.node) + e.attachment.fileName] = ClusterPolicyState.record(e, node: options.node) }
+        var puts = desired.filter { publishedEndpoints[$0.key] != $0.value }.map { (key: $0.key, value: $0.value) }
+        var deletes = publishedEndpoints.keys.filter { desired[$0] == nil }
+        while !puts.isEmpty || !deletes.isEmpty {
+            let p = Array(puts.prefix(EtcdClient.maximumOperations))
+            puts.removeFirst(p.count)
+            let d = Array(deletes.prefix(EtcdClient.maximumOperations - p.count))
+            deletes.removeFirst(d.count)
+            try await etcd.write(puts: p, deletes: d, lease: lease)
+            for item in p { publishedEndpoints[item.key] = item.value }
+            for key in d { publishedEndpoints[key] = nil }
+        }
+        endpointsSeen = changed
     }
 
     private func clusterConfig() async throws -> ClusterConfig {

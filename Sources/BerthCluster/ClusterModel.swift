@@ -83,6 +83,15 @@ public struct ClusterConfig: Equatable, Sendable {
     public var nodesPrefix: String { "\(ClusterConfig.root)\(name)/nodes/" }
     public var blocksPrefix: String { "\(ClusterConfig.root)\(name)/blocks/" }
     public func nodeKey(_ node: String) -> String { nodesPrefix + node }
+    /// Network policies: `policies/NAMESPACE/NAME`, each a NetworkPolicy document.
+    public var policiesPrefix: String { "\(ClusterConfig.root)\(name)/policies/" }
+    public func policyKey(namespace: String, name: String) -> String { policiesPrefix + "\(namespace)/\(name)" }
+    /// Namespaces' labels for policy: `namespaces/NAME`, each a Namespace document.
+    public var namespacesPrefix: String { "\(ClusterConfig.root)\(name)/namespaces/" }
+    public func namespaceKey(_ namespace: String) -> String { namespacesPrefix + namespace }
+    /// Each node's pods as policy sees them: `endpoints/NODE/NETWORK:CONTAINER:IFNAME`, under the node's lease.
+    public var endpointsPrefix: String { "\(ClusterConfig.root)\(name)/endpoints/" }
+    public func endpointsPrefix(node: String) -> String { endpointsPrefix + node + "/" }
     /// A block's key: its address and length ("10.244.3.0-24").
     public func blockKey(_ block: IPPrefix) -> String { blocksPrefix + "\(block.address)-\(block.prefixLength)" }
     public func block(fromKey key: String) -> IPPrefix? {

@@ -13,6 +13,10 @@ public protocol ClusterStore: Sendable {
     /// Puts `value`, attached to `lease` when it is not 0.
     func put(_ key: String, _ value: [UInt8], lease: Int64) async throws
     func delete(_ key: String) async throws
+    /// Puts and deletes keys in one transaction (one revision: watchers see
+    /// one change), the puts attached to `lease` when it is not 0; at most
+    /// `EtcdClient.maximumOperations` changes a call.
+    func write(puts: [(key: String, value: [UInt8])], deletes: [String], lease: Int64) async throws
     /// Puts `value` only if `key` does not exist; whether this call did.
     func create(_ key: String, _ value: [UInt8], lease: Int64) async throws -> Bool
     /// Puts `value` only if `key` holds `expected`; whether this call did.

@@ -146,6 +146,19 @@ public final class EtcdClient: Sendable {
         _ = try await call("/v3/kv/deleterange", .object(["key": .string(EtcdClient.base64(key))]))
     }
 
+    /// etcd's default limit of operations in one transaction (`--max-txn-ops`).
+    public static let maximumOperations = 128
+
+    public func write(puts: [(key: String, value: [UInt8])], deletes: [String], lease: Int64 = 0) async throws {
+        guard puts.count + deletes.count <= EtcdClient.maximumOperations else {
+            throw EtcdError("one transaction holds at most \(EtcdClient.maximumOperations) changes, not \(puts.count + deletes.count)")
+        }
+        var ops: [JSON] = puts.map { .object(["request_put": EtcdClient.putRequest($0.key, $0.value, lease: lease)]) }
+        ops += deletes.map { .object(["request_delete_range": .object(["key": .string(EtcdClient.base64($0))])]) }
+        guard !ops.isEmpty else { return }
+        _ = try await call("/v3/kv/txn", .object(["success": .array(ops)]))
+    }
+
     /// Puts `value` only if `key` does not exist (one transaction): whoever
     /// creates a key first holds it. Returns whether this call did.
     public func create(_ key: String, _ value: [UInt8], lease: Int64) async throws -> Bool {

@@ -103,6 +103,15 @@ public final class MemoryStore: ClusterStore, @unchecked Sendable {
         deliver(batch)
     }
 
+    public func write(puts: [(key: String, value: [UInt8])], deletes: [String], lease: Int64) async throws {
+        try check()
+        let batch: [(AsyncThrowingStream<[EtcdEvent], Error>.Continuation, EtcdEvent)] = try lock.withLock {
+            if lease != 0 && leases[lease] == nil { throw EtcdError("requested lease not found") }
+            return puts.flatMap { putLocked($0.key, $0.value, lease: lease) } + deletes.flatMap { deleteLocked($0) }
+        }
+        deliver(batch)
+    }
+
     public func create(_ key: String, _ value: [UInt8], lease: Int64) async throws -> Bool {
         try check()
         let batch: [(AsyncThrowingStream<[EtcdEvent], Error>.Continuation, EtcdEvent)]? = try lock.withLock {

@@ -37,6 +37,12 @@ public struct PolicyStateStore: Sendable {
 
     public init(directory: String = PolicyStateStore.defaultDirectory) { self.directory = directory }
 
+    /// The lock that orders changes of this directory's policies and its pods'
+    /// elements ("policy" for the node's own; one per directory of a simulated node).
+    public var lockName: String {
+        directory == PolicyStateStore.defaultDirectory ? "policy" : "policy-" + String(SHA256.hex(Array(directory.utf8)).prefix(16))
+    }
+
     static let policiesFile = "policies.json"
     static let logFile = "log-group"
     static let indexFile = "groups.json"
@@ -129,7 +135,6 @@ public struct ApplyOutcome: Sendable {
 /// plugin's ADD, DEL and GC). A lock (`policy`: exclusive for apply, shared
 /// for pods) keeps a pod's elements and a change of policies from crossing.
 public enum PolicyEnforcement {
-    public static let lockName = "policy"
     public static let lockTimeout = 30.0
 
     /// ADD: puts the pod's addresses into the sets of the groups that hold
@@ -138,7 +143,7 @@ public enum PolicyEnforcement {
     @discardableResult
     public static func admit(_ pod: PolicyPod, state: PolicyStateStore = PolicyStateStore()) throws -> [String] {
         guard (try? DirectoryHandle(path: state.directory, create: false)) != nil else { return [] }
-        let lock = try LockFile(name: lockName, shared: true, timeout: lockTimeout)
+        let lock = try LockFile(name: state.lockName, shared: true, timeout: lockTimeout)
         defer { lock.release() }
         guard let index = try state.groupIndex() else { return [] }
         let groups = index.groups(of: pod)
@@ -150,7 +155,7 @@ public enum PolicyEnforcement {
     /// (through `session` when given: see `NFTSession`).
     public static func release(_ pod: PolicyPod, state: PolicyStateStore = PolicyStateStore(), session: NFTSession? = nil) throws {
         guard (try? DirectoryHandle(path: state.directory, create: false)) != nil else { return }
-        let lock = try LockFile(name: lockName, shared: true, timeout: lockTimeout)
+        let lock = try LockFile(name: state.lockName, shared: true, timeout: lockTimeout)
         defer { lock.release() }
         guard let index = try state.groupIndex() else { return }
         let groups = index.groups(of: pod)
@@ -165,7 +170,7 @@ public enum PolicyEnforcement {
     public static func apply(_ applied: AppliedPolicies, pods: () throws -> [PolicyPod],
                              state: PolicyStateStore = PolicyStateStore(),
                              setting: (String) -> String? = PolicyEnforcement.sysctl) throws -> ApplyOutcome {
-        let lock = try LockFile(name: lockName, timeout: lockTimeout)
+        let lock = try LockFile(name: state.lockName, timeout: lockTimeout)
         defer { lock.release() }
         if applied.policies.policies.isEmpty {
             // No rule at all: no table. Namespaces alone are kept for later policies.

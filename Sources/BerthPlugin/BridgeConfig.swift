@@ -43,12 +43,17 @@ public struct BridgeConfig: Sendable {
     public var disableContainerInterface: Bool
     /// MAC for the container interface: `runtimeConfig.mac`, then `args.cni.mac`, then `CNI_ARGS` `MAC=`.
     public var mac: String?
+    /// Where the node's endpoint records and the policies in force are kept
+    /// (`runDir`, default /run/berth): one per node when several simulated
+    /// nodes share a machine (each node's `berth-agent --run-dir`).
+    public var runDirectory: String
+    public static let defaultRunDirectory = "/run/berth"
 
     /// The fields this config reads (besides the CNI ones every config has).
     public static let fields = ["bridge", "isGateway", "isDefaultGateway", "forceAddress", "ipMasq", "ipMasqBackend", "mtu",
                                 "hairpinMode", "promiscMode", "portIsolation", "vlan", "vlanTrunk", "preserveDefaultVlan",
                                 "macspoofchk", "isolate", "enabledad", "disableContainerInterface", "dns", "args", "runtimeConfig",
-                                "capabilities"]
+                                "capabilities", "runDir"]
 
     public init(_ bytes: [UInt8], cniArgs: [(key: String, value: String)] = []) throws(CNIError) {
         let (network, r) = try NetworkConfig.decode(bytes)
@@ -115,6 +120,10 @@ public struct BridgeConfig: Sendable {
         case .string("strict")?: isolation = .strict
         case let other?:
             throw r.error("isolate", "expected true, false or \"strict\", got \(other.serialized())")
+        }
+        runDirectory = try r.string("runDir") ?? BridgeConfig.defaultRunDirectory
+        if !runDirectory.hasPrefix("/") || runDirectory.contains("\0") || runDirectory.split(separator: "/").contains("..") {
+            throw r.error("runDir", "\"\(runDirectory)\" is not an absolute path without ..")
         }
         enableDAD = try r.bool("enabledad") ?? false
         disableContainerInterface = try r.bool("disableContainerInterface") ?? false

@@ -163,7 +163,7 @@ extension BridgeOperation {
     private func admit(_ endpoint: Endpoint) throws {
         try endpoints.write(endpoint)
         do {
-            try PolicyEnforcement.admit(endpoint.pod)
+            try PolicyEnforcement.admit(endpoint.pod, state: policyState)
         } catch {
             try? endpoints.remove(endpoint.attachment)
             throw CNIError(.tryAgainLater, "network policy for \(endpoint.identity.namespace)/\(endpoint.identity.name): \(error)")
@@ -172,7 +172,7 @@ extension BridgeOperation {
 
     /// Undoes `admit` (a failed ADD).
     private func forget(_ endpoint: Endpoint) {
-        try? PolicyEnforcement.release(endpoint.pod)
+        try? PolicyEnforcement.release(endpoint.pod, state: policyState)
         try? endpoints.remove(endpoint.attachment)
     }
 

@@ -25,7 +25,7 @@ extension BridgeOperation {
     /// Takes the pod out of the policy sets, then forgets its record.
     func forgetEndpoint(session: NFTSession? = nil) throws {
         if let endpoint = try endpoints.read(attachment) {
-            try PolicyEnforcement.release(endpoint.pod, session: session)
+            try PolicyEnforcement.release(endpoint.pod, state: policyState, session: session)
         }
         try endpoints.remove(attachment)
     }

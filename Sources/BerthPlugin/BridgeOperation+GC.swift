@@ -19,7 +19,7 @@ extension BridgeOperation {
         }
         do {
             for gone in try endpoints.removeAll(network: config.network.name, except: valid) {
-                try PolicyEnforcement.release(gone.pod)
+                try PolicyEnforcement.release(gone.pod, state: policyState)
             }
         } catch { firstError = firstError ?? error }
         if valid.isEmpty {

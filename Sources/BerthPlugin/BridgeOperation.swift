@@ -1,4 +1,5 @@
 import BerthEndpoints
+import BerthEnforcement
 import BerthCNI
 import BerthCNIPlugin
 import BerthFirewall
@@ -31,7 +32,8 @@ struct BridgeOperation {
     /// The pod's namespace, name and labels (ADD only).
     let identity: PodIdentity?
     /// Where ADD records the pod for policy, DEL and GC forget it.
-    var endpoints: EndpointStore { EndpointStore() }
+    var endpoints: EndpointStore { EndpointStore(directory: config.runDirectory + "/endpoints") }
+    var policyState: PolicyStateStore { PolicyStateStore(directory: config.runDirectory + "/policy") }
     /// Held for ADD, CHECK and DEL; released by `finish()`.
     let attachmentLock: LockFile?
 

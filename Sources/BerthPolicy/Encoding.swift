@@ -7,12 +7,7 @@ import BerthJSON
 extension PolicySet {
     public var json: JSON {
         var items: [JSON] = []
-        for ns in namespaces.values.sorted(by: { $0.name < $1.name }) {
-            var labels = ns.labels
-            labels[PolicyNamespace.nameLabel] = nil
-            items.append(.object(["apiVersion": .string("v1"), "kind": .string("Namespace"),
-                                  "metadata": .object(["name": .string(ns.name), "labels": labelsJSON(labels)])]))
-        }
+        for ns in namespaces.values.sorted(by: { $0.name < $1.name }) { items.append(ns.json) }
         for p in policies.sorted(by: { $0.qualifiedName < $1.qualifiedName }) { items.append(p.json) }
         return .object(["apiVersion": .string("v1"), "kind": .string("List"), "items": .array(items)])
     }
@@ -23,6 +18,16 @@ extension PolicySet {
             if let i = policies.firstIndex(where: { $0.qualifiedName == p.qualifiedName }) { policies[i] = p } else { policies.append(p) }
         }
         for (name, ns) in other.namespaces { namespaces[name] = ns }
+    }
+}
+
+extension PolicyNamespace {
+    /// A `v1` Namespace document with the namespace's labels (its name label is implied).
+    public var json: JSON {
+        var own = labels
+        own[PolicyNamespace.nameLabel] = nil
+        return .object(["apiVersion": .string("v1"), "kind": .string("Namespace"),
+                        "metadata": .object(["name": .string(name), "labels": labelsJSON(own)])])
     }
 }
 

@@ -13,7 +13,7 @@ struct BerthAgent: AsyncParsableCommand {
         // that help and usage lines name the command the person typed.
         commandName: ProcessInfo.processInfo.environment["BERTH_AGENT_COMMAND_NAME"] ?? "berth-agent",
         abstract: "Berth across nodes: per-node blocks leased from etcd, routes or VXLAN between nodes.",
-        subcommands: [Run.self, Init.self, Show.self, Nodes.self, Leave.self, Release.self])
+        subcommands: [Run.self, Init.self, Show.self, Nodes.self, Leave.self, Release.self, Policy.self])
 }
 
 struct ClusterOptions: ParsableArguments {
@@ -42,10 +42,15 @@ struct Run: AsyncParsableCommand {
     @Option(help: "This node's underlay address, where other nodes reach it.") var address: String
     @Option(help: "Where the node's block is written for berth-ipam's subnetFile.") var subnetFile: String?
     @Option(help: "The lease's life in seconds: a node silent for longer loses its block.") var ttl: Int = 60
+    @Option(help: "Where the node's plugin keeps endpoints and the policies in force (the plugin's runDir).")
+    var runDir: String = AgentOptions.defaultRunDirectory
+    @Option(help: "Log the cluster's policy drops on this node to this NFLOG group.") var policyLog: Int?
 
     func validate() throws {
         guard IPAddress(address)?.family == .v4 else { throw ValidationError("--address \(address) is not an IPv4 address") }
         guard ttl >= 2 else { throw ValidationError("--ttl must be at least 2 seconds") }
+        guard runDir.hasPrefix("/") else { throw ValidationError("--run-dir \(runDir) is not an absolute path") }
+        if let policyLog, !(1...65535).contains(policyLog) { throw ValidationError("--policy-log \(policyLog): an NFLOG group is 1-65535") }
     }
 
     func run() async throws {
@@ -58,7 +63,8 @@ struct Run: AsyncParsableCommand {
         }
         defer { lock.release() }
         let agentOptions = AgentOptions(etcd: options.etcd, cluster: options.cluster, node: name,
-                                        address: IPAddress(address)!, subnetFile: subnetFile, ttl: ttl)
+                                        address: IPAddress(address)!, subnetFile: subnetFile, ttl: ttl,
+                                        runDirectory: runDir, policyLogGroup: policyLog)
         let agent = Agent(options: agentOptions, log: logLine)
         let task = Task { await agent.run() }
         // SIGTERM and SIGINT end the agent, its lease left to expire, so a

@@ -39,13 +39,13 @@ struct ClusterCommand: ParsableCommand {
     /// "berthctl cluster" in help and usage lines. Also called before
     /// berthctl parses anything, so that `--help` of a subcommand reaches
     /// berth-agent, which knows its options.
-    static func handOver(_ arguments: [String]) throws -> Never {
+    static func handOver(_ arguments: [String], commandName: String = "berthctl cluster") throws -> Never {
         guard let agent = ClusterCommand.agentExecutable() else {
             throw CLIError("berth-agent is not installed beside berthctl or on PATH (scripts/install.sh installs it)")
         }
         let argv = CStringArray([agent] + arguments)
         var environment = processEnvironment()
-        environment["BERTH_AGENT_COMMAND_NAME"] = "berthctl cluster"
+        environment["BERTH_AGENT_COMMAND_NAME"] = commandName
         let envp = CStringArray(environment.map { "\($0.key)=\($0.value)" })
         execve(agent, argv.pointers, envp.pointers)
         throw CLIError("cannot run \(agent): \(SystemError.last("execve"))")

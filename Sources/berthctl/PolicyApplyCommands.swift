@@ -50,6 +50,29 @@ func enforce(_ applied: AppliedPolicies, endpoints: String, verb: String) throws
           + "(\(outcome.groups) pod groups, \(outcome.rules) rules), in \(String(format: "%.1f", ms)) ms")
 }
 
+/// `--cluster NAME --etcd URL`: the cluster's policies in etcd (through
+/// berth-agent, which links the etcd client) instead of this node's.
+struct ClusterPolicyOptions: ParsableArguments {
+    @Option(help: "Work on this cluster's policies in etcd (every node's agent enforces them) instead of this node's.")
+    var cluster: String?
+    @Option(help: "etcd's client URL, with --cluster.") var etcd: String = "http://127.0.0.1:2379"
+
+    /// Hands `arguments` of `berth-agent policy` over when --cluster is given; returns otherwise.
+    func handOverIfCluster(_ subcommand: String, _ arguments: [String]) throws {
+        guard let cluster else { return }
+        try ClusterCommand.handOver(["policy", subcommand, "--cluster", cluster, "--etcd", etcd] + arguments,
+                                    commandName: "berthctl")
+    }
+}
+
+/// A path as berth-agent (started in the same directory) will find it.
+func absolutePath(_ path: String) -> String {
+    if path.hasPrefix("/") { return path }
+    var buffer = [CChar](repeating: 0, count: 4096)
+    guard getcwd(&buffer, buffer.count) != nil else { return path }
+    return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self) + "/" + path
+}
+
 /// "NAMESPACE/NAME" from NAME and a default namespace.
 func qualifiedPolicyName(_ name: String, namespace: String) -> String {
     name.contains("/") ? name : "\(namespace)/\(name)"
@@ -72,16 +95,21 @@ struct PolicyApply: ParsableCommand {
     @Option(name: [.short, .customLong("file")], help: "Policies and namespaces: YAML (one or many documents) or JSON.") var file: String
     @Option(help: "Log drops to this NFLOG group (1-65535).") var log: Int?
     @Flag(help: "Stop logging drops.") var noLog = false
+    @OptionGroup var clusterOptions: ClusterPolicyOptions
     @Option(help: ArgumentHelp("Where the plugin records the node's endpoints.", visibility: .hidden))
     var endpoints: String = EndpointStore.defaultDirectory
 
     func validate() throws {
         if let log, !(1...65535).contains(log) { throw ValidationError("--log \(log): an NFLOG group is 1-65535") }
         if log != nil && noLog { throw ValidationError("--log and --no-log: give one") }
+        if clusterOptions.cluster != nil && (log != nil || noLog) {
+            throw ValidationError("--log and --no-log are a node's: give them to berth-agent run (--policy-log)")
+        }
     }
 
     func run() throws {
         let given = try readPolicyFile(file)
+        try clusterOptions.handOverIfCluster("apply", ["-f", absolutePath(file)])
         var applied = try policiesInForce()
         applied.policies.merge(given)
         if let log { applied.logGroup = log }
@@ -100,6 +128,7 @@ struct PolicyDelete: ParsableCommand {
     @Option(help: "The namespace of bare names.") var namespace: String = "default"
     @Argument(help: "Policies to delete.") var names: [String] = []
     @Flag(help: "Delete every policy and namespace in force (the table goes).") var all = false
+    @OptionGroup var clusterOptions: ClusterPolicyOptions
     @Option(help: ArgumentHelp("Where the plugin records the node's endpoints.", visibility: .hidden))
     var endpoints: String = EndpointStore.defaultDirectory
 
@@ -109,6 +138,9 @@ struct PolicyDelete: ParsableCommand {
     }
 
     func run() throws {
+        if let file { _ = try readPolicyFile(file) }
+        try clusterOptions.handOverIfCluster("delete", (file.map { ["-f", absolutePath($0)] } ?? []) + ["--namespace", namespace]
+                                             + (all ? ["--all"] : []) + names)
         var applied = try policiesInForce()
         if all {
             let count = applied.policies.policies.count
@@ -138,10 +170,12 @@ struct PolicyList: ParsableCommand {
         abstract: "List the policies in force: what they select on this node and what they dropped.")
 
     @Flag(help: "Print JSON.") var json = false
+    @OptionGroup var clusterOptions: ClusterPolicyOptions
     @Option(help: ArgumentHelp("Where the plugin records the node's endpoints.", visibility: .hidden))
     var endpoints: String = EndpointStore.defaultDirectory
 
     func run() throws {
+        try clusterOptions.handOverIfCluster("ls", json ? ["--json"] : [])
         let applied = try policiesInForce()
         let pods = try nodePods(endpoints)
         let drops = (try? PolicyTable.dropCounts()) ?? [:]

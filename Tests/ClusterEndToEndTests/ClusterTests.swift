@@ -20,6 +20,8 @@ final class SimulatedCluster: @unchecked Sendable {
     let etcdPort: Int
     private(set) var nodes: [String] = []
     private(set) var pods: [(node: Int, netns: String, id: String, address: String)] = []
+    /// The identity each pod was added with, by its namespace.
+    private var identities: [String: (namespace: String, labels: [String: String])] = [:]
     private var agents: [Int: Process] = [:]
     private var etcd: Process?
     private let lock = NSLock()
@@ -54,6 +56,8 @@ final class SimulatedCluster: @unchecked Sendable {
     func nodeNamespace(_ i: Int) -> String { "bcn-\(tag)-\(i)" }
     func nodeAddress(_ i: Int) -> String { "\(base).\(10 + i)" }
     func subnetFile(_ i: Int) -> String { "\(work)/node\(i).json" }
+    /// Node `i`'s endpoints and policies in force (its plugin's runDir, its agent's --run-dir).
+    func runDir(_ i: Int) -> String { "\(work)/run\(i)" }
 
     /// A node: a namespace with eth0 on the underlay bridge.
     @discardableResult
@@ -112,7 +116,7 @@ final class SimulatedCluster: @unchecked Sendable {
         p.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
         p.arguments = ["netns", "exec", nodeNamespace(i), "\(productsDirectory)/berth-agent", "run", "--etcd", etcdURL,
                        "--cluster", name, "--node", "n\(i)", "--address", nodeAddress(i),
-                       "--subnet-file", subnetFile(i), "--ttl", String(ttl)]
+                       "--subnet-file", subnetFile(i), "--ttl", String(ttl), "--run-dir", runDir(i)]
         FileManager.default.createFile(atPath: agentLog(i), contents: nil)
         p.standardError = FileHandle(forWritingAtPath: agentLog(i))
         p.standardOutput = FileHandle.nullDevice
@@ -160,28 +164,37 @@ final class SimulatedCluster: @unchecked Sendable {
 
     /// The conflist-equivalent config of the pod network on node `i`, as
     /// conf/berth-cluster.conflist has it: no MTU (the node file gives it).
-    func podConfig(_ i: Int) -> String {
-        #"{"cniVersion":"1.1.0","name":"\#(name)","type":"berth","bridge":"cbr0","isGateway":true,"isDefaultGateway":true,"ipam":{"type":"berth-ipam","dataDir":"\#(work)/ipam\#(i)","ranges":[[{"subnetFile":"\#(subnetFile(i))"}]]}}"#
+    func podConfig(_ i: Int, identity: (namespace: String, labels: [String: String])? = nil) -> String {
+        var args = ""
+        if let identity {
+            let labels = identity.labels.map { #""\#($0.key)":"\#($0.value)""# }.joined(separator: ",")
+            args = #","args":{"cni":{"namespace":"\#(identity.namespace)","labels":{\#(labels)}}}"#
+        }
+        return #"{"cniVersion":"1.1.0","name":"\#(name)","type":"berth","bridge":"cbr0","isGateway":true,"isDefaultGateway":true,"runDir":"\#(runDir(i))"\#(args),"ipam":{"type":"berth-ipam","dataDir":"\#(work)/ipam\#(i)","ranges":[[{"subnetFile":"\#(subnetFile(i))"}]]}}"#
     }
 
     /// Runs `berth` inside node `i`'s namespace, as the node's runtime would.
-    func berth(_ command: String, node i: Int, netns: String = "", id: String = "") -> PluginRun {
+    func berth(_ command: String, node i: Int, netns: String = "", id: String = "",
+               identity: (namespace: String, labels: [String: String])? = nil) -> PluginRun {
         let env = ["CNI_COMMAND": command, "CNI_CONTAINERID": id, "CNI_NETNS": netns, "CNI_IFNAME": "eth0",
                    "CNI_PATH": productsDirectory, "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"]
-        let r = shell(["ip", "netns", "exec", nodeNamespace(i), "\(productsDirectory)/berth"], input: podConfig(i), environment: env)
+        let r = shell(["ip", "netns", "exec", nodeNamespace(i), "\(productsDirectory)/berth"], input: podConfig(i, identity: identity), environment: env)
         return PluginRun(status: r.status, stdout: r.out)
     }
 
     /// A pod on node `i`: a namespace, ADD must succeed.
     @discardableResult
-    func addPod(node i: Int) throws -> String {
+    func addPod(node i: Int, identity: (namespace: String, labels: [String: String])? = nil) throws -> String {
         let index = lock.withLock { pods.count }
         let ns = "bcp-\(tag)-\(index)"
         shell(["ip", "netns", "add", ns])
         let id = "pod\(index)-\(tag)"
-        let add = berth("ADD", node: i, netns: "/run/netns/\(ns)", id: id)
+        let add = berth("ADD", node: i, netns: "/run/netns/\(ns)", id: id, identity: identity)
         let address = try #require(firstAddress(add.json), "ADD of a pod on node \(i): \(add.stdout)")
-        lock.withLock { pods.append((i, ns, id, address)) }
+        lock.withLock {
+            pods.append((i, ns, id, address))
+            identities[ns] = identity
+        }
         return address
     }
 
@@ -193,7 +206,7 @@ final class SimulatedCluster: @unchecked Sendable {
         for i in lock.withLock({ Array(agents.keys) }) { stopAgent(i) }
         stopEtcd()
         for pod in pods {
-            _ = berth("DEL", node: pod.node, netns: "/run/netns/\(pod.netns)", id: pod.id)
+            _ = berth("DEL", node: pod.node, netns: "/run/netns/\(pod.netns)", id: pod.id, identity: identities[pod.netns] ?? nil)
             shell(["ip", "netns", "del", pod.netns])
         }
         for ns in nodes { shell(["ip", "netns", "del", ns]) }
