@@ -118,7 +118,7 @@ let package = Package(
         .testTarget(name: "BerthLabTests", dependencies: ["BerthLab", "BerthCNI", "BerthJSON", "BerthNet", "BerthTestSupport"]),
         .testTarget(name: "BerthEndpointsTests", dependencies: ["BerthEndpoints", "BerthCNI", "BerthNet"]),
         .testTarget(name: "BerthPolicyTests", dependencies: ["BerthPolicy", "BerthPolicyFiles", "BerthNet", "BerthJSON"]),
-        .testTarget(name: "BerthClusterTests", dependencies: ["BerthCluster", "BerthClusterFakes", "BerthJSON", "BerthNet", "BerthCNI", "BerthIPAM"]),
+        .testTarget(name: "BerthClusterTests", dependencies: ["BerthCluster", "BerthClusterFakes", "BerthJSON", "BerthNet", "BerthCNI", "BerthIPAM", "BerthPolicy", "BerthEndpoints"]),
         // What the end-to-end targets share: running the built executables,
         // private networks and namespaces of a test, waiting without timing.
         .target(name: "BerthTestSupport", dependencies: ["BerthCNI", "BerthJSON", "BerthSystem", "BerthNet"], path: "Tests/BerthTestSupport"),
