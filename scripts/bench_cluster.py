@@ -28,6 +28,42 @@ def wait_until(predicate, timeout):
         time.sleep(0.05)
     return None
 
+def policy_chain(namespace, name):
+    """The chain of a policy's ingress rules, as Berth names it."""
+    import hashlib
+    return "p" + hashlib.sha256(f"{namespace}/{name}".encode()).hexdigest()[:12] + "-in"
+
+
+def measure_policy(agent, url, cluster, namespaces, work):
+    """A policy stored in etcd, then a change of it: the time until every
+    node's table holds it (each node polled in turn until it does, so the
+    figure is at most one sweep of polls late)."""
+    def document(port):
+        return json.dumps({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+                           "metadata": {"name": "web", "namespace": "bench"},
+                           "spec": {"podSelector": {"matchLabels": {"app": "web"}},
+                                    "ingress": [{"from": [{"podSelector": {"matchLabels": {"app": "client"}}}],
+                                                 "ports": [{"port": port}]}]}})
+    chain = policy_chain("bench", "web")
+    results = []
+    for port in (8080, 8081):
+        path = f"{work}/policy-{port}.json"
+        with open(path, "w") as f:
+            f.write(document(port))
+        start = time.monotonic()
+        sh(agent, "policy", "apply", "--etcd", url, "--cluster", cluster, "-f", path)
+        pending = list(namespaces)
+        deadline = start + 30
+        while pending and time.monotonic() < deadline:
+            out = sh("ip", "netns", "exec", pending[0], "nft", "list", "chain", "inet", "berth-policy", chain, check=False).stdout
+            if f"dport {port}" in out:
+                pending.pop(0)
+            else:
+                time.sleep(0.01)
+        results.append(time.monotonic() - start if not pending else None)
+    return results
+
+
 def run_mode(args, mode):
     tag = f"{random.randrange(16**5):05x}"
     work = tempfile.mkdtemp(prefix=f"berth-bench-cluster-{tag}-")
@@ -63,7 +99,8 @@ def run_mode(args, mode):
             log = open(f"{work}/agent{i}.log", "w")
             agents[i] = subprocess.Popen(["ip", "netns", "exec", namespaces[i], agent, "run", "--etcd", url,
                                           "--cluster", f"bench{tag}", "--node", f"n{i}", "--address", f"{base}.{10 + i}",
-                                          "--subnet-file", f"{work}/node{i}.json", "--ttl", "30"],
+                                          "--subnet-file", f"{work}/node{i}.json", "--ttl", "30",
+                                          "--run-dir", f"{work}/run{i}"],
                                          stdout=subprocess.DEVNULL, stderr=log)
         n = args.nodes
         for i in range(n):
@@ -77,6 +114,7 @@ def run_mode(args, mode):
         lease_id = json.loads(lease)["kvs"][0]["lease"]
         sh("etcdctl", "--endpoints", url, "lease", "revoke", format(lease_id, "x"), env={"ETCDCTL_API": "3", "PATH": "/usr/bin:/bin"})
         left = wait_until(lambda: all(c == n - 1 for c in route_counts(namespaces[:n])), 60)
+        policy = measure_policy(agent, url, f"bench{tag}", namespaces[:n], work) if mode == args.modes.split(",")[0] else None
         rss = []
         for p in agents.values():
             try:
@@ -87,7 +125,7 @@ def run_mode(args, mode):
                         rss.append(int(line.split()[1]))
             except (OSError, IndexError):
                 pass
-        return {"mode": mode, "nodes": n, "converged": converged, "joined": joined, "left": left,
+        return {"mode": mode, "nodes": n, "converged": converged, "joined": joined, "left": left, "policy": policy,
                 "rss": sorted(rss)[len(rss) // 2] if rss else 0}
     finally:
         for p in agents.values():
@@ -117,6 +155,12 @@ def main():
     print("|---|---:|---:|---:|---:|")
     for r in rows:
         print(f"| {r['mode']} | {fmt(r['converged'])} | {fmt(r['joined'])} | {fmt(r['left'])} | {r['rss']} |")
+    for r in rows:
+        if r.get("policy"):
+            new, changed = r["policy"]
+            print(f"\nNetwork policy ({r['mode']}, {r['nodes']} nodes): a policy stored in etcd was in force on every node "
+                  f"after {fmt(new)} s, a change of it after {fmt(changed)} s (target: under 1 s; each node polled in turn, "
+                  f"so at most one sweep of {r['nodes']} polls late).")
 
 if __name__ == "__main__":
     require_root("bench_cluster.py")

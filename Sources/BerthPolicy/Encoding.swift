@@ -102,24 +102,29 @@ func labelsJSON(_ labels: [String: String]) -> JSON {
 /// every policy document again.
 public struct GroupIndex: Equatable, Sendable {
     public var groups: [PodGroup]
+    /// Each group's id (as `PodGroup.id` derives it), kept so that an ADD need not derive them again.
+    public var ids: [String]
     public var namespaceLabels: [String: [String: String]]
 
     public init(_ set: PolicySet) {
         groups = set.groups
+        ids = groups.map(\.id)
         namespaceLabels = set.namespaces.mapValues(\.labels)
     }
 
     /// The ids of the groups that hold `pod`.
     public func groups(of pod: PolicyPod) -> [String] {
         let labels = namespaceLabels[pod.namespace] ?? PolicyNamespace(name: pod.namespace).labels
-        return groups.filter { $0.contains(pod, namespaceLabels: labels) }.map(\.id)
+        var out: [String] = []
+        for (group, id) in zip(groups, ids) where group.contains(pod, namespaceLabels: labels) { out.append(id) }
+        return out
     }
 
     public var json: JSON {
         var namespaces = JSONObject()
         for (name, labels) in namespaceLabels.sorted(by: { $0.key < $1.key }) { namespaces[name] = labelsJSON(labels) }
-        return .object(["namespaces": .object(namespaces), "groups": .array(groups.map { g in
-            var o: JSONObject = ["id": .string(g.id), "podSelector": g.pods.json]
+        return .object(["namespaces": .object(namespaces), "groups": .array(zip(groups, ids).map { g, id in
+            var o: JSONObject = ["id": .string(id), "podSelector": g.pods.json]
             switch g.namespaces {
             case .named(let name): o["namespace"] = .string(name)
             case .matching(let selector): o["namespaceSelector"] = selector.json
@@ -128,7 +133,8 @@ public struct GroupIndex: Equatable, Sendable {
         })])
     }
 
-    /// Read back; nil when `json` is not an index (a damaged file).
+    /// Read back; nil when `json` is not an index (a damaged file). Ids are
+    /// taken as written (the file is Berth's own, replaced whole).
     public init?(json: JSON) {
         guard let namespaces = json["namespaces"]?.objectValue, let groups = json["groups"]?.arrayValue else { return nil }
         var labels: [String: [String: String]] = [:]
@@ -136,9 +142,9 @@ public struct GroupIndex: Equatable, Sendable {
             guard let l = GroupIndex.labels(value) else { return nil }
             labels[name] = l
         }
-        var out: [PodGroup] = []
+        var out: [PodGroup] = [], ids: [String] = []
         for g in groups {
-            guard let pods = g["podSelector"].flatMap(GroupIndex.selector) else { return nil }
+            guard let id = g["id"]?.stringValue, id.hasPrefix("g"), let pods = g["podSelector"].flatMap(GroupIndex.selector) else { return nil }
             if let name = g["namespace"]?.stringValue {
                 out.append(PodGroup(namespaces: .named(name), pods: pods))
             } else if let selector = g["namespaceSelector"].flatMap(GroupIndex.selector) {
@@ -146,9 +152,10 @@ public struct GroupIndex: Equatable, Sendable {
             } else {
                 return nil
             }
-            if let id = g["id"]?.stringValue, id != out.last!.id { return nil }
+            ids.append(id)
         }
         self.groups = out
+        self.ids = ids
         self.namespaceLabels = labels
     }
 

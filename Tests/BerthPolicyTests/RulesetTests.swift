@@ -51,8 +51,10 @@ struct RulesetTests {
         let web = PolicyPod(name: "w", namespace: "shop", labels: ["app": "web"], addresses: [])
         #expect(again.groups(of: web) == set.groups(of: web, among: set.groups).map(\.id))
         #expect(again.groups(of: web).count == 2, "shop's web pods, and web pods of a blue or red namespace")
-        #expect(GroupIndex(json: try JSON.parse(#"{"namespaces":{},"groups":[{"id":"gwrong","namespace":"x","podSelector":{}}]}"#)) == nil,
-                "an id that is not the group's: damaged")
+        #expect(GroupIndex(json: try JSON.parse(#"{"namespaces":{},"groups":[{"namespace":"x","podSelector":{}}]}"#)) == nil,
+                "a group without its id: damaged")
+        #expect(GroupIndex(json: try JSON.parse(#"{"namespaces":{},"groups":[{"id":"g1","podSelector":{}}]}"#)) == nil,
+                "a group without its namespaces: damaged")
     }
 
     @Test("merge replaces a policy of the same name and keeps the others")
