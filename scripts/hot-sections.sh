@@ -17,6 +17,7 @@ scripts/build.sh --plugins
 work="$(mktemp -d /tmp/berth-hot.XXXXXX)"
 tag="bh$$"
 cleanup() {
+  [[ -x .build/release/berthctl ]] && .build/release/berthctl policy delete "$tag/web" >/dev/null 2>&1 || true
   ip netns del "$tag" 2>/dev/null || true
   ip link del "$tag" 2>/dev/null || true
   rm -rf "$work"
@@ -39,6 +40,15 @@ trace "$work/berth" CHECK "$check"
 trace "$work/berth" DEL "$conf"
 trace "$work/berth" VERSION '{"cniVersion":"1.1.0"}'
 for c in ADD DEL VERSION; do trace "$work/berth-ipam" "$c" "$conf"; done
+# And an ADD and a DEL of a pod a policy in force selects (its sets, libnftables).
+[[ -x .build/release/berthctl ]] || swift build -c release --static-swift-stdlib --product berthctl >/dev/null
+printf '%s' "{\"apiVersion\":\"networking.k8s.io/v1\",\"kind\":\"NetworkPolicy\",\"metadata\":{\"name\":\"web\",\"namespace\":\"$tag\"},\"spec\":{\"podSelector\":{\"matchLabels\":{\"app\":\"web\"}},\"ingress\":[{\"from\":[{\"podSelector\":{\"matchLabels\":{\"app\":\"web\"}}}],\"ports\":[{\"port\":80}]}]}}" > "$work/policy.json"
+.build/release/berthctl policy apply -f "$work/policy.json" >/dev/null
+pconf="${conf%\}},\"args\":{\"cni\":{\"namespace\":\"$tag\",\"labels\":{\"app\":\"web\"}}}}"
+echo "$pconf" | CNI_COMMAND=ADD ".build/release/berth" >/dev/null
+echo "$pconf" | CNI_COMMAND=DEL ".build/release/berth" >/dev/null
+trace "$work/berth" ADD "$pconf"
+trace "$work/berth" DEL "$pconf"
 {
   grep -h '^c\?fn=([0-9]*) ' "$work"/cg.* | sed 's/^c\?fn=([0-9]*) //' | sort -u | sed 's/^/.text./'
 } > scripts/generated/hot-sections.txt
