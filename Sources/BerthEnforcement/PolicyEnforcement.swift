@@ -47,6 +47,11 @@ public struct PolicyStateStore: Sendable {
     static let logFile = "log-group"
     static let indexFile = "groups.json"
 
+    /// Whether policies may be in force (their index is there): one access(2), no read.
+    public var mayBeInForce: Bool {
+        access("\(directory)/\(PolicyStateStore.indexFile)", F_OK) == 0
+    }
+
     /// The groups of the policies in force (what ADD and DEL need); nil when
     /// no policy is in force. Read from the index `write` keeps beside the
     /// policies, or, when it is missing, from the policies.

@@ -59,6 +59,12 @@ public enum PolicyTable {
         return t
     }
 
+    /// Loads libnftables now (a process about to change the sets can do
+    /// this on another thread while it does other work).
+    public static func preload() throws(FirewallError) {
+        _ = try LibNFTables.load()
+    }
+
     public static func setName(_ group: String, _ family: IPAddress.Family) -> String {
         group + (family == .v4 ? "4" : "6")
     }

@@ -42,6 +42,9 @@ extension BridgeOperation {
         // ADD may be using the bridge before it removes it again.
         let bridgeUse = try LockFile(name: "bridge:\(config.bridge)", shared: true, timeout: BridgeOperation.lockTimeout)
         defer { bridgeUse.release() }
+        // With policies in force, libnftables is loaded on another thread
+        // meanwhile (most of what putting the pod in its sets costs).
+        let warmup = identity != nil && policyState.mayBeInForce ? try? BackgroundWork { try PolicyTable.preload() } : nil
         let (bridge, createdBridge) = try ensureBridge(host)
         // Gateways known from the config are given (and checked for conflicts
         // with the bridge's addresses) before IPAM runs and before an existing
@@ -58,17 +61,27 @@ extension BridgeOperation {
             try isolate(bridge, host: host)
             allocation = try ipam?.add()
             // Recorded, and in the policy sets its identity puts it in, before
-            // its interface exists: filtered from its first packet.
+            // its interface is up: filtered from its first packet. On a thread
+            // of its own (libnftables' loading and cache cost most of a
+            // millisecond) while this one makes the veth; joined before the
+            // container's end comes up.
             let endpoint = identity.map {
                 Endpoint(attachment: attachment, identity: $0, addresses: (allocation?.result.ips ?? []).map(\.address.address))
             }
-            if let endpoint { try admit(endpoint) }
+            try? warmup?.wait()
+            let admission = try endpoint.map { e in try BackgroundWork { try admit(e) } }
             do {
-                let hostEnd = try createVeth(host: host, container: container, netns: netns, bridge: bridge)
+                let hostEnd: (name: String, mac: String)
+                do {
+                    hostEnd = try createVeth(host: host, container: container, netns: netns, bridge: bridge)
+                } catch {
+                    try? admission?.wait()
+                    throw error
+                }
                 let wiring = Wiring(host: host, container: container, netns: netns, bridge: bridge, hostEnd: hostEnd,
                                     gatewaysGiven: earlyGateways)
                 do {
-                    result = try configure(wiring, ipamResult: allocation?.result ?? CNIResult())
+                    result = try configure(wiring, ipamResult: allocation?.result ?? CNIResult(), beforeUp: { try admission?.wait() })
                 } catch {
                     if hasFirewallRules { try? rules.removeAll(backend: config.ipMasqBackend) }
                     _ = try? container.deleteLink(named: env.ifname)
@@ -76,6 +89,7 @@ extension BridgeOperation {
                     throw error
                 }
             } catch {
+                try? admission?.wait()
                 if let endpoint { forget(endpoint) }
                 throw error
             }
@@ -91,8 +105,9 @@ extension BridgeOperation {
         return result
     }
 
-    /// Applies the IPAM result to the new veth and builds the plugin's result.
-    private func configure(_ w: Wiring, ipamResult: CNIResult) throws -> CNIResult {
+    /// Applies the IPAM result to the new veth and builds the plugin's result;
+    /// `beforeUp` runs just before the container's end comes up.
+    private func configure(_ w: Wiring, ipamResult: CNIResult, beforeUp: () throws -> Void) throws -> CNIResult {
         guard let inside = try w.container.link(named: env.ifname) else {
             throw CNIError(.ioFailure, "the veth end \(env.ifname) vanished from \(env.netns) right after it was made")
         }
@@ -109,6 +124,7 @@ extension BridgeOperation {
         for ip in plan.ips {
             try w.container.addAddress(ip.address, to: inside, skipDAD: !config.enableDAD)
         }
+        try beforeUp()
         if !config.disableContainerInterface {
             try w.container.setUp(inside)
         }
