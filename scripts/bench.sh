@@ -6,7 +6,8 @@
 #   3. the whole container cycle of berthctl against unshare + ip netns (scripts/bench_runtime.py);
 #   4. a lab of 200 hosts on 4 networks against a shell script of ip and the reference plugin (scripts/bench_lab.py);
 #   5. BerthJSON against FoundationEssentials' JSON coders in a static probe (scripts/bench_json.sh);
-#   6. a cluster of 50 nodes on one etcd, host-gw and vxlan: convergence, join, leave (scripts/bench_cluster.py).
+#   6. a cluster of 50 nodes on one etcd, host-gw and vxlan: convergence, join, leave, a policy reaching every node (scripts/bench_cluster.py);
+#   7. network policy: ADD and DEL with 100 policies in force against none, a change with 1,000 pods (scripts/bench_policy.py).
 # The full run writes each table into docs/benchmarks.md (between the
 # markers named after its script); --quick prints them only.
 #   scripts/bench.sh [--quick]
@@ -20,6 +21,7 @@ if [[ "${1:-}" == "--quick" ]]; then
   python3 scripts/bench_lab.py --hosts 40
   scripts/bench_json.sh 50
   python3 scripts/bench_cluster.py --nodes 10
+  python3 scripts/bench_policy.py --rounds 2 --per-round 10 --changes 3
 else
   python3 scripts/bench.py --iterations 100 --markdown docs/benchmarks.md
   echo
@@ -32,4 +34,6 @@ else
   scripts/bench_json.sh
   echo
   python3 scripts/bench_cluster.py --markdown docs/benchmarks.md
+  echo
+  python3 scripts/bench_policy.py --markdown docs/benchmarks.md
 fi

@@ -44,7 +44,8 @@ extension BridgeOperation {
         defer { bridgeUse.release() }
         // With policies in force, libnftables is loaded on another thread
         // meanwhile (most of what putting the pod in its sets costs).
-        let warmup = identity != nil && policyState.mayBeInForce ? try? BackgroundWork { try PolicyTable.preload() } : nil
+        let policyInForce = identity != nil && policyState.mayBeInForce
+        let warmup = policyInForce ? try? BackgroundWork { try PolicyTable.preload() } : nil
         let (bridge, createdBridge) = try ensureBridge(host)
         // Gateways known from the config are given (and checked for conflicts
         // with the bridge's addresses) before IPAM runs and before an existing
@@ -69,7 +70,10 @@ extension BridgeOperation {
                 Endpoint(attachment: attachment, identity: $0, addresses: (allocation?.result.ips ?? []).map(\.address.address))
             }
             try? warmup?.wait()
-            let admission = try endpoint.map { e in try BackgroundWork { try admit(e) } }
+            var admission: BackgroundWork?
+            if let endpoint {
+                if policyInForce { admission = try BackgroundWork { try admit(endpoint) } } else { try admit(endpoint) }
+            }
             do {
                 let hostEnd: (name: String, mac: String)
                 do {

@@ -618,5 +618,35 @@ struct PolicyEnforcementTests {
         #expect(!(try PolicyTable.isInPlace()))
         #expect(berthctl(["policy", "ls"]).out.contains("no policy in force"))
     }
+
+    /// Whether this kernel opens SCTP sockets (this machine's does not).
+    static let sctpSockets: Bool = {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), Int32(IPPROTO_SCTP))
+        if fd >= 0 { close(fd) }
+        return fd >= 0
+    }()
+
+    @Test("SCTP: a policy's SCTP port passes, another does not", .enabled(if: sctpSockets, "this kernel has no SCTP sockets: the SCTP rules are written (unit tests) but cannot be probed"))
+    func sctp() throws {
+        let f = PolicyFixture()
+        defer { f.cleanUp() }
+        let server = try f.addPod("x/a", labels: ["app": "a"], network: 0, serve: false)
+        let client = try f.addPod("x/b", labels: ["app": "b"], network: 0, serve: false)
+        _ = try f.background(server.netns, ["serve", "--sctp", "9000,9001"])
+        usleep(500_000)
+        let applied = f.apply("""
+            apiVersion: networking.k8s.io/v1
+            kind: NetworkPolicy
+            metadata: {name: sctp, namespace: "{x}"}
+            spec:
+              podSelector: {matchLabels: {app: a}}
+              ingress: [{ports: [{protocol: SCTP, port: 9000}]}]
+            """)
+        try #require(applied.status == 0, "\(applied.err)")
+        let probe = f.probeAll(.v4, only: [.init(from: client.key, to: server.key, proto: "sctp", port: 9000),
+                                           .init(from: client.key, to: server.key, proto: "sctp", port: 9001)])
+        #expect(probe[.init(from: client.key, to: server.key, proto: "sctp", port: 9000)] == true)
+        #expect(probe[.init(from: client.key, to: server.key, proto: "sctp", port: 9001)] == false)
+    }
 }
 }

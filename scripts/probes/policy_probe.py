@@ -2,9 +2,10 @@
 """Servers and probes for the network policy tests, run inside a pod's
 network namespace.
 
-  serve --tcp 80,81 --udp 53     TCP servers that greet ("ok") and echo, UDP
-                                 servers that echo; prints "ready" when bound
-  probe [--timeout S] T...       T is tcp,ADDRESS,PORT or udp,ADDRESS,PORT;
+  serve --tcp 80,81 --udp 53 [--sctp 9000]
+                                 TCP (and SCTP) servers that greet ("ok") and
+                                 echo, UDP servers that echo; prints "ready"
+  probe [--timeout S] T...       T is PROTO,ADDRESS,PORT (tcp, udp, sctp);
                                  all at once; prints "T open" or "T closed"
   session                        reads lines of targets from stdin, probes
                                  each line at once, prints results, "done"
@@ -28,9 +29,9 @@ def family(address):
     return socket.AF_INET6 if ":" in address else socket.AF_INET
 
 
-def serve(tcp, udp):
-    def tcp_server(port):
-        s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+def serve(tcp, udp, sctp=()):
+    def tcp_server(port, proto=0):
+        s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM, proto)
         s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         s.bind(("::", port))
@@ -67,7 +68,9 @@ def serve(tcp, udp):
         threading.Thread(target=tcp_server, args=(p,), daemon=True).start()
     for p in udp:
         threading.Thread(target=udp_server, args=(p,), daemon=True).start()
-    for _ in tcp + udp:
+    for p in sctp:
+        threading.Thread(target=tcp_server, args=(p, socket.IPPROTO_SCTP), daemon=True).start()
+    for _ in list(tcp) + list(udp) + list(sctp):
         ready.acquire()
     print("ready", flush=True)
     threading.Event().wait()
@@ -77,8 +80,9 @@ def probe_one(target, timeout):
     proto, address, port = target.split(",")
     port = int(port)
     try:
-        if proto == "tcp":
-            with socket.socket(family(address), socket.SOCK_STREAM) as s:
+        if proto in ("tcp", "sctp"):
+            kind = socket.IPPROTO_SCTP if proto == "sctp" else 0
+            with socket.socket(family(address), socket.SOCK_STREAM, kind) as s:
                 s.settimeout(timeout)
                 s.connect((address, port))
                 return s.recv(2) == b"ok"
@@ -181,7 +185,7 @@ def main(argv):
     if command == "serve":
         opts = dict(zip(rest[::2], rest[1::2]))
         ports = lambda k: [int(p) for p in opts.get(k, "").split(",") if p]
-        serve(ports("--tcp"), ports("--udp"))
+        serve(ports("--tcp"), ports("--udp"), ports("--sctp"))
     elif command == "probe":
         probe(rest, timeout)
     elif command == "session":
