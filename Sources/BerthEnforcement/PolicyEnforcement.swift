@@ -156,6 +156,22 @@ public enum PolicyEnforcement {
         return groups
     }
 
+    /// CHECK: the groups that hold `pod` whose sets lack one of its addresses
+    /// (as "gID4 10.0.0.5"); empty when all are there or no policy is in force.
+    public static func missing(_ pod: PolicyPod, state: PolicyStateStore = PolicyStateStore()) throws -> [String] {
+        guard state.mayBeInForce, let index = try state.groupIndex() else { return [] }
+        var out: [String] = []
+        for group in index.groups(of: pod) {
+            for family in [IPAddress.Family.v4, .v6] {
+                let wanted = pod.addresses.filter { $0.family == family }
+                guard !wanted.isEmpty else { continue }
+                let present = Set(try PolicyTable.members(of: group, family))
+                for a in wanted where !present.contains(a.description) { out.append("\(PolicyTable.setName(group, family)) \(a)") }
+            }
+        }
+        return out
+    }
+
     /// DEL and GC: takes the pod's addresses out of its groups' sets
     /// (through `session` when given: see `NFTSession`).
     public static func release(_ pod: PolicyPod, state: PolicyStateStore = PolicyStateStore(), session: NFTSession? = nil) throws {

@@ -1,3 +1,5 @@
+import BerthEndpoints
+import BerthEnforcement
 import BerthFirewall
 import BerthCNI
 import BerthNetlink
@@ -28,6 +30,20 @@ extension BridgeOperation {
             try checkRules(addressCount: ownIPs.count)
         }
         try checkIsolation()
+        try checkPolicySets()
+    }
+
+    /// With policies in force, the pod is recorded and its addresses are in
+    /// the sets of every group that holds it.
+    private func checkPolicySets() throws {
+        guard policyState.mayBeInForce else { return }
+        guard let endpoint = try endpoints.read(attachment) else {
+            throw CNIError(.checkFailed, "no endpoint record for \(attachment) (\(endpoints.directory)): policies in force cannot know this pod")
+        }
+        let missing = try PolicyEnforcement.missing(endpoint.pod, state: policyState)
+        if !missing.isEmpty {
+            throw CNIError(.checkFailed, "the pod's addresses are missing from policy sets of table inet berth-policy: \(missing.joined(separator: ", "))")
+        }
     }
 
     /// With `isolate`, the bridge is in the isolation sets of its level.

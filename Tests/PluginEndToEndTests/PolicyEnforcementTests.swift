@@ -26,6 +26,8 @@ final class PolicyFixture {
         let network: Int
         let v4: String
         let v6: String
+        /// ADD's result.
+        let result: String
     }
 
     static let tcpPorts = [80, 81, 8080]
@@ -86,7 +88,7 @@ final class PolicyFixture {
                           config: try config(network: network, namespace: ns(parts[0]), name: parts[1], labels: labels))
         guard add.status == 0 else { throw SupportError("ADD of \(key) failed: \(add.stdout)") }
         let pod = Pod(key: key, namespace: ns(parts[0]), name: parts[1], labels: labels, netns: netns, network: network,
-                      v4: try #require(firstAddress(add.json)), v6: try #require(firstAddress(add.json, family: .v6)))
+                      v4: try #require(firstAddress(add.json)), v6: try #require(firstAddress(add.json, family: .v6)), result: add.stdout)
         pods[key] = pod
         if serve { try startServer(pod) }
         return pod
@@ -647,6 +649,51 @@ struct PolicyEnforcementTests {
                                            .init(from: client.key, to: server.key, proto: "sctp", port: 9001)])
         #expect(probe[.init(from: client.key, to: server.key, proto: "sctp", port: 9000)] == true)
         #expect(probe[.init(from: client.key, to: server.key, proto: "sctp", port: 9001)] == false)
+    }
+
+    @Test("CHECK finds a pod missing from its sets; with the policy state damaged an ADD fails (11, naming the file) and leaves nothing")
+    func checkAndDamagedState() throws {
+        let f = PolicyFixture()
+        defer { f.cleanUp() }
+        let applied = f.apply("""
+            apiVersion: networking.k8s.io/v1
+            kind: NetworkPolicy
+            metadata: {name: db, namespace: "{x}"}
+            spec: {podSelector: {matchLabels: {app: db}}}
+            """)
+        try #require(applied.status == 0, "\(applied.err)")
+        let db = try f.addPod("x/db", labels: ["app": "db"], network: 0, serve: false)
+        let net = f.networks[0]
+        let config = try f.config(network: 0, namespace: f.ns("x"), name: "db", labels: ["app": "db"])
+        let set = try PolicyDocuments.read(f.expand("""
+            apiVersion: networking.k8s.io/v1
+            kind: NetworkPolicy
+            metadata: {name: db, namespace: "{x}"}
+            spec: {podSelector: {matchLabels: {app: db}}}
+            """))
+        let group = set.policies[0].selectedGroup.id
+        let check = net.config(config, prevResult: db.result)
+        #expect(net.run("CHECK", netns: db.netns, containerID: "db-x-\(net.id)", config: check).status == 0)
+        shell(["nft", "delete", "element", "inet", "berth-policy", "\(group)4", "{ \(db.v4) }"])
+        let broken = net.run("CHECK", netns: db.netns, containerID: "db-x-\(net.id)", config: check)
+        #expect(broken.status != 0 && broken.message.contains("\(group)4 \(db.v4)"), "\(broken.stdout)")
+
+        // Damaged state (in a run directory of this test's own, so that no
+        // other test's ADD meets it): the ADD refuses (11), naming the file,
+        // and nothing of it stays.
+        let runDir = NSTemporaryDirectory() + "berthtest-run-\(getpid())"
+        f.scratch.append(runDir)
+        defer { try? FileManager.default.removeItem(atPath: runDir) }
+        try FileManager.default.createDirectory(atPath: runDir + "/policy", withIntermediateDirectories: true)
+        try "{not json".write(toFile: runDir + "/policy/groups.json", atomically: true, encoding: .utf8)
+        var lateConfig = try JSON.parse(try f.config(network: 0, namespace: f.ns("x"), name: "late", labels: ["app": "db"])).objectValue!
+        lateConfig["runDir"] = .string(runDir)
+        let netns = net.makeNamespace()
+        let refused = net.run("ADD", netns: netns, containerID: "late-x-\(net.id)", config: JSON.object(lateConfig).serialized())
+        #expect(refused.status != 0 && refused.json?["code"]?.intValue == 11 && refused.message.contains("groups.json is damaged"), "\(refused.stdout)")
+        #expect(net.inNamespace(netns, ["ip", "-o", "link", "show", "eth0"]).status != 0, "no interface left")
+        #expect(!FileManager.default.fileExists(atPath: "\(runDir)/endpoints/\(net.name):late-x-\(net.id):eth0"), "no record left")
+        #expect(net.portsOfBridge().count == 1, "only db's port: \(net.portsOfBridge())")
     }
 }
 }
