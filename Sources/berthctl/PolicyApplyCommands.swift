@@ -23,7 +23,9 @@ func readPolicyFile(_ file: String) throws -> PolicySet {
 
 /// What is in force on this node (nothing: an empty set).
 func policiesInForce(_ state: PolicyStateStore = PolicyStateStore()) throws -> AppliedPolicies {
-    do { return try state.read() ?? AppliedPolicies(policies: PolicySet()) } catch { throw CLIError("\(error)") }
+    do { return try state.read() ?? AppliedPolicies(policies: PolicySet()) } catch {
+        throw CLIError(geteuid() == 0 ? "\(error)" : "reading the policies in force needs root: \(error)")
+    }
 }
 
 /// The node's pods as policy sees them.
@@ -33,9 +35,13 @@ func nodePods(_ directory: String) throws -> [PolicyPod] {
     }
 }
 
+func requireRootForPolicy() throws {
+    if geteuid() != 0 { throw CLIError("changing network policy needs root: it writes nftables rules and /run/berth/policy") }
+}
+
 /// Puts `applied` in force and says what changed.
 func enforce(_ applied: AppliedPolicies, endpoints: String, verb: String) throws {
-    if geteuid() != 0 { throw CLIError("changing network policy needs root: it writes nftables rules") }
+    try requireRootForPolicy()
     let start = monotonicSeconds()
     let outcome: ApplyOutcome
     do {
@@ -110,6 +116,7 @@ struct PolicyApply: ParsableCommand {
     func run() throws {
         let given = try readPolicyFile(file)
         try clusterOptions.handOverIfCluster("apply", ["-f", absolutePath(file)])
+        try requireRootForPolicy()
         var applied = try policiesInForce()
         applied.policies.merge(given)
         if let log { applied.logGroup = log }
@@ -141,6 +148,7 @@ struct PolicyDelete: ParsableCommand {
         if let file { _ = try readPolicyFile(file) }
         try clusterOptions.handOverIfCluster("delete", (file.map { ["-f", absolutePath($0)] } ?? []) + ["--namespace", namespace]
                                              + (all ? ["--all"] : []) + names)
+        try requireRootForPolicy()
         var applied = try policiesInForce()
         if all {
             let count = applied.policies.policies.count
