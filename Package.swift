@@ -19,6 +19,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "5.0.0"),
         .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.0"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: [
         // libnl-3 route library, found through pkg-config.
@@ -87,14 +90,20 @@ let package = Package(
         // model, the node agent and the routes, VXLAN and FDB it programs.
         .target(name: "BerthCluster", dependencies: [
             "BerthNet", "BerthJSON", "BerthCNI", "BerthSystem", "BerthNetlink", "BerthIPAM",
-            "BerthPolicy", "BerthEndpoints", "BerthEnforcement",
+            "BerthPolicy", "BerthEndpoints", "BerthEnforcement", "BerthFirewall",
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            .product(name: "CoreMetrics", package: "swift-metrics"),
         ]),
         // Test doubles of the cluster's seams: an in-memory store, a recording backend.
         .target(name: "BerthClusterFakes", dependencies: ["BerthNet", "BerthCluster"]),
         // The node agent (and `init`, `show`, `nodes` for people).
         .executableTarget(name: "berth-agent", dependencies: [
             "BerthNet", "BerthCluster", "BerthJSON", "BerthCNI", "BerthPolicy", "BerthPolicyFiles",
+            .product(name: "CoreMetrics", package: "swift-metrics"),
+            .product(name: "Prometheus", package: "swift-prometheus"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         // The human CLI.

@@ -12,6 +12,7 @@ packages=(
   containernetworking-plugins                # reference plugins: host-local, static, portmap, bridge
   iproute2 iputils-ping                      # tests and the demo wire and probe namespaces
   tcpdump                                    # policy tests read logged drops from NFLOG
+  prometheus                                 # a real Prometheus scrapes the agents in tests (and promtool checks /metrics)
   iptables nftables                          # ipMasqBackend iptables; the reference portmap, firewall
   python3                                    # the benchmarks, and small servers in traffic tests
   time                                       # /usr/bin/time: peak memory in the benchmarks

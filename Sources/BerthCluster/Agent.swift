@@ -1,6 +1,8 @@
 import BerthIPAM
 import BerthEndpoints
 import BerthEnforcement
+import BerthFirewall
+import BerthPolicy
 import BerthJSON
 import BerthSystem
 import Foundation
@@ -92,6 +94,11 @@ public actor Agent {
     private var endpointsSeen: (seconds: Int, nanoseconds: Int)?
     private var policyProblems: [String: String] = [:]
     private var policyFailing = false
+    /// What readiness needs: the node file written and peers programmed in this stretch.
+    private var nodeFileWritten = false
+    private var peersProgrammed = false
+    private var stretches = 0
+    let metrics = AgentMetrics()
 
     /// How often etcd is asked whether it answers (a hung etcd is noticed within about twice this).
     public static let probeInterval: Double = 2
@@ -105,7 +112,7 @@ public actor Agent {
                 log: @escaping @Sendable (String) -> Void) {
         self.options = options
         self.log = log
-        etcd = store ?? EtcdClient(endpoint: options.etcd)
+        etcd = MeasuredStore(store ?? EtcdClient(endpoint: options.etcd), metrics: metrics)
         let address = options.address
         makeBackend = backend ?? { config in try NodeNetwork.backend(for: config, address: address, log: log) }
     }
@@ -144,13 +151,40 @@ public actor Agent {
         await etcd.shutdown()
     }
 
+    /// Whether the node is ready (`/readyz`): it holds a block, has written
+    /// the node file and has programmed every peer; else why not.
+    public func readiness() -> (ready: Bool, reason: String) {
+        guard let block else { return (false, "no block held yet") }
+        guard nodeFileWritten else { return (false, "the node file \(options.subnetFile) is not written yet") }
+        guard peersProgrammed else { return (false, "peers not programmed yet") }
+        let failingPeers = failing.keys.filter { $0 != NodeNetwork.staleEntries }
+        if !failingPeers.isEmpty { return (false, "\(failingPeers.count) peers not programmed: \(failingPeers.sorted().joined(separator: ", "))") }
+        return (true, "holds \(block), \(records.count) peers programmed")
+    }
+
+    /// Reads the policy drop counters into the metrics (before a scrape).
+    public func refreshPolicyMetrics() {
+        guard let applied = appliedPolicies else { return }
+        metrics.policies.record(applied.policies.policies.count)
+        metrics.policyRules.record(PolicyRuleset(applied.policies).chains.values.reduce(0) { $0 + $1.count })
+        let drops = (try? PolicyTable.dropCounts()) ?? [:]
+        metrics.policyDrops.record(drops.values.reduce(0, +))
+    }
+
+    private func noteReadiness() { metrics.ready.record(readiness().ready ? 1 : 0) }
+
     /// One connected stretch: lease, block, record, then the watch until it fails.
     private func serve() async throws {
+        stretches += 1
+        if stretches > 1 { metrics.watchRestarts.increment() }
+        peersProgrammed = false
+        defer { noteReadiness() }
         let config = try await clusterConfig()
         let network = try self.network ?? makeBackend(config)
         self.network = network
         if lease != 0, try await etcd.keepAlive(lease) == 0 {
             log("lease \(lease) expired while etcd was out of reach: taking a block again")
+            metrics.leaseLosses.increment()
             lease = 0
         }
         if lease == 0 {
@@ -168,16 +202,22 @@ public actor Agent {
             }
             try network.holdBlock(block!)
             try writeNodeFile(NodeFile(cluster: config.name, network: config.network, block: block!, mtu: network.podMTU))
+            nodeFileWritten = true
         }
         guard let block else { throw ClusterError("no block is held") }
         try await publish(config, block, network)
 
-        let lease = self.lease, etcd = self.etcd, ttl = options.ttl, log = self.log
+        let lease = self.lease, etcd = self.etcd, ttl = options.ttl, log = self.log, metrics = self.metrics
         let keeper = Task {
             while !Task.isCancelled {
                 try? await Task.sleep(nanoseconds: UInt64(Double(ttl) / 3 * 1e9))
                 do {
-                    if try await etcd.keepAlive(lease) == 0 { log("lease \(lease) has expired") }
+                    if try await etcd.keepAlive(lease) == 0 {
+                        log("lease \(lease) has expired")
+                        metrics.leaseLosses.increment()
+                    } else {
+                        metrics.leaseRenewals.increment()
+                    }
                 } catch {
                     if !Task.isCancelled { log("renewing lease \(lease): \(error)") }
                 }
@@ -195,6 +235,8 @@ public actor Agent {
         for item in items { take(item, config: config) }
         tampered = false
         try resync()
+        peersProgrammed = true
+        noteReadiness()
         policyResync()
         log("node \(options.node) holds \(block) in cluster \(config.name) (\(config.mode.rawValue)); \(records.count) other node records")
         // The watch, a probe that notices a hung etcd within seconds (the
@@ -238,6 +280,7 @@ public actor Agent {
                 case .delete:
                     if key == config.nodeKey(options.node) {
                         self.lease = 0
+                        metrics.leaseLosses.increment()
                         throw ClusterError("this node's record was removed (its lease expired, or it was deleted): taking a block again")
                     }
                     if let b = config.block(fromKey: key) {
@@ -326,8 +369,12 @@ public actor Agent {
             seen[key] = reason
             if rejectedLogged[key] != reason { log("ignoring the node record at \(key): \(reason)") }
         }
+        for key in seen.keys where rejectedLogged[key] != seen[key] { metrics.rejectedRecords.increment() }
         rejectedLogged = seen
+        metrics.reconcileRuns.increment()
+        metrics.peers.record(peers.count)
         let failures = try network.sync(peers: peers.map(\.record))
+        defer { noteReadiness() }
         for (node, reason) in failures.sorted(by: { $0.key < $1.key }) where failing[node] != reason {
             let what = node == NodeNetwork.staleEntries ? "what no peer needs any more" : "node \(node) (\(config.nodeKey(node)))"
             log("\(what): \(reason); trying again in \(Int(Agent.retryInterval)) s")

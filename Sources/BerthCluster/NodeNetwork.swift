@@ -131,6 +131,7 @@ final class PeerProgrammer {
     let log: (String) -> Void
     /// The block this node holds: no peer's route, neighbour or FDB entry may touch it.
     var ownBlock: IPPrefix?
+    let metrics = AgentMetrics()
 
     init(socket: RouteSocket, device: LinkInfo?, log: @escaping (String) -> Void) {
         self.socket = socket
@@ -164,20 +165,22 @@ final class PeerProgrammer {
         }
         // What no peer needs any more goes first: routes, then their entries.
         for route in haveRoutes.subtracting(routes) {
-            attempt("route \(route)", into: &failures, node: NodeNetwork.staleEntries) { try self.socket.deleteRoute(route, owner: NodeNetwork.routeProtocol) }
+            attempt("route \(route)", kind: "route", into: &failures, node: NodeNetwork.staleEntries) { try self.socket.deleteRoute(route, owner: NodeNetwork.routeProtocol) }
         }
         if let device {
             for entry in haveNeighbours.subtracting(neighbours) {
-                attempt("neighbour \(entry.address) -> \(entry.mac)", into: &failures, node: NodeNetwork.staleEntries) {
+                attempt("neighbour \(entry.address) -> \(entry.mac)", kind: "neighbour", into: &failures, node: NodeNetwork.staleEntries) {
                     try self.socket.deleteEntry(entry, on: device, forwarding: false)
                 }
             }
             for entry in haveForwarding.subtracting(forwarding) {
-                attempt("forwarding entry \(entry.mac) -> \(entry.address)", into: &failures, node: NodeNetwork.staleEntries) {
+                attempt("forwarding entry \(entry.mac) -> \(entry.address)", kind: "fdb", into: &failures, node: NodeNetwork.staleEntries) {
                     try self.socket.deleteEntry(entry, on: device, forwarding: true)
                 }
             }
         }
+        var held = (routes: haveRoutes.intersection(routes).count, neighbours: haveNeighbours.intersection(neighbours).count,
+                    fdb: haveForwarding.intersection(forwarding).count)
         // Then each peer: its entries before its route (a route through the
         // device must find its neighbour); a failure stops only that peer.
         for (node, e) in want {
@@ -185,26 +188,38 @@ final class PeerProgrammer {
                 if let device, let f = e.forwarding, !haveForwarding.contains(f) {
                     try socket.replaceEntry(f, on: device, forwarding: true)
                     log("added forwarding entry \(f.mac) -> \(f.address) (node \(node))")
+                    metrics.kernelChanges("fdb", "added").increment()
+                    held.fdb += 1
                 }
                 if let device, let n = e.neighbour, !haveNeighbours.contains(n) {
                     try socket.replaceEntry(n, on: device, forwarding: false)
                     log("added neighbour \(n.address) -> \(n.mac) (node \(node))")
+                    metrics.kernelChanges("neighbour", "added").increment()
+                    held.neighbours += 1
                 }
                 if !haveRoutes.contains(e.route) {
                     try socket.replaceRoute(e.route, owner: NodeNetwork.routeProtocol)
                     log("added route \(e.route) (node \(node))")
+                    metrics.kernelChanges("route", "added").increment()
+                    held.routes += 1
                 }
             } catch {
                 failures[node] = "\(error)"
             }
         }
+        metrics.programmed("route").record(held.routes)
+        if device != nil {
+            metrics.programmed("neighbour").record(held.neighbours)
+            metrics.programmed("fdb").record(held.fdb)
+        }
         return failures
     }
 
-    private func attempt(_ what: String, into failures: inout [String: String], node: String, _ body: () throws -> Void) {
+    private func attempt(_ what: String, kind: String, into failures: inout [String: String], node: String, _ body: () throws -> Void) {
         do {
             try body()
             log("removed \(what)")
+            metrics.kernelChanges(kind, "removed").increment()
         } catch {
             failures[node, default: ""] += (failures[node] == nil ? "" : "; ") + "remove \(what): \(error)"
         }

@@ -5,6 +5,8 @@ import BerthJSON
 import BerthSystem
 import Foundation
 import BerthNet
+import CoreMetrics
+import Prometheus
 
 @main
 struct BerthAgent: AsyncParsableCommand {
@@ -45,12 +47,17 @@ struct Run: AsyncParsableCommand {
     @Option(help: "Where the node's plugin keeps endpoints and the policies in force (the plugin's runDir).")
     var runDir: String = AgentOptions.defaultRunDirectory
     @Option(help: "Log the cluster's policy drops on this node to this NFLOG group.") var policyLog: Int?
+    @Option(help: "Serve /healthz, /readyz and /metrics (Prometheus) on ADDR:PORT; none: do not.")
+    var metricsAddress: String = "127.0.0.1:9641"
 
     func validate() throws {
         guard IPAddress(address)?.family == .v4 else { throw ValidationError("--address \(address) is not an IPv4 address") }
         guard ttl >= 2 else { throw ValidationError("--ttl must be at least 2 seconds") }
         guard runDir.hasPrefix("/") else { throw ValidationError("--run-dir \(runDir) is not an absolute path") }
         if let policyLog, !(1...65535).contains(policyLog) { throw ValidationError("--policy-log \(policyLog): an NFLOG group is 1-65535") }
+        if metricsAddress != "none" && hostAndPort(metricsAddress) == nil {
+            throw ValidationError("--metrics-address \(metricsAddress): expected ADDR:PORT (an IP address and a port), or none")
+        }
     }
 
     func run() async throws {
@@ -65,7 +72,19 @@ struct Run: AsyncParsableCommand {
         let agentOptions = AgentOptions(etcd: options.etcd, cluster: options.cluster, node: name,
                                         address: IPAddress(address)!, subnetFile: subnetFile, ttl: ttl,
                                         runDirectory: runDir, policyLogGroup: policyLog)
+        let registry = PrometheusCollectorRegistry()
+        MetricsSystem.bootstrap(DescribedMetricsFactory(registry: registry, help: AgentMetrics.help))
         let agent = Agent(options: agentOptions, log: logLine)
+        var server: MetricsServer?
+        if let (host, port) = hostAndPort(metricsAddress) {
+            do {
+                server = try MetricsServer(host: host, port: port, registry: registry, agent: agent)
+                logLine("serving /healthz, /readyz and /metrics on \(metricsAddress)")
+            } catch {
+                throw ValidationError("--metrics-address \(metricsAddress): cannot listen there: \(error)")
+            }
+        }
+        defer { server?.close() }
         let task = Task { await agent.run() }
         // SIGTERM and SIGINT end the agent, its lease left to expire, so a
         // restart takes the block back without a flap. SIGUSR1 (`leave`)

@@ -111,12 +111,12 @@ final class SimulatedCluster: @unchecked Sendable {
     func agentPID(_ i: Int) -> pid_t? { lock.withLock { agents[i]?.processIdentifier } }
 
     /// Starts node `i`'s agent inside its namespace; its log goes to `agentLog(i)`.
-    func startAgent(_ i: Int) throws {
+    func startAgent(_ i: Int, extra: [String] = []) throws {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
         p.arguments = ["netns", "exec", nodeNamespace(i), "\(productsDirectory)/berth-agent", "run", "--etcd", etcdURL,
                        "--cluster", name, "--node", "n\(i)", "--address", nodeAddress(i),
-                       "--subnet-file", subnetFile(i), "--ttl", String(ttl), "--run-dir", runDir(i)]
+                       "--subnet-file", subnetFile(i), "--ttl", String(ttl), "--run-dir", runDir(i)] + extra
         FileManager.default.createFile(atPath: agentLog(i), contents: nil)
         p.standardError = FileHandle(forWritingAtPath: agentLog(i))
         p.standardOutput = FileHandle.nullDevice
