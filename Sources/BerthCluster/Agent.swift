@@ -24,6 +24,9 @@ public struct AgentOptions: Sendable {
     public var runDirectory: String
     /// The NFLOG group the cluster's policy drops are logged to on this node; nil: not logged.
     public var policyLogGroup: Int?
+    /// How often the kernel is checked against what the agent programmed
+    /// (a route, neighbour or FDB entry deleted or added by hand is put right).
+    public var reconcileInterval: Double = 10
 
     public init(etcd: String, cluster: String, node: String, address: IPAddress, subnetFile: String? = nil, ttl: Int = 60,
                 runDirectory: String = AgentOptions.defaultRunDirectory, policyLogGroup: Int? = nil) {
@@ -99,6 +102,12 @@ public actor Agent {
     private var peersProgrammed = false
     private var stretches = 0
     let metrics = AgentMetrics()
+    /// The highest etcd revision seen: a listing below it means etcd lost its
+    /// data (wiped and restarted), and routes to nodes that are not back yet
+    /// are kept for a lease's life rather than flapped.
+    private var lastRevision: Int64 = 0
+    private var holdRemovalsUntil: Date?
+    private var programmedPeers: [NodeRecord] = []
 
     /// How often etcd is asked whether it answers (a hung etcd is noticed within about twice this).
     public static let probeInterval: Double = 2
@@ -176,6 +185,13 @@ public actor Agent {
     /// One connected stretch: lease, block, record, then the watch until it fails.
     private func serve() async throws {
         stretches += 1
+        if let config, try await etcd.get(config.configKey) == nil {
+            // etcd lost its data (wiped and restarted): the declaration this
+            // agent has comes back, as do its block and record below.
+            if try await etcd.create(config.configKey, Array(config.json.serialized().utf8), lease: 0) {
+                log("the declaration of cluster \(config.name) was missing from etcd: written back")
+            }
+        }
         if stretches > 1 { metrics.watchRestarts.increment() }
         peersProgrammed = false
         defer { noteReadiness() }
@@ -227,6 +243,11 @@ public actor Agent {
 
         let prefix = "\(ClusterConfig.root)\(config.name)/"
         let (items, revision) = try await etcd.list(prefix: prefix)
+        if revision < lastRevision {
+            log("etcd's revision went back from \(lastRevision) to \(revision) (its data was lost?): keeping the routes to nodes not back yet for \(options.ttl) s")
+            holdRemovalsUntil = Date().addingTimeInterval(Double(options.ttl))
+        }
+        lastRevision = revision
         records = [:]
         owners = [:]
         policy = ClusterPolicyState(config: config, node: options.node)
@@ -257,6 +278,13 @@ public actor Agent {
                     try await Task.sleep(nanoseconds: UInt64(Agent.endpointInterval * 1e9))
                 }
             }
+            let interval = self.options.reconcileInterval
+            group.addTask {
+                while true {
+                    try await Task.sleep(nanoseconds: UInt64(interval * 1e9))
+                    try await self.reconcile()
+                }
+            }
             try await group.next()
             group.cancelAll()
         }
@@ -275,6 +303,7 @@ public actor Agent {
         for try await events in etcd.watch(prefix: prefix, from: revision) {
             for event in events {
                 let key = event.keyValue.key
+                lastRevision = max(lastRevision, event.keyValue.modRevision)
                 switch event.kind {
                 case .put: take(event.keyValue, config: config)
                 case .delete:
@@ -373,7 +402,17 @@ public actor Agent {
         rejectedLogged = seen
         metrics.reconcileRuns.increment()
         metrics.peers.record(peers.count)
-        let failures = try network.sync(peers: peers.map(\.record))
+        var program = peers.map(\.record)
+        if let hold = holdRemovalsUntil {
+            if Date() < hold {
+                let present = Set(program.map(\.node))
+                program += programmedPeers.filter { !present.contains($0.node) }
+            } else {
+                holdRemovalsUntil = nil
+            }
+        }
+        let failures = try network.sync(peers: program)
+        programmedPeers = program
         defer { noteReadiness() }
         for (node, reason) in failures.sorted(by: { $0.key < $1.key }) where failing[node] != reason {
             let what = node == NodeNetwork.staleEntries ? "what no peer needs any more" : "node \(node) (\(config.nodeKey(node)))"
@@ -383,6 +422,25 @@ public actor Agent {
             log("node \(node) is programmed now")
         }
         failing = failures
+    }
+
+    /// The periodic check: programs the difference between the kernel and
+    /// the accepted peers (what someone changed by hand), and counts it.
+    private func reconcile() throws {
+        guard let network else { return }
+        // The policy table gone (deleted by hand): built again from what is in force.
+        if appliedPolicies != nil, (try? PolicyTable.isInPlace()) == false {
+            log("the network policy table was missing from the kernel: building it again")
+            appliedPolicies = nil
+            policyResync()
+        }
+        let before = network.changesMade
+        try resync()
+        let repaired = network.changesMade - before
+        if repaired > 0 {
+            metrics.repairs.increment(by: Int64(repaired))
+            log("the kernel had been changed by hand: put \(repaired) routes and entries right")
+        }
     }
 
     private func retryFailing() throws {

@@ -13,6 +13,7 @@ public struct AgentMetrics: Sendable {
     public let watchRestarts = Counter(label: "berth_agent_watch_restarts_total")
     public let reconcileRuns = Counter(label: "berth_agent_reconcile_runs_total")
     public let rejectedRecords = Counter(label: "berth_agent_rejected_records_total")
+    public let repairs = Counter(label: "berth_agent_reconcile_repairs_total")
     public let policies = Gauge(label: "berth_agent_policies")
     public let policyRules = Gauge(label: "berth_agent_policy_rules")
     public let policyDrops = Gauge(label: "berth_agent_policy_dropped_packets")
@@ -27,6 +28,7 @@ public struct AgentMetrics: Sendable {
         "berth_agent_lease_losses_total": "Times this node's lease expired or its record was removed.",
         "berth_agent_watch_restarts_total": "Times the agent connected to etcd again and re-read the cluster.",
         "berth_agent_reconcile_runs_total": "Times the agent compared the kernel with the accepted peers and programmed the difference.",
+        "berth_agent_reconcile_repairs_total": "Routes and entries the periodic check found wrong in the kernel (deleted or added by hand) and put right.",
         "berth_agent_rejected_records_total": "Node records refused (each time a record's reason to be refused changed).",
         "berth_agent_policies": "Network policies in force on this node from the cluster.",
         "berth_agent_policy_rules": "Rules of the network policies in force on this node.",

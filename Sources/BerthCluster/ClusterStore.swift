@@ -54,4 +54,10 @@ public protocol NodeBackend: AnyObject {
     @discardableResult func sync(peers: [NodeRecord]) throws -> [String: String]
     /// Removes everything it programmed (the node leaving).
     func teardown()
+    /// How many routes and entries it has added or removed so far.
+    var changesMade: Int { get }
+}
+
+extension NodeBackend {
+    public var changesMade: Int { 0 }
 }

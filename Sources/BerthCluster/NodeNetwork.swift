@@ -66,6 +66,7 @@ final class HostGatewayBackend: NodeBackend {
     }
 
     func teardown() { programmer.removeRoutes() }
+    var changesMade: Int { programmer.changes }
 }
 
 /// vxlan: a device `berthvxVNI` (no learning, the block's first address as
@@ -120,6 +121,8 @@ final class VXLANBackend: NodeBackend {
         programmer.removeRoutes()
         _ = try? programmer.socket.deleteLink(named: device.name)
     }
+
+    var changesMade: Int { programmer.changes }
 }
 
 /// Programs peers by difference for a backend: its routes (protocol
@@ -132,6 +135,8 @@ final class PeerProgrammer {
     /// The block this node holds: no peer's route, neighbour or FDB entry may touch it.
     var ownBlock: IPPrefix?
     let metrics = AgentMetrics()
+    /// Routes and entries added or removed so far.
+    private(set) var changes = 0
 
     init(socket: RouteSocket, device: LinkInfo?, log: @escaping (String) -> Void) {
         self.socket = socket
@@ -189,18 +194,21 @@ final class PeerProgrammer {
                     try socket.replaceEntry(f, on: device, forwarding: true)
                     log("added forwarding entry \(f.mac) -> \(f.address) (node \(node))")
                     metrics.kernelChanges("fdb", "added").increment()
+                    changes += 1
                     held.fdb += 1
                 }
                 if let device, let n = e.neighbour, !haveNeighbours.contains(n) {
                     try socket.replaceEntry(n, on: device, forwarding: false)
                     log("added neighbour \(n.address) -> \(n.mac) (node \(node))")
                     metrics.kernelChanges("neighbour", "added").increment()
+                    changes += 1
                     held.neighbours += 1
                 }
                 if !haveRoutes.contains(e.route) {
                     try socket.replaceRoute(e.route, owner: NodeNetwork.routeProtocol)
                     log("added route \(e.route) (node \(node))")
                     metrics.kernelChanges("route", "added").increment()
+                    changes += 1
                     held.routes += 1
                 }
             } catch {
@@ -220,6 +228,7 @@ final class PeerProgrammer {
             try body()
             log("removed \(what)")
             metrics.kernelChanges(kind, "removed").increment()
+            changes += 1
         } catch {
             failures[node, default: ""] += (failures[node] == nil ? "" : "; ") + "remove \(what): \(error)"
         }

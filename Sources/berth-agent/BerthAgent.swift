@@ -47,6 +47,7 @@ struct Run: AsyncParsableCommand {
     @Option(help: "Where the node's plugin keeps endpoints and the policies in force (the plugin's runDir).")
     var runDir: String = AgentOptions.defaultRunDirectory
     @Option(help: "Log the cluster's policy drops on this node to this NFLOG group.") var policyLog: Int?
+    @Option(help: "Seconds between checks of the kernel against what the agent programmed.") var reconcileInterval: Double = 10
     @Option(help: "Serve /healthz, /readyz and /metrics (Prometheus) on ADDR:PORT; none: do not.")
     var metricsAddress: String = "127.0.0.1:9641"
 
@@ -55,6 +56,9 @@ struct Run: AsyncParsableCommand {
         guard ttl >= 2 else { throw ValidationError("--ttl must be at least 2 seconds") }
         guard runDir.hasPrefix("/") else { throw ValidationError("--run-dir \(runDir) is not an absolute path") }
         if let policyLog, !(1...65535).contains(policyLog) { throw ValidationError("--policy-log \(policyLog): an NFLOG group is 1-65535") }
+        guard reconcileInterval >= 0.1 && reconcileInterval <= 3600 else {
+            throw ValidationError("--reconcile-interval \(reconcileInterval): give 0.1 to 3600 seconds")
+        }
         if metricsAddress != "none" && hostAndPort(metricsAddress) == nil {
             throw ValidationError("--metrics-address \(metricsAddress): expected ADDR:PORT (an IP address and a port), or none")
         }
@@ -69,9 +73,10 @@ struct Run: AsyncParsableCommand {
             throw ValidationError("another agent runs for node \(name) of cluster \(options.cluster): \(busy.holders.joined(separator: ", "))")
         }
         defer { lock.release() }
-        let agentOptions = AgentOptions(etcd: options.etcd, cluster: options.cluster, node: name,
+        var agentOptions = AgentOptions(etcd: options.etcd, cluster: options.cluster, node: name,
                                         address: IPAddress(address)!, subnetFile: subnetFile, ttl: ttl,
                                         runDirectory: runDir, policyLogGroup: policyLog)
+        agentOptions.reconcileInterval = reconcileInterval
         let registry = PrometheusCollectorRegistry()
         MetricsSystem.bootstrap(DescribedMetricsFactory(registry: registry, help: AgentMetrics.help))
         let agent = Agent(options: agentOptions, log: logLine)
