@@ -300,6 +300,17 @@ public actor Agent {
 
     /// Follows the watch, applying each batch of changes.
     private func follow(_ config: ClusterConfig, prefix: String, from revision: Int64) async throws {
+        do {
+            try await followEvents(config, prefix: prefix, from: revision)
+        } catch let error as ClusterError {
+            throw error
+        } catch {
+            if !Task.isCancelled { metrics.etcdErrors("watch").increment() }
+            throw error
+        }
+    }
+
+    private func followEvents(_ config: ClusterConfig, prefix: String, from revision: Int64) async throws {
         for try await events in etcd.watch(prefix: prefix, from: revision) {
             for event in events {
                 let key = event.keyValue.key
@@ -558,22 +569,34 @@ public actor Agent {
     /// Waits `seconds`, or less if a block key is deleted (a block freed) after `revision`.
     private func waitForFreedBlock(after revision: Int64, seconds: Double) async {
         guard let config else { return }
-        let etcd = self.etcd, log = self.log
-        await withTaskGroup(of: Void.self) { group in
-            group.addTask { try? await Task.sleep(nanoseconds: UInt64(seconds * 1e9)) }
+        let etcd = self.etcd
+        // Whichever ends the wait first, a block freed meanwhile is what it
+        // was for: the watch may be scheduled after the pause on a loaded
+        // machine, so the blocks are looked at once more at the end.
+        let freed = await withTaskGroup(of: Bool.self) { group -> Bool in
+            group.addTask {
+                try? await Task.sleep(nanoseconds: UInt64(seconds * 1e9))
+                return false
+            }
             group.addTask {
                 do {
                     for try await events in etcd.watch(prefix: config.blocksPrefix, from: revision + 1)
                     where events.contains(where: { $0.kind == .delete }) {
-                        log("a block of cluster \(config.name) was freed: claiming it")
-                        return
+                        return true
                     }
                 } catch {}
                 try? await Task.sleep(nanoseconds: UInt64(seconds * 1e9))
+                return false
             }
-            await group.next()
+            let first = await group.next() ?? false
             group.cancelAll()
+            return first
         }
+        var freeNow = false
+        if !freed, let held = try? await etcd.list(prefix: config.blocksPrefix).items {
+            freeNow = held.filter { config.block(fromKey: $0.key) != nil }.count < config.blockCount
+        }
+        if freed || freeNow { log("a block of cluster \(config.name) was freed: claiming it") }
     }
 
     /// The block this node last wrote to its node file, if any.

@@ -494,23 +494,17 @@ struct PolicyEnforcementTests {
         let f = PolicyFixture()
         defer { f.cleanUp() }
         let group = 1000 + Int(getpid() % 30000)
-        let applied = f.apply("""
+        let policy = """
             apiVersion: networking.k8s.io/v1
             kind: NetworkPolicy
             metadata: {name: db, namespace: "{x}"}
             spec:
               podSelector: {matchLabels: {app: db}}
               ingress: [{from: [{podSelector: {matchLabels: {app: web}}}], ports: [{port: 80}]}]
-            """, ["--log", "\(group)"])
+            """
+        let applied = f.apply(policy, ["--log", "\(group)"])
         try #require(applied.status == 0, "\(applied.err)")
-        let set = try PolicyDocuments.read(f.expand("""
-            apiVersion: networking.k8s.io/v1
-            kind: NetworkPolicy
-            metadata: {name: db, namespace: "{x}"}
-            spec:
-              podSelector: {matchLabels: {app: db}}
-              ingress: [{from: [{podSelector: {matchLabels: {app: web}}}], ports: [{port: 80}]}]
-            """))
+        let set = try PolicyDocuments.read(f.expand(policy))
         let dbGroup = set.policies[0].selectedGroup.id
         let webGroup = set.policies[0].group(of: set.policies[0].ingress[0].peers[0])!.id
         let db = try f.addPod("x/db", labels: ["app": "db"], network: 0)
@@ -665,22 +659,18 @@ struct PolicyEnforcementTests {
     func checkAndDamagedState() throws {
         let f = PolicyFixture()
         defer { f.cleanUp() }
-        let applied = f.apply("""
+        let policy = """
             apiVersion: networking.k8s.io/v1
             kind: NetworkPolicy
             metadata: {name: db, namespace: "{x}"}
             spec: {podSelector: {matchLabels: {app: db}}}
-            """)
+            """
+        let applied = f.apply(policy)
         try #require(applied.status == 0, "\(applied.err)")
         let db = try f.addPod("x/db", labels: ["app": "db"], network: 0, serve: false)
         let net = f.networks[0]
         let config = try f.config(network: 0, namespace: f.ns("x"), name: "db", labels: ["app": "db"])
-        let set = try PolicyDocuments.read(f.expand("""
-            apiVersion: networking.k8s.io/v1
-            kind: NetworkPolicy
-            metadata: {name: db, namespace: "{x}"}
-            spec: {podSelector: {matchLabels: {app: db}}}
-            """))
+        let set = try PolicyDocuments.read(f.expand(policy))
         let group = set.policies[0].selectedGroup.id
         let check = net.config(config, prevResult: db.result)
         #expect(net.run("CHECK", netns: db.netns, containerID: "db-x-\(net.id)", config: check).status == 0)
