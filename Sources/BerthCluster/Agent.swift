@@ -175,7 +175,6 @@ public actor Agent {
     public func refreshPolicyMetrics() {
         guard let applied = appliedPolicies else { return }
         metrics.policies.record(applied.policies.policies.count)
-        metrics.policyRules.record(PolicyRuleset(applied.policies).chains.values.reduce(0) { $0 + $1.count })
         let drops = (try? PolicyTable.dropCounts()) ?? [:]
         metrics.policyDrops.record(drops.values.reduce(0, +))
     }
@@ -488,6 +487,7 @@ public actor Agent {
                 let local = try EndpointStore(directory: options.endpointsDirectory).all()
                 let remote = Array(state.remote.values)
                 let outcome = try PolicyEnforcement.apply(desired, pods: { local.map(\.pod) + remote.map(\.pod) }, state: store)
+                metrics.policyRules.record(outcome.rules)
                 if appliedPolicies == nil || outcome.policies != appliedPolicies?.policies.policies.count {
                     log("\(outcome.policies) network policies in force (\(outcome.groups) pod groups, \(outcome.rules) rules)")
                 }

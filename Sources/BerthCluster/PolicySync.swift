@@ -80,7 +80,8 @@ public struct ClusterPolicyState: Sendable {
 
     /// Takes a delete.
     public mutating func delete(_ key: String) {
-        if policies.removeValue(forKey: key) != nil || key.hasPrefix(config.policiesPrefix) { seenPolicy = true }
+        if key.hasPrefix(config.policiesPrefix) { seenPolicy = true }
+        policies[key] = nil
         namespaces[key] = nil
         remote[key] = nil
         pendingEndpoints[key] = nil

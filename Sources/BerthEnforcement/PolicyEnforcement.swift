@@ -142,31 +142,38 @@ public struct ApplyOutcome: Sendable {
 public enum PolicyEnforcement {
     public static let lockTimeout = 30.0
 
-    /// ADD: puts the pod's addresses into the sets of the groups that hold
-    /// it, before its interface is up. Nothing in force: nothing to do
-    /// (one failed open). Returns the groups it joined.
-    @discardableResult
-    public static func admit(_ pod: PolicyPod, state: PolicyStateStore = PolicyStateStore()) throws -> [String] {
+    /// Runs `body` with the groups (ids) of the policies in force that hold
+    /// `pod`, under the shared lock; not at all when no policy is in force
+    /// (one failed open) or none holds it.
+    static func withGroups(of pod: PolicyPod, state: PolicyStateStore, _ body: ([String]) throws -> Void) throws -> [String] {
         guard (try? DirectoryHandle(path: state.directory, create: false)) != nil else { return [] }
         let lock = try LockFile(name: state.lockName, shared: true, timeout: lockTimeout)
         defer { lock.release() }
         guard let index = try state.groupIndex() else { return [] }
         let groups = index.groups(of: pod)
-        if !groups.isEmpty { try PolicyTable.admit(pod.addresses, to: groups) }
+        if !groups.isEmpty { try body(groups) }
         return groups
+    }
+
+    /// ADD: puts the pod's addresses into the sets of the groups that hold
+    /// it, before its interface is up. Returns the groups it joined.
+    @discardableResult
+    public static func admit(_ pod: PolicyPod, state: PolicyStateStore = PolicyStateStore()) throws -> [String] {
+        try withGroups(of: pod, state: state) { groups in try PolicyTable.admit(pod.addresses, to: groups) }
     }
 
     /// CHECK: the groups that hold `pod` whose sets lack one of its addresses
     /// (as "gID4 10.0.0.5"); empty when all are there or no policy is in force.
     public static func missing(_ pod: PolicyPod, state: PolicyStateStore = PolicyStateStore()) throws -> [String] {
-        guard state.mayBeInForce, let index = try state.groupIndex() else { return [] }
         var out: [String] = []
-        for group in index.groups(of: pod) {
-            for family in [IPAddress.Family.v4, .v6] {
-                let wanted = pod.addresses.filter { $0.family == family }
-                guard !wanted.isEmpty else { continue }
-                let present = Set(try PolicyTable.members(of: group, family))
-                for a in wanted where !present.contains(a.description) { out.append("\(PolicyTable.setName(group, family)) \(a)") }
+        _ = try withGroups(of: pod, state: state) { groups in
+            for group in groups {
+                for family in [IPAddress.Family.v4, .v6] {
+                    let wanted = pod.addresses.filter { $0.family == family }
+                    guard !wanted.isEmpty else { continue }
+                    let present = Set(try PolicyTable.members(of: group, family))
+                    for a in wanted where !present.contains(a.description) { out.append("\(PolicyTable.setName(group, family)) \(a)") }
+                }
             }
         }
         return out
@@ -175,12 +182,7 @@ public enum PolicyEnforcement {
     /// DEL and GC: takes the pod's addresses out of its groups' sets
     /// (through `session` when given: see `NFTSession`).
     public static func release(_ pod: PolicyPod, state: PolicyStateStore = PolicyStateStore(), session: NFTSession? = nil) throws {
-        guard (try? DirectoryHandle(path: state.directory, create: false)) != nil else { return }
-        let lock = try LockFile(name: state.lockName, shared: true, timeout: lockTimeout)
-        defer { lock.release() }
-        guard let index = try state.groupIndex() else { return }
-        let groups = index.groups(of: pod)
-        if !groups.isEmpty { try PolicyTable.release(pod.addresses, from: groups, session: session) }
+        _ = try withGroups(of: pod, state: state) { groups in try PolicyTable.release(pod.addresses, from: groups, session: session) }
     }
 
     /// Puts `applied` in force in one transaction from what is in force

@@ -115,19 +115,25 @@ struct NFTRule {
 }
 
 extension NFTContext {
-    /// The commented rules of `table`; empty when the table does not exist.
-    func rules(in table: NFTTable) throws(FirewallError) -> [NFTRule] {
+    /// The JSON items nft prints for `command` ("list table inet berth");
+    /// empty when what it lists does not exist.
+    func listed(_ command: String) throws(FirewallError) -> [JSON] {
         let output: String
         do {
-            output = try run("list table \(table)")
+            output = try run(command)
         } catch {
             if error.message.containsText("No such file or directory") { return [] }
             throw error
         }
         guard let json = try? JSON.parse(output), let items = json["nftables"]?.arrayValue else {
-            throw FirewallError(operation: "list table \(table)", message: "unreadable JSON from libnftables")
+            throw FirewallError(operation: command, message: "unreadable JSON from libnftables")
         }
-        return items.compactMap { item in
+        return items
+    }
+
+    /// The commented rules of `table`; empty when the table does not exist.
+    func rules(in table: NFTTable) throws(FirewallError) -> [NFTRule] {
+        try listed("list table \(table)").compactMap { item in
             guard let rule = item["rule"], let handle = rule["handle"]?.intValue,
                   let comment = rule["comment"]?.stringValue else { return nil }
             return NFTRule(chain: rule["chain"]?.stringValue ?? "", handle: handle, comment: comment)
@@ -148,18 +154,8 @@ extension NFTContext {
     /// The elements of set `name` of `table` as nft prints them ("br0",
     /// "br0 . br0"); empty when the table or the set does not exist.
     func elements(of name: String, in table: NFTTable) throws(FirewallError) -> [String] {
-        let output: String
-        do {
-            output = try run("list set \(table) \(name)")
-        } catch {
-            if error.message.containsText("No such file or directory") { return [] }
-            throw error
-        }
-        guard let json = try? JSON.parse(output), let items = json["nftables"]?.arrayValue else {
-            throw FirewallError(operation: "list set \(table) \(name)", message: "unreadable JSON from libnftables")
-        }
         var out: [String] = []
-        for item in items {
+        for item in try listed("list set \(table) \(name)") {
             for element in item["set"]?["elem"]?.arrayValue ?? [] {
                 if let s = element.stringValue { out.append(s) }
                 if let parts = element["concat"]?.arrayValue { out.append(parts.compactMap(\.stringValue).joined(separator: " . ")) }

@@ -91,25 +91,20 @@ public enum PolicyTable {
     /// Takes `addresses` out of the sets of `groups` (a pod that left);
     /// elements or sets already gone are fine. `session`: see `NFTSession`.
     public static func release(_ addresses: [IPAddress], from groups: [String], session: NFTSession? = nil) throws(FirewallError) {
-        var t = NFTTransaction()
-        var each: [NFTTransaction] = []
+        var elements: [(set: String, element: String)] = []
         for group in groups {
-            for family in [IPAddress.Family.v4, .v6] {
-                let elements = addresses.filter { $0.family == family }.map(\.description)
-                t.deleteElements(elements, from: setName(group, family), in: table)
-                for e in elements {
-                    var one = NFTTransaction()
-                    one.deleteElements([e], from: setName(group, family), in: table)
-                    each.append(one)
-                }
-            }
+            for a in addresses { elements.append((setName(group, a.family), a.description)) }
         }
+        var t = NFTTransaction()
+        for (set, element) in elements { t.deleteElements([element], from: set, in: table) }
         do {
             try t.commit(in: session)
         } catch {
             guard error.message.containsText("No such file or directory") else { throw error }
             // Some were gone: the rest one by one.
-            for one in each {
+            for (set, element) in elements {
+                var one = NFTTransaction()
+                one.deleteElements([element], from: set, in: table)
                 do { try one.commit(in: session) } catch {
                     if !error.message.containsText("No such file or directory") { throw error }
                 }
@@ -120,14 +115,10 @@ public enum PolicyTable {
     /// Whether the table's base chains are there (what a change builds on).
     public static func isInPlace() throws(FirewallError) -> Bool {
         let nft = try NFTContext(json: true)
-        do {
-            _ = try nft.run("list chain \(table) \(PolicyRuleset.ingressChain)")
-            _ = try nft.run("list chain \(table) \(PolicyRuleset.egressChain)")
-            return true
-        } catch {
-            if error.message.containsText("No such file or directory") { return false }
-            throw error
+        for chain in [PolicyRuleset.ingressChain, PolicyRuleset.egressChain] where try nft.listed("list chain \(table) \(chain)").isEmpty {
+            return false
         }
+        return true
     }
 
     /// Removes the table (no policy left).
@@ -140,16 +131,8 @@ public enum PolicyTable {
 
     /// Packets counted by each named counter (the drops), by name.
     public static func dropCounts() throws(FirewallError) -> [String: Int] {
-        let nft = try NFTContext(json: true)
-        let output: String
-        do {
-            output = try nft.run("list counters table \(table)")
-        } catch {
-            if error.message.containsText("No such file or directory") { return [:] }
-            throw error
-        }
         var out: [String: Int] = [:]
-        for item in (try? JSON.parse(output))?["nftables"]?.arrayValue ?? [] {
+        for item in try NFTContext(json: true).listed("list counters table \(table)") {
             if let c = item["counter"], let name = c["name"]?.stringValue { out[name] = c["packets"]?.intValue ?? 0 }
         }
         return out
@@ -157,16 +140,8 @@ public enum PolicyTable {
 
     /// Packets accepted by the rules of `chain`, summed by the rules' comments ("ingress 1").
     public static func ruleCounts(chain: String) throws(FirewallError) -> [String: Int] {
-        let nft = try NFTContext(json: true)
-        let output: String
-        do {
-            output = try nft.run("list chain \(table) \(chain)")
-        } catch {
-            if error.message.containsText("No such file or directory") { return [:] }
-            throw error
-        }
         var out: [String: Int] = [:]
-        for item in (try? JSON.parse(output))?["nftables"]?.arrayValue ?? [] {
+        for item in try NFTContext(json: true).listed("list chain \(table) \(chain)") {
             guard let rule = item["rule"], let comment = rule["comment"]?.stringValue else { continue }
             for e in rule["expr"]?.arrayValue ?? [] {
                 if let packets = e["counter"]?["packets"]?.intValue { out[comment, default: 0] += packets }

@@ -16,29 +16,33 @@ extension BridgeOperation {
         // Out of the policy sets once the pod can send nothing (its interface
         // down), while the veth deletion that follows waits out the kernel's
         // grace period the set change started (the session closes after it).
+        // Without policies in force there is nothing to take out: the record
+        // goes and the interface is deleted as it is.
+        let policies = policyState.mayBeInForce
         let session = NFTSession()
         defer { session.close() }
-        try deleteContainerInterface { try forgetEndpoint(session: session) }
+        try deleteContainerInterface(takeDownFirst: policies) { try forgetEndpoint(session: policies ? session : nil) }
         try releaseIsolationIfLast()
     }
 
-    /// Takes the pod out of the policy sets, then forgets its record.
+    /// Takes the pod out of the policy sets (when policies may be in force),
+    /// then forgets its record.
     func forgetEndpoint(session: NFTSession? = nil) throws {
-        if let endpoint = try endpoints.read(attachment) {
+        if policyState.mayBeInForce, let endpoint = try endpoints.read(attachment) {
             try PolicyEnforcement.release(endpoint.pod, state: policyState, session: session)
         }
         try endpoints.remove(attachment)
     }
 
-    /// Deletes the container's veth; `beforeDeleting` runs once the
-    /// interface is down (or when there is none).
-    private func deleteContainerInterface(beforeDeleting: () throws -> Void) throws {
+    /// Deletes the container's veth; `beforeDeleting` runs before, once the
+    /// interface is down when `takeDownFirst` (or when there is none).
+    private func deleteContainerInterface(takeDownFirst: Bool, beforeDeleting: () throws -> Void) throws {
         guard let netns = try openNamespace(required: false) else { return try beforeDeleting() }
         let container = try RouteSocket.opened(in: netns)
         // Only a veth is Berth's to remove: an interface of another kind of
         // that name (`lo` after a refused ADD) stays.
         guard let link = try container.link(named: env.ifname), link.kind == "veth" else { return try beforeDeleting() }
-        try container.setDown(link)
+        if takeDownFirst { try container.setDown(link) }
         try beforeDeleting()
         try container.deleteLink(link)
     }

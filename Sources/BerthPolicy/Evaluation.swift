@@ -45,7 +45,8 @@ public struct PolicySet: Equatable, Sendable {
     /// The policies that select `pod` for `direction` (those of its
     /// namespace whose pod selector matches it and whose types include it).
     public func selecting(_ pod: PolicyPod, _ direction: PolicyDirection) -> [NetworkPolicy] {
-        policies.filter { $0.namespace == pod.namespace && $0.policyTypes.contains(direction) && $0.podSelector.matches(pod.labels) }
+        let nsLabels = labels(ofNamespace: pod.namespace)
+        return policies.filter { $0.policyTypes.contains(direction) && $0.selectedGroup.contains(pod, namespaceLabels: nsLabels) }
     }
 
     /// Whether `peer` of a rule of `policy` is `endpoint`.
@@ -54,14 +55,10 @@ public struct PolicySet: Equatable, Sendable {
         case .ipBlock(let cidr, let except):
             guard let address = endpoint.address else { return false }
             return cidr.contains(address) && !except.contains { $0.contains(address) }
-        case .pods(let namespaces, let pods):
-            guard case .pod(let pod) = endpoint else { return false }
-            if let namespaces {
-                guard namespaces.matches(labels(ofNamespace: pod.namespace)) else { return false }
-            } else if pod.namespace != policy.namespace {
-                return false
-            }
-            return pods?.matches(pod.labels) ?? true
+        case .pods:
+            // The group the kernel's sets hold for this peer: one definition of who is in it.
+            guard case .pod(let pod) = endpoint, let group = policy.group(of: peer) else { return false }
+            return group.contains(pod, namespaceLabels: labels(ofNamespace: pod.namespace))
         }
     }
 

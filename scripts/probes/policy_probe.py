@@ -95,17 +95,23 @@ def probe_one(target, timeout):
         return False
 
 
-def probe(targets, timeout):
+def each_at_once(targets, work):
+    """Runs work(target) for every target at once; their results by target."""
     results = {}
 
     def run(t):
-        results[t] = probe_one(t, timeout)
+        results[t] = work(t)
 
     threads = [threading.Thread(target=run, args=(t,)) for t in targets]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
+    return results
+
+
+def probe(targets, timeout):
+    results = each_at_once(targets, lambda t: probe_one(t, timeout))
     for t in targets:
         print(t, "open" if results[t] else "closed", flush=True)
 
@@ -114,8 +120,6 @@ UNREACHABLE = {errno.ENETUNREACH, errno.EHOSTUNREACH, errno.EADDRNOTAVAIL, errno
 
 
 def early(targets, timeout, duration=2.0):
-    results = {}
-
     def run(target):
         proto, address, port = target.split(",")
         deadline = time.monotonic() + 20
@@ -138,13 +142,9 @@ def early(targets, timeout, duration=2.0):
             attempts += 1
             if opened:
                 break
-        results[target] = ("open" if opened else "closed" if first else "never-tried", first or 0, attempts)
+        return ("open" if opened else "closed" if first else "never-tried", first or 0, attempts)
 
-    threads = [threading.Thread(target=run, args=(t,)) for t in targets]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    results = each_at_once(targets, run)
     for t in targets:
         print(t, results[t][0], "%.6f" % results[t][1], results[t][2], flush=True)
 
