@@ -19,6 +19,7 @@ packages=(
   busybox-static                             # scripts/make-rootfs.sh, for berthctl run --rootfs
   lxcfs                                      # berthctl run --lxcfs (the tests start it)
   etcd-server etcd-client                    # clusters: the store berth-agent uses (the tests start their own)
+  openssl                                    # scripts/etcd-certs.sh: certificates for etcd over TLS (the tests make theirs)
   graphviz                                   # berthctl lab graph
   runc                                       # scripts/bench_runtime.py: the runtime Berth is measured against
 )

@@ -7,6 +7,7 @@ import BerthJSON
 import BerthSystem
 import Foundation
 import BerthNet
+import BerthNetlink
 
 /// What `berth-agent run` is told.
 public struct AgentOptions: Sendable {
@@ -284,6 +285,25 @@ public actor Agent {
                     try await self.reconcile()
                 }
             }
+            // And at once when the kernel says someone else changed the
+            // agent's routes or entries (a burst of changes is one check).
+            let (changes, changed) = AsyncStream.makeStream(of: String.self, bufferingPolicy: .bufferingNewest(1))
+            var monitor: RouteMonitor?
+            do {
+                monitor = try network.monitor({ changed.yield($0) })
+            } catch {
+                log("cannot watch the kernel for changes to the agent's routes (\(error)): checking every \(interval) s only")
+            }
+            if let monitor {
+                group.addTask {
+                    defer { monitor.stop() }
+                    for await what in changes {
+                        try await Task.sleep(nanoseconds: 50_000_000)
+                        try await self.reconcile(noticed: what)
+                    }
+                    throw CancellationError()
+                }
+            }
             try await group.next()
             group.cancelAll()
         }
@@ -436,7 +456,7 @@ public actor Agent {
 
     /// The periodic check: programs the difference between the kernel and
     /// the accepted peers (what someone changed by hand), and counts it.
-    private func reconcile() throws {
+    private func reconcile(noticed: String? = nil) throws {
         guard let network else { return }
         // The policy table gone (deleted by hand): built again from what is in force.
         if appliedPolicies != nil, (try? PolicyTable.isInPlace()) == false {
@@ -449,7 +469,7 @@ public actor Agent {
         let repaired = network.changesMade - before
         if repaired > 0 {
             metrics.repairs.increment(by: Int64(repaired))
-            log("the kernel had been changed by hand: put \(repaired) routes and entries right")
+            log("the kernel had been changed by hand: put \(repaired) routes and entries right\(noticed.map { " (noticed at once: \($0))" } ?? "")")
         }
     }
 

@@ -1,4 +1,5 @@
 import BerthNet
+import BerthNetlink
 
 /// What the agent needs of the cluster's store: etcd's key, lease and watch
 /// operations, as `EtcdClient` speaks them over etcd's JSON gateway. Unit
@@ -56,8 +57,13 @@ public protocol NodeBackend: AnyObject {
     func teardown()
     /// How many routes and entries it has added or removed so far.
     var changesMade: Int { get }
+    /// Starts telling of changes others make to what it programs (a route
+    /// deleted by hand, say), so that they are put right at once; nil when
+    /// it cannot watch (test doubles). Stopped with `RouteMonitor.stop()`.
+    func monitor(_ onChange: @escaping @Sendable (String) -> Void) throws -> RouteMonitor?
 }
 
 extension NodeBackend {
     public var changesMade: Int { 0 }
+    public func monitor(_ onChange: @escaping @Sendable (String) -> Void) throws -> RouteMonitor? { nil }
 }

@@ -1,7 +1,9 @@
 import AsyncHTTPClient
 import BerthJSON
 import Foundation
+import NIOConcurrencyHelpers
 import NIOCore
+import NIOSSL
 
 /// A failed etcd request, said in one line.
 public struct EtcdError: Error, CustomStringConvertible, Sendable {
@@ -39,15 +41,53 @@ public struct EtcdEvent: Sendable, Equatable {
 }
 
 /// etcd's v3 API through its JSON gateway (`/v3/kv/range`, `/v3/kv/txn`,
-/// `/v3/lease/...`, `/v3/watch`), over AsyncHTTPClient. Keys and values are
-/// base64 in that JSON, 64-bit integers are strings.
+/// `/v3/lease/...`, `/v3/watch`), over AsyncHTTPClient, plain or over TLS
+/// (swift-nio-ssl) with a client certificate, as an etcd user (an auth
+/// token from `/v3/auth/authenticate`, sent in `Authorization`, renewed when
+/// etcd says it is no longer valid). Keys and values are base64 in that
+/// JSON, 64-bit integers are strings.
+///
+/// The TLS files are looked at again at most once a second (and at once on
+/// `reloadTLS`): a certificate replaced on disk is used for the next
+/// connection, without a restart; material that does not load (a key not
+/// yet written beside its new certificate) leaves the last good one in use
+/// and is logged.
 public final class EtcdClient: Sendable {
-    public let endpoint: String
+    public let access: EtcdAccess
+    public var endpoint: String { access.endpoint }
     let http: HTTPClient
+    private let state: NIOLockedValueBox<ConnectionState>
+    private let log: @Sendable (String) -> Void
 
-    /// `endpoint` as "http://ADDRESS:PORT".
-    public init(endpoint: String) {
-        self.endpoint = endpoint.hasSuffix("/") ? String(endpoint.dropLast()) : endpoint
+    struct ConnectionState: @unchecked Sendable {
+        var material: EtcdTLSMaterial?
+        var lastCheck = Date()
+        var refusedStamps: [FileStamp?]?
+        /// The auth token; "" when etcd has authentication off.
+        var token: String?
+    }
+
+    /// A client of etcd at `endpoint` ("http://ADDRESS:PORT"), no TLS files, no user.
+    public convenience init(endpoint: String) {
+        self.init(access: EtcdAccess(endpoint: endpoint), material: nil, log: { _ in })
+    }
+
+    /// A client as `access` says; its TLS files are read now (an unreadable
+    /// or mismatched one is thrown, naming its flag or variable).
+    public convenience init(access: EtcdAccess, log: @escaping @Sendable (String) -> Void = { _ in }) throws(EtcdAccessError) {
+        try access.check()
+        let material = access.usesTLS ? try EtcdTLSMaterial.load(access) : nil
+        self.init(access: access, material: material, log: log)
+    }
+
+    private init(access: EtcdAccess, material: EtcdTLSMaterial?, log: @escaping @Sendable (String) -> Void) {
+        self.access = access
+        self.log = log
+        var material = material
+        if material == nil && access.usesTLS {
+            material = EtcdTLSMaterial(configuration: .makeClientConfiguration(), stamps: [], summary: "the system's CA certificates")
+        }
+        state = NIOLockedValueBox(ConnectionState(material: material))
         // Berth retries with its own backoff and logs each failure: a failed
         // connection fails the request at once instead of waiting in the pool.
         var configuration = HTTPClient.Configuration()
@@ -60,33 +100,193 @@ public final class EtcdClient: Sendable {
         try? await http.shutdown()
     }
 
-    // MARK: Requests
+    // MARK: TLS material and the auth token
 
-    private func request(_ path: String, _ body: JSON) -> HTTPClientRequest {
+    /// Reads the TLS files again if they changed (or at once when `force`):
+    /// the next connection uses them. Returns what was loaded, nil when
+    /// nothing changed; throws (keeping the material in use) when they do not load.
+    @discardableResult
+    public func reloadTLS(force: Bool = false) throws(EtcdAccessError) -> String? {
+        guard access.usesTLS, !EtcdTLSMaterial.files(access).isEmpty else { return nil }
+        let stamps = EtcdTLSMaterial.stamps(access)
+        let current = state.withLockedValue { s -> [FileStamp?]? in
+            s.lastCheck = Date()
+            return s.material?.stamps
+        }
+        guard force || stamps != current else { return nil }
+        do {
+            let material = try EtcdTLSMaterial.load(access)
+            state.withLockedValue { $0.material = material; $0.refusedStamps = nil }
+            return material.summary
+        } catch {
+            state.withLockedValue { $0.refusedStamps = stamps }
+            throw error
+        }
+    }
+
+    /// The periodic look at the TLS files, before a request.
+    private func refreshTLS() {
+        guard access.usesTLS else { return }
+        let (due, refused) = state.withLockedValue { s in (Date().timeIntervalSince(s.lastCheck) >= 1, s.refusedStamps) }
+        guard due else { return }
+        let stamps = EtcdTLSMaterial.stamps(access)
+        if let refused, refused == stamps { state.withLockedValue { $0.lastCheck = Date() }; return }
+        do {
+            if let summary = try reloadTLS() { log("etcd TLS material changed on disk, now in use: \(summary)") }
+        } catch {
+            log("etcd TLS material changed on disk but does not load, the previous stays in use: \(error)")
+        }
+    }
+
+    /// The token to send, authenticating first when there is none.
+    private func token() async throws -> String? {
+        guard let user = access.user, let password = access.password else { return nil }
+        if let token = state.withLockedValue({ $0.token }) { return token.isEmpty ? nil : token }
+        let response: HTTPClientResponse
+        do {
+            response = try await http.execute(prepared("/v3/auth/authenticate", .object(["name": .string(user), "password": .string(password)]), token: nil),
+                                              timeout: .seconds(5))
+        } catch {
+            throw EtcdError("etcd at \(endpoint): \(await explain(error))")
+        }
+        let bytes = Array(try await response.body.collect(upTo: 1 << 20).readableBytesView)
+        let json = try? JSON.parse(bytes)
+        if response.status.code == 200, let token = json?["token"]?.stringValue, !token.isEmpty {
+            state.withLockedValue { $0.token = token }
+            return token
+        }
+        let message = EtcdClient.errorMessage(json) ?? String(decoding: bytes.prefix(200), as: UTF8.self)
+        if message.contains("authentication is not enabled") {
+            log("etcd at \(endpoint) has authentication off: the user \(user) (\(access.origin(.user))) is not needed there; going on without it")
+            state.withLockedValue { $0.token = "" }
+            return nil
+        }
+        throw EtcdError("etcd at \(endpoint): \(explain(message: message, path: "/v3/auth/authenticate", key: nil))")
+    }
+
+    private func prepared(_ path: String, _ body: JSON, token: String?) -> HTTPClientRequest {
         var request = HTTPClientRequest(url: endpoint + path)
         request.method = .POST
         request.headers.add(name: "Content-Type", value: "application/json")
+        if let token { request.headers.add(name: "Authorization", value: token) }
+        request.tlsConfiguration = state.withLockedValue { $0.material?.configuration }
         request.body = .bytes(ByteBuffer(string: body.serialized()))
         return request
     }
 
-    /// One request, its whole reply as JSON.
-    func call(_ path: String, _ body: JSON, timeout: Int64 = 5) async throws -> JSON {
-        let response: HTTPClientResponse
+    /// Sends one request (TLS material looked at, token attached), its
+    /// response's head; a failure to connect is explained in one line.
+    private func send(_ path: String, _ body: JSON, timeout: Int64) async throws -> HTTPClientResponse {
+        refreshTLS()
+        let token = try await token()
         do {
-            response = try await http.execute(request(path, body), timeout: .seconds(timeout))
+            return try await http.execute(prepared(path, body, token: token), timeout: .seconds(timeout))
         } catch {
-            throw EtcdError("etcd at \(endpoint) \(path): \(error)")
+            throw EtcdError("etcd at \(endpoint) \(path): \(await explain(error))")
         }
-        let buffer = try await response.body.collect(upTo: 64 << 20)
-        let bytes = Array(buffer.readableBytesView)
-        guard let json = try? JSON.parse(bytes) else {
-            throw EtcdError("etcd at \(endpoint) \(path): \(response.status.code), not JSON: \(String(decoding: bytes.prefix(200), as: UTF8.self))")
+    }
+
+    /// An error message of the gateway's JSON ("message", or "error", or "error.message" in a stream).
+    static func errorMessage(_ json: JSON?) -> String? {
+        if let m = json?["message"]?.stringValue { return m }
+        if let e = json?["error"] {
+            if let m = e.stringValue { return m }
+            if let m = e["message"]?.stringValue { return m }
         }
-        if response.status.code != 200 {
-            throw EtcdError("etcd at \(endpoint) \(path): \(response.status.code) \(json["message"]?.stringValue ?? json["error"]?.stringValue ?? "")")
+        return nil
+    }
+
+    /// Forgets the token when etcd says it is not valid any more (it lives
+    /// `--auth-token-ttl`, 300 s by default, after its last use); whether it did.
+    private func dropTokenIfRefused(_ message: String) -> Bool {
+        guard message.contains("invalid auth token"), access.user != nil else { return false }
+        state.withLockedValue { $0.token = nil }
+        return true
+    }
+
+    /// One request, its whole reply as JSON; `key` names what it is about in errors.
+    func call(_ path: String, _ body: JSON, timeout: Int64 = 5, key: String? = nil) async throws -> JSON {
+        var attempt = 0
+        while true {
+            attempt += 1
+            let response = try await send(path, body, timeout: timeout)
+            let buffer = try await response.body.collect(upTo: 64 << 20)
+            let bytes = Array(buffer.readableBytesView)
+            guard let json = try? JSON.parse(bytes) else {
+                let text = String(decoding: bytes.prefix(200), as: UTF8.self)
+                if text.contains("HTTP request to an HTTPS server") {
+                    throw EtcdError("etcd at \(endpoint) speaks TLS: give https:// (\(access.origin(.endpoint))) and its CA (--etcd-cafile)")
+                }
+                throw EtcdError("etcd at \(endpoint) \(path): \(response.status.code), not JSON: \(text)")
+            }
+            if response.status.code != 200 {
+                let message = EtcdClient.errorMessage(json) ?? ""
+                if attempt == 1 && dropTokenIfRefused(message) { continue }
+                throw EtcdError("etcd at \(endpoint) \(path): \(explain(message: message, path: path, key: key))")
+            }
+            return json
         }
-        return json
+    }
+
+    /// A message of etcd's said for the person who configured this client.
+    func explain(message: String, path: String, key: String?) -> String {
+        let user = access.user ?? ""
+        if message.contains("authentication failed") {
+            return "user \(user) was refused: wrong password or no such user (\(access.origin(.user)), \(access.origin(.password)))"
+        }
+        if message.contains("permission denied") {
+            let what = key.map { " on \($0)" } ?? ""
+            if access.user == nil { return "permission denied\(what): etcd has authentication on; give a user (--etcd-username, --etcd-password)" }
+            return "permission denied\(what) for user \(user): etcd RBAC gives its roles no \(path.contains("range") || path.contains("watch") ? "read" : "write") permission there (grant readwrite on the prefix \(ClusterConfig.root))"
+        }
+        if message.contains("user name is empty") || message.contains("user name not found") && access.user == nil {
+            return "etcd has authentication on: give a user (--etcd-username, and --etcd-password or --etcd-password-file)"
+        }
+        if message.contains("invalid auth token") { return "etcd refused the auth token of user \(user) twice (\(message))" }
+        return message
+    }
+
+    /// A failed connection said in one line: which certificate, which name, which CA.
+    func explain(_ error: Error) async -> String {
+        if let extra = error as? NIOSSLExtraError, extra == .failedToValidateHostname {
+            return await EtcdTLSDiagnosis.explainVerification(access, hostnameFailed: true)
+        }
+        let text = String(describing: error)
+        if text.contains("CERTIFICATE_VERIFY_FAILED") {
+            return await EtcdTLSDiagnosis.explainVerification(access, hostnameFailed: false)
+        }
+        let client = access.certFile.map { "the client certificate \($0) (\(access.origin(.certFile)))" } ?? "no client certificate"
+        if text.contains("ALERT") { return await explainAlert(text, client: client) }
+        if text.contains("WRONG_VERSION_NUMBER") || text.contains("WRONG_VERSION") {
+            return "etcd there does not speak TLS: give http:// (\(access.origin(.endpoint)))"
+        }
+        // A server that closes the connection at once: a TLS server asked
+        // in plain HTTP, or one refusing this client's certificate (its
+        // alert is lost to the HTTP client): a handshake of its own tells.
+        if text.contains("remoteConnectionClosed"), let (host, port) = access.hostAndPort {
+            if !access.usesTLS {
+                if await EtcdTLSDiagnosis.serverChain(host: host, port: port) != nil {
+                    return "etcd there speaks TLS: give https:// (\(access.origin(.endpoint))) and its CA (--etcd-cafile)"
+                }
+            } else if let configuration = state.withLockedValue({ $0.material?.configuration }),
+                      let alert = await EtcdTLSDiagnosis.handshakeError(host: host, port: port, configuration: configuration),
+                      !alert.contains("remoteConnectionClosed") || alert.contains("ALERT") {
+                return await explainAlert(alert, client: client)
+            }
+        }
+        return text
+    }
+
+    private func explainAlert(_ text: String, client: String) async -> String {
+        if text.contains("CERTIFICATE_REQUIRED") || (access.certFile == nil && (text.contains("BAD_CERTIFICATE") || text.contains("HANDSHAKE_FAILURE"))) {
+            return "etcd asks for a client certificate: give --etcd-certfile and --etcd-keyfile"
+        }
+        if text.contains("UNKNOWN_CA") || text.contains("BAD_CERTIFICATE") || text.contains("CERTIFICATE_UNKNOWN") {
+            return "etcd refused \(client): it is not signed by a CA etcd trusts (its --trusted-ca-file), or not for client use"
+        }
+        if text.contains("CERTIFICATE_EXPIRED") { return "etcd refused \(client) as expired" }
+        if text.contains("CERTIFICATE_REVOKED") { return "etcd refused \(client) as revoked" }
+        return "etcd closed the connection during TLS: \(text)"
     }
 
     static func base64(_ text: String) -> String { Data(text.utf8).base64EncodedString() }
@@ -122,18 +322,18 @@ public final class EtcdClient: Sendable {
     /// Every key under `prefix`, and the store's revision when read.
     public func list(prefix: String) async throws -> (items: [EtcdKeyValue], revision: Int64) {
         let reply = try await call("/v3/kv/range", .object(["key": .string(EtcdClient.base64(prefix)),
-                                                             "range_end": .string(EtcdClient.rangeEnd(prefix))]))
+                                                             "range_end": .string(EtcdClient.rangeEnd(prefix))]), key: prefix + "*")
         let items = (reply["kvs"]?.arrayValue ?? []).compactMap(EtcdClient.keyValue)
         return (items, EtcdClient.int64(reply["header"]?["revision"]))
     }
 
     public func get(_ key: String) async throws -> EtcdKeyValue? {
-        let reply = try await call("/v3/kv/range", .object(["key": .string(EtcdClient.base64(key))]))
+        let reply = try await call("/v3/kv/range", .object(["key": .string(EtcdClient.base64(key))]), key: key)
         return (reply["kvs"]?.arrayValue ?? []).compactMap(EtcdClient.keyValue).first
     }
 
     public func put(_ key: String, _ value: [UInt8], lease: Int64 = 0) async throws {
-        _ = try await call("/v3/kv/put", EtcdClient.putRequest(key, value, lease: lease))
+        _ = try await call("/v3/kv/put", EtcdClient.putRequest(key, value, lease: lease), key: key)
     }
 
     static func putRequest(_ key: String, _ value: [UInt8], lease: Int64) -> JSON {
@@ -143,7 +343,7 @@ public final class EtcdClient: Sendable {
     }
 
     public func delete(_ key: String) async throws {
-        _ = try await call("/v3/kv/deleterange", .object(["key": .string(EtcdClient.base64(key))]))
+        _ = try await call("/v3/kv/deleterange", .object(["key": .string(EtcdClient.base64(key))]), key: key)
     }
 
     /// etcd's default limit of operations in one transaction (`--max-txn-ops`).
@@ -156,7 +356,7 @@ public final class EtcdClient: Sendable {
         var ops: [JSON] = puts.map { .object(["request_put": EtcdClient.putRequest($0.key, $0.value, lease: lease)]) }
         ops += deletes.map { .object(["request_delete_range": .object(["key": .string(EtcdClient.base64($0))])]) }
         guard !ops.isEmpty else { return }
-        _ = try await call("/v3/kv/txn", .object(["success": .array(ops)]))
+        _ = try await call("/v3/kv/txn", .object(["success": .array(ops)]), key: puts.first?.key ?? deletes.first)
     }
 
     /// Puts `value` only if `key` does not exist (one transaction): whoever
@@ -178,7 +378,7 @@ public final class EtcdClient: Sendable {
         let reply = try await call("/v3/kv/txn", .object([
             "compare": .array([.object(condition)]),
             "success": .array([.object(["request_put": EtcdClient.putRequest(key, value, lease: lease)])]),
-        ]))
+        ]), key: key)
         return reply["succeeded"]?.boolValue ?? false
     }
 
@@ -188,7 +388,7 @@ public final class EtcdClient: Sendable {
             "compare": .array([.object(["key": .string(EtcdClient.base64(key)), "target": .string("VALUE"),
                                         "value": .string(EtcdClient.base64(expected)), "result": .string("EQUAL")])]),
             "success": .array([.object(["request_delete_range": .object(["key": .string(EtcdClient.base64(key))])])]),
-        ]))
+        ]), key: key)
         return reply["succeeded"]?.boolValue ?? false
     }
 
@@ -211,17 +411,17 @@ public final class EtcdClient: Sendable {
     /// Renews `lease`; returns the seconds it has left (0: it has expired).
     public func keepAlive(_ lease: Int64) async throws -> Int {
         // The gateway answers on a stream: the first message is the answer.
-        let response: HTTPClientResponse
-        do {
-            response = try await http.execute(request("/v3/lease/keepalive", .object(["ID": .string(String(lease))])),
-                                              timeout: .seconds(5))
-        } catch {
-            throw EtcdError("etcd at \(endpoint) keepalive: \(error)")
-        }
-        var reader = JSONStreamReader()
-        for try await chunk in response.body {
-            if let message = reader.feed(Array(chunk.readableBytesView)).first {
-                return Int(EtcdClient.int64(message["result"]?["TTL"]))
+        for attempt in 1...2 {
+            let response = try await send("/v3/lease/keepalive", .object(["ID": .string(String(lease))]), timeout: 5)
+            var reader = JSONStreamReader()
+            for try await chunk in response.body {
+                if let message = reader.feed(Array(chunk.readableBytesView)).first {
+                    if let problem = EtcdClient.errorMessage(message) {
+                        if attempt == 1 && dropTokenIfRefused(problem) { break }
+                        throw EtcdError("etcd at \(endpoint) keepalive: \(explain(message: problem, path: "/v3/lease/keepalive", key: nil))")
+                    }
+                    return Int(EtcdClient.int64(message["result"]?["TTL"]))
+                }
             }
         }
         throw EtcdError("etcd at \(endpoint): keepalive of lease \(lease) got no answer")
@@ -241,15 +441,20 @@ public final class EtcdClient: Sendable {
             "key": .string(EtcdClient.base64(prefix)), "range_end": .string(EtcdClient.rangeEnd(prefix)),
             "start_revision": .string(String(revision)),
         ])])
-        let request = request("/v3/watch", body)
-        let http = self.http, endpoint = self.endpoint
+        let endpoint = self.endpoint
         return AsyncThrowingStream { continuation in
             let task = Task {
                 do {
-                    let response = try await http.execute(request, timeout: .hours(24 * 365))
+                    let response = try await self.send("/v3/watch", body, timeout: 24 * 365 * 3600)
                     var reader = JSONStreamReader()
                     for try await chunk in response.body {
                         for message in reader.feed(Array(chunk.readableBytesView)) {
+                            if let problem = EtcdClient.errorMessage(message), self.dropTokenIfRefused(problem) {
+                                throw EtcdError("etcd at \(endpoint) watch: the auth token was refused; watching again")
+                            }
+                            if let problem = EtcdClient.errorMessage(message), message["result"] == nil {
+                                throw EtcdError("etcd at \(endpoint) watch of \(prefix): \(self.explain(message: problem, path: "/v3/watch", key: prefix))")
+                            }
                             let events = try EtcdClient.watchEvents(in: message, endpoint: endpoint)
                             if !events.isEmpty { continuation.yield(events) }
                         }

@@ -67,6 +67,7 @@ final class HostGatewayBackend: NodeBackend {
 
     func teardown() { programmer.removeRoutes() }
     var changesMade: Int { programmer.changes }
+    func monitor(_ onChange: @escaping @Sendable (String) -> Void) throws -> RouteMonitor? { try programmer.monitor(onChange) }
 }
 
 /// vxlan: a device `berthvxVNI` (no learning, the block's first address as
@@ -123,6 +124,7 @@ final class VXLANBackend: NodeBackend {
     }
 
     var changesMade: Int { programmer.changes }
+    func monitor(_ onChange: @escaping @Sendable (String) -> Void) throws -> RouteMonitor? { try programmer.monitor(onChange) }
 }
 
 /// Programs peers by difference for a backend: its routes (protocol
@@ -142,6 +144,12 @@ final class PeerProgrammer {
         self.socket = socket
         self.device = device
         self.log = log
+    }
+
+    /// Watches this node's routes (the agent's protocol) and the device's
+    /// neighbour and FDB entries; what this programmer's own socket does is not told.
+    func monitor(_ onChange: @escaping @Sendable (String) -> Void) throws -> RouteMonitor {
+        try RouteMonitor(routeProtocol: NodeNetwork.routeProtocol, ifindex: device?.index, ignoringPort: socket.localPort, onChange: onChange)
     }
 
     /// Makes the kernel hold exactly what `peers` (every other node) need,

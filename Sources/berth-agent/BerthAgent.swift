@@ -19,16 +19,70 @@ struct BerthAgent: AsyncParsableCommand {
 }
 
 struct ClusterOptions: ParsableArguments {
-    @Option(help: "etcd's client URL (http://ADDRESS:PORT).") var etcd: String = "http://127.0.0.1:2379"
+    @Option(help: ArgumentHelp("etcd's client URL, http:// or https:// (default \(EtcdAccess.defaultEndpoint)).", valueName: "url"))
+    var etcd: String?
     @Option(name: .customLong("cluster"), help: "The cluster network's name.") var cluster: String
+    @Option(name: .customLong("etcd-cafile"), help: ArgumentHelp("The CA certificates (PEM) that etcd's certificate must be signed by.", valueName: "file"))
+    var etcdCAFile: String?
+    @Option(name: .customLong("etcd-certfile"), help: ArgumentHelp("This client's certificate (PEM), for etcd's --client-cert-auth.", valueName: "file"))
+    var etcdCertFile: String?
+    @Option(name: .customLong("etcd-keyfile"), help: ArgumentHelp("The key (PEM) of --etcd-certfile.", valueName: "file"))
+    var etcdKeyFile: String?
+    @Option(name: .customLong("etcd-username"), help: ArgumentHelp("The etcd user to be (etcd's RBAC).", valueName: "user"))
+    var etcdUsername: String?
+    @Option(name: .customLong("etcd-password"), help: ArgumentHelp("That user's password (visible to ps: prefer --etcd-password-file).", valueName: "password"))
+    var etcdPassword: String?
+    @Option(name: .customLong("etcd-password-file"), help: ArgumentHelp("A file holding that user's password.", valueName: "file"))
+    var etcdPasswordFile: String?
+
+    /// How to reach etcd: these flags, else BERTH_ETCD_* in the environment,
+    /// else the defaults file (/etc/default/berth-agent, or BERTH_AGENT_DEFAULTS).
+    func access() throws -> EtcdAccess {
+        var flags: [EtcdAccess.Setting: String] = [:]
+        flags[.endpoint] = etcd
+        flags[.caFile] = etcdCAFile
+        flags[.certFile] = etcdCertFile
+        flags[.keyFile] = etcdKeyFile
+        flags[.user] = etcdUsername
+        flags[.password] = etcdPassword
+        flags[.passwordFile] = etcdPasswordFile
+        let environment = ProcessInfo.processInfo.environment
+        let path = environment["BERTH_AGENT_DEFAULTS"] ?? EtcdAccess.defaultsFile
+        var defaults: String?
+        if let data = FileManager.default.contents(atPath: path) {
+            defaults = String(decoding: data, as: UTF8.self)
+        } else if FileManager.default.fileExists(atPath: path) {
+            throw AgentError("\(path): cannot read it")
+        }
+        do {
+            return try EtcdAccess.resolve(flags: flags, environment: environment, defaults: defaults, defaultsPath: path)
+        } catch {
+            throw AgentError(error.description)
+        }
+    }
+
+    /// A client of etcd as `access()` says, its TLS files read and checked.
+    func client(log: @escaping @Sendable (String) -> Void = { _ in }) throws -> EtcdClient {
+        do {
+            return try EtcdClient(access: try access(), log: log)
+        } catch let error as EtcdAccessError {
+            throw AgentError(error.description)
+        }
+    }
 
     /// The cluster's declaration as etcd holds it.
     func declaration(_ client: EtcdClient) async throws -> ClusterConfig {
         guard let item = try await client.get(ClusterConfig.configKey(cluster)) else {
-            throw ValidationError("cluster \(cluster) is not declared in etcd at \(etcd)")
+            throw AgentError("cluster \(cluster) is not declared in etcd at \(client.endpoint)")
         }
         return try ClusterConfig(json: try JSON.parse(item.value))
     }
+}
+
+/// A failure of a command that is not a misuse of it: said in one line, no usage text.
+struct AgentError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
 }
 
 /// A line on stderr with the time, for the agent's log.
@@ -73,13 +127,16 @@ struct Run: AsyncParsableCommand {
             throw ValidationError("another agent runs for node \(name) of cluster \(options.cluster): \(busy.holders.joined(separator: ", "))")
         }
         defer { lock.release() }
-        var agentOptions = AgentOptions(etcd: options.etcd, cluster: options.cluster, node: name,
+        let client = try options.client(log: logLine)
+        var agentOptions = AgentOptions(etcd: client.endpoint, cluster: options.cluster, node: name,
                                         address: IPAddress(address)!, subnetFile: subnetFile, ttl: ttl,
                                         runDirectory: runDir, policyLogGroup: policyLog)
         agentOptions.reconcileInterval = reconcileInterval
         let registry = PrometheusCollectorRegistry()
         MetricsSystem.bootstrap(DescribedMetricsFactory(registry: registry, help: AgentMetrics.help))
-        let agent = Agent(options: agentOptions, log: logLine)
+        let agent = Agent(options: agentOptions, store: client, log: logLine)
+        if client.access.usesTLS { logLine("etcd at \(client.endpoint) over TLS") }
+        if let user = client.access.user { logLine("etcd user \(user) (\(client.access.origin(.user)))") }
         var server: MetricsServer?
         if let (host, port) = hostAndPort(metricsAddress) {
             do {
@@ -93,8 +150,24 @@ struct Run: AsyncParsableCommand {
         let task = Task { await agent.run() }
         // SIGTERM and SIGINT end the agent, its lease left to expire, so a
         // restart takes the block back without a flap. SIGUSR1 (`leave`)
-        // ends it leaving the cluster at once.
+        // ends it leaving the cluster at once. SIGHUP reads the TLS files
+        // again (they are also looked at once a second before a request).
         let leaving = LeaveFlag()
+        signal(SIGHUP, SIG_IGN)
+        let hangup = DispatchSource.makeSignalSource(signal: SIGHUP)
+        hangup.setEventHandler {
+            do {
+                if let summary = try client.reloadTLS(force: true) {
+                    logLine("SIGHUP: etcd TLS material read again, now in use: \(summary)")
+                } else {
+                    logLine("SIGHUP: no TLS files to read again")
+                }
+            } catch {
+                logLine("SIGHUP: etcd TLS material does not load, the previous stays in use: \(error)")
+            }
+        }
+        hangup.resume()
+        Self.signalSources.append(hangup)
         for sig in [SIGTERM, SIGINT, SIGUSR1] {
             signal(sig, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: sig)
@@ -107,7 +180,7 @@ struct Run: AsyncParsableCommand {
         }
         await task.value
         if leaving.isSet {
-            let leaver = Agent(options: agentOptions, log: logLine)
+            let leaver = Agent(options: agentOptions, store: try options.client(log: logLine), log: logLine)
             do {
                 try await leaver.leave()
             } catch {
@@ -166,8 +239,9 @@ struct Leave: AsyncParsableCommand {
         guard let text = address, let ip = IPAddress(text), ip.family == .v4 else {
             throw ValidationError("no agent runs for node \(name): give --address (its underlay address) to leave without one")
         }
-        let agent = Agent(options: AgentOptions(etcd: options.etcd, cluster: options.cluster, node: name, address: ip,
-                                                subnetFile: subnetFile), log: logLine)
+        let client = try options.client(log: logLine)
+        let agent = Agent(options: AgentOptions(etcd: client.endpoint, cluster: options.cluster, node: name, address: ip,
+                                                subnetFile: subnetFile), store: client, log: logLine)
         try await agent.leave()
         print("node \(name) left cluster \(options.cluster)")
     }
@@ -181,7 +255,7 @@ struct Release: AsyncParsableCommand {
     @Flag(help: "Release it even though its record is still there (the node may be alive).") var force = false
 
     func run() async throws {
-        let etcd = EtcdClient(endpoint: options.etcd)
+        let etcd = try options.client()
         defer { Task { await etcd.shutdown() } }
         let config = try await options.declaration(etcd)
         let me = Array(node.utf8)
@@ -211,7 +285,7 @@ struct Init: AsyncParsableCommand {
         guard let prefix = IPPrefix(network) else { throw ValidationError("--network \(network) is not a prefix") }
         guard let mode = ClusterMode(rawValue: mode) else { throw ValidationError("--mode must be host-gw or vxlan") }
         let config = try ClusterConfig(name: options.cluster, network: prefix, blockLength: blockLength, mode: mode, vni: vni, port: port)
-        let etcd = EtcdClient(endpoint: options.etcd)
+        let etcd = try options.client()
         defer { Task { await etcd.shutdown() } }
         let bytes = Array(config.json.serialized().utf8)
         if try await etcd.create(config.configKey, bytes, lease: 0) {
@@ -232,7 +306,7 @@ struct Show: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Print a cluster network's declaration.")
     @OptionGroup var options: ClusterOptions
     func run() async throws {
-        let etcd = EtcdClient(endpoint: options.etcd)
+        let etcd = try options.client()
         defer { Task { await etcd.shutdown() } }
         print(try await options.declaration(etcd).json.serialized(pretty: true))
     }
@@ -244,7 +318,7 @@ struct Nodes: AsyncParsableCommand {
     @Flag(help: "Print JSON instead of a table.") var json = false
 
     func run() async throws {
-        let etcd = EtcdClient(endpoint: options.etcd)
+        let etcd = try options.client()
         defer { Task { await etcd.shutdown() } }
         let config = try await options.declaration(etcd)
         let now = Int(Date().timeIntervalSince1970)

@@ -41,7 +41,7 @@ struct PolicyApply: AsyncParsableCommand {
 
     func run() async throws {
         let set = try readPolicies(file)
-        let etcd = EtcdClient(endpoint: options.etcd)
+        let etcd = try options.client()
         defer { Task { await etcd.shutdown() } }
         let config = try await options.declaration(etcd)
         var puts: [(key: String, value: [UInt8])] = []
@@ -72,7 +72,7 @@ struct PolicyDelete: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let etcd = EtcdClient(endpoint: options.etcd)
+        let etcd = try options.client()
         defer { Task { await etcd.shutdown() } }
         let config = try await options.declaration(etcd)
         let stored = Set(try await etcd.list(prefix: config.policiesPrefix).items.map(\.key))
@@ -108,7 +108,7 @@ struct PolicyList: AsyncParsableCommand {
     @Flag(help: "Print JSON.") var json = false
 
     func run() async throws {
-        let etcd = EtcdClient(endpoint: options.etcd)
+        let etcd = try options.client()
         defer { Task { await etcd.shutdown() } }
         let config = try await options.declaration(etcd)
         var state = ClusterPolicyState(config: config, node: "")

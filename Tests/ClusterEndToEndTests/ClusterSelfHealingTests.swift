@@ -37,6 +37,40 @@ struct ClusterSelfHealingTests {
         #expect(log.contains("removed route 192.0.2.0/24"), "the route added by hand with proto 77 went: \(log)")
     }
 
+    @Test("a change by hand is put right at once, on the kernel's notification, not at the next periodic check; the agent's own changes start no check")
+    func repairedOnNotification() throws {
+        let c = try SimulatedCluster(mode: "vxlan", nodes: 3)
+        defer { c.cleanUp() }
+        // The periodic check an hour away: only the notification can repair in time.
+        for i in 0..<3 { try c.startAgent(i, extra: ["--reconcile-interval", "3600", "--metrics-address", "none"]) }
+        try #require(c.wait(seconds: 20) { (0..<3).allSatisfy { c.routes($0).count == 2 } } != nil, "no convergence")
+        usleep(500_000)
+        #expect(!c.log(0).contains("changed by hand"), "its own programming is not taken for a change by hand: \(c.log(0))")
+        let routes = c.routes(0)
+        let peerBlock = String(routes[0].split(separator: " ")[0])
+        node(c, 0, ["ip", "route", "del", peerBlock])
+        #expect(c.wait(seconds: 3) { c.routes(0) == routes } != nil, "route back: \(c.routes(0)); \(c.log(0))")
+        let neighbours = node(c, 0, ["ip", "neigh", "show", "dev", "berthvx1"])
+        let vtep = try #require(neighbours.split(separator: " ").first.map(String.init))
+        node(c, 0, ["ip", "neigh", "del", vtep, "dev", "berthvx1"])
+        #expect(c.wait(seconds: 3) { node(c, 0, ["ip", "neigh", "show", "dev", "berthvx1"]) == neighbours } != nil,
+                "neighbours back: \(node(c, 0, ["ip", "neigh", "show", "dev", "berthvx1"]))")
+        let fdb = node(c, 0, ["bridge", "fdb", "show", "dev", "berthvx1"]).split(separator: "\n").filter { $0.contains(" dst ") }
+        let first = try #require(fdb.first?.split(separator: " ").first)
+        node(c, 0, ["bridge", "fdb", "del", String(first), "dev", "berthvx1", "dst", String(fdb[0].components(separatedBy: " dst ")[1].split(separator: " ")[0])])
+        #expect(c.wait(seconds: 3) { node(c, 0, ["bridge", "fdb", "show", "dev", "berthvx1"]).split(separator: "\n").filter { $0.contains(" dst ") } == fdb } != nil,
+                "fdb back: \(node(c, 0, ["bridge", "fdb", "show", "dev", "berthvx1"]))")
+        node(c, 0, ["ip", "route", "add", "192.0.2.0/24", "via", c.nodeAddress(1), "proto", "77"])
+        #expect(c.wait(seconds: 3) { c.routes(0) == routes } != nil, "the route added with the agent's protocol goes: \(c.routes(0))")
+        let log = c.log(0)
+        #expect(log.contains("(noticed at once: route deleted)"), "\(log)")
+        #expect(log.components(separatedBy: "put 1 routes and entries right (noticed at once").count - 1 >= 4, "four repairs, each noticed: \(log)")
+        // A route of another protocol is none of the agent's business.
+        node(c, 0, ["ip", "route", "add", "192.0.2.0/24", "via", c.nodeAddress(1)])
+        usleep(500_000)
+        #expect(node(c, 0, ["ip", "route", "show", "192.0.2.0/24"]).contains("via"), "left alone")
+    }
+
     @Test("etcd wiped and restarted: every node's block, record and the declaration come back from the agents; no node changes its routes")
     func etcdWiped() throws {
         let c = try SimulatedCluster(mode: "host-gw", nodes: 2)
@@ -57,7 +91,7 @@ struct ClusterSelfHealingTests {
                 && etcdctl(["get", "--prefix", "/berth/clusters/\(c.name)/nodes/", "--keys-only"]).out.split(separator: "\n").filter { !$0.isEmpty }.count == 2
                 && !etcdctl(["get", "/berth/clusters/\(c.name)/config"]).out.isEmpty
         }
-        #expect(back != nil, "blocks \(etcdctl(["get", "--prefix", "/berth/clusters/\(c.name)/", "--keys-only"]).out); logs: \((try? String(contentsOfFile: c.agentLog(0), encoding: .utf8)) ?? "")")
+        #expect(back != nil, "blocks \(etcdctl(["get", "--prefix", "/berth/clusters/\(c.name)/", "--keys-only"]).out); logs: \(c.log(0))\n\(c.log(1))")
         #expect((0..<2).map { c.block($0) } == blocks, "the same blocks")
         #expect((0..<2).map { c.routes($0) } == routes, "no node changed its routes")
         let log = (try? String(contentsOfFile: c.agentLog(0), encoding: .utf8)) ?? ""

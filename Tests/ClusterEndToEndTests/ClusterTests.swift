@@ -25,8 +25,26 @@ final class SimulatedCluster: @unchecked Sendable {
     private var agents: [Int: Process] = [:]
     private var etcd: Process?
     private let lock = NSLock()
+    /// etcd's own flags beyond the listening ones (TLS, auth token TTL); a test may change them before a restart.
+    var etcdArguments: [String] = []
+    /// What etcdctl needs to talk to that etcd (its TLS material, a root user).
+    var etcdctlArguments: [String] = []
+    /// What every berth-agent command gives for etcd (TLS files, a user).
+    var clientArguments: [String] = []
 
-    init(mode: String, nodes count: Int, ttl: Int = 30, network: String = "10.249.0.0/16", blockLength: Int = 24) throws {
+    /// How the test's etcd is secured: made once the cluster's work
+    /// directory and etcd's address exist, before etcd starts.
+    struct Security {
+        var scheme = "http"
+        var etcdArguments: [String] = []
+        var etcdctlArguments: [String] = []
+        var clientArguments: [String] = []
+        /// Runs once etcd answers, before the cluster is declared (users, roles, `auth enable`).
+        var setUp: ((SimulatedCluster) throws -> Void)?
+    }
+
+    init(mode: String, nodes count: Int, ttl: Int = 30, network: String = "10.249.0.0/16", blockLength: Int = 24,
+         security: ((_ work: String, _ etcdAddress: String) throws -> Security)? = nil) throws {
         let r = UInt32.random(in: 0...0xFFFFFF)
         tag = String(format: "%06x", r)
         underlay = "bu\(tag)"
@@ -38,16 +56,22 @@ final class SimulatedCluster: @unchecked Sendable {
         repeat { b = "10.\(Int.random(in: 200...239)).\(Int.random(in: 0...255))" } while routes.contains(b + ".")
         base = b
         etcdPort = Int.random(in: 20000...29999)
-        etcdURL = "http://\(b).1:\(etcdPort)"
         self.ttl = ttl
         try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
+        let secured = try security?(work, "\(b).1") ?? Security()
+        etcdURL = "\(secured.scheme)://\(b).1:\(etcdPort)"
+        etcdArguments = secured.etcdArguments
+        etcdctlArguments = secured.etcdctlArguments
+        clientArguments = secured.clientArguments
         shell(["ip", "link", "add", underlay, "type", "bridge"])
         shell(["ip", "addr", "add", "\(b).1/24", "dev", underlay])
         shell(["ip", "link", "set", underlay, "up"])
         for i in 0..<count { addNode(i) }
         try startEtcd()
-        let initRun = agentCommand(["init", "--etcd", etcdURL, "--cluster", name, "--network", network,
+        try secured.setUp?(self)
+        let initRun = agentCommand(["init", "--etcd", etcdURL] + clientArguments + [ "--cluster", name, "--network", network,
                                     "--block-length", String(blockLength), "--mode", mode])
+
         try #require(initRun.status == 0, "init: \(initRun.out)")
     }
 
@@ -74,20 +98,31 @@ final class SimulatedCluster: @unchecked Sendable {
         return ns
     }
 
-    func startEtcd() throws {
+    /// Starts etcd and waits until etcdctl finds it healthy (or, when
+    /// `healthCheck` is false, as for an etcd with a certificate no client
+    /// trusts, until its port accepts connections).
+    func startEtcd(healthCheck: Bool = true) throws {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/usr/bin/etcd")
         p.arguments = ["--name", name, "--data-dir", "\(work)/etcd",
                        "--listen-client-urls", etcdURL, "--advertise-client-urls", etcdURL,
                        "--listen-peer-urls", "http://127.0.0.1:\(etcdPort + 1)",
                        "--initial-advertise-peer-urls", "http://127.0.0.1:\(etcdPort + 1)",
-                       "--initial-cluster", "\(name)=http://127.0.0.1:\(etcdPort + 1)"]
+                       "--initial-cluster", "\(name)=http://127.0.0.1:\(etcdPort + 1)"] + etcdArguments
         p.standardOutput = FileHandle.nullDevice
-        p.standardError = FileHandle(forWritingAtPath: "/dev/null")
+        FileManager.default.createFile(atPath: "\(work)/etcd.log", contents: nil)
+        p.standardError = FileHandle(forWritingAtPath: "\(work)/etcd.log")
         try p.run()
         etcd = p
+        let (host, port) = (String(etcdURL.split(separator: "/")[1].split(separator: ":")[0]), etcdPort)
         for _ in 0..<100 {
-            if shell(["etcdctl", "--endpoints", etcdURL, "endpoint", "health"], environment: ["ETCDCTL_API": "3", "PATH": "/usr/bin:/bin"]).status == 0 { return }
+            if !healthCheck {
+                if shell(["bash", "-c", "exec 3<>/dev/tcp/\(host)/\(port)"]).status == 0 { return }
+                usleep(100_000)
+                continue
+            }
+            if shell(["etcdctl", "--endpoints", etcdURL, "--dial-timeout", "1s", "--command-timeout", "1s"] + etcdctlArguments + ["endpoint", "health"],
+                     environment: ["ETCDCTL_API": "3", "PATH": "/usr/bin:/bin"]).status == 0 { return }
             usleep(100_000)
         }
         Issue.record("etcd did not start on \(etcdURL)")
@@ -116,7 +151,7 @@ final class SimulatedCluster: @unchecked Sendable {
         p.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
         p.arguments = ["netns", "exec", nodeNamespace(i), "\(productsDirectory)/berth-agent", "run", "--etcd", etcdURL,
                        "--cluster", name, "--node", "n\(i)", "--address", nodeAddress(i),
-                       "--subnet-file", subnetFile(i), "--ttl", String(ttl), "--run-dir", runDir(i)] + extra
+                       "--subnet-file", subnetFile(i), "--ttl", String(ttl), "--run-dir", runDir(i)] + clientArguments + extra
         FileManager.default.createFile(atPath: agentLog(i), contents: nil)
         p.standardError = FileHandle(forWritingAtPath: agentLog(i))
         p.standardOutput = FileHandle.nullDevice
@@ -268,7 +303,7 @@ extension SimulatedCluster {
     func log(_ i: Int) -> String { (try? String(contentsOfFile: agentLog(i), encoding: .utf8)) ?? "" }
 
     func etcdctl(_ args: [String]) -> (status: Int32, out: String) {
-        shell(["etcdctl", "--endpoints", etcdURL] + args, environment: ["ETCDCTL_API": "3", "PATH": "/usr/bin:/bin"])
+        shell(["etcdctl", "--endpoints", etcdURL] + etcdctlArguments + args, environment: ["ETCDCTL_API": "3", "PATH": "/usr/bin:/bin"])
     }
 
     /// Starts agents 0..<count and waits until every node has a route to every other.
