@@ -87,15 +87,34 @@ def measure_policy(agent, url, cluster, namespaces, work):
 
 
 def run_mode(args, mode):
+    """One run; a mode "MODE+tls" is MODE with etcd over TLS and client
+    certificates (made by scripts/etcd-certs.sh), to see what TLS costs."""
+    mode, _, secured = mode.partition("+")
+    tls = secured == "tls"
     tag = f"{random.randrange(16**5):05x}"
     work = tempfile.mkdtemp(prefix=f"berth-bench-cluster-{tag}-")
     bridge, base = f"bk{tag}", f"10.{random.randrange(200, 240)}.{random.randrange(256)}"
     while base + "." in sh("ip", "-4", "route", "show", "table", "all").stdout:
         base = f"10.{random.randrange(200, 240)}.{random.randrange(256)}"
     port = random.randrange(30000, 39000)
-    url = f"http://{base}.1:{port}"
+    url = f"{'https' if tls else 'http'}://{base}.1:{port}"
     agent = os.path.join(args.agent_dir, "berth-agent")
     namespaces, agents, etcd = [], {}, None
+    etcd_flags, ctl_flags, client_flags = [], [], []
+    if tls:
+        pki = f"{work}/pki"
+        certs = os.path.join(os.path.dirname(os.path.abspath(__file__)), "etcd-certs.sh")
+        sh("bash", certs, pki, "ca")
+        sh("bash", certs, pki, "server", "etcd", f"IP:{base}.1")
+        sh("bash", certs, pki, "client", "node")
+        etcd_flags = ["--cert-file", f"{pki}/etcd.pem", "--key-file", f"{pki}/etcd-key.pem",
+                      "--trusted-ca-file", f"{pki}/ca.pem", "--client-cert-auth"]
+        ctl_flags = ["--cacert", f"{pki}/ca.pem", "--cert", f"{pki}/node.pem", "--key", f"{pki}/node-key.pem"]
+        client_flags = ["--etcd-cafile", f"{pki}/ca.pem", "--etcd-certfile", f"{pki}/node.pem", "--etcd-keyfile", f"{pki}/node-key.pem"]
+
+    def ctl(*command, check=True):
+        return sh("etcdctl", "--endpoints", url, *ctl_flags, *command, check=check, env={"ETCDCTL_API": "3", "PATH": "/usr/bin:/bin"})
+
     try:
         sh("ip", "link", "add", bridge, "type", "bridge")
         sh("ip", "addr", "add", f"{base}.1/24", "dev", bridge)
@@ -107,22 +126,22 @@ def run_mode(args, mode):
             sh("ip", "link", "set", f"bk{tag}h{i}", "master", bridge, "up")
             sh("ip", "-n", ns, "addr", "add", f"{base}.{10 + i}/24", "dev", "eth0")
             sh("ip", "-n", ns, "link", "set", "eth0", "up")
+            sh("ip", "-n", ns, "link", "set", "lo", "up")  # the agent's /metrics listens on loopback
             namespaces.append(ns)
         etcd = subprocess.Popen(["etcd", "--name", tag, "--data-dir", f"{work}/etcd", "--listen-client-urls", url,
                                  "--advertise-client-urls", url, "--listen-peer-urls", f"http://127.0.0.1:{port + 1}",
                                  "--initial-advertise-peer-urls", f"http://127.0.0.1:{port + 1}",
-                                 "--initial-cluster", f"{tag}=http://127.0.0.1:{port + 1}"],
+                                 "--initial-cluster", f"{tag}=http://127.0.0.1:{port + 1}"] + etcd_flags,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_until(lambda: sh("etcdctl", "--endpoints", url, "endpoint", "health", check=False,
-                              env={"ETCDCTL_API": "3", "PATH": "/usr/bin:/bin"}).returncode == 0, 20)
-        sh(agent, "init", "--etcd", url, "--cluster", f"bench{tag}", "--network", "10.250.0.0/16", "--mode", mode)
+        wait_until(lambda: ctl("endpoint", "health", check=False).returncode == 0, 20)
+        sh(agent, "init", "--etcd", url, *client_flags, "--cluster", f"bench{tag}", "--network", "10.250.0.0/16", "--mode", mode)
 
         def start(i):
             log = open(f"{work}/agent{i}.log", "w")
             agents[i] = subprocess.Popen(["ip", "netns", "exec", namespaces[i], agent, "run", "--etcd", url,
                                           "--cluster", f"bench{tag}", "--node", f"n{i}", "--address", f"{base}.{10 + i}",
                                           "--subnet-file", f"{work}/node{i}.json", "--ttl", "30",
-                                          "--run-dir", f"{work}/run{i}"],
+                                          "--run-dir", f"{work}/run{i}"] + client_flags,
                                          stdout=subprocess.DEVNULL, stderr=log)
         n = args.nodes
         for i in range(n):
@@ -131,12 +150,13 @@ def run_mode(args, mode):
         start(n)
         joined = wait_until(lambda: all(c == n for c in route_counts(namespaces[:n + 1])), 60)
         agents.pop(n).send_signal(signal.SIGKILL)
-        lease = sh("etcdctl", "--endpoints", url, "get", f"/berth/clusters/bench{tag}/nodes/n{n}", "-w", "json",
-                   env={"ETCDCTL_API": "3", "PATH": "/usr/bin:/bin"}).stdout
+        lease = ctl("get", f"/berth/clusters/bench{tag}/nodes/n{n}", "-w", "json").stdout
+        if "kvs" not in json.loads(lease):
+            raise SystemExit("bench_cluster: node n%d has no record; its log: %s" % (n, open(f"{work}/agent{n}.log").read()[-2000:]))
         lease_id = json.loads(lease)["kvs"][0]["lease"]
-        sh("etcdctl", "--endpoints", url, "lease", "revoke", format(lease_id, "x"), env={"ETCDCTL_API": "3", "PATH": "/usr/bin:/bin"})
+        ctl("lease", "revoke", format(lease_id, "x"))
         left = wait_until(lambda: all(c == n - 1 for c in route_counts(namespaces[:n])), 60)
-        policy = measure_policy(agent, url, f"bench{tag}", namespaces[:n], work) if mode == args.modes.split(",")[0] else None
+        policy = measure_policy(agent, url, f"bench{tag}", namespaces[:n], work) if not tls and mode == args.modes.split(",")[0] else None
         rss = []
         for p in agents.values():
             try:
@@ -147,7 +167,7 @@ def run_mode(args, mode):
                         rss.append(int(line.split()[1]))
             except (OSError, IndexError):
                 pass
-        return {"mode": mode, "nodes": n, "converged": converged, "joined": joined, "left": left, "policy": policy,
+        return {"mode": mode + (" (etcd over TLS, client certificates)" if tls else ""), "nodes": n, "converged": converged, "joined": joined, "left": left, "policy": policy,
                 "rss": sorted(rss)[len(rss) // 2] if rss else 0}
     finally:
         for p in agents.values():
@@ -165,7 +185,7 @@ def run_mode(args, mode):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--nodes", type=int, default=50)
-    ap.add_argument("--modes", default="host-gw,vxlan")
+    ap.add_argument("--modes", default="host-gw,vxlan,host-gw+tls")
     ap.add_argument("--agent-dir", default=".build/release")
     args = ap.parse_args()
     if os.geteuid() != 0:

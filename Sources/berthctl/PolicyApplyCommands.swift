@@ -61,12 +61,38 @@ func enforce(_ applied: AppliedPolicies, endpoints: String, verb: String) throws
 struct ClusterPolicyOptions: ParsableArguments {
     @Option(help: "Work on this cluster's policies in etcd (every node's agent enforces them) instead of this node's.")
     var cluster: String?
-    @Option(help: "etcd's client URL, with --cluster.") var etcd: String = "http://127.0.0.1:2379"
+    @Option(help: "etcd's client URL, with --cluster (default: BERTH_ETCD_ENDPOINT, /etc/default/berth-agent, http://127.0.0.1:2379).")
+    var etcd: String?
+    @Option(name: .customLong("etcd-cafile"), help: ArgumentHelp("With --cluster: the CA etcd's certificate is signed by.", valueName: "file"))
+    var etcdCAFile: String?
+    @Option(name: .customLong("etcd-certfile"), help: ArgumentHelp("With --cluster: a client certificate for etcd.", valueName: "file"))
+    var etcdCertFile: String?
+    @Option(name: .customLong("etcd-keyfile"), help: ArgumentHelp("With --cluster: its key.", valueName: "file"))
+    var etcdKeyFile: String?
+    @Option(name: .customLong("etcd-username"), help: ArgumentHelp("With --cluster: the etcd user.", valueName: "user"))
+    var etcdUsername: String?
+    @Option(name: .customLong("etcd-password"), help: ArgumentHelp("With --cluster: its password.", valueName: "password"))
+    var etcdPassword: String?
+    @Option(name: .customLong("etcd-password-file"), help: ArgumentHelp("With --cluster: a file holding its password.", valueName: "file"))
+    var etcdPasswordFile: String?
 
     /// Hands `arguments` of `berth-agent policy` over when --cluster is given; returns otherwise.
     func handOverIfCluster(_ subcommand: String, _ arguments: [String]) throws {
-        guard let cluster else { return }
-        try ClusterCommand.handOver(["policy", subcommand, "--cluster", cluster, "--etcd", etcd] + arguments,
+        guard let cluster else {
+            if etcd != nil || etcdCAFile != nil || etcdCertFile != nil || etcdKeyFile != nil || etcdUsername != nil
+                || etcdPassword != nil || etcdPasswordFile != nil {
+                throw CLIError("the --etcd options work on a cluster's policies: give --cluster NAME too")
+            }
+            return
+        }
+        var etcdArguments: [String] = []
+        for (flag, value) in [("--etcd", etcd), ("--etcd-cafile", etcdCAFile.map(absolutePath)),
+                              ("--etcd-certfile", etcdCertFile.map(absolutePath)), ("--etcd-keyfile", etcdKeyFile.map(absolutePath)),
+                              ("--etcd-username", etcdUsername), ("--etcd-password", etcdPassword),
+                              ("--etcd-password-file", etcdPasswordFile.map(absolutePath))] {
+            if let value { etcdArguments += [flag, value] }
+        }
+        try ClusterCommand.handOver(["policy", subcommand, "--cluster", cluster] + etcdArguments + arguments,
                                     commandName: "berthctl")
     }
 }

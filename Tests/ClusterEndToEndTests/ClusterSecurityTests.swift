@@ -55,6 +55,10 @@ struct ClusterSecurityTests {
         // berthctl cluster hands the flags over.
         let viaBerthctl = shellMerged(["\(productsDirectory)/berthctl", "cluster", "show", "--cluster", c.name, "--etcd", c.etcdURL] + c.clientArguments)
         #expect(viaBerthctl.status == 0 && viaBerthctl.out.contains(c.name), "\(viaBerthctl.out)")
+        let policies = shellMerged(["\(productsDirectory)/berthctl", "policy", "ls", "--cluster", c.name, "--etcd", c.etcdURL] + c.clientArguments)
+        #expect(policies.status == 0, "berthctl policy --cluster takes the TLS flags: \(policies.out)")
+        let refused = shellMerged(["\(productsDirectory)/berthctl", "policy", "ls", "--cluster", c.name, "--etcd", c.etcdURL])
+        #expect(refused.status != 0 && refused.out.contains("is not signed by a CA of the system's"), "\(refused.out)")
 
         let client = ["--etcd-certfile", "\(a)/node.pem", "--etcd-keyfile", "\(a)/node-key.pem"]
         let cases: [(String, [String], String)] = [
