@@ -5,8 +5,11 @@ measures the time until every node has a route to every other node's block,
 then the time until a node joining afterwards is known to all of them, and
 the same for a node leaving (its agent stopped, its lease revoked by waiting
 out the TTL is not measured: the agent is removed with etcdctl lease revoke).
+Then one TCP stream (iperf3, 3 s) between a pod on node 0 and one on node 1
+through the mode, beside the same stream between the two nodes' own
+underlay addresses. A mode "MODE+tls" runs MODE with etcd over TLS.
 As root; everything it makes is removed at the end.
-  python3 scripts/bench_cluster.py [--nodes 50] [--modes host-gw,vxlan] [--agent-dir .build/release]
+  python3 scripts/bench_cluster.py [--nodes 50] [--modes host-gw,vxlan,wireguard,host-gw+tls] [--agent-dir .build/release]
 """
 import argparse, json, os, random, shutil, signal, subprocess, sys, tempfile, time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -27,6 +30,51 @@ def wait_until(predicate, timeout):
             return time.monotonic() - start
         time.sleep(0.05)
     return None
+
+def tcp_stream(client_ns, server_ns, server_address):
+    """Gbit/s of one TCP stream from client_ns to server_address (in server_ns), 3 s."""
+    server = subprocess.Popen(["ip", "netns", "exec", server_ns, "iperf3", "-s", "-1", "-B", server_address],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        for _ in range(50):
+            r = sh("ip", "netns", "exec", client_ns, "iperf3", "-c", server_address, "-t", "3", "-J", check=False)
+            if r.returncode == 0:
+                return json.loads(r.stdout)["end"]["sum_received"]["bits_per_second"] / 1e9
+            time.sleep(0.1)
+        return None
+    finally:
+        server.kill()
+        server.wait()
+
+def measure_throughput(args, namespaces, work, base, cluster):
+    """A pod on node 0 and one on node 1 (the berth plugin in each node's
+    namespace, berth-ipam reading the node file), one stream between them;
+    and one between the nodes' underlay addresses."""
+    plugin = os.path.join(args.agent_dir, "berth")
+    pods = []
+    try:
+        for i in (0, 1):
+            pod = f"{namespaces[i]}-pod"
+            sh("ip", "netns", "add", pod)
+            config = json.dumps({"cniVersion": "1.1.0", "name": cluster, "type": "berth", "bridge": "cbr0", "isGateway": True,
+                                 "isDefaultGateway": True, "runDir": f"{work}/run{i}",
+                                 "ipam": {"type": "berth-ipam", "dataDir": f"{work}/ipam{i}",
+                                          "ranges": [[{"subnetFile": f"{work}/node{i}.json"}]]}})
+            env = {"CNI_COMMAND": "ADD", "CNI_CONTAINERID": f"bench{i}", "CNI_NETNS": f"/run/netns/{pod}", "CNI_IFNAME": "eth0",
+                   "CNI_PATH": args.agent_dir, "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
+            r = subprocess.run(["ip", "netns", "exec", namespaces[i], plugin], input=config, capture_output=True, text=True, env=env)
+            if r.returncode != 0:
+                raise SystemExit(f"bench_cluster: ADD of a pod on node {i}: {r.stdout}")
+            address = json.loads(r.stdout)["ips"][0]["address"].split("/")[0]
+            pods.append((pod, address, i, config, env))
+        through = tcp_stream(pods[0][0], pods[1][0], pods[1][1])
+        underlay = tcp_stream(namespaces[0], namespaces[1], f"{base}.11")
+        return through, underlay
+    finally:
+        for pod, _, i, config, env in pods:
+            subprocess.run(["ip", "netns", "exec", namespaces[i], plugin], input=config, capture_output=True, text=True,
+                           env=dict(env, CNI_COMMAND="DEL"))
+            sh("ip", "netns", "del", pod, check=False)
 
 def policy_chain(namespace, name):
     """The chain of a policy's ingress rules, as Berth names it."""
@@ -141,7 +189,7 @@ def run_mode(args, mode):
             agents[i] = subprocess.Popen(["ip", "netns", "exec", namespaces[i], agent, "run", "--etcd", url,
                                           "--cluster", f"bench{tag}", "--node", f"n{i}", "--address", f"{base}.{10 + i}",
                                           "--subnet-file", f"{work}/node{i}.json", "--ttl", "30",
-                                          "--run-dir", f"{work}/run{i}"] + client_flags,
+                                          "--run-dir", f"{work}/run{i}", "--state-dir", f"{work}/state{i}"] + client_flags,
                                          stdout=subprocess.DEVNULL, stderr=log)
         n = args.nodes
         for i in range(n):
@@ -157,6 +205,7 @@ def run_mode(args, mode):
         ctl("lease", "revoke", format(lease_id, "x"))
         left = wait_until(lambda: all(c == n - 1 for c in route_counts(namespaces[:n])), 60)
         policy = measure_policy(agent, url, f"bench{tag}", namespaces[:n], work) if not tls and mode == args.modes.split(",")[0] else None
+        throughput = measure_throughput(args, namespaces, work, base, f"bench{tag}") if not tls else (None, None)
         rss = []
         for p in agents.values():
             try:
@@ -167,7 +216,7 @@ def run_mode(args, mode):
                         rss.append(int(line.split()[1]))
             except (OSError, IndexError):
                 pass
-        return {"mode": mode + (" (etcd over TLS, client certificates)" if tls else ""), "nodes": n, "converged": converged, "joined": joined, "left": left, "policy": policy,
+        return {"mode": mode + (" (etcd over TLS, client certificates)" if tls else ""), "nodes": n, "throughput": throughput, "converged": converged, "joined": joined, "left": left, "policy": policy,
                 "rss": sorted(rss)[len(rss) // 2] if rss else 0}
     finally:
         for p in agents.values():
@@ -178,6 +227,17 @@ def run_mode(args, mode):
             etcd.terminate()
             etcd.wait()
         for ns in namespaces:
+            # wireguard-go outlives its agent (as a kernel device would): asked to end, it removes its socket.
+            pids = sh("ip", "netns", "pids", ns, check=False).stdout.split()
+            for pid in pids:
+                try:
+                    os.kill(int(pid), signal.SIGTERM)
+                except OSError:
+                    pass
+            for _ in range(20):
+                if not sh("ip", "netns", "pids", ns, check=False).stdout.split():
+                    break
+                time.sleep(0.05)
             sh("ip", "netns", "del", ns, check=False)
         sh("ip", "link", "del", bridge, check=False)
         shutil.rmtree(work, ignore_errors=True)
@@ -185,7 +245,7 @@ def run_mode(args, mode):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--nodes", type=int, default=50)
-    ap.add_argument("--modes", default="host-gw,vxlan,host-gw+tls")
+    ap.add_argument("--modes", default="host-gw,vxlan,wireguard,host-gw+tls")
     ap.add_argument("--agent-dir", default=".build/release")
     args = ap.parse_args()
     if os.geteuid() != 0:
@@ -197,6 +257,15 @@ def main():
     print("|---|---:|---:|---:|---:|")
     for r in rows:
         print(f"| {r['mode']} | {fmt(r['converged'])} | {fmt(r['joined'])} | {fmt(r['left'])} | {r['rss']} |")
+    streams = [r for r in rows if r["throughput"][0] is not None]
+    if streams:
+        print("\nOne TCP stream (iperf3, 3 s) between a pod on node 0 and one on node 1, and between the two nodes' underlay addresses:\n")
+        print("| mode | pod to pod (Gbit/s) | underlay, node to node (Gbit/s) | pod to pod / underlay |")
+        print("|---|---:|---:|---:|")
+        for r in streams:
+            through, underlay = r["throughput"]
+            ratio = f"{through / underlay:.2f}" if through and underlay else "-"
+            print(f"| {r['mode']} | {fmt(through)} | {fmt(underlay)} | {ratio} |")
     for r in rows:
         if r.get("policy"):
             new, changed, pod = r["policy"]

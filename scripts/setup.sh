@@ -20,6 +20,8 @@ packages=(
   lxcfs                                      # berthctl run --lxcfs (the tests start it)
   etcd-server etcd-client                    # clusters: the store berth-agent uses (the tests start their own)
   openssl                                    # scripts/etcd-certs.sh: certificates for etcd over TLS (the tests make theirs)
+  wireguard-go wireguard-tools               # the wireguard mode where the kernel has no WireGuard (wg inspects it in tests)
+  iperf3                                     # scripts/bench_cluster.py: one TCP stream between pods on two nodes
   graphviz                                   # berthctl lab graph
   runc                                       # scripts/bench_runtime.py: the runtime Berth is measured against
 )

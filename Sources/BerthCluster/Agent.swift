@@ -28,6 +28,8 @@ public struct AgentOptions: Sendable {
     /// How often the kernel is checked against what the agent programmed
     /// (a route, neighbour or FDB entry deleted or added by hand is put right).
     public var reconcileInterval: Double = 10
+    /// What the node keeps across restarts (wireguard: its private key).
+    public var stateDirectory: String = AgentOptions.defaultStateDirectory
 
     public init(etcd: String, cluster: String, node: String, address: IPAddress, subnetFile: String? = nil, ttl: Int = 60,
                 runDirectory: String = AgentOptions.defaultRunDirectory, policyLogGroup: Int? = nil) {
@@ -42,6 +44,7 @@ public struct AgentOptions: Sendable {
     }
 
     public static let defaultRunDirectory = "/run/berth"
+    public static let defaultStateDirectory = "/var/lib/berth"
     public var endpointsDirectory: String { "\(runDirectory)/endpoints" }
     public var policyDirectory: String { "\(runDirectory)/policy" }
 
@@ -123,8 +126,10 @@ public actor Agent {
         self.options = options
         self.log = log
         etcd = MeasuredStore(store ?? EtcdClient(endpoint: options.etcd), metrics: metrics)
-        let address = options.address
-        makeBackend = backend ?? { config in try NodeNetwork.backend(for: config, address: address, log: log) }
+        let (address, node, state) = (options.address, options.node, options.stateDirectory)
+        makeBackend = backend ?? { config in
+            try NodeNetwork.backend(for: config, address: address, node: node, stateDirectory: state, log: log)
+        }
     }
 
     /// The lock an agent holds for its node and cluster while it runs: a
@@ -311,7 +316,7 @@ public actor Agent {
 
     /// Writes this node's record under the lease.
     private func publish(_ config: ClusterConfig, _ block: IPPrefix, _ network: any NodeBackend) async throws {
-        let record = NodeRecord(node: options.node, address: options.address, block: block, vtepMAC: network.vtepMAC,
+        let record = NodeRecord(node: options.node, address: options.address, block: block, vtepMAC: network.vtepMAC, publicKey: network.publicKey,
                                 since: Int(Date().timeIntervalSince1970))
         published = Array(record.json.serialized().utf8)
         try await etcd.put(config.nodeKey(options.node), published, lease: lease)
@@ -422,7 +427,8 @@ public actor Agent {
         guard let config, let network else { return }
         let (peers, rejected) = acceptedPeers(records.map { KeyedRecord(key: $0.key, record: $0.value) }, owners: owners,
                                               config: config, node: options.node, ownBlock: block,
-                                              ownAddress: options.address, ownVTEPMAC: network.vtepMAC)
+                                              ownAddress: options.address, ownVTEPMAC: network.vtepMAC,
+                                              ownPublicKey: network.publicKey)
         var seen: [String: String] = [:]
         for (key, reason) in rejected {
             seen[key] = reason

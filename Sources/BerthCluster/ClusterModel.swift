@@ -9,6 +9,10 @@ public enum ClusterMode: String, Sendable, CaseIterable {
     /// A VXLAN device per node, with per-peer FDB and neighbour entries and a
     /// route per remote block through it (works across routed underlays).
     case vxlan
+    /// A WireGuard device per node, a peer per remote node (allowed IPs: its
+    /// block) and a route per remote block through it: encrypted, across
+    /// routed underlays.
+    case wireguard
 }
 
 /// A cluster network as declared once in etcd (`berth-agent init`).
@@ -19,16 +23,22 @@ public struct ClusterConfig: Equatable, Sendable {
     /// The prefix length of a node's block (24 by default).
     public var blockLength: Int
     public var mode: ClusterMode
-    /// VXLAN network identifier and UDP port (vxlan mode).
+    /// VXLAN network identifier (vxlan mode) and UDP port (vxlan, wireguard).
     public var vni: Int
     public var port: Int
 
     public static let defaultBlockLength = 24
     /// flannel's VXLAN port, so the two can share firewall rules; 4789 is IANA's.
     public static let defaultPort = 8472
+    /// WireGuard's usual port.
+    public static let defaultWireGuardPort = 51820
+
+    /// The UDP port of `mode` when none is given.
+    public static func defaultPort(for mode: ClusterMode) -> Int { mode == .wireguard ? defaultWireGuardPort : defaultPort }
 
     public init(name: String, network: IPPrefix, blockLength: Int = ClusterConfig.defaultBlockLength,
-                mode: ClusterMode = .hostGateway, vni: Int = 1, port: Int = ClusterConfig.defaultPort) throws(ClusterError) {
+                mode: ClusterMode = .hostGateway, vni: Int = 1, port: Int? = nil) throws(ClusterError) {
+        let port = port ?? ClusterConfig.defaultPort(for: mode)
         if let problem = NetworkConfig.networkNameProblem(name) { throw ClusterError("cluster name \"\(name)\" is invalid: \(problem)") }
         guard network.family == .v4 else { throw ClusterError("cluster range \(network): only IPv4 ranges are supported") }
         guard blockLength > network.prefixLength, blockLength <= 30 else {
@@ -111,14 +121,17 @@ public struct NodeRecord: Equatable, Sendable {
     public var block: IPPrefix
     /// The MAC of the node's VXLAN device (vxlan mode).
     public var vtepMAC: String?
+    /// The public key of the node's WireGuard device, base64 (wireguard mode).
+    public var publicKey: String?
     /// When the node took its lease (seconds since 1970).
     public var since: Int
 
-    public init(node: String, address: IPAddress, block: IPPrefix, vtepMAC: String? = nil, since: Int) {
+    public init(node: String, address: IPAddress, block: IPPrefix, vtepMAC: String? = nil, publicKey: String? = nil, since: Int) {
         self.node = node
         self.address = address
         self.block = block
         self.vtepMAC = vtepMAC
+        self.publicKey = publicKey
         self.since = since
     }
 
@@ -126,6 +139,7 @@ public struct NodeRecord: Equatable, Sendable {
         var o: JSONObject = ["node": .string(node), "address": .string(address.description),
                              "block": .string(block.description), "since": .int(since)]
         if let vtepMAC { o["vtepMAC"] = .string(vtepMAC) }
+        if let publicKey { o["publicKey"] = .string(publicKey) }
         return .object(o)
     }
 
@@ -135,8 +149,9 @@ public struct NodeRecord: Equatable, Sendable {
               let address = json["address"]?.stringValue.flatMap(IPAddress.init), address.family == .v4,
               let block = json["block"]?.stringValue.flatMap(IPPrefix.init) else { return nil }
         if let mac = json["vtepMAC"]?.stringValue, parseMAC(mac) == nil { return nil }
+        if let key = json["publicKey"], key.stringValue == nil { return nil }
         self.init(node: node, address: address, block: block, vtepMAC: json["vtepMAC"]?.stringValue,
-                  since: json["since"]?.intValue ?? 0)
+                  publicKey: json["publicKey"]?.stringValue, since: json["since"]?.intValue ?? 0)
     }
 
     /// The VTEP address in vxlan mode: the block's first address (as flannel uses).
@@ -195,14 +210,16 @@ public struct KeyedRecord: Equatable, Sendable {
 /// A record counts only when the block key of its block names its node (the
 /// transaction that claimed the block wrote that), its address passes
 /// `underlayAddressProblem`, it does not touch this node's own block or VTEP,
-/// and (vxlan) its VTEP MAC is a unicast MAC no other peer has. Deterministic:
+/// (vxlan) its VTEP MAC is a unicast MAC no other peer has, and (wireguard)
+/// its public key is a key no other peer, nor this node, has. Deterministic:
 /// records are judged in key order.
 public func acceptedPeers(_ records: [KeyedRecord], owners: [IPPrefix: String], config: ClusterConfig, node: String,
-                          ownBlock: IPPrefix?, ownAddress: IPAddress?, ownVTEPMAC: String?)
+                          ownBlock: IPPrefix?, ownAddress: IPAddress?, ownVTEPMAC: String?, ownPublicKey: String? = nil)
     -> (peers: [KeyedRecord], rejected: [(key: String, reason: String)]) {
     var peers: [KeyedRecord] = []
     var rejected: [(key: String, reason: String)] = []
     var macs: [String: String] = [:]
+    var keys: [String: String] = [:]
     for item in records.sorted(by: { $0.key < $1.key }) {
         let r = item.record
         if r.node == node { continue }
@@ -223,6 +240,14 @@ public func acceptedPeers(_ records: [KeyedRecord], owners: [IPPrefix: String], 
             if let ownVTEPMAC, ownVTEPMAC.lowercased() == normal { reject("VTEP MAC \(mac) is this node's own"); continue }
             if let other = macs[normal] { reject("VTEP MAC \(mac) is node \(other)'s too"); continue }
             macs[normal] = r.node
+        }
+        if config.mode == .wireguard {
+            guard let key = r.publicKey else { reject("it has no WireGuard public key (wireguard mode)"); continue }
+            guard let bytes = WireGuardKey.bytes(base64: key) else { reject("its WireGuard public key is not 32 bytes of base64"); continue }
+            if bytes.allSatisfy({ $0 == 0 }) { reject("its WireGuard public key is all zeros"); continue }
+            if let ownPublicKey, ownPublicKey == key { reject("its WireGuard public key is this node's own"); continue }
+            if let other = keys[key] { reject("its WireGuard public key is node \(other)'s too"); continue }
+            keys[key] = r.node
         }
         peers.append(item)
     }

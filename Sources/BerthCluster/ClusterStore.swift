@@ -41,13 +41,15 @@ extension EtcdClient: ClusterStore {}
 /// The kernel side of a node in one of the cluster's modes: it owns its
 /// device (if the mode has one), programs its peers by difference and says
 /// what MTU the node's pods should use: `HostGatewayBackend`, `VXLANBackend`
-/// (made by `NodeNetwork.backend(for:)`), WireGuard next; unit tests of the
+/// `WireGuardBackend` (made by `NodeNetwork.backend(for:)`); unit tests of the
 /// agent give a fake.
 public protocol NodeBackend: AnyObject {
     /// The MTU the node's pods should use (the underlay's, less the mode's encapsulation).
     var podMTU: Int { get }
-    /// What the node publishes for its peers to reach it: vxlan's VTEP MAC.
+    /// What the node publishes for its peers to reach it: vxlan's VTEP MAC,
+    /// wireguard's public key.
     var vtepMAC: String? { get }
+    var publicKey: String? { get }
     /// Takes this node's block (vxlan: the VTEP address on the device); no peer may touch it.
     func holdBlock(_ block: IPPrefix) throws
     /// Makes the kernel hold exactly what `peers` need; the peers that
@@ -65,5 +67,6 @@ public protocol NodeBackend: AnyObject {
 
 extension NodeBackend {
     public var changesMade: Int { 0 }
+    public var publicKey: String? { nil }
     public func monitor(_ onChange: @escaping @Sendable (String) -> Void) throws -> RouteMonitor? { nil }
 }

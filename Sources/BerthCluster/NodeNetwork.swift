@@ -11,11 +11,14 @@ import BerthNet
 /// nothing that is already right.
 public enum NodeNetwork {
     /// The backend of `config`'s mode on this node, whose underlay address is `address`.
-    public static func backend(for config: ClusterConfig, address: IPAddress,
+    /// `node` and `stateDirectory` name what a mode keeps (wireguard: its device and key).
+    public static func backend(for config: ClusterConfig, address: IPAddress, node: String, stateDirectory: String,
                                log: @escaping (String) -> Void) throws -> any NodeBackend {
         switch config.mode {
         case .hostGateway: return try HostGatewayBackend(config: config, address: address, log: log)
         case .vxlan: return try VXLANBackend(config: config, address: address, log: log)
+        case .wireguard:
+            return try WireGuardBackend(config: config, address: address, node: node, stateDirectory: stateDirectory, log: log)
         }
     }
 

@@ -129,6 +129,14 @@ extension RouteSocket {
         try changeLink(index: link.index, "bring up \(link.name)") { rtnl_link_set_flags($0, UInt32(IFF_UP.rawValue)) }
     }
 
+    /// Sets `link`'s MTU and brings it up.
+    public func setMTUAndUp(_ link: LinkInfo, mtu: Int) throws(NetlinkError) {
+        try changeLink(index: link.index, "set the MTU of \(link.name) to \(mtu) and bring it up") {
+            rtnl_link_set_mtu($0, UInt32(mtu))
+            rtnl_link_set_flags($0, UInt32(IFF_UP.rawValue))
+        }
+    }
+
     /// Takes `link` down.
     public func setDown(_ link: LinkInfo) throws(NetlinkError) {
         try changeLink(index: link.index, "take down \(link.name)") { rtnl_link_unset_flags($0, UInt32(IFF_UP.rawValue)) }

@@ -101,6 +101,8 @@ struct Run: AsyncParsableCommand {
     @Option(help: "Where the node's plugin keeps endpoints and the policies in force (the plugin's runDir).")
     var runDir: String = AgentOptions.defaultRunDirectory
     @Option(help: "Log the cluster's policy drops on this node to this NFLOG group.") var policyLog: Int?
+    @Option(help: "What the node keeps across restarts (wireguard: its private key, 0600).")
+    var stateDir: String = AgentOptions.defaultStateDirectory
     @Option(help: "Seconds between checks of the kernel against what the agent programmed.") var reconcileInterval: Double = 10
     @Option(help: "Serve /healthz, /readyz and /metrics (Prometheus) on ADDR:PORT; none: do not.")
     var metricsAddress: String = "127.0.0.1:9641"
@@ -109,6 +111,7 @@ struct Run: AsyncParsableCommand {
         guard IPAddress(address)?.family == .v4 else { throw ValidationError("--address \(address) is not an IPv4 address") }
         guard ttl >= 2 else { throw ValidationError("--ttl must be at least 2 seconds") }
         guard runDir.hasPrefix("/") else { throw ValidationError("--run-dir \(runDir) is not an absolute path") }
+        guard stateDir.hasPrefix("/") else { throw ValidationError("--state-dir \(stateDir) is not an absolute path") }
         if let policyLog, !(1...65535).contains(policyLog) { throw ValidationError("--policy-log \(policyLog): an NFLOG group is 1-65535") }
         guard reconcileInterval >= 0.1 && reconcileInterval <= 3600 else {
             throw ValidationError("--reconcile-interval \(reconcileInterval): give 0.1 to 3600 seconds")
@@ -132,6 +135,7 @@ struct Run: AsyncParsableCommand {
                                         address: IPAddress(address)!, subnetFile: subnetFile, ttl: ttl,
                                         runDirectory: runDir, policyLogGroup: policyLog)
         agentOptions.reconcileInterval = reconcileInterval
+        agentOptions.stateDirectory = stateDir
         let registry = PrometheusCollectorRegistry()
         MetricsSystem.bootstrap(DescribedMetricsFactory(registry: registry, help: AgentMetrics.help))
         let agent = Agent(options: agentOptions, store: client, log: logLine)
@@ -216,6 +220,7 @@ struct Leave: AsyncParsableCommand {
     @Option(help: "This node's name (default: the host name).") var node: String?
     @Option(help: "This node's underlay address (needed only when no agent runs, to find the VXLAN device's underlay).") var address: String?
     @Option(help: "The node file the agent writes.") var subnetFile: String?
+    @Option(help: "What the node keeps across restarts (wireguard: its key).") var stateDir: String = AgentOptions.defaultStateDirectory
 
     func run() async throws {
         let name = try nodeName(node)
@@ -240,8 +245,9 @@ struct Leave: AsyncParsableCommand {
             throw ValidationError("no agent runs for node \(name): give --address (its underlay address) to leave without one")
         }
         let client = try options.client(log: logLine)
-        let agent = Agent(options: AgentOptions(etcd: client.endpoint, cluster: options.cluster, node: name, address: ip,
-                                                subnetFile: subnetFile), store: client, log: logLine)
+        var leaving = AgentOptions(etcd: client.endpoint, cluster: options.cluster, node: name, address: ip, subnetFile: subnetFile)
+        leaving.stateDirectory = stateDir
+        let agent = Agent(options: leaving, store: client, log: logLine)
         try await agent.leave()
         print("node \(name) left cluster \(options.cluster)")
     }
@@ -276,14 +282,15 @@ struct Init: AsyncParsableCommand {
     @OptionGroup var options: ClusterOptions
     @Option(help: "The cluster's range, for example 10.244.0.0/16.") var network: String
     @Option(help: "The prefix length of a node's block.") var blockLength: Int = ClusterConfig.defaultBlockLength
-    @Option(help: "host-gw (nodes share an L2 segment) or vxlan.") var mode: String = ClusterMode.hostGateway.rawValue
+    @Option(help: "host-gw (nodes share an L2 segment), vxlan or wireguard (encrypted).") var mode: String = ClusterMode.hostGateway.rawValue
     @Option(help: "VXLAN network identifier.") var vni: Int = 1
-    @Option(help: "VXLAN UDP port.") var port: Int = ClusterConfig.defaultPort
+    @Option(help: "UDP port: VXLAN's (default \(ClusterConfig.defaultPort)) or WireGuard's (default \(ClusterConfig.defaultWireGuardPort)).")
+    var port: Int?
     @Flag(help: "Replace an existing declaration that differs.") var force = false
 
     func run() async throws {
         guard let prefix = IPPrefix(network) else { throw ValidationError("--network \(network) is not a prefix") }
-        guard let mode = ClusterMode(rawValue: mode) else { throw ValidationError("--mode must be host-gw or vxlan") }
+        guard let mode = ClusterMode(rawValue: mode) else { throw ValidationError("--mode must be host-gw, vxlan or wireguard") }
         let config = try ClusterConfig(name: options.cluster, network: prefix, blockLength: blockLength, mode: mode, vni: vni, port: port)
         let etcd = try options.client()
         defer { Task { await etcd.shutdown() } }

@@ -244,7 +244,19 @@ final class SimulatedCluster: @unchecked Sendable {
             _ = berth("DEL", node: pod.node, netns: "/run/netns/\(pod.netns)", id: pod.id, identity: identities[pod.netns] ?? nil)
             shell(["ip", "netns", "del", pod.netns])
         }
-        for ns in nodes { shell(["ip", "netns", "del", ns]) }
+        for ns in nodes {
+            // What a node's agent left running there (wireguard-go outlives
+            // its agent, as a kernel device would): asked to end (it removes
+            // its control socket), then killed; its socket removed either way.
+            let devices = shell(["ip", "-n", ns, "-br", "link"]).out.split(separator: "\n")
+                .compactMap { $0.split(separator: " ").first.map { String($0.split(separator: "@")[0]) } }.filter { $0.hasPrefix("bwg") }
+            let pids = shell(["ip", "netns", "pids", ns]).out.split(separator: "\n").compactMap { pid_t($0) }
+            for pid in pids { kill(pid, SIGTERM) }
+            for _ in 0..<20 where pids.contains(where: { kill($0, 0) == 0 }) { usleep(50_000) }
+            for pid in pids { kill(pid, SIGKILL) }
+            for device in devices { try? FileManager.default.removeItem(atPath: "/var/run/wireguard/\(device).sock") }
+            shell(["ip", "netns", "del", ns])
+        }
         shell(["ip", "link", "del", underlay])
         try? FileManager.default.removeItem(atPath: work)
     }
