@@ -31,16 +31,17 @@ def wait_until(predicate, timeout):
         time.sleep(0.05)
     return None
 
-def tcp_stream(client_ns, server_ns, server_address):
+def tcp_stream(client_ns, server_ns, server_address, port):
     """Gbit/s of one TCP stream from client_ns to server_address (in server_ns), 3 s."""
-    server = subprocess.Popen(["ip", "netns", "exec", server_ns, "iperf3", "-s", "-1", "-B", server_address],
+    server = subprocess.Popen(["ip", "netns", "exec", server_ns, "iperf3", "-s", "-1", "-B", server_address, "-p", str(port)],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         for _ in range(50):
-            r = sh("ip", "netns", "exec", client_ns, "iperf3", "-c", server_address, "-t", "3", "-J", check=False)
-            if r.returncode == 0:
+            r = sh("ip", "netns", "exec", client_ns, "iperf3", "-c", server_address, "-p", str(port), "-t", "3", "-J", check=False)
+            try:
                 return json.loads(r.stdout)["end"]["sum_received"]["bits_per_second"] / 1e9
-            time.sleep(0.1)
+            except (ValueError, KeyError):
+                time.sleep(0.1)  # the server not listening yet
         return None
     finally:
         server.kill()
@@ -67,8 +68,9 @@ def measure_throughput(args, namespaces, work, base, cluster):
                 raise SystemExit(f"bench_cluster: ADD of a pod on node {i}: {r.stdout}")
             address = json.loads(r.stdout)["ips"][0]["address"].split("/")[0]
             pods.append((pod, address, i, config, env))
-        through = tcp_stream(pods[0][0], pods[1][0], pods[1][1])
-        underlay = tcp_stream(namespaces[0], namespaces[1], f"{base}.11")
+        port = random.randrange(40000, 49000)
+        through = tcp_stream(pods[0][0], pods[1][0], pods[1][1], port)
+        underlay = tcp_stream(namespaces[0], namespaces[1], f"{base}.11", port + 1)
         return through, underlay
     finally:
         for pod, _, i, config, env in pods:
