@@ -28,6 +28,11 @@ public struct ClusterConfig: Equatable, Sendable {
     public var port: Int
 
     public static let defaultBlockLength = 24
+    /// An IPv6 block, as flannel's IPv6 subnets: /64.
+    public static let defaultBlockLength6 = 64
+
+    /// A node's block length when none is given: /24 of an IPv4 range, /64 of an IPv6 one.
+    public static func defaultBlockLength(for family: IPAddress.Family) -> Int { family == .v4 ? defaultBlockLength : defaultBlockLength6 }
     /// flannel's VXLAN port, so the two can share firewall rules; 4789 is IANA's.
     public static let defaultPort = 8472
     /// WireGuard's usual port.
@@ -40,9 +45,13 @@ public struct ClusterConfig: Equatable, Sendable {
                 mode: ClusterMode = .hostGateway, vni: Int = 1, port: Int? = nil) throws(ClusterError) {
         let port = port ?? ClusterConfig.defaultPort(for: mode)
         if let problem = NetworkConfig.networkNameProblem(name) { throw ClusterError("cluster name \"\(name)\" is invalid: \(problem)") }
-        guard network.family == .v4 else { throw ClusterError("cluster range \(network): only IPv4 ranges are supported") }
-        guard blockLength > network.prefixLength, blockLength <= 30 else {
-            throw ClusterError("block length /\(blockLength) must be longer than the cluster range \(network) and at most /30")
+        // A block holds the gateway and at least two pods: /30 for IPv4, /126 for IPv6.
+        let longest = network.family == .v4 ? 30 : 126
+        guard blockLength > network.prefixLength, blockLength <= longest else {
+            throw ClusterError("block length /\(blockLength) must be longer than the cluster range \(network) and at most /\(longest)")
+        }
+        if network.family == .v6 && mode == .vxlan {
+            throw ClusterError("cluster range \(network): vxlan mode carries IPv4 ranges only so far (host-gw and wireguard carry IPv6)")
         }
         guard blockLength - network.prefixLength <= 16 else {
             throw ClusterError("cluster range \(network) would hold more than 65,536 blocks of /\(blockLength)")
@@ -67,8 +76,9 @@ public struct ClusterConfig: Equatable, Sendable {
               let mode = json["mode"]?.stringValue.flatMap(ClusterMode.init(rawValue:)) else {
             throw ClusterError("the cluster config is not one: \(json.serialized())")
         }
-        try self.init(name: name, network: network, blockLength: json["blockLength"]?.intValue ?? ClusterConfig.defaultBlockLength,
-                      mode: mode, vni: json["vni"]?.intValue ?? 1, port: json["port"]?.intValue ?? ClusterConfig.defaultPort)
+        try self.init(name: name, network: network,
+                      blockLength: json["blockLength"]?.intValue ?? ClusterConfig.defaultBlockLength(for: network.family),
+                      mode: mode, vni: json["vni"]?.intValue ?? 1, port: json["port"]?.intValue)
     }
 
     /// How many blocks the range holds.
@@ -76,8 +86,14 @@ public struct ClusterConfig: Equatable, Sendable {
 
     /// Block number `i` of the range.
     public func block(_ i: Int) -> IPPrefix {
-        let start = network.address.advanced(by: UInt64(i) << UInt64(32 - blockLength))!
-        return IPPrefix(address: start, prefixLength: blockLength)!
+        // The bits from the range's length to the block's hold i (at most 16 of them).
+        var bytes = network.address.bytes
+        let width = blockLength - network.prefixLength
+        for bit in 0..<width where (i >> (width - 1 - bit)) & 1 == 1 {
+            let position = network.prefixLength + bit
+            bytes[position / 8] |= UInt8(0x80 >> (position % 8))
+        }
+        return IPPrefix(address: IPAddress(bytes: bytes)!, prefixLength: blockLength)!
     }
 
     /// Whether `prefix` is one of this range's blocks.
@@ -146,7 +162,7 @@ public struct NodeRecord: Equatable, Sendable {
     /// Reads a record; nil when it is not one (a corrupt record is logged and ignored).
     public init?(json: JSON) {
         guard let node = json["node"]?.stringValue, !node.isEmpty,
-              let address = json["address"]?.stringValue.flatMap(IPAddress.init), address.family == .v4,
+              let address = json["address"]?.stringValue.flatMap(IPAddress.init),
               let block = json["block"]?.stringValue.flatMap(IPPrefix.init) else { return nil }
         if let mac = json["vtepMAC"]?.stringValue, parseMAC(mac) == nil { return nil }
         if let key = json["publicKey"], key.stringValue == nil { return nil }
@@ -173,9 +189,11 @@ public func blockCandidates(config: ClusterConfig, node: String, held: [IPPrefix
     if let previous, config.isBlock(previous), held[previous] == nil || held[previous] == node, !out.contains(previous) {
         out.append(previous)
     }
+    // A set, not the list: an IPv6 range has 65,536 blocks, and a search of the list for each would be quadratic.
+    var listed = Set(out)
     for i in 0..<config.blockCount {
         let b = config.block(i)
-        if held[b] == nil && !out.contains(b) { out.append(b) }
+        if held[b] == nil && listed.insert(b).inserted { out.append(b) }
     }
     return out
 }
@@ -187,8 +205,21 @@ public func blockCandidates(config: ClusterConfig, node: String, held: [IPPrefix
 /// link-local, broadcast or reserved, outside the cluster's range, and not
 /// this node's own.
 public func underlayAddressProblem(_ address: IPAddress, config: ClusterConfig, own: IPAddress?) -> String? {
-    guard address.family == .v4 else { return "\(address) is not an IPv4 address" }
+    if config.mode == .hostGateway && address.family != config.network.family {
+        return "\(address) is not an \(config.network.family == .v4 ? "IPv4" : "IPv6") address (host-gw routes a block via an address of its family)"
+    }
+    if let own, own.family != address.family { return "\(address) is not of the family of this node's underlay address \(own)" }
     let b = address.bytes
+    if address.family == .v6 {
+        if b.allSatisfy({ $0 == 0 }) { return "\(address) is unspecified" }
+        if b.dropLast().allSatisfy({ $0 == 0 }) && b[15] == 1 { return "\(address) is a loopback address" }
+        if b[0] == 0xFF { return "\(address) is a multicast address" }
+        if b[0] == 0xFE && b[1] & 0xC0 == 0x80 { return "\(address) is a link-local address" }
+        if b[0..<10].allSatisfy({ $0 == 0 }) && b[10] == 0xFF && b[11] == 0xFF { return "\(address) is an IPv4-mapped address" }
+        if config.network.contains(address) { return "\(address) is inside the cluster range \(config.network)" }
+        if address == own { return "\(address) is this node's own address" }
+        return nil
+    }
     if b[0] == 0 { return "\(address) is unspecified (0.0.0.0/8)" }
     if b[0] == 127 { return "\(address) is a loopback address" }
     if b[0] >= 224 && b[0] < 240 { return "\(address) is a multicast address" }

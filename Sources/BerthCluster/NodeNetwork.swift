@@ -1,3 +1,4 @@
+import Foundation
 import BerthNetlink
 import BerthSystem
 import BerthNet
@@ -36,6 +37,10 @@ public enum NodeNetwork {
     static func underlay(_ address: IPAddress) throws -> (RouteSocket, LinkInfo) {
         let socket = try RouteSocket()
         try Sysctl.ensure("net.ipv4.ip_forward", is: "1")
+        // IPv6 blocks are routed too (a v6 range, or a v6 underlay).
+        if FileManager.default.fileExists(atPath: "/proc/sys/net/ipv6/conf/all/forwarding") {
+            try Sysctl.ensure("net.ipv6.conf.all.forwarding", is: "1")
+        }
         guard let underlay = try socket.link(holding: address) else {
             throw ClusterError("no interface of this node has the address \(address)")
         }
@@ -84,6 +89,7 @@ final class VXLANBackend: NodeBackend {
     var vtepMAC: String? { device.mac }
 
     init(config: ClusterConfig, address: IPAddress, log: @escaping (String) -> Void) throws {
+        guard address.family == .v4 else { throw ClusterError("vxlan mode over an IPv6 underlay (--address \(address)) is not built yet: use host-gw or wireguard") }
         let (socket, underlay) = try NodeNetwork.underlay(address)
         podMTU = underlay.mtu - 50
         let name = NodeNetwork.deviceName(vni: config.vni)

@@ -171,8 +171,9 @@ final class WireGuardBackend: NodeBackend {
     var vtepMAC: String? { nil }
     var publicKey: String? { key.publicBase64 }
 
-    /// WireGuard's overhead over an IPv4 underlay.
+    /// WireGuard's overhead over an IPv4 underlay, and over an IPv6 one.
     static let overhead = 60
+    static let overhead6 = 80
 
     /// The device's name: one per cluster and node, so that simulated nodes
     /// on one machine (which share /var/run/wireguard) never collide.
@@ -182,7 +183,8 @@ final class WireGuardBackend: NodeBackend {
 
     init(config: ClusterConfig, address: IPAddress, node: String, stateDirectory: String, log: @escaping (String) -> Void) throws {
         let (socket, underlay) = try NodeNetwork.underlay(address)
-        podMTU = underlay.mtu - WireGuardBackend.overhead
+        // WireGuard's overhead: 60 bytes over an IPv4 underlay, 80 over IPv6 (40 IP + 8 UDP + 32).
+        podMTU = underlay.mtu - (address.family == .v4 ? WireGuardBackend.overhead : WireGuardBackend.overhead6)
         self.log = log
         port = config.port
         key = try WireGuardKey.loadOrCreate("\(stateDirectory)/wireguard/\(config.name).key")
@@ -219,7 +221,8 @@ final class WireGuardBackend: NodeBackend {
     func holdBlock(_ block: IPPrefix) throws {
         programmer.ownBlock = block
         do {
-            try programmer.socket.addAddress(IPPrefix(address: block.network.address, prefixLength: 32)!, to: device)
+            let host = block.family == .v4 ? 32 : 128
+            try programmer.socket.addAddress(IPPrefix(address: block.network.address, prefixLength: host)!, to: device)
         } catch {
             if !error.isExists { throw error }
         }
@@ -232,7 +235,8 @@ final class WireGuardBackend: NodeBackend {
         for p in peers {
             guard let text = p.publicKey, let bytes = WireGuardKey.bytes(base64: text) else { continue }
             if let ownBlock = programmer.ownBlock, ownBlock.overlaps(p.block) { continue }
-            want[bytes] = WireGuardPeer(publicKey: bytes, endpoint: "\(p.address):\(port)", allowedIPs: [p.block.description])
+            let endpoint = p.address.family == .v4 ? "\(p.address):\(port)" : "[\(p.address)]:\(port)"
+            want[bytes] = WireGuardPeer(publicKey: bytes, endpoint: endpoint, allowedIPs: [p.block.description])
             usable.append(p)
         }
         let have = try uapi.peers()

@@ -108,7 +108,7 @@ struct Run: AsyncParsableCommand {
     var metricsAddress: String = "127.0.0.1:9641"
 
     func validate() throws {
-        guard IPAddress(address)?.family == .v4 else { throw ValidationError("--address \(address) is not an IPv4 address") }
+        guard IPAddress(address) != nil else { throw ValidationError("--address \(address) is not an IP address") }
         guard ttl >= 2 else { throw ValidationError("--ttl must be at least 2 seconds") }
         guard runDir.hasPrefix("/") else { throw ValidationError("--run-dir \(runDir) is not an absolute path") }
         guard stateDir.hasPrefix("/") else { throw ValidationError("--state-dir \(stateDir) is not an absolute path") }
@@ -241,7 +241,7 @@ struct Leave: AsyncParsableCommand {
             }
             throw ValidationError("the agent of node \(name) (\(busy.holders.joined(separator: ", "))) did not end within 15 s")
         }
-        guard let text = address, let ip = IPAddress(text), ip.family == .v4 else {
+        guard let text = address, let ip = IPAddress(text) else {
             throw ValidationError("no agent runs for node \(name): give --address (its underlay address) to leave without one")
         }
         let client = try options.client(log: logLine)
@@ -281,7 +281,8 @@ struct Init: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Declare a cluster network in etcd.")
     @OptionGroup var options: ClusterOptions
     @Option(help: "The cluster's range, for example 10.244.0.0/16.") var network: String
-    @Option(help: "The prefix length of a node's block.") var blockLength: Int = ClusterConfig.defaultBlockLength
+    @Option(help: "The prefix length of a node's block (default /\(ClusterConfig.defaultBlockLength) of an IPv4 range, /\(ClusterConfig.defaultBlockLength6) of an IPv6 one).")
+    var blockLength: Int?
     @Option(help: "host-gw (nodes share an L2 segment), vxlan or wireguard (encrypted).") var mode: String = ClusterMode.hostGateway.rawValue
     @Option(help: "VXLAN network identifier.") var vni: Int = 1
     @Option(help: "UDP port: VXLAN's (default \(ClusterConfig.defaultPort)) or WireGuard's (default \(ClusterConfig.defaultWireGuardPort)).")
@@ -291,7 +292,8 @@ struct Init: AsyncParsableCommand {
     func run() async throws {
         guard let prefix = IPPrefix(network) else { throw ValidationError("--network \(network) is not a prefix") }
         guard let mode = ClusterMode(rawValue: mode) else { throw ValidationError("--mode must be host-gw, vxlan or wireguard") }
-        let config = try ClusterConfig(name: options.cluster, network: prefix, blockLength: blockLength, mode: mode, vni: vni, port: port)
+        let config = try ClusterConfig(name: options.cluster, network: prefix, blockLength: blockLength ?? ClusterConfig.defaultBlockLength(for: prefix.family),
+                                       mode: mode, vni: vni, port: port)
         let etcd = try options.client()
         defer { Task { await etcd.shutdown() } }
         let bytes = Array(config.json.serialized().utf8)

@@ -26,7 +26,8 @@ struct ClusterModelTests {
 
     @Test("impossible declarations are refused, naming what is wrong",
           arguments: [("10.244.0.0/24", 24, "must be longer"), ("10.244.0.0/24", 31, "at most /30"),
-                      ("10.0.0.0/8", 28, "more than 65,536"), ("fd00::/48", 64, "only IPv4")])
+                      ("10.0.0.0/8", 28, "more than 65,536"), ("fd00::/48", 127, "at most /126"),
+                      ("fd00::/32", 64, "more than 65,536")])
     func refused(network: String, blockLength: Int, says: String) {
         do {
             _ = try config(network, blockLength: blockLength)
@@ -38,7 +39,7 @@ struct ClusterModelTests {
 
     @Test("a node record reads back; corrupt ones are not records",
           arguments: [#"{"node":"n1","address":"10.0.0.1"}"#, #"{"node":"","address":"10.0.0.1","block":"10.244.1.0/24"}"#,
-                      #"{"node":"n1","address":"fd00::1","block":"10.244.1.0/24"}"#,
+                      #"{"node":"n1","address":"fd00::1::2","block":"10.244.1.0/24"}"#,
                       #"{"node":"n1","address":"10.0.0.1","block":"10.244.1.0/24","vtepMAC":"zz"}"#, #"[1]"#])
     func corruptRecords(text: String) throws {
         #expect(NodeRecord(json: try JSON.parse(text)) == nil)

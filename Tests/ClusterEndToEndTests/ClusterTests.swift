@@ -43,8 +43,13 @@ final class SimulatedCluster: @unchecked Sendable {
         var setUp: ((SimulatedCluster) throws -> Void)?
     }
 
-    init(mode: String, nodes count: Int, ttl: Int = 30, network: String = "10.249.0.0/16", blockLength: Int = 24,
+    /// The underlay's IPv6 /64 ("fdXX:XXXX:XXXX::") when the nodes reach each other over IPv6 (`ipv6Underlay`).
+    let base6: String?
+
+    init(mode: String, nodes count: Int, ttl: Int = 30, network: String = "10.249.0.0/16", blockLength: Int? = 24,
+         ipv6Underlay: Bool = false,
          security: ((_ work: String, _ etcdAddress: String) throws -> Security)? = nil) throws {
+        base6 = ipv6Underlay ? String(format: "fd%02x:%04x:%04x::", Int.random(in: 0...255), Int.random(in: 0...0xFFFF), Int.random(in: 0...0xFFFF)) : nil
         let r = UInt32.random(in: 0...0xFFFFFF)
         tag = String(format: "%06x", r)
         underlay = "bu\(tag)"
@@ -65,12 +70,13 @@ final class SimulatedCluster: @unchecked Sendable {
         clientArguments = secured.clientArguments
         shell(["ip", "link", "add", underlay, "type", "bridge"])
         shell(["ip", "addr", "add", "\(b).1/24", "dev", underlay])
+        if let base6 { shell(["ip", "addr", "add", "\(base6)1/64", "dev", underlay, "nodad"]) }
         shell(["ip", "link", "set", underlay, "up"])
         for i in 0..<count { addNode(i) }
         try startEtcd()
         try secured.setUp?(self)
-        let initRun = agentCommand(["init", "--etcd", etcdURL] + clientArguments + [ "--cluster", name, "--network", network,
-                                    "--block-length", String(blockLength), "--mode", mode])
+        let initRun = agentCommand(["init", "--etcd", etcdURL] + clientArguments + ["--cluster", name, "--network", network, "--mode", mode]
+                                   + (blockLength.map { ["--block-length", String($0)] } ?? []))
 
         try #require(initRun.status == 0, "init: \(initRun.out)")
     }
@@ -78,7 +84,8 @@ final class SimulatedCluster: @unchecked Sendable {
     let ttl: Int
 
     func nodeNamespace(_ i: Int) -> String { "bcn-\(tag)-\(i)" }
-    func nodeAddress(_ i: Int) -> String { "\(base).\(10 + i)" }
+    /// Node `i`'s underlay address: IPv4 (etcd is reached over it either way), or IPv6 with `ipv6Underlay`.
+    func nodeAddress(_ i: Int) -> String { base6.map { "\($0)\(10 + i)" } ?? "\(base).\(10 + i)" }
     func subnetFile(_ i: Int) -> String { "\(work)/node\(i).json" }
     /// Node `i`'s endpoints and policies in force (its plugin's runDir, its agent's --run-dir).
     func runDir(_ i: Int) -> String { "\(work)/run\(i)" }
@@ -91,7 +98,8 @@ final class SimulatedCluster: @unchecked Sendable {
         let host = "bu\(tag.prefix(4))n\(i)"
         shell(["ip", "link", "add", host, "type", "veth", "peer", "name", "eth0", "netns", ns])
         shell(["ip", "link", "set", host, "master", underlay, "up"])
-        shell(["ip", "netns", "exec", ns, "ip", "addr", "add", "\(nodeAddress(i))/24", "dev", "eth0"])
+        shell(["ip", "netns", "exec", ns, "ip", "addr", "add", "\(base).\(10 + i)/24", "dev", "eth0"])
+        if let base6 { shell(["ip", "netns", "exec", ns, "ip", "addr", "add", "\(base6)\(10 + i)/64", "dev", "eth0", "nodad"]) }
         shell(["ip", "netns", "exec", ns, "ip", "link", "set", "eth0", "up"])
         shell(["ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up"])
         lock.withLock { nodes.append(ns) }
@@ -193,7 +201,8 @@ final class SimulatedCluster: @unchecked Sendable {
 
     /// The agent's routes in node `i` ("DST via GW" lines).
     func routes(_ i: Int) -> [String] {
-        shell(["ip", "netns", "exec", nodeNamespace(i), "ip", "-4", "route", "show", "proto", "77"]).out
+        (shell(["ip", "netns", "exec", nodeNamespace(i), "ip", "-4", "route", "show", "proto", "77"]).out + "\n"
+            + shell(["ip", "netns", "exec", nodeNamespace(i), "ip", "-6", "route", "show", "proto", "77"]).out)
             .split(separator: "\n").map { $0.split(separator: " ").prefix(3).joined(separator: " ") }.sorted()
     }
 
@@ -225,7 +234,7 @@ final class SimulatedCluster: @unchecked Sendable {
         shell(["ip", "netns", "add", ns])
         let id = "pod\(index)-\(tag)"
         let add = berth("ADD", node: i, netns: "/run/netns/\(ns)", id: id, identity: identity)
-        let address = try #require(firstAddress(add.json), "ADD of a pod on node \(i): \(add.stdout)")
+        let address = try #require(firstAddress(add.json) ?? firstAddress(add.json, family: .v6), "ADD of a pod on node \(i): \(add.stdout)")
         lock.withLock {
             pods.append((i, ns, id, address))
             identities[ns] = identity
