@@ -50,9 +50,6 @@ public struct ClusterConfig: Equatable, Sendable {
         guard blockLength > network.prefixLength, blockLength <= longest else {
             throw ClusterError("block length /\(blockLength) must be longer than the cluster range \(network) and at most /\(longest)")
         }
-        if network.family == .v6 && mode == .vxlan {
-            throw ClusterError("cluster range \(network): vxlan mode carries IPv4 ranges only so far (host-gw and wireguard carry IPv6)")
-        }
         guard blockLength - network.prefixLength <= 16 else {
             throw ClusterError("cluster range \(network) would hold more than 65,536 blocks of /\(blockLength)")
         }

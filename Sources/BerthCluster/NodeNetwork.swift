@@ -89,7 +89,9 @@ final class VXLANBackend: NodeBackend {
     var vtepMAC: String? { device.mac }
 
     init(config: ClusterConfig, address: IPAddress, log: @escaping (String) -> Void) throws {
-        guard address.family == .v4 else { throw ClusterError("vxlan mode over an IPv6 underlay (--address \(address)) is not built yet: use host-gw or wireguard") }
+        guard address.family == .v4 else {
+            throw ClusterError("vxlan mode over an IPv6 underlay (--address \(address)) is not built yet: use host-gw or wireguard (an IPv6 range over an IPv4 underlay works)")
+        }
         let (socket, underlay) = try NodeNetwork.underlay(address)
         podMTU = underlay.mtu - 50
         let name = NodeNetwork.deviceName(vni: config.vni)
@@ -109,7 +111,7 @@ final class VXLANBackend: NodeBackend {
     /// Gives the device the node's VTEP address (its block's first address).
     func holdBlock(_ block: IPPrefix) throws {
         programmer.ownBlock = block
-        let vtep = IPPrefix(address: block.network.address, prefixLength: 32)!
+        let vtep = IPPrefix(address: block.network.address, prefixLength: block.family == .v4 ? 32 : 128)!
         do {
             try programmer.socket.addAddress(vtep, to: device)
         } catch {

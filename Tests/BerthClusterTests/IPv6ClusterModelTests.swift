@@ -38,9 +38,11 @@ struct IPv6ClusterModelTests {
         #expect(!candidates.contains(c.block(0)) && candidates.last == c.block(65535))
     }
 
-    @Test("vxlan does not carry an IPv6 range yet: said when the cluster is declared")
-    func vxlanRefused() {
-        #expect(throws: ClusterError.self) { try ClusterConfig(name: "pods", network: IPPrefix("fd42::/48")!, blockLength: 64, mode: .vxlan) }
+    @Test("every mode takes an IPv6 range")
+    func everyMode() throws {
+        for mode in ClusterMode.allCases {
+            #expect(try ClusterConfig(name: "pods", network: IPPrefix("fd42::/48")!, blockLength: 64, mode: mode).blockCount == 65536)
+        }
     }
 
     @Test("IPv6 underlay addresses are checked as IPv4 ones are; host-gw needs the range's family")
