@@ -89,11 +89,9 @@ final class VXLANBackend: NodeBackend {
     var vtepMAC: String? { device.mac }
 
     init(config: ClusterConfig, address: IPAddress, log: @escaping (String) -> Void) throws {
-        guard address.family == .v4 else {
-            throw ClusterError("vxlan mode over an IPv6 underlay (--address \(address)) is not built yet: use host-gw or wireguard (an IPv6 range over an IPv4 underlay works)")
-        }
         let (socket, underlay) = try NodeNetwork.underlay(address)
-        podMTU = underlay.mtu - 50
+        // VXLAN's overhead: 50 bytes over IPv4 (20 IP + 8 UDP + 8 VXLAN + 14 Ethernet), 70 over IPv6.
+        podMTU = underlay.mtu - (address.family == .v4 ? 50 : 70)
         let name = NodeNetwork.deviceName(vni: config.vni)
         if let existing = try socket.link(named: name) {
             guard existing.kind == "vxlan" else { throw ClusterError("\(name) exists and is not a VXLAN device") }

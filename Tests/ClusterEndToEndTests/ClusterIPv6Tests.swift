@@ -6,8 +6,8 @@ import BerthTestSupport
        .enabled(if: runningAsRoot && FileManager.default.fileExists(atPath: "/usr/bin/etcd") && FileManager.default.fileExists(atPath: "/usr/bin/wireguard-go"),
                 "needs root, etcd and wireguard-go (scripts/setup.sh installs them)"))
 struct ClusterIPv6Tests {
-    @Test("an IPv6 range: /64 blocks, every pod reaches every other (host-gw and wireguard over an IPv6 underlay, vxlan and wireguard over IPv4); the pods' MTU fits the mode",
-          arguments: [("host-gw", true), ("wireguard", true), ("vxlan", false), ("wireguard", false)])
+    @Test("an IPv6 range: /64 blocks, every pod reaches every other (host-gw, vxlan and wireguard over an IPv6 underlay, vxlan and wireguard over IPv4); the pods' MTU fits the mode",
+          arguments: [("host-gw", true), ("wireguard", true), ("vxlan", true), ("vxlan", false), ("wireguard", false)])
     func ipv6Only(mode: String, ipv6Underlay: Bool) throws {
         let range = String(format: "fd%02x:%04x:%04x::/48", Int.random(in: 0...255), Int.random(in: 0...0xFFFF), Int.random(in: 0...0xFFFF))
         let c = try SimulatedCluster(mode: mode, nodes: 3, network: range, blockLength: nil, ipv6Underlay: ipv6Underlay)
@@ -15,6 +15,10 @@ struct ClusterIPv6Tests {
         for i in 0..<3 { try c.startAgent(i, extra: ["--state-dir", "\(c.work)/state\(i)", "--metrics-address", "none"]) }
         try #require(c.wait(seconds: 20) { (0..<3).allSatisfy { c.routes($0).count == 2 } } != nil,
                      "routes \((0..<3).map(c.routes)); \(c.log(0))")
+        if mode == "vxlan" {
+            let details = shell(["ip", "-n", c.nodeNamespace(0), "-d", "link", "show", "berthvx1"]).out
+            #expect(details.contains("local \(c.nodeAddress(0))"), "VXLAN over the \(ipv6Underlay ? "IPv6" : "IPv4") underlay: \(details)")
+        }
         let blocks = (0..<3).compactMap(c.block)
         #expect(blocks.count == 3 && Set(blocks).count == 3 && blocks.allSatisfy { $0.hasSuffix("/64") && $0.hasPrefix(String(range.prefix(4))) }, "\(blocks)")
         for i in 0..<3 { try c.addPod(node: i) }
@@ -28,8 +32,8 @@ struct ClusterIPv6Tests {
             }
         }
         // The MTU the node file gives: the underlay's (1500) for host-gw, less 80 for WireGuard over IPv6
-        // and 60 over IPv4, less 50 for VXLAN (over IPv4).
-        let mtu = mode == "host-gw" ? 1500 : mode == "vxlan" ? 1450 : ipv6Underlay ? 1420 : 1440
+        // and 60 over IPv4, less 70 for VXLAN over IPv6 and 50 over IPv4.
+        let mtu = mode == "host-gw" ? 1500 : mode == "vxlan" ? (ipv6Underlay ? 1430 : 1450) : ipv6Underlay ? 1420 : 1440
         let full = c.inPod(c.pods[0].netns, ["ping", "-6", "-c", "1", "-W", "2", "-M", "do", "-s", "\(mtu - 48)", c.pods[1].address])
         #expect(full.status == 0, "\(mode): a \(mtu)-byte packet with DF: \(full.out)")
         if mode != "host-gw" {
