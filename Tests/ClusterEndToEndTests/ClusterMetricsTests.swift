@@ -89,3 +89,74 @@ struct ClusterMetricsTests {
         #expect(Set(seen.values) == ["2"], "each agent has two peers: \(seen)")
     }
 }
+
+/// conf/berth-alerts.yml, the alerting rules docs/cluster.md recommends.
+let alertRules = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+    .deletingLastPathComponent().appendingPathComponent("conf/berth-alerts.yml").path
+
+@Suite("alerting rules", .enabled(if: FileManager.default.fileExists(atPath: "/usr/bin/promtool"), "needs promtool (prometheus, scripts/setup.sh)"))
+struct AlertRulesTests {
+    @Test("conf/berth-alerts.yml passes promtool check rules, and its rules fire on the series they are for (promtool test rules)")
+    func rules() throws {
+        let check = shellMerged(["promtool", "check", "rules", alertRules])
+        #expect(check.status == 0 && check.out.contains("SUCCESS"), "\(check.out)")
+        let dir = NSTemporaryDirectory() + "berth-alerts-\(UInt32.random(in: 0...UInt32.max))"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try FileManager.default.copyItem(atPath: alertRules, toPath: "\(dir)/berth-alerts.yml")
+        // Three nodes: n1 never ready; n0 sees one peer where two are ready besides it;
+        // n2's routes were changed by hand once; n0 refused a record.
+        let tests = """
+            rule_files: [berth-alerts.yml]
+            evaluation_interval: 1m
+            tests:
+              - interval: 1m
+                input_series:
+                  - series: 'berth_agent_ready{instance="n0"}'
+                    values: '1x10'
+                  - series: 'berth_agent_ready{instance="n1"}'
+                    values: '0x10'
+                  - series: 'berth_agent_ready{instance="n2"}'
+                    values: '1x10'
+                  - series: 'berth_agent_ready{instance="n3"}'
+                    values: '1x10'
+                  - series: 'berth_agent_peers{instance="n0"}'
+                    values: '1x10'
+                  - series: 'berth_agent_peers{instance="n2"}'
+                    values: '2x10'
+                  - series: 'berth_agent_peers{instance="n3"}'
+                    values: '2x10'
+                  - series: 'berth_agent_reconcile_repairs_total{instance="n2"}'
+                    values: '0 0 0 3 3 3 3 3 3 3 3'
+                  - series: 'berth_agent_rejected_records_total{instance="n0"}'
+                    values: '0 0 0 0 1 1 1 1 1 1 1'
+                alert_rule_test:
+                  - eval_time: 6m
+                    alertname: BerthAgentNotReady
+                    exp_alerts:
+                      - exp_labels: {severity: critical, instance: n1}
+                        exp_annotations: {summary: "node n1 holds no block or has not programmed its peers (see /readyz)"}
+                  - eval_time: 6m
+                    alertname: BerthAgentMeshIncomplete
+                    exp_alerts:
+                      - exp_labels: {severity: warning, instance: n0}
+                        exp_annotations: {summary: "node n0 programs 1 peers, fewer than the other ready nodes"}
+                  - eval_time: 6m
+                    alertname: BerthAgentKernelChangedByHand
+                    exp_alerts:
+                      - exp_labels: {severity: info, instance: n2}
+                        exp_annotations: {summary: "someone changed the routes or entries of n2 by hand; the agent put them right"}
+                  - eval_time: 6m
+                    alertname: BerthAgentRejectedRecords
+                    exp_alerts:
+                      - exp_labels: {severity: warning, instance: n0}
+                        exp_annotations: {summary: "n0 refused node records from etcd (broken or hostile writers under /berth/)"}
+                  - eval_time: 6m
+                    alertname: BerthAgentLeaseLost
+                    exp_alerts: []
+            """
+        try Data(tests.utf8).write(to: URL(fileURLWithPath: "\(dir)/berth-alerts-test.yml"))
+        let run = shellMerged(["sh", "-c", "cd '\(dir)' && promtool test rules berth-alerts-test.yml"])
+        #expect(run.status == 0 && run.out.contains("SUCCESS"), "\(run.out)")
+    }
+}
