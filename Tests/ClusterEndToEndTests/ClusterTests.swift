@@ -3,6 +3,9 @@ import Testing
 import BerthJSON
 import BerthTestSupport
 
+/// An ADD in a test's cluster gave no address (the issue is recorded with the plugin's answer).
+struct PodNotAdded: Error { let node: Int }
+
 /// A simulated cluster on this machine: an underlay bridge on the host
 /// (etcd listens on its address), nodes as network namespaces on it, each
 /// running `berth-agent` inside, pods as namespaces attached through `berth`
@@ -234,7 +237,13 @@ final class SimulatedCluster: @unchecked Sendable {
         shell(["ip", "netns", "add", ns])
         let id = "pod\(index)-\(tag)"
         let add = berth("ADD", node: i, netns: "/run/netns/\(ns)", id: id, identity: identity)
-        let address = try #require(firstAddress(add.json) ?? firstAddress(add.json, family: .v6), "ADD of a pod on node \(i): \(add.stdout)")
+        guard let address = firstAddress(add.json) ?? firstAddress(add.json, family: .v6) else {
+            // Not a pod of the cluster's: nothing of it may stay behind.
+            _ = berth("DEL", node: i, netns: "/run/netns/\(ns)", id: id, identity: identity)
+            shell(["ip", "netns", "del", ns])
+            Issue.record("ADD of a pod on node \(i): \(add.stdout)")
+            throw PodNotAdded(node: i)
+        }
         lock.withLock {
             pods.append((i, ns, id, address))
             identities[ns] = identity
