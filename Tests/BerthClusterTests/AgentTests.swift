@@ -19,10 +19,20 @@ final class AgentHarness: @unchecked Sendable {
     init(network: String = "10.244.0.0/16", mode: ClusterMode = .hostGateway) async throws {
         config = try ClusterConfig(name: "pods", network: IPPrefix(network)!, mode: mode)
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        AgentHarness.removeAtExit
+        let dir = self.dir
+        AgentHarness.liveLock.withLock { AgentHarness.live.append(dir) }
         try await store.put(config.configKey, Array(config.json.serialized().utf8), lease: 0)
     }
 
     deinit { try? FileManager.default.removeItem(atPath: dir) }
+
+    /// Directories of harnesses still alive when the test process ends (an
+    /// agent's task cancelled by a test's `defer` may not have let go of its
+    /// harness yet): removed at exit, so that no run leaves one behind.
+    nonisolated(unsafe) private static var live: [String] = []
+    private static let liveLock = NSLock()
+    private static let removeAtExit: Void = { atexit { AgentHarness.liveLock.withLock { for d in AgentHarness.live { try? FileManager.default.removeItem(atPath: d) } } } }()
 
     var log: String { lock.withLock { lines.joined(separator: "\n") } }
 
