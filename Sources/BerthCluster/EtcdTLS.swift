@@ -106,16 +106,7 @@ struct EtcdTLSMaterial: @unchecked Sendable {
         certificate._subjectAlternativeNames().compactMap { name in
             switch name.nameType {
             case .dnsName: return "DNS:" + String(decoding: name.contents, as: UTF8.self)
-            case .ipAddress:
-                let bytes = Array(name.contents)
-                if bytes.count == 4 { return "IP:" + bytes.map(String.init).joined(separator: ".") }
-                if bytes.count == 16 {
-                    var text = [CChar](repeating: 0, count: 64)
-                    var raw = bytes
-                    inet_ntop(AF_INET6, &raw, &text, 64)
-                    return "IP:" + String(cString: text)
-                }
-                return nil
+            case .ipAddress: return IPAddress(bytes: Array(name.contents)).map { "IP:\($0)" }
             default: return nil
             }
         }

@@ -45,24 +45,14 @@ public struct WireGuardKey: Equatable, Sendable {
             return try WireGuardKey(privateKey: bytes)
         }
         let key = generate()
+        // Written once beside and renamed over (0600, its directory 0700), as the project's other state files.
         let directory = (path as NSString).deletingLastPathComponent
         do {
-            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true,
-                                                    attributes: [.posixPermissions: 0o700])
-            let temporary = path + ".new"
-            let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
-            guard fd >= 0 else { throw ClusterError("cannot write \(temporary): \(String(cString: strerror(errno)))") }
-            let text = Array((Data(key.privateKey).base64EncodedString() + "\n").utf8)
-            let written = text.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-            fsync(fd)
-            close(fd)
-            guard written == text.count, rename(temporary, path) == 0 else {
-                throw ClusterError("cannot write the WireGuard key \(path): \(String(cString: strerror(errno)))")
-            }
-        } catch let error as ClusterError {
-            throw error
+            let dir = try DirectoryHandle(path: directory, create: true)
+            let scratch = try dir.writeScratch(Array((Data(key.privateKey).base64EncodedString() + "\n").utf8))
+            try dir.publish(scratch, as: (path as NSString).lastPathComponent, in: dir)
         } catch {
-            throw ClusterError("cannot make \(directory) for the WireGuard key: \(error)")
+            throw ClusterError("cannot write the WireGuard key \(path): \(error)")
         }
         return key
     }
