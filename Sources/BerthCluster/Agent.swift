@@ -16,6 +16,9 @@ public struct AgentOptions: Sendable {
     public var node: String
     /// The node's underlay address, published for the other nodes.
     public var address: IPAddress
+    /// The node's IPv6 underlay address beside an IPv4 `address`: host-gw
+    /// routes a dual-stack cluster's IPv6 blocks via it (`--ipv6-address`).
+    public var ipv6Address: IPAddress?
     /// Where the node's block is written for `berth-ipam` (`subnetFile`).
     public var subnetFile: String
     /// The lease's life in seconds: a node silent for longer loses its block.
@@ -81,6 +84,10 @@ public actor Agent {
     private var network: (any NodeBackend)?
     private var lease: Int64 = 0
     private var block: IPPrefix?
+    /// Dual stack: the block of the cluster's IPv6 range this node holds beside `block`.
+    private var ipv6Block: IPPrefix?
+    /// Every block this node holds.
+    private var blocks: [IPPrefix] { [block, ipv6Block].compactMap { $0 } }
     /// Node records by etcd key, as read (checked when applied).
     private var records: [String: NodeRecord] = [:]
     /// Who each block key names.
@@ -126,9 +133,9 @@ public actor Agent {
         self.options = options
         self.log = log
         etcd = MeasuredStore(store ?? EtcdClient(endpoint: options.etcd), metrics: metrics)
-        let (address, node, state) = (options.address, options.node, options.stateDirectory)
+        let (address, address6, node, state) = (options.address, options.ipv6Address, options.node, options.stateDirectory)
         makeBackend = backend ?? { config in
-            try NodeNetwork.backend(for: config, address: address, node: node, stateDirectory: state, log: log)
+            try NodeNetwork.backend(for: config, address: address, ipv6Address: address6, node: node, stateDirectory: state, log: log)
         }
     }
 
@@ -174,7 +181,7 @@ public actor Agent {
         guard peersProgrammed else { return (false, "peers not programmed yet") }
         let failingPeers = failing.keys.filter { $0 != NodeNetwork.staleEntries }
         if !failingPeers.isEmpty { return (false, "\(failingPeers.count) peers not programmed: \(failingPeers.sorted().joined(separator: ", "))") }
-        return (true, "holds \(block), \(records.count) peers programmed")
+        return (true, "holds \(blocks.map(\.description).joined(separator: " and ")), \(records.count) peers programmed")
     }
 
     /// Reads the policy drop counters into the metrics (before a scrape).
@@ -211,18 +218,28 @@ public actor Agent {
         if lease == 0 {
             lease = try await etcd.grantLease(ttl: options.ttl)
             block = nil
+            ipv6Block = nil
         }
         if block == nil {
             do {
-                block = try await claimBlock(config)
+                // One block of each range: the IPv4 and the IPv6 one of a dual-stack cluster.
+                let previous = previousBlocks()
+                block = try await claimBlock(config, in: config.primary, previous: previous)
+                if let secondary = config.secondary {
+                    ipv6Block = try await claimBlock(config, in: secondary, previous: previous)
+                }
             } catch let e as NoFreeBlock {
-                // No lease is kept while waiting: the next try grants a new one.
+                // No lease is kept while waiting (the next try grants a new
+                // one): a block of the other range taken meanwhile goes with it.
                 try? await etcd.revoke(lease)
                 lease = 0
+                block = nil
+                ipv6Block = nil
                 throw e
             }
-            try network.holdBlock(block!)
-            try writeNodeFile(NodeFile(cluster: config.name, network: config.network, block: block!, mtu: network.podMTU))
+            for b in blocks { try network.holdBlock(b) }
+            try writeNodeFile(NodeFile(cluster: config.name, network: config.network, block: block!,
+                                       ipv6Network: config.ipv6Network, ipv6Block: ipv6Block, mtu: network.podMTU))
             nodeFileWritten = true
         }
         guard let block else { throw ClusterError("no block is held") }
@@ -264,7 +281,7 @@ public actor Agent {
         peersProgrammed = true
         noteReadiness()
         policyResync()
-        log("node \(options.node) holds \(block) in cluster \(config.name) (\(config.mode.rawValue)); \(records.count) other node records")
+        log("node \(options.node) holds \(blocks.map(\.description).joined(separator: " and ")) in cluster \(config.name) (\(config.mode.rawValue)); \(records.count) other node records")
         // The watch, a probe that notices a hung etcd within seconds (the
         // watch itself would wait for ever), and the retries of refused peers:
         // the first to fail ends this stretch.
@@ -316,7 +333,8 @@ public actor Agent {
 
     /// Writes this node's record under the lease.
     private func publish(_ config: ClusterConfig, _ block: IPPrefix, _ network: any NodeBackend) async throws {
-        let record = NodeRecord(node: options.node, address: options.address, block: block, vtepMAC: network.vtepMAC, publicKey: network.publicKey,
+        let record = NodeRecord(node: options.node, address: options.address, block: block, ipv6Block: ipv6Block,
+                                ipv6Address: options.ipv6Address, vtepMAC: network.vtepMAC, publicKey: network.publicKey,
                                 since: Int(Date().timeIntervalSince1970))
         published = Array(record.json.serialized().utf8)
         try await etcd.put(config.nodeKey(options.node), published, lease: lease)
@@ -348,8 +366,10 @@ public actor Agent {
                         throw ClusterError("this node's record was removed (its lease expired, or it was deleted): taking a block again")
                     }
                     if let b = config.block(fromKey: key) {
-                        if b == block {
+                        if blocks.contains(b) {
+                            // Both are claimed again: the other is still this node's, so it is taken back as it is.
                             block = nil
+                            ipv6Block = nil
                             throw ClusterError("this node's block key \(key) was removed: claiming the block again")
                         }
                         owners.removeValue(forKey: b)
@@ -368,7 +388,7 @@ public actor Agent {
                 log("this node's record or block key was changed by someone else: writing them again")
                 try await publish(config, block, network)
                 let me = Array(options.node.utf8)
-                try await etcd.put(config.blockKey(block), me, lease: lease)
+                for b in blocks { try await etcd.put(config.blockKey(b), me, lease: lease) }
             }
             try resync()
             policyResync()
@@ -394,7 +414,7 @@ public actor Agent {
     private func take(_ item: EtcdKeyValue, config: ClusterConfig) {
         if let b = config.block(fromKey: item.key) {
             let owner = String(decoding: item.value, as: UTF8.self)
-            if b == block && owner != options.node { tampered = true }
+            if blocks.contains(b) && owner != options.node { tampered = true }
             owners[b] = owner
             return
         }
@@ -428,7 +448,8 @@ public actor Agent {
         let (peers, rejected) = acceptedPeers(records.map { KeyedRecord(key: $0.key, record: $0.value) }, owners: owners,
                                               config: config, node: options.node, ownBlock: block,
                                               ownAddress: options.address, ownVTEPMAC: network.vtepMAC,
-                                              ownPublicKey: network.publicKey)
+                                              ownPublicKey: network.publicKey, ownIPv6Block: ipv6Block,
+                                              ownIPv6Address: options.ipv6Address)
         var seen: [String: String] = [:]
         for (key, reason) in rejected {
             seen[key] = reason
@@ -537,13 +558,14 @@ public actor Agent {
     /// Publishes this node's pods (those of its block) under its lease, by
     /// difference, when the endpoint directory changed.
     private func publishEndpoints() async throws {
-        guard let config, let block else { return }
+        guard let config, !blocks.isEmpty else { return }
+        let blocks = self.blocks
         let directory = options.endpointsDirectory
         var st = stat()
         let changed: (seconds: Int, nanoseconds: Int)? = stat(directory, &st) == 0 ? (st.st_mtim.tv_sec, st.st_mtim.tv_nsec) : nil
         if let changed, let seen = endpointsSeen, changed == seen { return }
         let mine = ((try? EndpointStore(directory: directory).all()) ?? [])
-            .filter { !$0.addresses.isEmpty && $0.addresses.allSatisfy { block.contains($0) } }
+            .filter { !$0.addresses.isEmpty && $0.addresses.allSatisfy { a in blocks.contains { $0.contains(a) } } }
         var desired: [String: [UInt8]] = [:]
         for e in mine { desired[config.endpointsPrefix(node: options.node) + e.attachment.fileName] = ClusterPolicyState.record(e, node: options.node) }
         var puts = desired.filter { publishedEndpoints[$0.key] != $0.value }.map { (key: $0.key, value: $0.value) }
@@ -573,22 +595,23 @@ public actor Agent {
         return config
     }
 
-    /// Takes a block under `lease`: one transaction per try, so two nodes never hold the same one.
-    private func claimBlock(_ config: ClusterConfig) async throws -> IPPrefix {
+    /// Takes a block of `range` under `lease`: one transaction per try, so two nodes never hold the same one.
+    private func claimBlock(_ config: ClusterConfig, in range: BlockRange, previous: [IPPrefix]) async throws -> IPPrefix {
         let (items, revision) = try await etcd.list(prefix: config.blocksPrefix)
         var held: [IPPrefix: String] = [:]
         for item in items {
             if let b = config.block(fromKey: item.key) { held[b] = String(decoding: item.value, as: UTF8.self) }
         }
         let me = Array(options.node.utf8)
-        for candidate in blockCandidates(config: config, node: options.node, held: held, previous: previousBlock()) {
+        for candidate in blockCandidates(config: config, node: options.node, held: held,
+                                         previous: previous.first(where: range.isBlock), range: range) {
             let key = config.blockKey(candidate)
             let taken = held[candidate] == options.node
                 ? try await etcd.replace(key, ifValue: me, with: me, lease: lease)
                 : try await etcd.create(key, me, lease: lease)
             if taken { return candidate }
         }
-        throw NoFreeBlock(description: "cluster \(config.name): its range \(config.network) has no free /\(config.blockLength) block (all \(config.blockCount) are held)",
+        throw NoFreeBlock(description: "cluster \(config.name): its range \(range.network) has no free /\(range.blockLength) block (all \(range.blockCount) are held)",
                           revision: revision)
     }
 
@@ -620,16 +643,17 @@ public actor Agent {
         }
         var freeNow = false
         if !freed, let held = try? await etcd.list(prefix: config.blocksPrefix).items {
-            freeNow = held.filter { config.block(fromKey: $0.key) != nil }.count < config.blockCount
+            let blocks = held.compactMap { config.block(fromKey: $0.key) }
+            freeNow = config.ranges.allSatisfy { range in blocks.filter(range.isBlock).count < range.blockCount }
         }
         if freed || freeNow { log("a block of cluster \(config.name) was freed: claiming it") }
     }
 
-    /// The block this node last wrote to its node file, if any.
-    private func previousBlock() -> IPPrefix? {
+    /// The blocks this node last wrote to its node file, if any.
+    private func previousBlocks() -> [IPPrefix] {
         guard let data = FileManager.default.contents(atPath: options.subnetFile),
-              case .success(let file) = NodeFile.parse(Array(data)) else { return nil }
-        return file.block
+              case .success(let file) = NodeFile.parse(Array(data)) else { return [] }
+        return file.blocks
     }
 
     /// Writes the node file where `berth-ipam` reads it (whole or not at all).
@@ -662,6 +686,7 @@ public actor Agent {
         }
         lease = 0
         block = nil
+        ipv6Block = nil
         let network = try self.network ?? makeBackend(config)
         network.teardown()
         unlink(options.subnetFile)

@@ -13,10 +13,11 @@ import BerthNet
 public enum NodeNetwork {
     /// The backend of `config`'s mode on this node, whose underlay address is `address`.
     /// `node` and `stateDirectory` name what a mode keeps (wireguard: its device and key).
-    public static func backend(for config: ClusterConfig, address: IPAddress, node: String, stateDirectory: String,
+    /// `ipv6Address` is the node's IPv6 underlay address, which host-gw needs in a dual-stack cluster.
+    public static func backend(for config: ClusterConfig, address: IPAddress, ipv6Address: IPAddress? = nil, node: String, stateDirectory: String,
                                log: @escaping (String) -> Void) throws -> any NodeBackend {
         switch config.mode {
-        case .hostGateway: return try HostGatewayBackend(config: config, address: address, log: log)
+        case .hostGateway: return try HostGatewayBackend(config: config, address: address, ipv6Address: ipv6Address, log: log)
         case .vxlan: return try VXLANBackend(config: config, address: address, log: log)
         case .wireguard:
             return try WireGuardBackend(config: config, address: address, node: node, stateDirectory: stateDirectory, log: log)
@@ -48,29 +49,45 @@ public enum NodeNetwork {
     }
 }
 
-/// What one peer needs in the kernel.
+/// What one peer needs in the kernel: a route per block (two with dual
+/// stack), and through a device a neighbour entry per VTEP address and an
+/// FDB entry.
 struct PeerEntries {
-    var route: GatewayRoute
-    var neighbour: OverlayEntry?
+    var routes: [GatewayRoute]
+    var neighbours: [OverlayEntry] = []
     var forwarding: OverlayEntry?
 }
 
-/// host-gw: a route `BLOCK via ADDRESS` per peer (the nodes share an L2 segment).
+/// host-gw: a route `BLOCK via ADDRESS` per peer (the nodes share an L2
+/// segment); with dual stack, also `IPV6BLOCK via IPV6ADDRESS`.
 final class HostGatewayBackend: NodeBackend {
     let programmer: PeerProgrammer
     let podMTU: Int
     var vtepMAC: String? { nil }
 
-    init(config: ClusterConfig, address: IPAddress, log: @escaping (String) -> Void) throws {
+    init(config: ClusterConfig, address: IPAddress, ipv6Address: IPAddress?, log: @escaping (String) -> Void) throws {
+        if config.isDualStack {
+            guard let ipv6Address else {
+                throw ClusterError("cluster \(config.name) is dual-stack in host-gw mode: give this node's IPv6 underlay address too (--ipv6-address), the next hop of its IPv6 block")
+            }
+            guard ipv6Address.family == .v6 else { throw ClusterError("--ipv6-address \(ipv6Address) is not an IPv6 address") }
+            _ = try NodeNetwork.underlay(ipv6Address)
+        }
         let (socket, underlay) = try NodeNetwork.underlay(address)
         podMTU = underlay.mtu
         programmer = PeerProgrammer(socket: socket, device: nil, log: log)
     }
 
-    func holdBlock(_ block: IPPrefix) throws { programmer.ownBlock = block }
+    func holdBlock(_ block: IPPrefix) throws { try programmer.hold(block) }
 
     func sync(peers: [NodeRecord]) throws -> [String: String] {
-        try programmer.sync(peers) { PeerEntries(route: GatewayRoute(destination: $0.block, gateway: $0.address)) }
+        try programmer.sync(peers) { p in
+            // Each block via the peer's underlay address of its family.
+            PeerEntries(routes: p.blocks.compactMap { block in
+                [p.address, p.ipv6Address].compactMap { $0 }.first { $0.family == block.family }
+                    .map { GatewayRoute(destination: block, gateway: $0) }
+            })
+        }
     }
 
     func teardown() { programmer.removeRoutes() }
@@ -106,23 +123,18 @@ final class VXLANBackend: NodeBackend {
         programmer = PeerProgrammer(socket: socket, device: device, log: log)
     }
 
-    /// Gives the device the node's VTEP address (its block's first address).
-    func holdBlock(_ block: IPPrefix) throws {
-        programmer.ownBlock = block
-        let vtep = IPPrefix(address: block.network.address, prefixLength: block.family == .v4 ? 32 : 128)!
-        do {
-            try programmer.socket.addAddress(vtep, to: device)
-        } catch {
-            if !error.isExists { throw error }
-        }
-    }
+    /// Gives the device the node's VTEP address of `block` (its first address).
+    func holdBlock(_ block: IPPrefix) throws { try programmer.hold(block, addressOn: device) }
 
+    /// Per peer a route per block via that block's first address (its VTEP
+    /// address of the family) onlink, a neighbour entry for each VTEP
+    /// address, and one FDB entry: IPv4 and IPv6 pods share the device.
     func sync(peers: [NodeRecord]) throws -> [String: String] {
         let device = self.device
         return try programmer.sync(peers) { p in
             guard let mac = p.vtepMAC else { return nil }
-            return PeerEntries(route: GatewayRoute(destination: p.block, gateway: p.vtepAddress, outputIndex: device.index),
-                               neighbour: OverlayEntry(address: p.vtepAddress, mac: mac),
+            return PeerEntries(routes: p.blocks.map { GatewayRoute(destination: $0, gateway: $0.network.address, outputIndex: device.index) },
+                               neighbours: p.blocks.map { OverlayEntry(address: $0.network.address, mac: mac) },
                                forwarding: OverlayEntry(address: p.address, mac: mac))
         }
     }
@@ -143,8 +155,8 @@ final class PeerProgrammer {
     let socket: RouteSocket
     let device: LinkInfo?
     let log: (String) -> Void
-    /// The block this node holds: no peer's route, neighbour or FDB entry may touch it.
-    var ownBlock: IPPrefix?
+    /// The blocks this node holds: no peer's route, neighbour or FDB entry may touch them.
+    private(set) var ownBlocks: [IPPrefix] = []
     let metrics = AgentMetrics()
     /// Routes and entries added or removed so far.
     private(set) var changes = 0
@@ -154,6 +166,22 @@ final class PeerProgrammer {
         self.device = device
         self.log = log
     }
+
+    /// Takes `block` as this node's own; with `device`, puts the block's
+    /// first address on it (a VTEP address, a WireGuard device's address).
+    func hold(_ block: IPPrefix, addressOn device: LinkInfo? = nil) throws {
+        ownBlocks.removeAll { $0.family == block.family }
+        ownBlocks.append(block)
+        guard let device else { return }
+        do {
+            try socket.addAddress(IPPrefix(address: block.network.address, prefixLength: block.family == .v4 ? 32 : 128)!, to: device)
+        } catch {
+            if !error.isExists { throw error }
+        }
+    }
+
+    /// Whether `block` overlaps one of this node's own blocks.
+    func isOwn(_ block: IPPrefix) -> Bool { ownBlocks.contains { $0.overlaps(block) } }
 
     /// Watches this node's routes (the agent's protocol) and the device's
     /// neighbour and FDB entries; what this programmer's own socket does is not told.
@@ -170,14 +198,14 @@ final class PeerProgrammer {
         var failures: [String: String] = [:]
         var want: [(node: String, entries: PeerEntries)] = []
         for p in peers.sorted(by: { $0.node < $1.node }) {
-            if let ownBlock, ownBlock.overlaps(p.block) {
-                failures[p.node] = "its block \(p.block) is this node's own"
+            if let own = p.blocks.first(where: isOwn) {
+                failures[p.node] = "its block \(own) is this node's own"
                 continue
             }
             if let e = entries(p) { want.append((p.node, e)) }
         }
-        let routes = Set(want.map(\.entries.route))
-        let neighbours = Set(want.compactMap(\.entries.neighbour))
+        let routes = Set(want.flatMap(\.entries.routes))
+        let neighbours = Set(want.flatMap(\.entries.neighbours))
         let forwarding = Set(want.compactMap(\.entries.forwarding))
         let haveRoutes = Set(try socket.routes(owner: NodeNetwork.routeProtocol))
         var haveNeighbours = Set<OverlayEntry>(), haveForwarding = Set<OverlayEntry>()
@@ -214,16 +242,18 @@ final class PeerProgrammer {
                     changes += 1
                     held.fdb += 1
                 }
-                if let device, let n = e.neighbour, !haveNeighbours.contains(n) {
-                    try socket.replaceEntry(n, on: device, forwarding: false)
-                    log("added neighbour \(n.address) -> \(n.mac) (node \(node))")
-                    metrics.kernelChanges("neighbour", "added").increment()
-                    changes += 1
-                    held.neighbours += 1
+                if let device {
+                    for n in e.neighbours where !haveNeighbours.contains(n) {
+                        try socket.replaceEntry(n, on: device, forwarding: false)
+                        log("added neighbour \(n.address) -> \(n.mac) (node \(node))")
+                        metrics.kernelChanges("neighbour", "added").increment()
+                        changes += 1
+                        held.neighbours += 1
+                    }
                 }
-                if !haveRoutes.contains(e.route) {
-                    try socket.replaceRoute(e.route, owner: NodeNetwork.routeProtocol)
-                    log("added route \(e.route) (node \(node))")
+                for route in e.routes where !haveRoutes.contains(route) {
+                    try socket.replaceRoute(route, owner: NodeNetwork.routeProtocol)
+                    log("added route \(route) (node \(node))")
                     metrics.kernelChanges("route", "added").increment()
                     changes += 1
                     held.routes += 1

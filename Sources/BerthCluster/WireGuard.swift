@@ -208,15 +208,7 @@ final class WireGuardBackend: NodeBackend {
         for _ in 0..<100 where !FileManager.default.fileExists(atPath: WireGuardUAPI.socketPath(name)) { usleep(20_000) }
     }
 
-    func holdBlock(_ block: IPPrefix) throws {
-        programmer.ownBlock = block
-        do {
-            let host = block.family == .v4 ? 32 : 128
-            try programmer.socket.addAddress(IPPrefix(address: block.network.address, prefixLength: host)!, to: device)
-        } catch {
-            if !error.isExists { throw error }
-        }
-    }
+    func holdBlock(_ block: IPPrefix) throws { try programmer.hold(block, addressOn: device) }
 
     func sync(peers: [NodeRecord]) throws -> [String: String] {
         var failures: [String: String] = [:]
@@ -224,9 +216,10 @@ final class WireGuardBackend: NodeBackend {
         var usable: [NodeRecord] = []
         for p in peers {
             guard let text = p.publicKey, let bytes = WireGuardKey.bytes(base64: text) else { continue }
-            if let ownBlock = programmer.ownBlock, ownBlock.overlaps(p.block) { continue }
+            if p.blocks.contains(where: programmer.isOwn) { continue }
             let endpoint = p.address.family == .v4 ? "\(p.address):\(port)" : "[\(p.address)]:\(port)"
-            want[bytes] = WireGuardPeer(publicKey: bytes, endpoint: endpoint, allowedIPs: [p.block.description])
+            // Allowed IPs: the peer's blocks, IPv4 and IPv6 with dual stack, as wireguard-go lists them back.
+            want[bytes] = WireGuardPeer(publicKey: bytes, endpoint: endpoint, allowedIPs: p.blocks.map(\.description))
             usable.append(p)
         }
         let have = try uapi.peers()
@@ -237,9 +230,10 @@ final class WireGuardBackend: NodeBackend {
         }
         let current = Dictionary(have.map { ($0.publicKey, $0) }, uniquingKeysWith: { a, _ in a })
         for (bytes, peer) in want.sorted(by: { $0.value.allowedIPs[0] < $1.value.allowedIPs[0] }) {
-            if let now = current[bytes], now.endpoint == peer.endpoint, now.allowedIPs == peer.allowedIPs { continue }
-            request += "public_key=\(hexString(bytes))\nendpoint=\(peer.endpoint!)\nreplace_allowed_ips=true\nallowed_ip=\(peer.allowedIPs[0])\n"
-            log("\(current[bytes] == nil ? "added" : "updated") WireGuard peer \(peer.allowedIPs[0]) at \(peer.endpoint!)")
+            if let now = current[bytes], now.endpoint == peer.endpoint, Set(now.allowedIPs) == Set(peer.allowedIPs) { continue }
+            request += "public_key=\(hexString(bytes))\nendpoint=\(peer.endpoint!)\nreplace_allowed_ips=true\n"
+                + peer.allowedIPs.map { "allowed_ip=\($0)\n" }.joined()
+            log("\(current[bytes] == nil ? "added" : "updated") WireGuard peer \(peer.allowedIPs.joined(separator: ", ")) at \(peer.endpoint!)")
         }
         if !request.isEmpty {
             do {
@@ -252,7 +246,7 @@ final class WireGuardBackend: NodeBackend {
         }
         let device = self.device
         let routed = try programmer.sync(usable) { p in
-            PeerEntries(route: GatewayRoute(destination: p.block, gateway: p.block.network.address, outputIndex: device.index))
+            PeerEntries(routes: p.blocks.map { GatewayRoute(destination: $0, gateway: $0.network.address, outputIndex: device.index) })
         }
         return failures.merging(routed) { a, _ in a }
     }

@@ -211,7 +211,7 @@ public final class RecordingBackend: NodeBackend, @unchecked Sendable {
     public let vtepMAC: String?
     private var refused: Set<String> = []
     private var programmed: [String] = []
-    private var held: IPPrefix?
+    private var held: [IPPrefix] = []
     public private(set) var tornDown = false
 
     public init(podMTU: Int = 1450, vtepMAC: String? = nil) {
@@ -223,9 +223,17 @@ public final class RecordingBackend: NodeBackend, @unchecked Sendable {
     public func refuse(_ nodes: Set<String>) { lock.withLock { refused = nodes } }
     /// The nodes programmed by the last sync, sorted.
     public var peers: [String] { lock.withLock { programmed } }
-    public var block: IPPrefix? { lock.withLock { held } }
+    /// The block held last.
+    public var block: IPPrefix? { lock.withLock { held.last } }
+    /// The blocks held, one per family (dual stack: two).
+    public var blocks: [IPPrefix] { lock.withLock { held } }
 
-    public func holdBlock(_ block: IPPrefix) throws { lock.withLock { held = block } }
+    public func holdBlock(_ block: IPPrefix) throws {
+        lock.withLock {
+            held.removeAll { $0.family == block.family }
+            held.append(block)
+        }
+    }
 
     public func sync(peers: [NodeRecord]) throws -> [String: String] {
         lock.withLock {
@@ -236,5 +244,5 @@ public final class RecordingBackend: NodeBackend, @unchecked Sendable {
         }
     }
 
-    public func teardown() { lock.withLock { tornDown = true; programmed = []; held = nil } }
+    public func teardown() { lock.withLock { tornDown = true; programmed = []; held = [] } }
 }

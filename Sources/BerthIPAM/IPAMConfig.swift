@@ -38,9 +38,21 @@ public struct AddressRange: Equatable, Sendable, CustomStringConvertible {
         let given: IPPrefix
         if let path = try r.string("subnetFile") {
             let file = try AddressRange.nodeFile(path, field: r, readFile: readFile)
-            given = file.block
+            // "subnetFamily" picks a dual-stack node's IPv4 or IPv6 block; without it, the first block.
+            switch try r.string("subnetFamily") {
+            case nil: given = file.block
+            case let text?:
+                guard let family: IPAddress.Family = text == "ipv4" ? .v4 : text == "ipv6" ? .v6 : nil else {
+                    throw r.error("subnetFamily", "\"\(text)\" is not \"ipv4\" or \"ipv6\"")
+                }
+                guard let block = file.block(family: family) else {
+                    throw r.error("subnetFamily", "\(path) holds no \(text) block (this node holds \(file.blocks.map(\.description).joined(separator: ", ")): is the cluster dual-stack?)")
+                }
+                given = block
+            }
             linkMTU = file.mtu
         } else if let subnet = try r.prefix("subnet") {
+            if r.has("subnetFamily") { throw r.error("subnetFamily", "goes with \"subnetFile\", not \"subnet\"") }
             given = subnet
         } else {
             throw r.error("subnet", "is required (or \"subnetFile\")")

@@ -96,6 +96,8 @@ struct Run: AsyncParsableCommand {
     @OptionGroup var options: ClusterOptions
     @Option(help: "This node's name (default: the host name).") var node: String?
     @Option(help: "This node's underlay address, where other nodes reach it.") var address: String
+    @Option(help: "This node's IPv6 underlay address beside an IPv4 --address (host-gw: the next hop of its IPv6 block in a dual-stack cluster).")
+    var ipv6Address: String?
     @Option(help: "Where the node's block is written for berth-ipam's subnetFile.") var subnetFile: String?
     @Option(help: "The lease's life in seconds: a node silent for longer loses its block.") var ttl: Int = 60
     @Option(help: "Where the node's plugin keeps endpoints and the policies in force (the plugin's runDir).")
@@ -109,6 +111,10 @@ struct Run: AsyncParsableCommand {
 
     func validate() throws {
         guard IPAddress(address) != nil else { throw ValidationError("--address \(address) is not an IP address") }
+        if let ipv6Address {
+            guard let ip = IPAddress(ipv6Address), ip.family == .v6 else { throw ValidationError("--ipv6-address \(ipv6Address) is not an IPv6 address") }
+            guard IPAddress(address)?.family == .v4 else { throw ValidationError("--ipv6-address goes beside an IPv4 --address; \(address) is IPv6 already") }
+        }
         guard ttl >= 2 else { throw ValidationError("--ttl must be at least 2 seconds") }
         guard runDir.hasPrefix("/") else { throw ValidationError("--run-dir \(runDir) is not an absolute path") }
         guard stateDir.hasPrefix("/") else { throw ValidationError("--state-dir \(stateDir) is not an absolute path") }
@@ -134,6 +140,7 @@ struct Run: AsyncParsableCommand {
         var agentOptions = AgentOptions(etcd: client.endpoint, cluster: options.cluster, node: name,
                                         address: IPAddress(address)!, subnetFile: subnetFile, ttl: ttl,
                                         runDirectory: runDir, policyLogGroup: policyLog)
+        agentOptions.ipv6Address = ipv6Address.flatMap(IPAddress.init)
         agentOptions.reconcileInterval = reconcileInterval
         agentOptions.stateDirectory = stateDir
         let registry = PrometheusCollectorRegistry()
@@ -283,6 +290,10 @@ struct Init: AsyncParsableCommand {
     @Option(help: "The cluster's range, for example 10.244.0.0/16.") var network: String
     @Option(help: "The prefix length of a node's block (default /\(ClusterConfig.defaultBlockLength) of an IPv4 range, /\(ClusterConfig.defaultBlockLength6) of an IPv6 one).")
     var blockLength: Int?
+    @Option(help: "Dual stack: an IPv6 range beside an IPv4 --network, for example fd00:10:244::/48; each node holds a block of each.")
+    var ipv6Network: String?
+    @Option(help: "The prefix length of a node's block of --ipv6-network (default /\(ClusterConfig.defaultBlockLength6)).")
+    var ipv6BlockLength: Int = ClusterConfig.defaultBlockLength6
     @Option(help: "host-gw (nodes share an L2 segment), vxlan or wireguard (encrypted).") var mode: String = ClusterMode.hostGateway.rawValue
     @Option(help: "VXLAN network identifier.") var vni: Int = 1
     @Option(help: "UDP port: VXLAN's (default \(ClusterConfig.defaultPort)) or WireGuard's (default \(ClusterConfig.defaultWireGuardPort)).")
@@ -292,13 +303,18 @@ struct Init: AsyncParsableCommand {
     func run() async throws {
         guard let prefix = IPPrefix(network) else { throw ValidationError("--network \(network) is not a prefix") }
         guard let mode = ClusterMode(rawValue: mode) else { throw ValidationError("--mode must be host-gw, vxlan or wireguard") }
+        var prefix6: IPPrefix?
+        if let ipv6Network {
+            guard let p = IPPrefix(ipv6Network) else { throw ValidationError("--ipv6-network \(ipv6Network) is not a prefix") }
+            prefix6 = p
+        }
         let config = try ClusterConfig(name: options.cluster, network: prefix, blockLength: blockLength ?? ClusterConfig.defaultBlockLength(for: prefix.family),
-                                       mode: mode, vni: vni, port: port)
+                                       mode: mode, vni: vni, port: port, ipv6Network: prefix6, ipv6BlockLength: ipv6BlockLength)
         let etcd = try options.client()
         defer { Task { await etcd.shutdown() } }
         let bytes = Array(config.json.serialized().utf8)
         if try await etcd.create(config.configKey, bytes, lease: 0) {
-            print("cluster \(config.name) declared: \(config.network), /\(config.blockLength) blocks, \(mode.rawValue)")
+            print("cluster \(config.name) declared: \(config.ranges.map { "\($0.network), /\($0.blockLength) blocks" }.joined(separator: "; ")), \(mode.rawValue)")
             return
         }
         let existing = try await etcd.get(config.configKey).flatMap { try? ClusterConfig(json: JSON.parse($0.value)) }
@@ -342,13 +358,16 @@ struct Nodes: AsyncParsableCommand {
         }
         // A row per node record, marked when no block key backs it, and a row
         // per block held without a live record (a node gone, or a leak).
-        var rows: [(node: String, address: String, block: IPPrefix, age: String, state: String, record: NodeRecord?)] = []
+        // A dual-stack node's row names both its blocks and both its addresses.
+        var rows: [(node: String, address: String, block: IPPrefix, blocks: String, age: String, state: String, record: NodeRecord?)] = []
         for r in records {
-            let state = owners[r.block] == r.node ? "ok" : "no block key: ignored by the nodes"
-            rows.append((r.node, r.address.description, r.block, "\(now - r.since)s", state, r))
+            let unkeyed = r.blocks.filter { owners[$0] != r.node }
+            let state = unkeyed.isEmpty ? "ok" : "no block key for \(unkeyed.map(\.description).joined(separator: ", ")): ignored by the nodes"
+            let addresses = ([r.address] + (r.ipv6Address.map { [$0] } ?? [])).map(\.description).joined(separator: ",")
+            rows.append((r.node, addresses, r.block, r.blocks.map(\.description).joined(separator: ","), "\(now - r.since)s", state, r))
         }
-        for (b, owner) in owners where !records.contains(where: { $0.node == owner && $0.block == b }) {
-            rows.append((escapedForLog(Array(owner.utf8), limit: 40), "-", b, "-", "no record: held without a live node (berthctl cluster release \(owner))", nil))
+        for (b, owner) in owners where !records.contains(where: { $0.node == owner && $0.blocks.contains(b) }) {
+            rows.append((escapedForLog(Array(owner.utf8), limit: 40), "-", b, b.description, "-", "no record: held without a live node (berthctl cluster release \(owner))", nil))
         }
         rows.sort { $0.block.address < $1.block.address }
         if json {
@@ -357,14 +376,14 @@ struct Nodes: AsyncParsableCommand {
                 o["mode"] = .string(config.mode.rawValue)
                 if let r = row.record { o["leaseAge"] = .int(now - r.since) }
                 o["record"] = .bool(row.record != nil)
-                o["blockKey"] = .bool(owners[row.block] == row.node)
+                o["blockKey"] = .bool((row.record?.blocks ?? [row.block]).allSatisfy { owners[$0] == row.node })
                 o["state"] = .string(row.state)
                 return .object(o)
             }).serialized(pretty: true))
             return
         }
         let table = [["NODE", "ADDRESS", "BLOCK", "MODE", "LEASE AGE", "STATE"]] + rows.map {
-            [$0.node, $0.address, $0.block.description, config.mode.rawValue, $0.age, $0.state]
+            [$0.node, $0.address, $0.blocks, config.mode.rawValue, $0.age, $0.state]
         }
         let widths = (0..<6).map { i in table.map { $0[i].count }.max() ?? 0 }
         for row in table {

@@ -12,7 +12,7 @@ struct ClusterCommand: ParsableCommand {
         commandName: "cluster",
         abstract: "Cluster networks over etcd: init, show, nodes, leave, release (run by berth-agent, found beside berthctl or on PATH).",
         discussion: """
-        berthctl cluster init --etcd URL --cluster NAME --network 10.244.0.0/16 [--block-length 24] [--mode host-gw|vxlan|wireguard]
+        berthctl cluster init --etcd URL --cluster NAME --network 10.244.0.0/16 [--block-length 24] [--ipv6-network fd00:10:244::/48] [--mode host-gw|vxlan|wireguard]
         berthctl cluster show --etcd URL --cluster NAME
         berthctl cluster nodes --etcd URL --cluster NAME [--json]
         berthctl cluster leave --etcd URL --cluster NAME [--node NODE]      (on the node)

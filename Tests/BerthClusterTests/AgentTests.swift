@@ -16,8 +16,8 @@ final class AgentHarness: @unchecked Sendable {
     private let lock = NSLock()
     private var lines: [String] = []
 
-    init(network: String = "10.244.0.0/16", mode: ClusterMode = .hostGateway) async throws {
-        config = try ClusterConfig(name: "pods", network: IPPrefix(network)!, mode: mode)
+    init(network: String = "10.244.0.0/16", mode: ClusterMode = .hostGateway, ipv6Network: String? = nil) async throws {
+        config = try ClusterConfig(name: "pods", network: IPPrefix(network)!, mode: mode, ipv6Network: ipv6Network.flatMap(IPPrefix.init))
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         AgentHarness.removeAtExit
         let dir = self.dir
@@ -44,11 +44,13 @@ final class AgentHarness: @unchecked Sendable {
     }
 
     /// Another node, written into the store as its agent would: block key and record under one lease.
-    func addPeer(_ node: String, _ address: String, block: String) async throws {
+    func addPeer(_ node: String, _ address: String, block: String, ipv6Block: String? = nil) async throws {
         let lease = try await store.grantLease(ttl: 30)
-        let b = IPPrefix(block)!
-        _ = try await store.create(config.blockKey(b), Array(node.utf8), lease: lease)
-        let record = NodeRecord(node: node, address: IPAddress(address)!, block: b, vtepMAC: nil, since: 0)
+        let b = IPPrefix(block)!, b6 = ipv6Block.flatMap(IPPrefix.init)
+        for key in [b] + (b6.map { [$0] } ?? []) { _ = try await store.create(config.blockKey(key), Array(node.utf8), lease: lease) }
+        // vxlan: a unicast MAC of the peer's own.
+        let mac = config.mode == .vxlan ? String(format: "0a:00:00:00:%02x:%02x", node.utf8.count, Int(node.utf8.last ?? 0)) : nil
+        let record = NodeRecord(node: node, address: IPAddress(address)!, block: b, ipv6Block: b6, vtepMAC: mac, since: 0)
         try await store.put(config.nodeKey(node), Array(record.json.serialized().utf8), lease: lease)
     }
 
@@ -88,6 +90,40 @@ struct AgentTests {
         // A peer joining later is programmed.
         try await h.addPeer("n3", "192.168.1.3", block: "10.244.2.0/24")
         #expect(await h.until(30) { h.backend.peers == ["n2", "n3"] }, "\(h.backend.peers)")
+    }
+
+    @Test("dual stack: the agent takes a block of each range, writes both to its record and node file, programs dual-stack peers, and takes a removed IPv6 block key back")
+    func dualStack() async throws {
+        let h = try await AgentHarness(mode: .vxlan, ipv6Network: "fd42:1:2::/48")
+        try await h.addPeer("n2", "192.168.1.2", block: "10.244.0.0/24", ipv6Block: "fd42:1:2::/64")
+        // A peer of the dual-stack cluster without an IPv6 block is no peer.
+        try await h.addPeer("old", "192.168.1.9", block: "10.244.9.0/24")
+        let task = Task { await h.agent().run() }
+        defer { task.cancel() }
+        #expect(await h.until(30) { h.nodeFile() != nil && h.backend.peers == ["n2"] }, "\(h.log)")
+        let file = try #require(h.nodeFile())
+        #expect(file.block.description == "10.244.1.0/24" && file.ipv6Block?.description == "fd42:1:2:1::/64"
+                && file.ipv6Network?.description == "fd42:1:2::/48")
+        #expect(h.backend.blocks.map(\.description) == ["10.244.1.0/24", "fd42:1:2:1::/64"])
+        let record = try #require(h.store.snapshot(prefix: h.config.nodesPrefix)[h.config.nodeKey("me")])
+        #expect(record.contains(#""ipv6Block":"fd42:1:2:1::/64""#), "\(record)")
+        #expect(h.log.contains("ignoring the node record at \(h.config.nodeKey("old")): it has no IPv6 block"), "\(h.log)")
+        // The IPv6 block key deleted by hand: the agent claims the same two blocks again.
+        let key6 = h.config.blockKey(IPPrefix("fd42:1:2:1::/64")!)
+        try await h.store.delete(key6)
+        #expect(await h.until(30) { h.store.snapshot(prefix: h.config.blocksPrefix)[key6] == "me" }, "\(h.log)")
+        #expect(h.nodeFile() == file)
+    }
+
+    @Test("dual stack: with the IPv6 range full the agent holds no IPv4 block either while it waits")
+    func dualStackWaitsWhole() async throws {
+        let h = try await AgentHarness(ipv6Network: "fd42:1:2::/63")
+        try await h.addPeer("n2", "192.168.1.2", block: "10.244.0.0/24", ipv6Block: "fd42:1:2::/64")
+        try await h.addPeer("n3", "192.168.1.3", block: "10.244.1.0/24", ipv6Block: "fd42:1:2:1::/64")
+        let task = Task { await h.agent().run() }
+        defer { task.cancel() }
+        #expect(await h.until(30) { h.log.contains("its range fd42:1:2::/63 has no free /64 block (all 2 are held)") }, "\(h.log)")
+        #expect(!h.store.snapshot(prefix: h.config.blocksPrefix).values.contains("me") && h.nodeFile() == nil)
     }
 
     @Test("a restarted agent takes the same block back through its held key")

@@ -77,4 +77,22 @@ struct ClusterPolicyStateTests {
         #expect(s.remote[blockless] != nil)
         #expect(still[stolen] != nil)
     }
+
+    @Test("a dual-stack pod's record counts when each address is in one of its node's blocks, IPv4 and IPv6; an IPv6 address of another node's block is refused")
+    func dualStackEndpoints() {
+        let dual = try! ClusterConfig(name: "pods", network: IPPrefix("10.244.0.0/16")!, blockLength: 24, mode: .vxlan,
+                                      ipv6Network: IPPrefix("fd42::/48")!)
+        let owners: [IPPrefix: String] = [IPPrefix("10.244.1.0/24")!: "a", IPPrefix("fd42:0:0:1::/64")!: "a",
+                                          IPPrefix("10.244.2.0/24")!: "b", IPPrefix("fd42:0:0:2::/64")!: "b"]
+        func record(_ name: String, _ addresses: [String]) -> (String, [UInt8]) {
+            let e = Endpoint(attachment: CNIAttachmentKey(network: "pods", containerID: name, ifname: "eth0"),
+                             identity: PodIdentity(namespace: "shop", name: name, labels: [:]), addresses: addresses.map { IPAddress($0)! })
+            return (dual.endpointsPrefix(node: "b") + e.attachment.fileName, ClusterPolicyState.record(e, node: "b"))
+        }
+        var s = ClusterPolicyState(config: dual, node: "a")
+        let (good, goodValue) = record("ok", ["10.244.2.5", "fd42:0:0:2::5"])
+        #expect(s.put(good, goodValue, owners: owners) == nil && s.remote[good]?.addresses.count == 2)
+        let (stolen, stolenValue) = record("bad", ["10.244.2.6", "fd42:0:0:1::6"])
+        #expect(s.put(stolen, stolenValue, owners: owners)?.contains("address fd42:0:0:1::6 is not in the block of node b") == true)
+    }
 }

@@ -35,9 +35,10 @@ struct ExampleConfigTests {
             let config = try BridgeConfig(network: network, reader: reader)
             #expect(config.network.ipamType != nil)
             if config.network.ipamType == "berth-ipam" {
-                // A cluster node's block file, as berth-agent writes it.
-                let block = Array(#"{"cluster":"pods","network":"10.244.0.0/16","block":"10.244.7.0/24","mtu":1500}"#.utf8)
-                _ = try IPAMConfig(network: network, reader: reader, cniArgs: [], readFile: { _ in block })
+                // A cluster node's block file, as berth-agent writes it (a dual-stack node's: both blocks).
+                let block = Array(#"{"cluster":"pods","network":"10.244.0.0/16","block":"10.244.7.0/24","ipv6Network":"fd42::/48","ipv6Block":"fd42:0:0:7::/64","mtu":1500}"#.utf8)
+                let ipam = try IPAMConfig(network: network, reader: reader, cniArgs: [], readFile: { _ in block })
+                #expect(ipam.rangeSets.count == (file.contains("dualstack") ? 2 : 1), "\(file)")
             }
             berthEntries += 1
         }

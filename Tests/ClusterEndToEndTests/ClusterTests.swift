@@ -23,6 +23,8 @@ final class SimulatedCluster: @unchecked Sendable {
     let etcdPort: Int
     private(set) var nodes: [String] = []
     private(set) var pods: [(node: Int, netns: String, id: String, address: String)] = []
+    /// A dual-stack pod's IPv6 address, by its namespace (`pods` holds its IPv4 one).
+    private(set) var podIPv6: [String: String] = [:]
     /// The identity each pod was added with, by its namespace.
     private var identities: [String: (namespace: String, labels: [String: String])] = [:]
     private var agents: [Int: Process] = [:]
@@ -46,13 +48,23 @@ final class SimulatedCluster: @unchecked Sendable {
         var setUp: ((SimulatedCluster) throws -> Void)?
     }
 
-    /// The underlay's IPv6 /64 ("fdXX:XXXX:XXXX::") when the nodes reach each other over IPv6 (`ipv6Underlay`).
+    /// The underlay's IPv6 /64 ("fdXX:XXXX:XXXX::") when the nodes reach each other over IPv6 (`ipv6Underlay`)
+    /// or have an IPv6 underlay address beside their IPv4 one (`ipv6Addresses`).
     let base6: String?
+    let ipv6Underlay: Bool
+    /// Each agent is given its node's IPv6 underlay address beside the IPv4 one (`--ipv6-address`).
+    let ipv6Addresses: Bool
+    /// A dual-stack cluster's IPv6 range: pods get an address of each family.
+    let ipv6Network: String?
 
     init(mode: String, nodes count: Int, ttl: Int = 30, network: String = "10.249.0.0/16", blockLength: Int? = 24,
-         ipv6Underlay: Bool = false,
+         ipv6Underlay: Bool = false, ipv6Addresses: Bool = false, ipv6Network: String? = nil,
          security: ((_ work: String, _ etcdAddress: String) throws -> Security)? = nil) throws {
-        base6 = ipv6Underlay ? String(format: "fd%02x:%04x:%04x::", Int.random(in: 0...255), Int.random(in: 0...0xFFFF), Int.random(in: 0...0xFFFF)) : nil
+        base6 = ipv6Underlay || ipv6Addresses
+            ? String(format: "fd%02x:%04x:%04x::", Int.random(in: 0...255), Int.random(in: 0...0xFFFF), Int.random(in: 0...0xFFFF)) : nil
+        self.ipv6Underlay = ipv6Underlay
+        self.ipv6Addresses = ipv6Addresses
+        self.ipv6Network = ipv6Network
         let r = UInt32.random(in: 0...0xFFFFFF)
         tag = String(format: "%06x", r)
         underlay = "bu\(tag)"
@@ -79,7 +91,8 @@ final class SimulatedCluster: @unchecked Sendable {
         try startEtcd()
         try secured.setUp?(self)
         let initRun = agentCommand(["init", "--etcd", etcdURL] + clientArguments + ["--cluster", name, "--network", network, "--mode", mode]
-                                   + (blockLength.map { ["--block-length", String($0)] } ?? []))
+                                   + (blockLength.map { ["--block-length", String($0)] } ?? [])
+                                   + (ipv6Network.map { ["--ipv6-network", $0] } ?? []))
 
         try #require(initRun.status == 0, "init: \(initRun.out)")
     }
@@ -88,7 +101,9 @@ final class SimulatedCluster: @unchecked Sendable {
 
     func nodeNamespace(_ i: Int) -> String { "bcn-\(tag)-\(i)" }
     /// Node `i`'s underlay address: IPv4 (etcd is reached over it either way), or IPv6 with `ipv6Underlay`.
-    func nodeAddress(_ i: Int) -> String { base6.map { "\($0)\(10 + i)" } ?? "\(base).\(10 + i)" }
+    func nodeAddress(_ i: Int) -> String { ipv6Underlay ? nodeAddress6(i) : "\(base).\(10 + i)" }
+    /// Node `i`'s IPv6 underlay address (with `ipv6Underlay` or `ipv6Addresses`).
+    func nodeAddress6(_ i: Int) -> String { "\(base6 ?? "::")\(10 + i)" }
     func subnetFile(_ i: Int) -> String { "\(work)/node\(i).json" }
     /// Node `i`'s endpoints and policies in force (its plugin's runDir, its agent's --run-dir).
     func runDir(_ i: Int) -> String { "\(work)/run\(i)" }
@@ -162,7 +177,8 @@ final class SimulatedCluster: @unchecked Sendable {
         p.executableURL = URL(fileURLWithPath: "/usr/sbin/ip")
         p.arguments = ["netns", "exec", nodeNamespace(i), "\(productsDirectory)/berth-agent", "run", "--etcd", etcdURL,
                        "--cluster", name, "--node", "n\(i)", "--address", nodeAddress(i),
-                       "--subnet-file", subnetFile(i), "--ttl", String(ttl), "--run-dir", runDir(i)] + clientArguments + extra
+                       "--subnet-file", subnetFile(i), "--ttl", String(ttl), "--run-dir", runDir(i)] + clientArguments
+            + (ipv6Addresses && !ipv6Underlay ? ["--ipv6-address", nodeAddress6(i)] : []) + extra
         FileManager.default.createFile(atPath: agentLog(i), contents: nil)
         p.standardError = FileHandle(forWritingAtPath: agentLog(i))
         p.standardOutput = FileHandle.nullDevice
@@ -191,6 +207,12 @@ final class SimulatedCluster: @unchecked Sendable {
         return json["block"]?.stringValue
     }
 
+    /// The IPv6 block node `i` holds in a dual-stack cluster, from its subnet file.
+    func ipv6Block(_ i: Int) -> String? {
+        guard let data = FileManager.default.contents(atPath: subnetFile(i)), let json = try? JSON.parse(Array(data)) else { return nil }
+        return json["ipv6Block"]?.stringValue
+    }
+
     /// Waits until `condition` holds (polling every 50 ms); returns the seconds it took, or nil.
     @discardableResult
     func wait(seconds: Double, _ condition: () -> Bool) -> Double? {
@@ -217,7 +239,9 @@ final class SimulatedCluster: @unchecked Sendable {
             let labels = identity.labels.map { #""\#($0.key)":"\#($0.value)""# }.joined(separator: ",")
             args = #","args":{"cni":{"namespace":"\#(identity.namespace)","labels":{\#(labels)}}}"#
         }
-        return #"{"cniVersion":"1.1.0","name":"\#(name)","type":"berth","bridge":"cbr0","isGateway":true,"isDefaultGateway":true,"runDir":"\#(runDir(i))"\#(args),"ipam":{"type":"berth-ipam","dataDir":"\#(work)/ipam\#(i)","ranges":[[{"subnetFile":"\#(subnetFile(i))"}]]}}"#
+        // A dual-stack node's IPv6 block is a second range set from the same node file.
+        let ranges6 = ipv6Network == nil ? "" : #",[{"subnetFile":"\#(subnetFile(i))","subnetFamily":"ipv6"}]"#
+        return #"{"cniVersion":"1.1.0","name":"\#(name)","type":"berth","bridge":"cbr0","isGateway":true,"isDefaultGateway":true,"runDir":"\#(runDir(i))"\#(args),"ipam":{"type":"berth-ipam","dataDir":"\#(work)/ipam\#(i)","ranges":[[{"subnetFile":"\#(subnetFile(i))"}]\#(ranges6)]}}"#
     }
 
     /// Runs `berth` inside node `i`'s namespace, as the node's runtime would.
@@ -247,6 +271,7 @@ final class SimulatedCluster: @unchecked Sendable {
         lock.withLock {
             pods.append((i, ns, id, address))
             identities[ns] = identity
+            if ipv6Network != nil, let address6 = firstAddress(add.json, family: .v6) { podIPv6[ns] = address6 }
         }
         return address
     }
