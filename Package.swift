@@ -79,12 +79,15 @@ let package = Package(
         // The node's endpoints (a pod's attachment, identity and addresses) on
         // disk: written by the plugin, read for policy.
         .target(name: "BerthEndpoints", dependencies: ["BerthCNI", "BerthNet", "BerthJSON", "BerthSystem"]),
+        // Names on a network: what a name may be and where it comes from (pure), and
+        // the network's DNS server (Debian's dnsmasq) kept in step with its attachments.
+        .target(name: "BerthNames", dependencies: ["BerthCNI", "BerthNet", "BerthJSON", "BerthSystem", "BerthFirewall"]),
         // Policy on a node: what is in force, applied to the kernel, kept in step with pods.
         .target(name: "BerthEnforcement", dependencies: ["BerthEndpoints", "BerthFirewall", "BerthJSON", "BerthNet", "BerthPolicy", "BerthSystem"]),
         // Test labs: topologies of namespaces and networks, for berthctl lab and Swift test suites.
         .target(name: "BerthLab", dependencies: ["BerthNet", "BerthJSON", "BerthCNI", "BerthCNIClient", "BerthRuntime", "BerthSystem", "BerthNetlink", "BerthPlugin", "CBerthSys", "BerthYAML", "BerthEndpoints", "BerthEnforcement"]),
         // The bridge plugin: ADD, DEL, CHECK, GC, STATUS orchestration.
-        .target(name: "BerthPlugin", dependencies: ["BerthNet", "BerthJSON", "BerthCNI", "BerthCNIPlugin", "BerthEndpoints", "BerthEnforcement", "BerthSystem", "BerthNetlink", "BerthIPAM", "BerthFirewall"]),
+        .target(name: "BerthPlugin", dependencies: ["BerthNet", "BerthJSON", "BerthCNI", "BerthCNIPlugin", "BerthEndpoints", "BerthNames", "BerthEnforcement", "BerthSystem", "BerthNetlink", "BerthIPAM", "BerthFirewall"]),
         // The plugin executables: tests find them in the build directory.
         .executableTarget(name: "berth", dependencies: ["BerthPlugin"]),
         .executableTarget(name: "berth-ipam", dependencies: ["BerthIPAM"]),
@@ -132,6 +135,7 @@ let package = Package(
         .testTarget(name: "BerthCNIClientTests", dependencies: ["BerthCNIClient"]),
         .testTarget(name: "BerthRuntimeTests", dependencies: ["BerthRuntime", "BerthTestSupport"]),
         .testTarget(name: "BerthLabTests", dependencies: ["BerthLab", "BerthCNI", "BerthJSON", "BerthNet", "BerthTestSupport"]),
+        .testTarget(name: "BerthNamesTests", dependencies: ["BerthNames", "BerthCNI", "BerthNet", "BerthJSON"]),
         .testTarget(name: "BerthEndpointsTests", dependencies: ["BerthEndpoints", "BerthCNI", "BerthNet"]),
         .testTarget(name: "BerthPolicyTests", dependencies: ["BerthPolicy", "BerthPolicyFiles", "BerthNet", "BerthJSON"]),
         .testTarget(name: "BerthClusterTests", dependencies: ["BerthCluster", "BerthClusterFakes", "BerthJSON", "BerthNet", "BerthCNI", "BerthIPAM", "BerthPolicy", "BerthEndpoints"]),

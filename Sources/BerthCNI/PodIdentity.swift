@@ -38,6 +38,13 @@ public enum KubernetesNames {
         return nil
     }
 
+    /// A name as podman passes it (`K8S_POD_NAME` and `K8S_POD_NAMESPACE` are
+    /// the container's name, which may hold capitals and '_') folded into
+    /// Kubernetes' form: lower case, '_' as '-'. A Kubernetes name is unchanged.
+    public static func folded(_ text: String) -> String {
+        String(text.lowercased().map { $0 == "_" ? "-" : $0 })
+    }
+
     /// A name of a namespace or policy: a DNS label (namespaces) or subdomain (policies), lower case.
     public static func nameProblem(_ name: String, subdomain: Bool) -> String? {
         let limit = subdomain ? 253 : 63
@@ -77,13 +84,15 @@ public struct PodIdentity: Equatable, Sendable {
     public static func read(top: FieldReader, cniArgs: [(key: String, value: String)], containerID: String) throws(CNIError) -> PodIdentity {
         var namespace = "default"
         if let given = try RuntimeInput.values("namespace", cniArgsKey: "K8S_POD_NAMESPACE", in: top, cniArgs: cniArgs, list: false).first {
-            if let problem = KubernetesNames.nameProblem(given.text, subdomain: false) { throw given.error(problem) }
-            namespace = given.text
+            let text = KubernetesNames.folded(given.text)
+            if let problem = KubernetesNames.nameProblem(text, subdomain: false) { throw given.error(problem) }
+            namespace = text
         }
         var name = containerID
         if let given = try RuntimeInput.values("podName", cniArgsKey: "K8S_POD_NAME", in: top, cniArgs: cniArgs, list: false).first {
-            if let problem = KubernetesNames.nameProblem(given.text, subdomain: true) { throw given.error(problem) }
-            name = given.text
+            let text = KubernetesNames.folded(given.text)
+            if let problem = KubernetesNames.nameProblem(text, subdomain: true) { throw given.error(problem) }
+            name = text
         }
         var labels: [String: String] = [:]
         if let reader = try top.object("args")?.object("cni")?.object("labels") {

@@ -1,3 +1,4 @@
+import BerthNames
 import BerthCNI
 import BerthNet
 import BerthFirewall
@@ -47,6 +48,8 @@ public struct BridgeConfig: Sendable {
     /// (`runDir`, default /run/berth): one per node when several simulated
     /// nodes share a machine (each node's `berth-agent --run-dir`).
     public var runDirectory: String
+    /// Names on the network (`"names"`): a DNS server of its own answers each attachment's names.
+    public var names: NamesConfig?
     public static let defaultRunDirectory = "/run/berth"
 
     /// The fields this config reads (besides the CNI ones every config has).
@@ -124,6 +127,10 @@ public struct BridgeConfig: Sendable {
         runDirectory = try r.string("runDir") ?? BridgeConfig.defaultRunDirectory
         if !runDirectory.hasPrefix("/") || runDirectory.contains("\0") || runDirectory.split(separator: "/").contains("..") {
             throw r.error("runDir", "\"\(runDirectory)\" is not an absolute path without ..")
+        }
+        names = try NamesConfig.read(r)
+        if names != nil && !isGateway {
+            throw r.error("names", "needs \"isGateway\": the network's DNS server listens on the gateway address")
         }
         enableDAD = try r.bool("enabledad") ?? false
         disableContainerInterface = try r.bool("disableContainerInterface") ?? false

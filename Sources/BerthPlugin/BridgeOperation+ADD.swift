@@ -1,4 +1,5 @@
 import BerthEndpoints
+import BerthNames
 import BerthEnforcement
 #if canImport(Glibc)
 import Glibc
@@ -151,7 +152,34 @@ extension BridgeOperation {
         result.ips = plan.ips
         result.routes = plan.routes
         result.dns = config.network.dns.isEmpty ? ipamResult.dns : config.network.dns
+        if let names = networkNames {
+            result.dns = try recordNames(names, plan: plan)
+        }
         return result
+    }
+
+    /// Records the attachment's names (and addresses) with the network's DNS
+    /// server, started if it does not run; returns the DNS the container
+    /// should use: that server on the gateway addresses, searching the
+    /// network's domain first.
+    private func recordNames(_ names: NetworkNames, plan: AddressPlan) throws -> CNIResult.DNS {
+        let gateways = plan.ips.compactMap(\.gateway)
+        let listen = gateways.reduce(into: [IPAddress]()) { if !$0.contains($1) { $0.append($1) } }
+        guard !listen.isEmpty else {
+            throw CNIError(.invalidNetworkConfig, "field \"names\": the IPAM gave no gateway address for the network's DNS server to listen on")
+        }
+        let entry = NameEntry(attachment: attachment.description, names: requestedNames,
+                              addresses: plan.ips.map(\.address.address), since: Int(time(nil)))
+        do {
+            try names.record(entry, fileName: attachment.fileName, listen: listen, subnets: plan.ips.map(\.address.network))
+        } catch let error as NameServerError {
+            throw CNIError(.ioFailure, error.description)
+        }
+        var dns = config.network.dns
+        dns.nameservers = listen.map(\.description)
+        dns.domain = names.config.domain
+        dns.search = [names.config.domain] + dns.search.filter { $0 != names.config.domain }
+        return dns
     }
 
     /// The host end's port options (hairpin, isolation, VLANs); returns the

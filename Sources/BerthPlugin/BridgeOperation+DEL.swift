@@ -1,4 +1,5 @@
 import BerthEndpoints
+import BerthNames
 import BerthEnforcement
 import BerthFirewall
 import BerthNetlink
@@ -23,6 +24,14 @@ extension BridgeOperation {
         defer { session.close() }
         try deleteContainerInterface(takeDownFirst: policies) { try forgetEndpoint(session: policies ? session : nil) }
         try releaseIsolationIfLast()
+        try forgetNames()
+    }
+
+    /// Takes the attachment's names off the network's server (its last stops it).
+    func forgetNames() throws {
+        guard let names = networkNames else { return }
+        try names.forget(attachment.fileName)
+        names.removeIfEmpty()
     }
 
     /// Takes the pod out of the policy sets (when policies may be in force),

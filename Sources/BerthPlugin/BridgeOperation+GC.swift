@@ -1,4 +1,6 @@
 import BerthEndpoints
+import BerthNames
+import BerthCNI
 import BerthEnforcement
 import BerthFirewall
 import BerthSystem
@@ -22,6 +24,13 @@ extension BridgeOperation {
                 try PolicyEnforcement.release(gone.pod, state: policyState)
             }
         } catch { firstError = firstError ?? error }
+        if let names = networkNames {
+            let keep = Set(valid.map { CNIAttachmentKey(network: config.network.name, containerID: $0.containerID, ifname: $0.ifname).fileName })
+            do {
+                try names.forgetAll { keep.contains($0) }
+                names.removeIfEmpty()
+            } catch { firstError = firstError ?? error }
+        }
         if valid.isEmpty {
             do { try releaseIsolationIfLast() } catch { firstError = firstError ?? error }
         }

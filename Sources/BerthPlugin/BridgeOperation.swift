@@ -1,4 +1,5 @@
 import BerthEndpoints
+import BerthNames
 import BerthEnforcement
 import BerthCNI
 import BerthCNIPlugin
@@ -31,6 +32,12 @@ struct BridgeOperation {
     let attachment: CNIAttachmentKey
     /// The pod's namespace, name and labels (ADD only).
     let identity: PodIdentity?
+    /// The attachment's DNS names on a network with `names` (ADD only).
+    let requestedNames: [String]
+    /// The network's names on this node, when it has `names`.
+    var networkNames: NetworkNames? {
+        config.names.map { NetworkNames(network: config.network.name, bridge: config.bridge, runDirectory: config.runDirectory, config: $0) }
+    }
     /// Where ADD records the pod for policy, DEL and GC forget it.
     var endpoints: EndpointStore { EndpointStore(directory: config.runDirectory + "/endpoints") }
     var policyState: PolicyStateStore { PolicyStateStore(directory: config.runDirectory + "/policy") }
@@ -54,6 +61,8 @@ struct BridgeOperation {
         // Only ADD records who the pod is; checked before anything is touched.
         identity = env.command == .add
             ? try PodIdentity.read(top: invocation.reader, cniArgs: env.args, containerID: env.containerID) : nil
+        requestedNames = env.command == .add && config.names != nil
+            ? try RequestedNames.read(top: invocation.reader, cniArgs: env.args, network: config.network.name) : []
         var delegate: DelegatedPlugin?
         if let type = config.network.ipamType, type != InProcessIPAM.type {
             // Resolved first, so a missing plugin is refused before anything is touched.

@@ -110,7 +110,7 @@ public struct ChildOutput: Sendable {
 /// before it ends; with `outliveCaller` it runs to its end whatever happens
 /// to the caller.
 public func runExecutable(_ path: String, arguments: [String] = [], environment: [String: String],
-                          input: [UInt8], discardStandardError: Bool = false,
+                          input: [UInt8], discardStandardError: Bool = false, mergeStandardError: Bool = false,
                           inherit: OwnedDescriptor? = nil, outliveCaller: Bool = false) throws(SystemError) -> ChildOutput {
     let stdinFD = berth_memfd("berth-stdin")
     if stdinFD < 0 { throw SystemError.last("memfd_create") }
@@ -126,7 +126,8 @@ public func runExecutable(_ path: String, arguments: [String] = [], environment:
     var spawn = Spawn(path: path, arguments: [path] + arguments, environment: environment.map { "\($0.key)=\($0.value)" })
     spawn.stdin = .fd(stdinFD)
     spawn.stdout = .fd(stdoutFD)
-    spawn.stderr = discardStandardError ? .null : .inherit
+    // `mergeStandardError`: the child's messages come back with its output (a daemon's start-up errors).
+    spawn.stderr = mergeStandardError ? .fd(stdoutFD) : discardStandardError ? .null : .inherit
     spawn.passing = inherit.map { ($0.rawValue, 4) }
     // Without `outliveCaller` a runtime killed in the middle of an ADD leaves
     // no plugin finishing that ADD after the runtime's DEL. With it, the

@@ -93,13 +93,19 @@ public final class DirectoryHandle {
 
     /// Writes a new file in `scratch` and returns its name there; the caller
     /// then publishes it with `publish`.
-    public func writeScratch(_ bytes: [UInt8]) throws(SystemError) -> String {
+    /// `mode`: 0600 unless others must read it (a file a daemon reads after dropping root).
+    public func writeScratch(_ bytes: [UInt8], mode: mode_t = 0o600) throws(SystemError) -> String {
         var rng = SystemRandomNumberGenerator()
         let name = ".tmp-\(getpid())-\(UInt64.random(in: 0...UInt64.max, using: &rng))"
         let fd = try retryingOnInterrupt("create \(path)/\(name)") {
             openat(descriptor.rawValue, name, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0o600)
         }
         let handle = OwnedDescriptor(adopting: fd)
+        if mode != 0o600 && fchmod(fd, mode) != 0 {
+            let e = SystemError.last("chmod \(path)/\(name)")
+            unlinkat(descriptor.rawValue, name, 0)
+            throw e
+        }
         do {
             try handle.writeAll(bytes)
         } catch {

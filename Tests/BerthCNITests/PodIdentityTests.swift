@@ -16,10 +16,15 @@ struct PodIdentityTests {
         let config = try reader(#"{"args":{"cni":{"namespace":"team-b","labels":{"app":"web","example.com/tier":"front"}}}}"#)
         let both = try PodIdentity.read(top: config, cniArgs: [("K8S_POD_NAMESPACE", "team-a")], containerID: "c1")
         #expect(both.namespace == "team-b" && both.labels == ["app": "web", "example.com/tier": "front"])
+        // podman passes the container's name as both, capitals and '_' included: folded, not refused.
+        let podman = try PodIdentity.read(top: try reader("{}"), cniArgs: [("K8S_POD_NAMESPACE", "Web_1"), ("K8S_POD_NAME", "Web_1")],
+                                          containerID: "c1")
+        #expect(podman.namespace == "web-1" && podman.name == "web-1")
     }
 
     @Test("a bad namespace, name or label is refused naming where it came from",
-          arguments: [(#"{}"#, [("K8S_POD_NAMESPACE", "Team_A")], 4, "CNI_ARGS K8S_POD_NAMESPACE"),
+          arguments: [(#"{}"#, [("K8S_POD_NAMESPACE", "Team.A")], 4, "CNI_ARGS K8S_POD_NAMESPACE"),
+                      (#"{}"#, [("K8S_POD_NAME", "web!")], 4, "CNI_ARGS K8S_POD_NAME"),
                       (#"{"args":{"cni":{"namespace":"-x"}}}"#, [], 7, "args.cni.namespace"),
                       (#"{"args":{"cni":{"labels":{"app":"-bad-"}}}}"#, [], 7, "args.cni.labels.app"),
                       (#"{"args":{"cni":{"labels":{"a/b/c":"x"}}}}"#, [], 7, "args.cni.labels.a/b/c"),
