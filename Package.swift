@@ -119,7 +119,7 @@ let package = Package(
         // The human CLI.
         .executableTarget(name: "berthctl", dependencies: [
             "BerthNet", "BerthJSON", "BerthCNI", "BerthSystem", "BerthIPAM", "BerthCNIClient", "BerthRuntime", "BerthLab", "CBerthSys",
-            "BerthPolicy", "BerthPolicyFiles", "BerthEndpoints", "BerthEnforcement", "BerthFirewall",
+            "BerthPolicy", "BerthPolicyFiles", "BerthEndpoints", "BerthEnforcement", "BerthFirewall", "BerthNames",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         // Unit tests, one target per module: pure logic, no root.

@@ -24,6 +24,7 @@ packages=(
   iperf3                                     # scripts/bench_cluster.py: one TCP stream between pods on two nodes
   graphviz                                   # berthctl lab graph
   runc                                       # scripts/bench_runtime.py: the runtime Berth is measured against
+  dnsmasq-base                               # names on a network: one dnsmasq per network (the binary only, no host service)
 )
 
 missing=()

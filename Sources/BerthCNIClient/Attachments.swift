@@ -87,7 +87,7 @@ public enum Attachments {
     /// ADD of `network`'s whole chain for the namespace; records the result.
     @discardableResult
     public static func attach(network: String, netns: String, ifname: String = "eth0", ip: String? = nil, mac: String? = nil,
-                              namespace: String? = nil, labels: [String: String] = [:],
+                              namespace: String? = nil, labels: [String: String] = [:], name: String? = nil,
                               cniConfDirectory: String = NetworkList.defaultDirectory,
                               cniPath: [String] = PluginChain.defaultSearchPath) throws(ClientError) -> Record {
         try ClientError.requireRoot("attaching a namespace")
@@ -114,6 +114,8 @@ public enum Attachments {
         let chain = PluginChain(list: list, searchPath: cniPath)
         var identity = JSONObject()
         if let namespace { identity["namespace"] = .string(namespace) }
+        // The attachment's name on a network with names (and the pod's name for policy).
+        if let name { identity["podName"] = .string(name) }
         if !labels.isEmpty {
             var l = JSONObject()
             for (k, v) in labels.sorted(by: { $0.key < $1.key }) { l[k] = .string(v) }
@@ -127,6 +129,19 @@ public enum Attachments {
         } catch {
             try? chain.del(PluginChain.Attachment(containerID: id, netns: path, ifname: ifname))
             throw ClientError("cannot record the attachment: \(error)")
+        }
+        // A network with names gave its DNS server: the named namespace's resolv.conf (as `ip netns exec` reads it).
+        let dns = record.result["dns"]
+        let servers = dns?["nameservers"]?.arrayValue?.compactMap(\.stringValue) ?? []
+        if !servers.isEmpty, path.hasPrefix(NamedNamespaces.directory + "/") {
+            let name = String(path.dropFirst(NamedNamespaces.directory.count + 1))
+            do {
+                try NamedNamespaces.writeResolvConf(name, network: network, nameservers: servers,
+                                                    search: dns?["search"]?.arrayValue?.compactMap(\.stringValue) ?? [])
+            } catch {
+                _ = try? detach(network: network, netns: path, ifname: ifname)
+                throw error
+            }
         }
         return record
     }
@@ -154,6 +169,9 @@ public enum Attachments {
         try PluginChain(list: list, searchPath: record.cniPath)
             .del(PluginChain.Attachment(containerID: record.containerID, netns: existing, ifname: ifname))
         _ = try? store().remove(record.fileName)
+        if record.netns.hasPrefix(NamedNamespaces.directory + "/") {
+            NamedNamespaces.removeResolvConf(String(record.netns.dropFirst(NamedNamespaces.directory.count + 1)), network: network)
+        }
         return true
     }
 

@@ -55,6 +55,47 @@ public enum NamedNamespaces {
         if access(file, F_OK) != 0 { throw ClientError("no network namespace \(name) in \(directory)") }
         umount2(file, Int32(MNT_DETACH))
         if unlink(file) != 0 { throw ClientError("cannot remove \(file): \(SystemError.last("unlink"))") }
+        removeResolvConf(name, network: nil)
+    }
+
+    /// `ip netns exec`'s directory of /etc files for namespace `name`.
+    public static func etcDirectory(_ name: String) -> String { "/etc/netns/\(name)" }
+
+    /// The first line of a resolv.conf Berth wrote for `network`.
+    static func resolvHeader(_ network: String) -> String { "# written by berth for network \(network)" }
+
+    /// Writes /etc/netns/NAME/resolv.conf for a namespace attached to a
+    /// network with names (its server, its domain searched), so that
+    /// `ip netns exec`, `berthctl exec` and lab commands resolve through it.
+    /// A resolv.conf someone else wrote there is left as it is.
+    public static func writeResolvConf(_ name: String, network: String, nameservers: [String], search: [String]) throws(ClientError) {
+        let dir = etcDirectory(name)
+        let file = "\(dir)/resolv.conf"
+        if let data = try? DirectoryHandle(path: dir, create: false).read("resolv.conf"),
+           !String(decoding: data, as: UTF8.self).hasPrefix("# written by berth for network ") { return }
+        var text = resolvHeader(network) + "\n" + nameservers.map { "nameserver \($0)\n" }.joined()
+        if !search.isEmpty { text += "search \(search.joined(separator: " "))\n" }
+        do {
+            try DirectoryHandle.makeDirectories(dir)
+            chmod("/etc/netns", 0o755)
+            chmod(dir, 0o755)
+            let handle = try DirectoryHandle(path: dir, create: false)
+            let scratch = try handle.writeScratch(Array(text.utf8), mode: 0o644)
+            try handle.publish(scratch, as: "resolv.conf", in: handle)
+        } catch {
+            throw ClientError("cannot write \(file): \(error)")
+        }
+    }
+
+    /// Removes the resolv.conf Berth wrote for namespace `name` (for
+    /// `network`, or for any with nil), and its directory when empty.
+    public static func removeResolvConf(_ name: String, network: String?) {
+        let dir = etcDirectory(name)
+        guard let data = try? DirectoryHandle(path: dir, create: false).read("resolv.conf") else { return }
+        let text = String(decoding: data, as: UTF8.self)
+        guard network.map({ text.hasPrefix(resolvHeader($0) + "\n") }) ?? text.hasPrefix("# written by berth for network ") else { return }
+        unlink("\(dir)/resolv.conf")
+        rmdir(dir)
     }
 
     public static func list() -> [String] {
@@ -73,6 +114,8 @@ public enum NamedNamespaces {
         var spawn = Spawn(path: nil, arguments: command, environment: processEnvironment().map { "\($0.key)=\($0.value)" })
         spawn.cgroups = cgroup
         spawn.networkNamespace = file
+        // As `ip netns exec`: a named namespace's /etc/netns/NAME (its resolv.conf) over /etc.
+        if file.hasPrefix(directory + "/") { spawn.etcOverlay = NamedNamespaces.etcDirectory(String(file.dropFirst(directory.count + 1))) }
         // The command keeps none of the caller's descriptors but stdio.
         let out: Spawn.Descriptor = output >= 0 ? .fd(output) : detach ? .null : .inherit
         spawn.stdout = out

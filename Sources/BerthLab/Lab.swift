@@ -156,8 +156,10 @@ public final class Lab {
                     work.step("host \(job.host)")
                     for a in job.attachments {
                         if work.stopped { return }
+                        // The host's name is its name on a network with names (one that no DNS name can be stays unnamed).
+                        let name = KubernetesNames.nameProblem(KubernetesNames.folded(job.host), subdomain: true) == nil ? job.host : nil
                         try Attachments.attach(network: a.network, netns: job.namespace, ifname: a.ifname, ip: a.ip,
-                                               namespace: job.podNamespace, labels: job.podLabels,
+                                               namespace: job.podNamespace, labels: job.podLabels, name: name,
                                                cniConfDirectory: confDirectory, cniPath: searchPath)
                         work.step("\(job.host) on \(a.label)")
                     }

@@ -138,17 +138,20 @@ public struct NameEntry: Equatable, Sendable {
     public var addresses: [IPAddress]
     /// Seconds since 1970.
     public var since: Int
+    /// The cluster node the attachment is on, for another node's (nil: this node's).
+    public var node: String?
 
-    public init(attachment: String, names: [String], addresses: [IPAddress], since: Int) {
+    public init(attachment: String, names: [String], addresses: [IPAddress], since: Int, node: String? = nil) {
         self.attachment = attachment
         self.names = names
         self.addresses = addresses
         self.since = since
+        self.node = node
     }
 
     /// The hosts file: every address with every name, short and in `domain`.
     public func hostsFile(domain: String) -> [UInt8] {
-        var text = "# berth attachment=\(attachment) since=\(since)\n"
+        var text = "# berth attachment=\(attachment) since=\(since)\(node.map { " node=\($0)" } ?? "")\n"
         // The name in the domain first: the one a PTR answer gives.
         let written = names.flatMap { $0.hasSuffix("." + domain) ? [$0] : ["\($0).\(domain)", $0] }
         for address in addresses { text += "\(address) \(written.joined(separator: " "))\n" }
@@ -172,7 +175,7 @@ public struct NameEntry: Equatable, Sendable {
             addresses.append(address)
             for name in words.dropFirst() where !name.hasSuffix("." + domain) && !names.contains(name) { names.append(name) }
         }
-        return NameEntry(attachment: attachment, names: names, addresses: addresses, since: since)
+        return NameEntry(attachment: attachment, names: names, addresses: addresses, since: since, node: fields["node"])
     }
 }
 

@@ -56,7 +56,7 @@ public struct BridgeConfig: Sendable {
     public static let fields = ["bridge", "isGateway", "isDefaultGateway", "forceAddress", "ipMasq", "ipMasqBackend", "mtu",
                                 "hairpinMode", "promiscMode", "portIsolation", "vlan", "vlanTrunk", "preserveDefaultVlan",
                                 "macspoofchk", "isolate", "enabledad", "disableContainerInterface", "dns", "args", "runtimeConfig",
-                                "capabilities", "runDir"]
+                                "capabilities", "runDir", "names"]
 
     public init(_ bytes: [UInt8], cniArgs: [(key: String, value: String)] = []) throws(CNIError) {
         let (network, r) = try NetworkConfig.decode(bytes)

@@ -28,7 +28,8 @@ extension ContainerRuntime {
             throw RuntimeError("\(e)")
         }
         var attached: [(PluginChain, PluginChain.Attachment, ContainerState.NetworkAttachment)] = []
-        do {
+        var servers: [String] = [], search: [String] = []
+        do throws(ClientError) {
             for (i, network) in spec.networks.enumerated() {
                 let list = try NetworkList.load(name: network, directory: spec.cniConfDirectory)
                 let chain = PluginChain(list: list, searchPath: spec.cniPath)
@@ -37,6 +38,21 @@ extension ContainerRuntime {
                 let addresses = (result["ips"]?.arrayValue ?? []).compactMap { $0["address"]?.stringValue }
                     + ["ip4", "ip6"].compactMap { result[$0]?["ip"]?.stringValue }
                 attached.append((chain, attachment, .init(network: network, ifname: attachment.ifname, addresses: addresses)))
+                let dns = result["dns"]
+                servers += (dns?["nameservers"]?.arrayValue?.compactMap(\.stringValue) ?? []).filter { !servers.contains($0) }
+                search += (dns?["search"]?.arrayValue?.compactMap(\.stringValue) ?? []).filter { !search.contains($0) }
+            }
+            // The networks' DNS servers (a network with names): the container's resolv.conf, bound over its /etc/resolv.conf.
+            if !servers.isEmpty {
+                var text = "# written by berth for container \(spec.name)\n" + servers.map { "nameserver \($0)\n" }.joined()
+                if !search.isEmpty { text += "search \(search.joined(separator: " "))\n" }
+                do throws(SystemError) {
+                    let dir = try DirectoryHandle(path: stateDirectory(spec.name), create: false)
+                    let scratch = try dir.writeScratch(Array(text.utf8), mode: 0o644)
+                    try dir.publish(scratch, as: "resolv.conf", in: dir)
+                } catch {
+                    throw ClientError("cannot write the container's resolv.conf: \(error)")
+                }
             }
         } catch {
             for (chain, attachment, _) in attached.reversed() { try? chain.del(attachment) }

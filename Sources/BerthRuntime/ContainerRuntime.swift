@@ -16,6 +16,8 @@ public enum ContainerRuntime {
     public static let stateRoot = "/run/berth/containers"
 
     static func stateDirectory(_ name: String) -> String { "\(stateRoot)/\(name)" }
+    /// The resolv.conf of a container whose networks gave DNS servers (bind-mounted over its /etc/resolv.conf).
+    static func resolvConf(_ name: String) -> String { "\(stateDirectory(name))/resolv.conf" }
 
     /// Runs a container in the foreground: returns the workload's exit code
     /// (128+N when killed by signal N). Signals the caller receives are
@@ -168,7 +170,7 @@ public enum ContainerRuntime {
     private static func start(_ spec: ContainerSpec, cgroup: Cgroup) throws(RuntimeError) -> StartedContainer {
         let argv = CStringArray(spec.command)
         let envp = CStringArray(withDefaultPath(spec.environment))
-        let strings = CStringArray([spec.effectiveHostname] + (spec.rootfs.map { [$0] } ?? []))
+        let strings = CStringArray([spec.effectiveHostname, ContainerRuntime.resolvConf(spec.name)] + (spec.rootfs.map { [$0] } ?? []))
         var handle = berth_container_handle()
         // The child joins its v1 cgroups itself and is created in its cgroup2
         // one: neither waits for the kernel as a move of another process does.
@@ -180,7 +182,9 @@ public enum ContainerRuntime {
                     cSpec.envp = e.baseAddress
                     cSpec.hostname = UnsafePointer(strings.pointers[0])
                     cSpec.use_init = spec.useInit ? 1 : 0
-                    cSpec.rootfs = spec.rootfs == nil ? nil : UnsafePointer(strings.pointers[1])
+                    cSpec.rootfs = spec.rootfs == nil ? nil : UnsafePointer(strings.pointers[2])
+                    // Without a user namespace: the container's root may read the state directory.
+                    cSpec.resolv_conf = spec.userNamespace ? nil : UnsafePointer(strings.pointers[1])
                     cSpec.lxcfs = spec.lxcfs ? 1 : 0
                     cSpec.user_ns = spec.userNamespace ? 1 : 0
                     cSpec.cgroups = cgroups?.pointee ?? berth_cgroups(tasks: nil, tasks_count: 0, cgroup2_fd: -1)

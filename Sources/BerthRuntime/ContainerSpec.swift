@@ -29,9 +29,11 @@ public struct ContainerSpec: Sendable {
     public var podNamespace: String?
     public var podLabels: [String: String] = [:]
 
-    /// `args.cni` for the plugins: the namespace and labels given.
+    /// `args.cni` for the plugins: the container's name (its name on a
+    /// network with names, when it can be a DNS name) and the namespace and labels given.
     var cniArgs: JSONObject {
         var args = JSONObject()
+        if KubernetesNames.nameProblem(KubernetesNames.folded(name), subdomain: true) == nil { args["podName"] = .string(name) }
         if let podNamespace { args["namespace"] = .string(podNamespace) }
         if !podLabels.isEmpty {
             var labels = JSONObject()

@@ -52,6 +52,9 @@ public struct Spawn {
     /// 125 (setup) or 127/126 with a line on stderr (exec), as a shell does.
     public var reportsExecFailure = false
 
+    /// `ip netns exec`'s /etc/netns/NAME for a named namespace: its files over /etc's (see berth_spawn).
+    public var etcOverlay: String?
+
     public init(path: String?, arguments: [String], environment: [String]) {
         self.path = path
         self.arguments = arguments
@@ -65,6 +68,7 @@ public struct Spawn {
         let pid = cgroups.withC { placement in
             withOptionalCString(path) { path in
                 withOptionalCString(networkNamespace) { netns in
+                  withOptionalCString(etcOverlay) { overlay in
                     argv.pointers.withUnsafeBufferPointer { argv in
                         envp.pointers.withUnsafeBufferPointer { envp in
                             var spec = berth_spawn(
@@ -73,10 +77,11 @@ public struct Spawn {
                                 pass_fd: passing?.fd ?? -1, pass_at: passing?.at ?? -1,
                                 new_session: newSession ? 1 : 0, ignore_sigpipe: ignoresSIGPIPE ? 1 : 0,
                                 die_with_caller: diesWithCaller ? 1 : 0, reset_signals: resetsSignals ? 1 : 0,
-                                report_exec: reportsExecFailure ? 1 : 0)
+                                report_exec: reportsExecFailure ? 1 : 0, etc_overlay: overlay)
                             return berth_spawn(&spec)
                         }
                     }
+                  }
                 }
             }
         }

@@ -263,6 +263,14 @@ static int child_main(void *arg) {
     if (spec->hostname && sethostname(spec->hostname, strlen(spec->hostname)) != 0) launch_fail(fd, "set the host name");
     if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0) launch_fail(fd, "make mounts private");
     const char *failed;
+    if (spec->resolv_conf && access(spec->resolv_conf, R_OK) == 0) {
+        /* Before the root moves: bound over the file of the root the container gets (a private mount). */
+        char target[4096];
+        join(target, sizeof target, spec->rootfs ? spec->rootfs : "", "/etc/resolv.conf");
+        if (access(target, F_OK) == 0 && mount(spec->resolv_conf, target, NULL, MS_BIND, NULL) != 0) {
+            launch_fail(fd, "bind-mount the networks' resolv.conf");
+        }
+    }
     if (spec->rootfs) {
         if ((failed = enter_rootfs(spec->rootfs, spec->lxcfs))) launch_fail(fd, failed);
     } else {

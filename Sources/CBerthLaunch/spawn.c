@@ -43,6 +43,48 @@ static int place(int src, int target) {
     return dup2(src, target) < 0 ? -1 : 0;
 }
 
+/* `a` and `b` joined into `out` (of `size`); 0, or -1 when it does not fit. */
+static int join_path(char *out, size_t size, const char *a, const char *b) {
+    size_t la = strlen(a), lb = strlen(b);
+    if (la + 1 + lb + 1 > size) return -1;
+    memcpy(out, a, la);
+    out[la] = '/';
+    memcpy(out + la + 1, b, lb + 1);
+    return 0;
+}
+
+/* `ip netns exec`'s /etc/netns/NAME: a mount namespace of the process's own
+ * (slave of the host's, so nothing leaks back) with each file of `dir`
+ * bound over /etc's. No directory: nothing to do. Directory entries are read
+ * with getdents64 (no malloc in the child). 0, or -1 with errno. */
+static int overlay_etc(const char *dir) {
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) return errno == ENOENT || errno == ENOTDIR ? 0 : -1;
+    if (unshare(CLONE_NEWNS) != 0 || mount("", "/", NULL, MS_SLAVE | MS_REC, NULL) != 0) {
+        close(fd);
+        return -1;
+    }
+    char buffer[4096];
+    long n;
+    while ((n = syscall(SYS_getdents64, fd, buffer, sizeof buffer)) > 0) {
+        for (long offset = 0; offset < n;) {
+            struct { uint64_t ino; int64_t off; unsigned short reclen; unsigned char type; char name[]; } *entry = (void *)(buffer + offset);
+            offset += entry->reclen;
+            if (entry->name[0] == '.') continue;
+            char from[512], to[512];
+            if (join_path(from, sizeof from, dir, entry->name) != 0 || join_path(to, sizeof to, "/etc", entry->name) != 0) continue;
+            /* As ip does: a file /etc lacks is left out, not created. */
+            if (access(to, F_OK) != 0) continue;
+            if (mount(from, to, NULL, MS_BIND, NULL) != 0) {
+                close(fd);
+                return -1;
+            }
+        }
+    }
+    close(fd);
+    return n < 0 ? -1 : 0;
+}
+
 /* The namespaces `enter_pid` joins, in this order (mnt last: after it the
  * host's /proc is gone). */
 static const char *const entered_kinds[] = { "cgroup", "ipc", "uts", "net", "pid", "mnt" };
@@ -61,6 +103,7 @@ static _Noreturn void spawned(const struct berth_spawn *s, int netns_fd, const i
         if (setns(entered[i], 0) != 0) goto failed;
     }
     if (netns_fd >= 0 && setns(netns_fd, CLONE_NEWNET) != 0) goto failed;
+    if (s->etc_overlay && s->enter_pid == 0 && overlay_etc(s->etc_overlay) != 0) goto failed;
     if (s->enter_pid > 0) {
         /* Joining a pid namespace applies to children: the command runs as
            this process's child, created in the cgroup2 cgroup (this process

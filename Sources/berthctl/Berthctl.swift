@@ -95,7 +95,7 @@ struct Berthctl: ParsableCommand {
         abstract: "Inspect and drive Berth container networking.",
         subcommands: [Run.self, Exec.self, PS.self, Stats.self, Kill.self, Pause.self, Unpause.self, Remove.self, Inspect.self,
                       NetnsCommand.self, Attach.self, Detach.self, Check.self, Status.self, GC.self, ListAttachments.self,
-                      LabCommand.self, IPAMCommand.self, PolicyCommand.self, ClusterCommand.self])
+                      LabCommand.self, IPAMCommand.self, PolicyCommand.self, ClusterCommand.self, DNSCommand.self])
 }
 
 struct IPAMCommand: ParsableCommand {

@@ -75,12 +75,13 @@ struct Attach: ParsableCommand {
     @OptionGroup var target: AttachmentTarget
     @Option(help: "Ask for this address (passed as runtimeConfig.ips to plugins declaring the ips capability).") var ip: String?
     @Option(help: "Ask for this MAC (runtimeConfig.mac, for plugins declaring the mac capability).") var mac: String?
+    @Option(help: "The attachment's name on a network with names (args.cni.podName; '_' becomes '-').") var name: String?
     @OptionGroup var identity: PodIdentityOptions
     @OptionGroup var options: NetworkOptions
 
     func run() throws {
         let record = try Attachments.attach(network: target.network, netns: target.netns, ifname: target.ifname, ip: ip, mac: mac,
-                                            namespace: identity.namespace, labels: try identity.labelMap(),
+                                            namespace: identity.namespace, labels: try identity.labelMap(), name: name,
                                             cniConfDirectory: options.cniConfDirectory, cniPath: options.cniPath)
         print(record.result.serialized(pretty: true))
     }

@@ -40,6 +40,10 @@ struct berth_container_spec {
     /// A root file system to pivot_root into (NULL: keep the host's root,
     /// with private mount propagation and a fresh /proc).
     const char *rootfs;
+    /// A resolv.conf the caller may write before letting the child go on
+    /// (its networks' DNS servers): when it exists then, it is bind-mounted
+    /// over the container's /etc/resolv.conf (NULL: none).
+    const char *resolv_conf;
     /// Bind-mount lxcfs's /proc files (and cpu online) over the container's.
     int lxcfs;
     /// Its cgroups: the child joins them itself before it waits (with
@@ -135,6 +139,11 @@ struct berth_spawn {
     /// when its setup fails, and 127 or 126 with one line on stderr when
     /// its command cannot be executed, as a shell does.
     int report_exec;
+    /// As `ip netns exec` does for a named namespace: when this directory
+    /// (/etc/netns/NAME) exists, the process gets a mount namespace of its
+    /// own in which each file there is bind-mounted over the same name in
+    /// /etc (resolv.conf, hosts). NULL: none.
+    const char *etc_overlay;
 };
 
 /// Starts `spawn`. Returns its pid, or -1 with errno set.
