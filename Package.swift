@@ -95,7 +95,7 @@ let package = Package(
         // model, the node agent and the routes, VXLAN and FDB it programs.
         .target(name: "BerthCluster", dependencies: [
             "BerthNet", "BerthJSON", "BerthCNI", "BerthSystem", "BerthNetlink", "BerthIPAM",
-            "BerthPolicy", "BerthEndpoints", "BerthEnforcement", "BerthFirewall",
+            "BerthPolicy", "BerthEndpoints", "BerthEnforcement", "BerthFirewall", "BerthNames",
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),

@@ -1,4 +1,5 @@
 import BerthIPAM
+import BerthNames
 import BerthEndpoints
 import BerthEnforcement
 import BerthFirewall
@@ -107,6 +108,9 @@ public actor Agent {
     private var publishedEndpoints: [String: [UInt8]] = [:]
     private var endpointsSeen: (seconds: Int, nanoseconds: Int)?
     private var policyProblems: [String: String] = [:]
+    /// Other nodes' names as written for this node's DNS servers, by network (nil: not looked at yet).
+    private var remoteNamesWritten: [String: [String: [UInt8]]] = [:]
+    private var remoteNamesSignature: [String: [String: [UInt8]]] = [:]
     private var policyFailing = false
     /// What readiness needs: the node file written and peers programmed in this stretch.
     private var nodeFileWritten = false
@@ -297,6 +301,8 @@ public actor Agent {
             group.addTask {
                 while true {
                     try await self.publishEndpoints()
+                    // A network's server may have started since (its first local pod): it gets the other nodes' names.
+                    await self.syncRemoteNames()
                     try await Task.sleep(nanoseconds: UInt64(Agent.endpointInterval * 1e9))
                 }
             }
@@ -392,6 +398,7 @@ public actor Agent {
             }
             try resync()
             policyResync()
+            syncRemoteNames()
         }
     }
 
@@ -552,6 +559,56 @@ public actor Agent {
         } catch {
             policyFailing = true
             log("network policy: \(error); trying again in \(Int(Agent.retryInterval)) s")
+        }
+    }
+
+    /// Feeds other nodes' pods' names to this node's DNS servers: for each
+    /// network with names whose server this node has run (its domain is
+    /// recorded), a hosts file per remote pod in its remote.d, by difference.
+    /// Only names the endpoint checks accepted (DNS labels, addresses in the
+    /// publishing node's block) get here.
+    private func syncRemoteNames() {
+        guard let state = policy else { return }
+        var domains: [String: String?] = [:]
+        func domain(_ network: String) -> String? {
+            if let known = domains[network] { return known }
+            let found = NetworkNames.recordedDomain(network: network, runDirectory: options.runDirectory)
+            domains[network] = found
+            return found
+        }
+        // What each network's remote.d should say, "since" left out (it is when this node first wrote a name).
+        var signatures: [String: [String: (entry: NameEntry, text: [UInt8])]] = [:]
+        for (key, e) in state.remote where !e.names.isEmpty {
+            let rest = key.dropFirst(state.config.endpointsPrefix.count)
+            guard let slash = rest.firstIndex(of: "/"), let domain = domain(e.attachment.network) else { continue }
+            let node = String(rest[..<slash])
+            let entry = NameEntry(attachment: e.attachment.description, names: e.names, addresses: e.addresses, since: 0, node: node)
+            signatures[e.attachment.network, default: [:]]["\(node)--\(e.attachment.fileName)"] = (entry, entry.hostsFile(domain: domain))
+        }
+        let now = Int(Date().timeIntervalSince1970)
+        for network in Set(signatures.keys).union(remoteNamesWritten.keys) {
+            guard let domain = domain(network) else { continue }
+            let wanted = signatures[network] ?? [:]
+            let before = remoteNamesSignature[network]
+            if let before, remoteNamesWritten[network] != nil, before.count == wanted.count,
+               wanted.allSatisfy({ before[$0.key] == $0.value.text }) { continue }
+            var desired: [String: [UInt8]] = [:]
+            for (file, item) in wanted {
+                if before?[file] == item.text, let old = remoteNamesWritten[network]?[file] {
+                    desired[file] = old
+                } else {
+                    var entry = item.entry
+                    entry.since = now
+                    desired[file] = entry.hostsFile(domain: domain)
+                }
+            }
+            let names = NetworkNames(network: network, bridge: "", runDirectory: options.runDirectory, config: NamesConfig(domain: domain))
+            do {
+                remoteNamesWritten[network] = try names.syncRemote(desired, written: remoteNamesWritten[network])
+                remoteNamesSignature[network] = wanted.mapValues(\.text)
+            } catch {
+                log("names of other nodes on network \(network): \(error)")
+            }
         }
     }
 

@@ -1,3 +1,4 @@
+import BerthNames
 import BerthCNI
 import BerthEndpoints
 import BerthEnforcement
@@ -151,6 +152,12 @@ public struct ClusterPolicyState: Sendable {
         }
         for (k, v) in e.identity.labels {
             if let problem = KubernetesNames.labelProblem(key: k, value: v) { return .failure(Refusal(message: "label \(k): \(problem)")) }
+        }
+        // Names other nodes' servers will answer: DNS labels only (none can claim a name outside the network's domain).
+        for name in e.names {
+            guard case .success(let canonical) = DNSName.canonical(name), canonical == name else {
+                return .failure(Refusal(message: "name \"\(escapedForLog(Array(name.utf8), limit: 70))\" is not a DNS label"))
+            }
         }
         let blocks = owners.filter { $0.value == keyNode }.map(\.key)
         guard !blocks.isEmpty else { return .failure(Refusal(message: "node \(keyNode) holds no block")) }

@@ -12,22 +12,27 @@ public struct Endpoint: Equatable, Sendable {
     public var attachment: CNIAttachmentKey
     public var identity: PodIdentity
     public var addresses: [IPAddress]
+    /// Its DNS names on a network with names (a cluster agent publishes them for the other nodes' servers).
+    public var names: [String]
 
-    public init(attachment: CNIAttachmentKey, identity: PodIdentity, addresses: [IPAddress]) {
+    public init(attachment: CNIAttachmentKey, identity: PodIdentity, addresses: [IPAddress], names: [String] = []) {
         self.attachment = attachment
         self.identity = identity
         self.addresses = addresses
+        self.names = names
     }
 
     public var json: JSON {
         var labels = JSONObject()
         for (k, v) in identity.labels.sorted(by: { $0.key < $1.key }) { labels[k] = .string(v) }
-        return .object([
+        var o: JSONObject = [
             "network": .string(attachment.network), "containerID": .string(attachment.containerID),
             "ifname": .string(attachment.ifname), "namespace": .string(identity.namespace), "name": .string(identity.name),
             "labels": .object(labels),
             "addresses": .array(addresses.map { .string($0.description) }),
-        ])
+        ]
+        if !names.isEmpty { o["names"] = .array(names.map(JSON.string)) }
+        return .object(o)
     }
 
     /// A record read back; nil for one that is not an endpoint's.
@@ -42,8 +47,13 @@ public struct Endpoint: Equatable, Sendable {
         }
         let ips = addresses.compactMap { $0.stringValue.flatMap(IPAddress.init) }
         guard ips.count == addresses.count else { return nil }
+        var names: [String] = []
+        if let given = json["names"] {
+            guard let list = given.arrayValue, list.allSatisfy({ $0.stringValue != nil }) else { return nil }
+            names = list.compactMap(\.stringValue)
+        }
         self.init(attachment: CNIAttachmentKey(network: network, containerID: containerID, ifname: ifname),
-                  identity: PodIdentity(namespace: namespace, name: name, labels: labels), addresses: ips)
+                  identity: PodIdentity(namespace: namespace, name: name, labels: labels), addresses: ips, names: names)
     }
 }
 

@@ -48,6 +48,11 @@ public struct NetworkNames {
         let held = try lock()
         defer { held.release() }
         let (base, hosts) = try prepareDirectories()
+        // The domain, for the cluster agent writing other nodes' names into remote.d.
+        if (try? base.read("domain")).map({ String(decoding: $0, as: UTF8.self) }) != config.domain {
+            let scratch = try base.writeScratch(Array(config.domain.utf8), mode: 0o644)
+            try base.publish(scratch, as: "domain", in: base)
+        }
         let scratch = try base.writeScratch(entry.hostsFile(domain: config.domain), mode: 0o644)
         try base.publish(scratch, as: fileName, in: hosts)
         do {
@@ -214,7 +219,41 @@ public struct NetworkNames {
         rmdir(hostsDirectory)
         rmdir(remoteDirectory)
         unlink(logFile)
+        unlink("\(directory)/domain")
         rmdir(directory)
+    }
+
+    /// The domain of `network`'s names on this node, once an ADD has recorded
+    /// one there (nil before: no server of this node answers for it).
+    public static func recordedDomain(network: String, runDirectory: String) -> String? {
+        guard let bytes = try? DirectoryHandle(path: "\(runDirectory)/dns/\(network)", create: false).read("domain") else { return nil }
+        let domain = String(decoding: bytes, as: UTF8.self)
+        return DNSName.problem(domain, what: "domain") == nil ? domain : nil
+    }
+
+    /// Makes remote.d hold exactly `desired` (file name to contents), by
+    /// difference with `written` (what an earlier call wrote; nil: look at
+    /// the directory, whose other files go). Returns what it holds now.
+    public func syncRemote(_ desired: [String: [UInt8]], written: [String: [UInt8]]?) throws -> [String: [UInt8]] {
+        try DirectoryHandle.makeDirectories(remoteDirectory)
+        for path in [directory, remoteDirectory] { chmod(path, 0o755) }
+        let remote = try DirectoryHandle(path: remoteDirectory, create: false)
+        var now = written ?? [:]
+        if written == nil {
+            for name in try remote.names() where !name.hasPrefix(".") { now[name] = try remote.read(name) ?? [] }
+        }
+        for name in now.keys where desired[name] == nil {
+            try remote.remove(name)
+            now[name] = nil
+        }
+        // Written beside, renamed in: dnsmasq sees each file whole.
+        let base = try DirectoryHandle(path: directory, create: false)
+        for (name, bytes) in desired where now[name] != bytes {
+            let scratch = try base.writeScratch(bytes, mode: 0o644)
+            try base.publish(scratch, as: name, in: remote)
+            now[name] = bytes
+        }
+        return now
     }
 }
 

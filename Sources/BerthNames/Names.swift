@@ -11,12 +11,14 @@ public enum DNSName {
 
     /// A name as a runtime or a person gives it, made canonical: lower case,
     /// and `_` as `-` (container names of podman and Docker often carry one,
-    /// which no host name may); the reason when it still is not a DNS name
-    /// (labels of letters, digits and `-`, not beginning or ending with `-`,
-    /// at most 63 characters each and 253 in all).
+    /// which no host name may); the reason when it still is not a DNS label
+    /// (letters, digits and `-`, not beginning or ending with `-`, at most 63
+    /// characters). A name is one label: the network's domain follows it, and
+    /// no attachment can claim a name outside that domain.
     public static func canonical(_ text: String) -> Result<String, NameProblem> {
         let name = String(text.lowercased().map { $0 == "_" ? "-" : $0 })
-        if let problem = problem(name, what: "name") { return .failure(NameProblem(problem)) }
+        if name.contains(".") { return .failure(NameProblem("is not a DNS label: a name is one label, without '.' (the network's domain follows it)")) }
+        if let problem = problem(name, what: "label") { return .failure(NameProblem(problem)) }
         return .success(name)
     }
 

@@ -68,7 +68,8 @@ extension BridgeOperation {
             // millisecond) while this one makes the veth; joined before the
             // container's end comes up.
             let endpoint = identity.map {
-                Endpoint(attachment: attachment, identity: $0, addresses: (allocation?.result.ips ?? []).map(\.address.address))
+                Endpoint(attachment: attachment, identity: $0, addresses: (allocation?.result.ips ?? []).map(\.address.address),
+                         names: requestedNames)
             }
             try? warmup?.wait()
             var admission: BackgroundWork?

@@ -23,6 +23,8 @@ final class SimulatedCluster: @unchecked Sendable {
     let etcdPort: Int
     private(set) var nodes: [String] = []
     private(set) var pods: [(node: Int, netns: String, id: String, address: String)] = []
+    /// Pods get names on their network (the plugin's "names"): set before adding pods.
+    var names = false
     /// A dual-stack pod's IPv6 address, by its namespace (`pods` holds its IPv4 one).
     private(set) var podIPv6: [String: String] = [:]
     /// The identity each pod was added with, by its namespace.
@@ -241,26 +243,28 @@ final class SimulatedCluster: @unchecked Sendable {
         }
         // A dual-stack node's IPv6 block is a second range set from the same node file.
         let ranges6 = ipv6Network == nil ? "" : #",[{"subnetFile":"\#(subnetFile(i))","subnetFamily":"ipv6"}]"#
-        return #"{"cniVersion":"1.1.0","name":"\#(name)","type":"berth","bridge":"cbr0","isGateway":true,"isDefaultGateway":true,"runDir":"\#(runDir(i))"\#(args),"ipam":{"type":"berth-ipam","dataDir":"\#(work)/ipam\#(i)","ranges":[[{"subnetFile":"\#(subnetFile(i))"}]\#(ranges6)]}}"#
+        let namesOption = names ? #","names":true"# : ""
+        return #"{"cniVersion":"1.1.0","name":"\#(name)","type":"berth","bridge":"cbr0","isGateway":true,"isDefaultGateway":true\#(namesOption),"runDir":"\#(runDir(i))"\#(args),"ipam":{"type":"berth-ipam","dataDir":"\#(work)/ipam\#(i)","ranges":[[{"subnetFile":"\#(subnetFile(i))"}]\#(ranges6)]}}"#
     }
 
     /// Runs `berth` inside node `i`'s namespace, as the node's runtime would.
     func berth(_ command: String, node i: Int, netns: String = "", id: String = "",
-               identity: (namespace: String, labels: [String: String])? = nil) -> PluginRun {
-        let env = ["CNI_COMMAND": command, "CNI_CONTAINERID": id, "CNI_NETNS": netns, "CNI_IFNAME": "eth0",
+               identity: (namespace: String, labels: [String: String])? = nil, podName: String? = nil) -> PluginRun {
+        var env = ["CNI_COMMAND": command, "CNI_CONTAINERID": id, "CNI_NETNS": netns, "CNI_IFNAME": "eth0",
                    "CNI_PATH": productsDirectory, "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"]
+        if let podName { env["CNI_ARGS"] = "K8S_POD_NAME=\(podName)" }
         let r = shell(["ip", "netns", "exec", nodeNamespace(i), "\(productsDirectory)/berth"], input: podConfig(i, identity: identity), environment: env)
         return PluginRun(status: r.status, stdout: r.out)
     }
 
     /// A pod on node `i`: a namespace, ADD must succeed.
     @discardableResult
-    func addPod(node i: Int, identity: (namespace: String, labels: [String: String])? = nil) throws -> String {
+    func addPod(node i: Int, identity: (namespace: String, labels: [String: String])? = nil, name: String? = nil) throws -> String {
         let index = lock.withLock { pods.count }
         let ns = "bcp-\(tag)-\(index)"
         shell(["ip", "netns", "add", ns])
         let id = "pod\(index)-\(tag)"
-        let add = berth("ADD", node: i, netns: "/run/netns/\(ns)", id: id, identity: identity)
+        let add = berth("ADD", node: i, netns: "/run/netns/\(ns)", id: id, identity: identity, podName: name)
         guard let address = firstAddress(add.json) ?? firstAddress(add.json, family: .v6) else {
             // Not a pod of the cluster's: nothing of it may stay behind.
             _ = berth("DEL", node: i, netns: "/run/netns/\(ns)", id: id, identity: identity)
