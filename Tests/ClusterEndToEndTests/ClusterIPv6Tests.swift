@@ -94,6 +94,12 @@ struct ClusterIPv6Tests {
             }
             #expect(dump.split(separator: "\n").count == 2, "two peers: \(dump)")
         }
+        // Node 1's IPv6 block key deleted by hand: its agent claims the same block again, its node file unchanged.
+        let file1 = try String(contentsOfFile: c.subnetFile(1), encoding: .utf8)
+        let key6 = "/berth/clusters/\(c.name)/blocks/" + (c.ipv6Block(1) ?? "?").replacingOccurrences(of: "/", with: "-")
+        #expect(c.etcdctl(["del", key6]).out.contains("1"), "deleting \(key6)")
+        #expect(c.wait(seconds: 10) { c.etcdctl(["get", key6, "--print-value-only"]).out.contains("n1") } != nil, "\(c.log(1))")
+        #expect(try String(contentsOfFile: c.subnetFile(1), encoding: .utf8) == file1)
         // A node that leaves takes both its routes away everywhere.
         let leave = shellMerged(["ip", "netns", "exec", c.nodeNamespace(2), "\(productsDirectory)/berth-agent", "leave",
                                  "--etcd", c.etcdURL, "--cluster", c.name, "--node", "n2"])
