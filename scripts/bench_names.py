@@ -24,7 +24,7 @@ REF_DIR = "/usr/lib/cni"
 class Plugin:
     def __init__(self, directory, plugin, bridge, subnet, data, run_dir=None):
         ipam = "berth-ipam" if plugin == "berth" else "host-local"
-        config = {"cniVersion": "1.1.0", "name": f"bench-{bridge}", "type": plugin, "bridge": bridge, "isGateway": True,
+        config = {"cniVersion": "1.0.0", "name": f"bench-{bridge}", "type": plugin, "bridge": bridge, "isGateway": True,
                   "ipam": {"type": ipam, "subnet": subnet, "dataDir": data}}
         if run_dir:
             config["runDir"] = run_dir
@@ -34,8 +34,8 @@ class Plugin:
         self.path = f"{directory}/{plugin}"
         self.env = dict(os.environ, CNI_IFNAME="eth0", CNI_PATH=f"{directory}:{REF_DIR}")
 
-    def run(self, command, ns, cid, name=None, aliases=None):
-        env = dict(self.env, CNI_COMMAND=command, CNI_NETNS=f"/run/netns/{ns}", CNI_CONTAINERID=cid)
+    def run(self, command, ns, cid, name=None, aliases=None, ifname="eth0"):
+        env = dict(self.env, CNI_COMMAND=command, CNI_NETNS=f"/run/netns/{ns}", CNI_CONTAINERID=cid, CNI_IFNAME=ifname)
         if name:
             env["CNI_ARGS"] = f"K8S_POD_NAME={name}"
         config = dict(self.config)
@@ -89,9 +89,9 @@ def main():
             netns.append(ns)
         # The server kept up by an attachment of its own; every plugin warm.
         named.run("ADD", netns[3], "holder", name="holder")
-        held.append("holder")
+        held.append(("holder", "eth0"))
         for plugin, ns in [(plain, netns[0]), (named, netns[1]), (reference, netns[2])]:
-            plugin.run("ADD", ns, "warm", name="warm")
+            plugin.run("ADD", ns, "warm", name="warm" if plugin is not reference else None)
             plugin.run("DEL", ns, "warm")
         with open(f"{server_dir}/dnsmasq.args") as f:
             port = int([l for l in f.read().splitlines() if l.startswith("port ")][0][5:])
@@ -132,17 +132,17 @@ def main():
             with open(f"/proc/{pid}/status") as f:
                 memory[label] = int([l for l in f if l.startswith("VmRSS:")][0].split()[1])
 
-        named.run("ADD", netns[3], "ten", name="ten", aliases=[f"ten-{i}" for i in range(8)], )
-        held.append("ten")
+        named.run("ADD", netns[3], "ten", name="ten", aliases=[f"ten-{i}" for i in range(8)], ifname="eth1")
+        held.append(("ten", "eth1"))
         measure("10 names", "ten-7.berth.internal")
         for k in range(10):
-            named.run("ADD", netns[3], f"many{k}", name=f"many{k}", aliases=[f"m{k}-{i}" for i in range(99)])
-            held.append(f"many{k}")
+            named.run("ADD", netns[3], f"many{k}", name=f"many{k}", aliases=[f"m{k}-{i}" for i in range(99)], ifname=f"eth{k + 2}")
+            held.append((f"many{k}", f"eth{k + 2}"))
         measure("1,010 names", "m9-98.berth.internal")
     finally:
-        for cid in held:
+        for cid, ifname in held:
             subprocess.run([named.path], input=json.dumps(named.config), capture_output=True, text=True,
-                           env=dict(named.env, CNI_COMMAND="DEL", CNI_NETNS=f"/run/netns/{netns[3]}", CNI_CONTAINERID=cid))
+                           env=dict(named.env, CNI_COMMAND="DEL", CNI_NETNS=f"/run/netns/{netns[3]}", CNI_CONTAINERID=cid, CNI_IFNAME=ifname))
         for ns in netns:
             sh("ip", "netns", "del", ns, check=False)
         for bridge in [f"bn{tag}p", f"bn{tag}n", f"bn{tag}r"]:

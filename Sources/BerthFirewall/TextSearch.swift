@@ -2,7 +2,7 @@ extension StringProtocol {
     /// Whether `other` occurs in this text (byte-wise, UTF-8). The plugin's
     /// modules do not import _StringProcessing, whose `contains(_:)` on
     /// strings would link 1 MB of regex machinery into every `berth` process.
-    func containsText(_ other: some StringProtocol) -> Bool {
+    public func containsText(_ other: some StringProtocol) -> Bool {
         let needle = Array(other.utf8)
         guard !needle.isEmpty else { return true }
         let hay = Array(utf8)

@@ -132,7 +132,7 @@ public struct NetworkNames {
         guard arguments.contains("--pid-file=\(pidFile)") else { return nil }
         // A zombie is no server.
         if let status = try? DirectoryHandle(path: "/proc/\(pid)", create: false).read("stat"),
-           String(decoding: status, as: UTF8.self).contains(") Z ") { return nil }
+           String(decoding: status, as: UTF8.self).containsText(") Z ") { return nil }
         return pid
     }
 
@@ -177,7 +177,7 @@ public struct NetworkNames {
             }
             said.append("port \(port): \(output.isEmpty ? "exit \(run.status)" : output)")
             // Only a port in use is worth another try.
-            if !output.contains("Address already in use") { break }
+            if !output.containsText("Address already in use") { break }
         }
         throw NameServerError("the DNS server of network \(network) (dnsmasq on \(listen.map(\.description).joined(separator: ", "))) did not start: \(said.joined(separator: "; "))")
     }
