@@ -66,14 +66,14 @@ final class HostGatewayBackend: NodeBackend {
     var vtepMAC: String? { nil }
 
     init(config: ClusterConfig, address: IPAddress, ipv6Address: IPAddress?, log: @escaping (String) -> Void) throws {
+        let (socket, underlay) = try NodeNetwork.underlay(address)
         if config.isDualStack {
             guard let ipv6Address else {
                 throw ClusterError("cluster \(config.name) is dual-stack in host-gw mode: give this node's IPv6 underlay address too (--ipv6-address), the next hop of its IPv6 block")
             }
             guard ipv6Address.family == .v6 else { throw ClusterError("--ipv6-address \(ipv6Address) is not an IPv6 address") }
-            _ = try NodeNetwork.underlay(ipv6Address)
+            guard try socket.link(holding: ipv6Address) != nil else { throw ClusterError("no interface of this node has the address \(ipv6Address) (--ipv6-address)") }
         }
-        let (socket, underlay) = try NodeNetwork.underlay(address)
         podMTU = underlay.mtu
         programmer = PeerProgrammer(socket: socket, device: nil, log: log)
     }

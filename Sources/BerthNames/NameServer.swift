@@ -107,6 +107,10 @@ public struct NetworkNames {
     /// The directories, readable by the server after it drops root: the
     /// network's 0755 and every directory above it searchable.
     private func prepareDirectories() throws -> (DirectoryHandle, DirectoryHandle) {
+        // Made (and opened up) by the network's first ADD: later ones only open them.
+        if let hosts = try? DirectoryHandle(path: hostsDirectory, create: false) {
+            return (try DirectoryHandle(path: directory, create: false), hosts)
+        }
         try DirectoryHandle.makeDirectories(hostsDirectory)
         try DirectoryHandle.makeDirectories(remoteDirectory)
         for path in [directory, hostsDirectory, remoteDirectory] where chmod(path, 0o755) != 0 { throw SystemError.last("chmod \(path)") }
