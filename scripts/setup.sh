@@ -25,6 +25,7 @@ packages=(
   graphviz                                   # berthctl lab graph
   runc                                       # scripts/bench_runtime.py: the runtime Berth is measured against
   dnsmasq-base                               # names on a network: one dnsmasq per network (the binary only, no host service)
+  podman                                     # names on a network: podman with its CNI backend in tests
 )
 
 missing=()
