@@ -16,38 +16,7 @@ whether 1,000 names answer as fast as 10.
 """
 import argparse, json, os, random, shutil, socket, statistics, struct, subprocess, sys, tempfile, time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchlib import sh, machine_line, require_root, report  # noqa: E402
-
-REF_DIR = "/usr/lib/cni"
-
-
-class Plugin:
-    def __init__(self, directory, plugin, bridge, subnet, data, run_dir=None):
-        ipam = "berth-ipam" if plugin == "berth" else "host-local"
-        config = {"cniVersion": "1.0.0", "name": f"bench-{bridge}", "type": plugin, "bridge": bridge, "isGateway": True,
-                  "ipam": {"type": ipam, "subnet": subnet, "dataDir": data}}
-        if run_dir:
-            config["runDir"] = run_dir
-            config["names"] = True
-        self.name = config["name"]
-        self.config = config
-        self.path = f"{directory}/{plugin}"
-        self.env = dict(os.environ, CNI_IFNAME="eth0", CNI_PATH=f"{directory}:{REF_DIR}")
-
-    def run(self, command, ns, cid, name=None, aliases=None, ifname="eth0"):
-        env = dict(self.env, CNI_COMMAND=command, CNI_NETNS=f"/run/netns/{ns}", CNI_CONTAINERID=cid, CNI_IFNAME=ifname)
-        if name:
-            env["CNI_ARGS"] = f"K8S_POD_NAME={name}"
-        config = dict(self.config)
-        if aliases:
-            config["args"] = {"cni": {"aliases": aliases}}
-        start = time.perf_counter()
-        p = subprocess.run([self.path], input=json.dumps(config), env=env, capture_output=True, text=True)
-        elapsed = time.perf_counter() - start
-        if p.returncode != 0:
-            raise RuntimeError(f"{self.path} {command} failed: {p.stdout} {p.stderr}")
-        return elapsed, (json.loads(p.stdout) if p.stdout.strip() else None)
-
+from benchlib import sh, machine_line, require_root, report, BridgePlugin, REF_DIR  # noqa: E402
 
 def dns_query(sock, server, port, name):
     """One A query; returns (rcode, answers)."""
@@ -74,9 +43,10 @@ def main():
     scratch = tempfile.mkdtemp(prefix="berth-bench-names-")
     used = sh("ip", "-4", "route", "show", "table", "all").stdout
     seconds = [s for s in range(200, 240) if f"10.{s}." not in used][:3]
-    plain = Plugin(berth_dir, "berth", f"bn{tag}p", f"10.{seconds[0]}.0.0/16", f"{scratch}/p")
-    named = Plugin(berth_dir, "berth", f"bn{tag}n", f"10.{seconds[1]}.0.0/16", f"{scratch}/n", run_dir=f"{scratch}/run")
-    reference = Plugin(REF_DIR, "bridge", f"bn{tag}r", f"10.{seconds[2]}.0.0/16", f"{scratch}/r")
+    plain = BridgePlugin(berth_dir, "berth", f"bn{tag}p", f"10.{seconds[0]}.0.0/16", f"{scratch}/p")
+    named = BridgePlugin(berth_dir, "berth", f"bn{tag}n", f"10.{seconds[1]}.0.0/16", f"{scratch}/n",
+                         extra={"runDir": f"{scratch}/run", "names": True})
+    reference = BridgePlugin(REF_DIR, "bridge", f"bn{tag}r", f"10.{seconds[2]}.0.0/16", f"{scratch}/r")
     gateway = f"10.{seconds[1]}.0.1"
     server_dir = f"{scratch}/run/dns/{named.name}"
     samples = {k: [] for k in ["plain ADD", "plain DEL", "names ADD", "names DEL", "reference ADD", "reference DEL"]}

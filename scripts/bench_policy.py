@@ -15,9 +15,8 @@
 """
 import argparse, json, os, random, re, shutil, statistics, subprocess, sys, tempfile, time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from benchlib import sh, machine_line, require_root, report  # noqa: E402
+from benchlib import sh, machine_line, require_root, report, BridgePlugin, REF_DIR  # noqa: E402
 
-REF_DIR = "/usr/lib/cni"
 
 
 def policies(count, namespaces, extra_port=None):
@@ -44,28 +43,6 @@ def policies(count, namespaces, extra_port=None):
     return {"apiVersion": "v1", "kind": "List", "items": docs}
 
 
-class Plugin:
-    def __init__(self, directory, plugin, bridge, subnet, data, namespace=None):
-        # Each plugin with its own IPAM, as bench.py measures them: berth-ipam in-process, host-local exec'd.
-        ipam = "berth-ipam" if plugin == "berth" else "host-local"
-        config = {"cniVersion": "1.0.0", "name": f"bench-{bridge}", "type": plugin, "bridge": bridge, "isGateway": True,
-                  "ipam": {"type": ipam, "subnet": subnet, "dataDir": data}}
-        if namespace:
-            config["args"] = {"cni": {"namespace": namespace, "labels": {"app": "web"}}}
-        self.config = json.dumps(config)
-        self.path = f"{directory}/{plugin}"
-        self.env = dict(os.environ, CNI_IFNAME="eth0", CNI_PATH=f"{directory}:{REF_DIR}")
-
-    def run(self, command, ns, cid):
-        env = dict(self.env, CNI_COMMAND=command, CNI_NETNS=f"/run/netns/{ns}", CNI_CONTAINERID=cid)
-        start = time.perf_counter()
-        p = subprocess.run([self.path], input=self.config, env=env, capture_output=True, text=True)
-        elapsed = time.perf_counter() - start
-        if p.returncode != 0:
-            raise RuntimeError(f"{self.path} {command} failed: {p.stdout} {p.stderr}")
-        return elapsed
-
-
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--berth-dir", default=".build/release")
@@ -85,8 +62,9 @@ def main():
     namespaces = [f"bench{tag}"] + [f"bench{tag}-{i}" for i in range(1, 10)]
     used = sh("ip", "-4", "route", "show", "table", "all").stdout
     seconds = [s for s in range(200, 240) if f"10.{s}." not in used][:2]
-    berth = Plugin(berth_dir, "berth", f"bp{tag}b", f"10.{seconds[0]}.0.0/16", f"{scratch}/b", namespaces[0])
-    reference = Plugin(REF_DIR, "bridge", f"bp{tag}r", f"10.{seconds[1]}.0.0/16", f"{scratch}/r")
+    berth = BridgePlugin(berth_dir, "berth", f"bp{tag}b", f"10.{seconds[0]}.0.0/16", f"{scratch}/b",
+                         extra={"args": {"cni": {"namespace": namespaces[0], "labels": {"app": "web"}}}})
+    reference = BridgePlugin(REF_DIR, "bridge", f"bp{tag}r", f"10.{seconds[1]}.0.0/16", f"{scratch}/r")
     policy_file = f"{scratch}/policies.json"
     with open(policy_file, "w") as f:
         json.dump(policies(args.policies, namespaces), f)
@@ -114,14 +92,14 @@ def main():
                     sh(berthctl, "policy", "delete", "--all")
                 for i in range(args.per_round):
                     cid = f"c{r}-{i}"
-                    samples[f"{state} ADD"].append(berth.run("ADD", netns[0], cid))
-                    samples[f"{state} DEL"].append(berth.run("DEL", netns[0], cid))
-                    samples["reference ADD"].append(reference.run("ADD", netns[1], cid))
-                    samples["reference DEL"].append(reference.run("DEL", netns[1], cid))
+                    samples[f"{state} ADD"].append(berth.run("ADD", netns[0], cid)[0])
+                    samples[f"{state} DEL"].append(berth.run("DEL", netns[0], cid)[0])
+                    samples["reference ADD"].append(reference.run("ADD", netns[1], cid)[0])
+                    samples["reference DEL"].append(reference.run("DEL", netns[1], cid)[0])
         # Peak memory of one ADD with the policies in force.
         sh(berthctl, "policy", "apply", "-f", policy_file)
         env = dict(berth.env, CNI_COMMAND="ADD", CNI_NETNS=f"/run/netns/{netns[0]}", CNI_CONTAINERID="mem")
-        p = subprocess.run(["/usr/bin/time", "-f", "%M", berth.path], input=berth.config, env=env, capture_output=True, text=True)
+        p = subprocess.run(["/usr/bin/time", "-f", "%M", berth.path], input=json.dumps(berth.config), env=env, capture_output=True, text=True)
         memory = int(p.stderr.strip().splitlines()[-1])
         berth.run("DEL", netns[0], "mem")
         sh(berthctl, "policy", "delete", "--all")

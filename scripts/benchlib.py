@@ -4,7 +4,9 @@ table starts with, and writing a script's table into docs/benchmarks.md.
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from benchlib import sh, machine_line, report
 """
-import contextlib, io, os, platform, subprocess, sys
+import contextlib, io, json, os, platform, subprocess, sys, time
+
+REF_DIR = "/usr/lib/cni"
 
 
 def sh(*args, check=True, **kw):
@@ -70,3 +72,39 @@ def report(name, main):
         result = main()
     write_section(path, name, tee.buffer_text.getvalue())
     return result
+
+
+class BridgePlugin:
+    """One bridge plugin on a bridge of its own, exec'd as a runtime does.
+    Each with its own IPAM, as bench.py measures them: berth-ipam in-process
+    for `berth`, host-local exec'd for the reference `bridge`. `extra` is
+    merged into the config."""
+
+    def __init__(self, directory, plugin, bridge, subnet, data, extra=None):
+        ipam = "berth-ipam" if plugin == "berth" else "host-local"
+        config = {"cniVersion": "1.0.0", "name": f"bench-{bridge}", "type": plugin, "bridge": bridge, "isGateway": True,
+                  "ipam": {"type": ipam, "subnet": subnet, "dataDir": data}}
+        config.update(extra or {})
+        self.name = config["name"]
+        self.config = config
+        self.path = f"{directory}/{plugin}"
+        self.env = dict(os.environ, CNI_IFNAME="eth0", CNI_PATH=f"{directory}:{REF_DIR}")
+
+    def environment(self, command, ns, cid, name=None, ifname="eth0"):
+        env = dict(self.env, CNI_COMMAND=command, CNI_NETNS=f"/run/netns/{ns}", CNI_CONTAINERID=cid, CNI_IFNAME=ifname)
+        if name:
+            env["CNI_ARGS"] = f"K8S_POD_NAME={name}"
+        return env
+
+    def run(self, command, ns, cid, name=None, aliases=None, ifname="eth0"):
+        """Runs the plugin; returns (seconds, parsed stdout or None). A failure raises."""
+        config = dict(self.config)
+        if aliases:
+            config["args"] = {"cni": {"aliases": aliases}}
+        start = time.perf_counter()
+        p = subprocess.run([self.path], input=json.dumps(config), env=self.environment(command, ns, cid, name, ifname),
+                           capture_output=True, text=True)
+        elapsed = time.perf_counter() - start
+        if p.returncode != 0:
+            raise RuntimeError(f"{self.path} {command} failed: {p.stdout} {p.stderr}")
+        return elapsed, (json.loads(p.stdout) if p.stdout.strip() else None)
