@@ -3,6 +3,7 @@ import Glibc
 #elseif canImport(Musl)
 import Musl
 #endif
+import BerthCNI
 import BerthSystem
 import CBerthSys
 
@@ -35,6 +36,10 @@ public func runPluginProcess(_ body: (_ environment: [String: String], _ readInp
     }
     berth_ignore_sigpipe()
     let environment = processEnvironment()
+    if environment["CNI_COMMAND"] == nil, CommandLine.arguments.count == 2, ["--version", "-v", "version"].contains(CommandLine.arguments[1]) {
+        let program = CommandLine.arguments[0].split(separator: "/").last.map(String.init) ?? "berth"
+        exit((try? writeStandardOutput(BerthVersion.about(program: program))) == nil ? 1 : 0)
+    }
     let isVersion = environment["CNI_COMMAND"] == "VERSION"
     let status = body(environment, {
         if closed.contains(0) {

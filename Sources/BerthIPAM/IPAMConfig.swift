@@ -200,6 +200,10 @@ public struct RangeSetCandidates: Sequence, IteratorProtocol {
 
 /// `berth-ipam`'s configuration: everything host-local accepts.
 public struct IPAMConfig: Sendable {
+    /// The fields of the `ipam` section this config reads (top level and in
+    /// a range), as the README's and berth-ipam(8)'s table lists them.
+    public static let fields = ["type", "ranges", "subnet", "rangeStart", "rangeEnd", "gateway", "subnetFile", "subnetFamily",
+                                "routes", "dataDir", "resolvConf"]
     public var network: NetworkConfig
     public var rangeSets: [RangeSet]
     public var routes: [CNIResult.Route]

@@ -15,6 +15,7 @@ struct BerthAgent: AsyncParsableCommand {
         // that help and usage lines name the command the person typed.
         commandName: ProcessInfo.processInfo.environment["BERTH_AGENT_COMMAND_NAME"] ?? "berth-agent",
         abstract: "Berth across nodes: per-node blocks leased from etcd, routes or VXLAN between nodes.",
+        version: BerthVersion.string,
         subcommands: [Run.self, Init.self, Show.self, Nodes.self, Leave.self, Release.self, Policy.self])
 }
 

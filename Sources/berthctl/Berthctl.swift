@@ -93,6 +93,7 @@ struct Berthctl: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "berthctl",
         abstract: "Inspect and drive Berth container networking.",
+        version: BerthVersion.string,
         subcommands: [Run.self, Exec.self, PS.self, Stats.self, Kill.self, Pause.self, Unpause.self, Remove.self, Inspect.self,
                       NetnsCommand.self, Attach.self, Detach.self, Check.self, Status.self, GC.self, ListAttachments.self,
                       LabCommand.self, IPAMCommand.self, PolicyCommand.self, ClusterCommand.self, DNSCommand.self])

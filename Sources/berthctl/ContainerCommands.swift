@@ -173,7 +173,7 @@ struct Exec: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "exec",
         abstract: "Run a command inside a running container: all its namespaces and its cgroup.")
 
-    @Argument var name: String
+    @Argument(help: "The container.", completion: .custom(completeContainers)) var name: String
 
     @Option(name: .customLong("env"), help: "An environment variable K=V (repeatable).")
     var environment: [String] = []
@@ -226,7 +226,7 @@ struct Kill: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "kill",
         abstract: "Send a signal to a container (default TERM).")
 
-    @Argument var name: String
+    @Argument(help: "The container.", completion: .custom(completeContainers)) var name: String
     @Argument(help: "Signal name or number (TERM, SIGKILL, 9).") var signal: String = "TERM"
 
     func run() throws {
@@ -238,7 +238,7 @@ struct Kill: ParsableCommand {
 struct Stats: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "stats",
         abstract: "Containers' CPU %, memory use and limit, processes and OOM kills (refreshing on a terminal).")
-    @Argument(help: "Containers (default: all).") var names: [String] = []
+    @Argument(help: "Containers (default: all).", completion: .custom(completeContainers)) var names: [String] = []
     @Flag(help: "One sample and exit (the default when stdout is not a terminal).") var noStream = false
     @Flag(help: "Print JSON (one sample).") var json = false
 
@@ -285,14 +285,14 @@ extension String {
 struct Pause: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "pause",
         abstract: "Freeze every process of a running container (its cgroup's freezer).")
-    @Argument var names: [String]
+    @Argument(help: "The containers.", completion: .custom(completeContainers)) var names: [String]
     func run() throws { for name in names { try ContainerRuntime.pause(name, true) } }
 }
 
 struct Unpause: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "unpause",
         abstract: "Thaw a paused container.")
-    @Argument var names: [String]
+    @Argument(help: "The containers.", completion: .custom(completeContainers)) var names: [String]
     func run() throws { for name in names { try ContainerRuntime.pause(name, false) } }
 }
 
@@ -300,7 +300,7 @@ struct Remove: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "rm",
         abstract: "Stop a container if needed and remove it: processes, cgroup, state.")
 
-    @Argument var names: [String]
+    @Argument(help: "The containers.", completion: .custom(completeContainers)) var names: [String]
 
     func run() throws {
         for name in names {
@@ -313,7 +313,7 @@ struct Inspect: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "inspect",
         abstract: "Print a container's state as JSON.")
 
-    @Argument var name: String
+    @Argument(help: "The container.", completion: .custom(completeContainers)) var name: String
 
     func run() throws {
         print(try ContainerRuntime.state(name).json().serialized(pretty: true))
@@ -345,4 +345,9 @@ func printTable(_ rows: [[String]]) {
 func writeError(_ line: String) {
     var bytes = Array((line + "\n").utf8)
     _ = write(2, &bytes, bytes.count)
+}
+
+/// Shell completion of container names: the containers this node has now.
+@Sendable func completeContainers(_ arguments: [String], _ index: Int, _ prefix: String) -> [String] {
+    ContainerRuntime.list().map(\.name).filter { $0.hasPrefix(prefix) }
 }

@@ -106,7 +106,7 @@ struct LabCommand: ParsableCommand {
 
     struct Down: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Remove everything a lab made (also after a partial up).")
-        @Argument(help: "The topology file, or the lab's name.", completion: .custom(LabCommand.completeLabs)) var lab: String
+        @Argument(help: "The topology file, or the lab's name.", completion: .custom(LabCommand.completeLabsAndFiles)) var lab: String
 
         func run() throws {
             try LabCommand.lab(lab, .anyName).down()
@@ -156,7 +156,7 @@ struct LabCommand: ParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "check",
             abstract: "Ping every pair of hosts that should reach each other; print a matrix; fail on any miss.")
-        @Argument(help: "The topology file, or the lab's name.", completion: .custom(LabCommand.completeLabs)) var file: String
+        @Argument(help: "The topology file, or the lab's name.", completion: .custom(LabCommand.completeLabsAndFiles)) var file: String
         @Option(help: "A file of pairs \"FROM TO\", one a line, that must NOT reach each other.", completion: .file()) var expect: String?
         @Option(help: "Pings at once.") var parallel: Int = 16
         @Option(help: "Echo requests per probe (ping -c).") var count: Int = 1
@@ -245,7 +245,7 @@ struct LabCommand: ParsableCommand {
 
     struct ExecOn: ParsableCommand {
         static let configuration = CommandConfiguration(commandName: "exec", abstract: "Run a command on a lab host.")
-        @Argument(help: "The lab's name, or its topology file.", completion: .custom(LabCommand.completeLabs)) var lab: String
+        @Argument(help: "The lab's name, or its topology file.", completion: .custom(LabCommand.completeLabsAndFiles)) var lab: String
         @Argument(help: "The host.") var host: String
         @Flag(help: "Run it in the background (a server): print its pid; lab down stops it.") var detach = false
         @Argument(parsing: .postTerminator) var command: [String] = []
@@ -269,7 +269,29 @@ struct LabCommand: ParsableCommand {
 
 extension LabCommand {
     /// The labs that are up, for shell completion.
-    @Sendable static func completeLabs(_ arguments: [String], _ index: Int, _ prefix: String) -> [String] { Lab.list() }
+    @Sendable static func completeLabs(_ arguments: [String], _ index: Int, _ prefix: String) -> [String] {
+        Lab.list().filter { $0.hasPrefix(prefix) }
+    }
+
+    /// The labs that are up, and topology files (.yaml, .yml, .json) and directories under what is typed.
+    @Sendable static func completeLabsAndFiles(_ arguments: [String], _ index: Int, _ prefix: String) -> [String] {
+        completeLabs(arguments, index, prefix) + completeFiles(prefix, extensions: ["yaml", "yml", "json"])
+    }
+}
+
+/// Shell completion of paths: the directories and the files with one of
+/// `extensions` in the directory `prefix` names, that begin as it does.
+func completeFiles(_ prefix: String, extensions: [String]) -> [String] {
+    let slash = prefix.lastIndex(of: "/")
+    let directory = slash.map { String(prefix[...$0]) } ?? ""
+    let start = slash.map { String(prefix[prefix.index(after: $0)...]) } ?? prefix
+    let entries = (try? DirectoryHandle(path: directory.isEmpty ? "." : directory, create: false).names()) ?? []
+    return entries.filter { $0.hasPrefix(start) && ($0.hasPrefix(".") == start.hasPrefix(".")) }.sorted().compactMap { entry in
+        var st = stat()
+        guard stat(directory + entry, &st) == 0 else { return nil }
+        if st.st_mode & S_IFMT == S_IFDIR { return directory + entry + "/" }
+        return extensions.contains(where: { entry.hasSuffix("." + $0) }) ? directory + entry : nil
+    }
 }
 
 extension String {

@@ -124,7 +124,7 @@ struct PolicyApply: ParsableCommand {
             + "nftables transaction: the old rules hold until the new ones do. With --log GROUP, drops are logged "
             + "to NFLOG group GROUP with the policy's name (tcpdump -i nflog:GROUP shows them); --no-log stops that.")
 
-    @Option(name: [.short, .customLong("file")], help: "Policies and namespaces: YAML (one or many documents) or JSON.") var file: String
+    @Option(name: [.short, .customLong("file")], help: "Policies and namespaces: YAML (one or many documents) or JSON.", completion: .file(extensions: ["yaml", "yml", "json"])) var file: String
     @Option(help: "Log drops to this NFLOG group (1-65535).") var log: Int?
     @Flag(help: "Stop logging drops.") var noLog = false
     @OptionGroup var clusterOptions: ClusterPolicyOptions
@@ -157,7 +157,7 @@ struct PolicyDelete: ParsableCommand {
         abstract: "Take policies out of force: those of a file, or by name.",
         discussion: "NAME is NAMESPACE/NAME, or NAME of --namespace (default: default). The namespaces of a file are forgotten too.")
 
-    @Option(name: [.short, .customLong("file")], help: "The policies (and namespaces) to delete.") var file: String?
+    @Option(name: [.short, .customLong("file")], help: "The policies (and namespaces) to delete.", completion: .file(extensions: ["yaml", "yml", "json"])) var file: String?
     @Option(help: "The namespace of bare names.") var namespace: String = "default"
     @Argument(help: "Policies to delete.") var names: [String] = []
     @Flag(help: "Delete every policy and namespace in force (the table goes).") var all = false

@@ -48,7 +48,7 @@ struct PolicyCheck: ParsableCommand {
             Exits 0 when the connection would pass, 1 when not.
             """)
 
-    @Option(name: [.short, .customLong("file")], help: "Policies and namespaces: YAML or JSON (default: those in force).") var file: String?
+    @Option(name: [.short, .customLong("file")], help: "Policies and namespaces: YAML or JSON (default: those in force).", completion: .file(extensions: ["yaml", "yml", "json"])) var file: String?
     @Argument var from: String
     @Argument var to: String
     @Argument var port: String

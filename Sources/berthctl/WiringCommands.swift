@@ -23,13 +23,13 @@ struct NetnsCommand: ParsableCommand {
 
     struct Add: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Create a named network namespace.")
-        @Argument var name: String
+        @Argument(help: "The namespace's name (under /run/netns).", completion: .custom(completeNamespaces)) var name: String
         func run() throws { try NamedNamespaces.add(name) }
     }
 
     struct Delete: ParsableCommand {
         static let configuration = CommandConfiguration(commandName: "del", abstract: "Remove a named network namespace (refused while it is attached to a network, unless --detach).")
-        @Argument var name: String
+        @Argument(help: "The namespace's name (under /run/netns).", completion: .custom(completeNamespaces)) var name: String
         @Flag(help: "Detach it from every network it is attached to first.") var detach = false
         func run() throws {
             let attached = Attachments.of(namespace: name)
@@ -51,7 +51,7 @@ struct NetnsCommand: ParsableCommand {
 
     struct ExecIn: ParsableCommand {
         static let configuration = CommandConfiguration(commandName: "exec", abstract: "Run a command inside a network namespace.")
-        @Argument var name: String
+        @Argument(help: "The namespace's name (under /run/netns).", completion: .custom(completeNamespaces)) var name: String
         @Argument(parsing: .postTerminator) var command: [String] = []
         func validate() throws { if command.isEmpty { throw ValidationError("give the command to run after --") } }
         func run() throws {
@@ -146,4 +146,9 @@ struct ListAttachments: ParsableCommand {
             [$0.network, $0.netns, $0.ifname, $0.addresses.isEmpty ? "-" : $0.addresses.joined(separator: ",")]
         })
     }
+}
+
+/// Shell completion of named network namespaces.
+@Sendable func completeNamespaces(_ arguments: [String], _ index: Int, _ prefix: String) -> [String] {
+    NamedNamespaces.list().filter { $0.hasPrefix(prefix) }
 }
