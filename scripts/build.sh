@@ -2,7 +2,7 @@
 # Builds Berth's release binaries into .build/release, with the plugin
 # processes tuned (none of this is in Package.swift, so that other packages
 # can depend on Berth by version: SwiftPM refuses unsafe flags there):
-#   - every product, with the Swift standard library linked statically;
+#   - berth-agent, with the Swift standard library linked statically;
 #   - then `berth` and `berth-ipam` again, in a scratch directory of their own
 #     (.build-plugins), as fully static executables (-static-executable: a
 #     plugin process starts in about 1.4 ms instead of 4), without the implicit
@@ -26,7 +26,8 @@ quiet() {
 }
 
 if [[ "${1:-}" != "--plugins" ]]; then
-  swift build -c release --static-swift-stdlib 2>&1 | quiet
+  # Only the agent here: the plugins and berthctl are built below with their own flags.
+  swift build -c release --static-swift-stdlib --product berth-agent 2>&1 | quiet
 fi
 plugin_flags=(
   -Xswiftc -Xfrontend -Xswiftc -disable-implicit-string-processing-module-import

@@ -60,7 +60,7 @@ chmod 0644 "$root/lib/systemd/system/berth-agent.service"
 
 # Manual pages. berthctl's and berth-agent's from their own help, by
 # swift-argument-parser's plugin (it builds the tools in debug: the text is the same).
-swift package plugin generate-manual --configuration debug --section 8 --date "$(date -u +'%B %-d, %Y')" \
+swift package plugin generate-manual --configuration debug --section 8 --date "$(date -u +%F)" \
   --authors "the Berth developers" >"$work/manual.log" 2>&1 || { cat "$work/manual.log" >&2; exit 1; }
 for tool in berthctl berth-agent; do
   install -m 0644 ".build/plugins/GenerateManual/outputs/$tool/$tool.8" "$root/usr/share/man/man8/$tool.8"
@@ -70,7 +70,8 @@ gzip -9n "$root"/usr/share/man/man8/*.8
 
 # Completions, written by the programs themselves.
 for tool in berthctl berth-agent; do
-  ".build/release/$tool" --generate-completion-script bash > "$root/usr/share/bash-completion/completions/$tool"
+  # Sourced, not run: no #! line (lintian's bash-completion-with-hashbang).
+  ".build/release/$tool" --generate-completion-script bash | sed '1{/^#!/d}' > "$root/usr/share/bash-completion/completions/$tool"
   ".build/release/$tool" --generate-completion-script zsh > "$root/usr/share/zsh/vendor-completions/_$tool"
   ".build/release/$tool" --generate-completion-script fish > "$root/usr/share/fish/vendor_completions.d/$tool.fish"
 done
@@ -86,7 +87,7 @@ Upstream-Name: berth
 Source: the Berth repository
 
 Files: *
-Copyright: the Berth developers
+Copyright: 2025-2026 the Berth developers
 License: Apache-2.0
  On Debian systems the full text of the Apache License 2.0 is in
  /usr/share/common-licenses/Apache-2.0.
@@ -96,12 +97,12 @@ berth ($version) unstable; urgency=medium
 
   * Release $version: CNI plugins, berthctl, berth-agent (see README.md.gz).
 
- -- Berth developers <berth@localhost.localdomain>  $(date -u -R)
+ -- Berth developers <berth@example.org>  $(date -u -R)
 EOF
 gzip -9n -c "$work/changelog" > "$doc/changelog.gz"
-chmod 0644 "$doc"/* "$doc"/examples/*
+find "$doc" -type f -exec chmod 0644 {} +
 
-# Static executables on purpose: a plugin process starts in 1.4 ms instead of 4.
+# What lintian reports that is so on purpose, each with its reason (docs/packaging.md).
 cat > "$root/usr/share/lintian/overrides/berth" <<EOF
 # The CNI plugins and berthctl are linked statically on purpose: a plugin
 # is exec'd for every container, and a static one starts in 1.4 ms instead
@@ -109,6 +110,12 @@ cat > "$root/usr/share/lintian/overrides/berth" <<EOF
 berth: statically-linked-binary [usr/lib/cni/berth]
 berth: statically-linked-binary [usr/lib/cni/berth-ipam]
 berth: statically-linked-binary [usr/bin/berthctl]
+# Swift packages built from source by SwiftPM carry their C code: Yams its
+# copy of libyaml (YAML topology and policy files), swift-nio-extras its copy
+# of zlib (HTTP compression in async-http-client, the agent's etcd client).
+berth: embedded-library libyaml [usr/bin/berthctl]
+berth: embedded-library libyaml [usr/bin/berth-agent]
+berth: embedded-library zlib [usr/bin/berth-agent]
 EOF
 chmod 0644 "$root/usr/share/lintian/overrides/berth"
 
@@ -122,7 +129,7 @@ cat > "$root/DEBIAN/control" <<EOF
 Package: berth
 Version: $version
 Architecture: amd64
-Maintainer: Berth developers <berth@localhost.localdomain>
+Maintainer: Berth developers <berth@example.org>
 Installed-Size: $size
 Depends: ${shlibs:+$shlibs, }iproute2, nftables
 Recommends: dnsmasq-base, etcd-client, lxcfs, graphviz, containernetworking-plugins, busybox-static

@@ -3,14 +3,20 @@
 # builds it. Safe to run again: it only installs what is missing.
 #   scripts/setup.sh            install packages, build release binaries
 #   scripts/setup.sh --no-build install packages only
+#   scripts/setup.sh --demo     only what building the plugins and the demo need (no build)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(
+# What building Berth and running the demo need.
+demo_packages=(
   libnl-3-dev libnl-route-3-dev pkg-config   # netlink through libnl-3
   libnftables-dev                            # masquerade and MAC spoof rules through libnftables
-  containernetworking-plugins                # reference plugins: host-local, static, portmap, bridge
   iproute2 iputils-ping                      # tests and the demo wire and probe namespaces
+)
+# What the tests, the benchmarks and packaging need beside them.
+packages=(
+  "${demo_packages[@]}"
+  containernetworking-plugins                # reference plugins: host-local, static, portmap, bridge
   tcpdump                                    # policy tests read logged drops from NFLOG
   prometheus                                 # a real Prometheus scrapes the agents in tests (and promtool checks /metrics)
   iptables nftables                          # ipMasqBackend iptables; the reference portmap, firewall
@@ -26,7 +32,9 @@ packages=(
   runc                                       # scripts/bench_runtime.py: the runtime Berth is measured against
   dnsmasq-base                               # names on a network: one dnsmasq per network (the binary only, no host service)
   podman                                     # names on a network: podman with its CNI backend in tests
+  dpkg-dev binutils lintian man-db           # scripts/package.sh (dpkg-shlibdeps, strip), its test (lintian, man)
 )
+[[ "${1:-}" == "--demo" ]] && packages=("${demo_packages[@]}")
 
 missing=()
 for p in "${packages[@]}"; do
@@ -45,7 +53,7 @@ fi
 
 source "$(dirname "$0")/lib/swift.sh"
 
-if [[ "${1:-}" != "--no-build" ]]; then
+if [[ "${1:-}" != "--no-build" && "${1:-}" != "--demo" ]]; then
   echo "setup: building release binaries"
   scripts/build.sh
 fi

@@ -6,4 +6,7 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh --no-build
 source scripts/lib/swift.sh
 swift build --build-tests
+# The Debian package, which the package tests install (built before them:
+# SwiftPM's build directory is locked while tests run).
+scripts/package.sh
 swift test "$@"
