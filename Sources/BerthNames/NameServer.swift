@@ -58,7 +58,7 @@ public struct NetworkNames {
         do {
             try ensureServer(listen: listen, subnets: subnets)
         } catch {
-            try? hosts.remove(fileName)
+            _ = try? hosts.remove(fileName)
             if (try? hosts.names().isEmpty) == true { stopServer() }
             throw error
         }
