@@ -23,9 +23,10 @@ while (($#)); do
   esac
 done
 
-if [[ ! -x .build/release/berth ]]; then
-  scripts/setup.sh
-fi
+# The demo builds only the plugins: anything missing is built here.
+for bin in berth berth-ipam berthctl berth-agent; do
+  if [[ ! -x .build/release/$bin ]]; then scripts/setup.sh; break; fi
+done
 install -d -m 0755 "$prefix"
 for bin in berth berth-ipam; do
   install -m 0755 ".build/release/$bin" "$prefix/$bin"
