@@ -10,7 +10,7 @@ struct ClusterIPv6Tests {
     @Test("an IPv6 range: /64 blocks, every pod reaches every other (host-gw, vxlan and wireguard over an IPv6 underlay, vxlan and wireguard over IPv4); the pods' MTU fits the mode",
           arguments: [("host-gw", true), ("wireguard", true), ("vxlan", true), ("vxlan", false), ("wireguard", false)])
     func ipv6Only(mode: String, ipv6Underlay: Bool) throws {
-        let range = String(format: "fd%02x:%04x:%04x::/48", Int.random(in: 0...255), Int.random(in: 0...0xFFFF), Int.random(in: 0...0xFFFF))
+        let range = String(format: "fd%02x:%x:%x::/48", Int.random(in: 0...255), Int.random(in: 0...0xFFFF), Int.random(in: 0...0xFFFF))
         let c = try SimulatedCluster(mode: mode, nodes: 3, network: range, blockLength: nil, ipv6Underlay: ipv6Underlay)
         defer { c.cleanUp() }
         for i in 0..<3 { try c.startAgent(i, extra: ["--state-dir", "\(c.work)/state\(i)", "--metrics-address", "none"]) }
@@ -46,7 +46,7 @@ struct ClusterIPv6Tests {
     @Test("dual stack: each node holds an IPv4 /24 and an IPv6 /64, pods get both and reach every other pod over both families (host-gw with IPv6 underlay addresses beside IPv4, vxlan over IPv4 and IPv6, wireguard over IPv6 and IPv4)",
           arguments: [("host-gw", false), ("vxlan", false), ("vxlan", true), ("wireguard", true), ("wireguard", false)])
     func dualStack(mode: String, ipv6Underlay: Bool) throws {
-        let range6 = String(format: "fd%02x:%04x:%04x::/48", Int.random(in: 0...255), Int.random(in: 0...0xFFFF), Int.random(in: 0...0xFFFF))
+        let range6 = String(format: "fd%02x:%x:%x::/48", Int.random(in: 0...255), Int.random(in: 0...0xFFFF), Int.random(in: 0...0xFFFF))
         let c = try SimulatedCluster(mode: mode, nodes: 3, ipv6Underlay: ipv6Underlay, ipv6Addresses: mode == "host-gw", ipv6Network: range6)
         defer { c.cleanUp() }
         if mode == "host-gw" {

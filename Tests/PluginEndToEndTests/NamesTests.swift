@@ -109,7 +109,7 @@ struct NamesTests {
         #expect(kill(pid, 0) == 0 && n.serverPID == pid)
         // The last DEL stops the server and leaves no directory.
         #expect(n.del(web, "web-\(n.net.id)").status == 0)
-        #expect(cleanWait(2) { kill(pid, 0) != 0 }, "the server outlived the network's last attachment")
+        #expect(cleanWait(5) { kill(pid, 0) != 0 }, "the server outlived the network's last attachment")
         #expect(!FileManager.default.fileExists(atPath: n.directory), "\(n.directory) stays")
     }
 
