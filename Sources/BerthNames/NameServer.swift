@@ -211,7 +211,12 @@ public struct NetworkNames {
             }
             if serverPID() != nil { kill(pid, SIGKILL) }
         }
-        if let port = recordedPort(), port != 53 { try? NameServerRedirect.remove(network: network) }
+        if let port = recordedPort(), port != 53, (try? NameServerRedirect.remove(network: network)) == nil {
+            // The arguments file is what tells the next stop (a DEL or GC) or
+            // start that a redirect is there to remove: kept until it is gone.
+            unlink(pidFile)
+            return
+        }
         unlink(pidFile)
         unlink(argumentsFile)
     }

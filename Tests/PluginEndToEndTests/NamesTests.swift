@@ -60,6 +60,19 @@ final class NamesNetwork: @unchecked Sendable {
         let gc = #"{"cniVersion":"1.1.0","name":"\#(net.name)","type":"berth","bridge":"\#(net.bridge)","isGateway":true,"runDir":"\#(runDir)","names":true,"cni.dev/valid-attachments":[]}"#
         shell(["\(productsDirectory)/berth"], input: gc, environment: ["CNI_COMMAND": "GC", "CNI_PATH": productsDirectory])
         if let pid = serverPID { kill(pid, SIGKILL) }
+        // A redirect chain of this network's bridge still in `inet berth-names`
+        // (seen when a host server held port 53 meanwhile; docs/names.md) goes too,
+        // and the table with the last chain.
+        let listing = shell(["nft", "list", "table", "inet", "berth-names"]).out
+        var chain: String?
+        for line in listing.split(separator: "\n") {
+            let words = line.split(separator: " ")
+            if words.first == "chain", words.count > 1 { chain = String(words[1]) }
+            if line.contains("iifname \"\(net.bridge)\""), let name = chain { shell(["nft", "delete", "chain", "inet", "berth-names", name]) }
+        }
+        if !shell(["nft", "list", "table", "inet", "berth-names"]).out.contains("chain ") {
+            shell(["nft", "delete", "table", "inet", "berth-names"])
+        }
         net.cleanUp()
         for dir in resolvDirs { try? FileManager.default.removeItem(atPath: dir) }
         try? FileManager.default.removeItem(atPath: runDir)
