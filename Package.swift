@@ -21,7 +21,6 @@ let package = Package(
         .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.0"),
         .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.0"),
-        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.0"),
         .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
@@ -44,6 +43,9 @@ let package = Package(
         // What runs in a child between fork/clone and exec (containers, plugins,
         // netns exec): C only, as runc's nsexec, since no Swift may run there.
         .target(name: "CBerthLaunch"),
+        // X25519 for WireGuard keys, from the system's OpenSSL (libcrypto):
+        // swift-crypto's copy of BoringSSL, beside swift-nio-ssl's, cost every build a minute.
+        .target(name: "CBerthCrypto", linkerSettings: [.linkedLibrary("crypto")]),
         // Pure: JSON values, parsed and printed (CNI's needs: unknown fields kept, numbers exact).
         .target(name: "BerthJSON"),
         // Pure: network values every layer shares: IP addresses and prefixes,
@@ -95,13 +97,12 @@ let package = Package(
         // model, the node agent and the routes, VXLAN and FDB it programs.
         .target(name: "BerthCluster", dependencies: [
             "BerthNet", "BerthJSON", "BerthCNI", "BerthSystem", "BerthNetlink", "BerthIPAM",
-            "BerthPolicy", "BerthEndpoints", "BerthEnforcement", "BerthFirewall", "BerthNames",
+            "BerthPolicy", "BerthEndpoints", "BerthEnforcement", "BerthFirewall", "BerthNames", "CBerthCrypto",
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
             .product(name: "NIOSSL", package: "swift-nio-ssl"),
-            .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "CoreMetrics", package: "swift-metrics"),
         ]),
         // Test doubles of the cluster's seams: an in-memory store, a recording backend.

@@ -19,13 +19,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/swift.sh
-# Progress lines, glibc's notes on static linking (getaddrinfo, dlopen, mktemp in Foundation), and a
-# dependency's note on its CMake files.
-quiet() {
-  grep -vE '^(\[[0-9]+/[0-9]+\]|Building|Compiling|Write|Planning|Linking|Build complete|Build of product)' \
-    | grep -vE "statically linked applications requires at runtime|is dangerous, better use" \
-    | grep -vE "which are unhandled; explicitly declare them as resources|/checkouts/[^ ]*/CMakeLists.txt$" || true
-}
+source scripts/lib/quiet.sh
 
 if [[ "${1:-}" != "--plugins" ]]; then
   # Only the agent here: the plugins and berthctl are built below with their own flags.

@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
 # Builds the Debian package berth_VERSION_amd64.deb with dpkg-deb (as root or
 # not; the files are owned by root in the package either way).
-#   scripts/package.sh [--output DIR] [--no-build]
+#   scripts/package.sh [--output DIR] [--no-build | --debug]
 # --output    where the .deb goes (default .build/package)
 # --no-build  use the release binaries already in .build/release (scripts/build.sh)
+# --debug     package the debug build instead (.build/debug, relinked with the
+#             Swift runtime static): the same files, unoptimized. The test
+#             command does this after its debug build, so that testing the
+#             package costs a relink, not a second (release) build of everything.
 #
 # What goes where (docs/packaging.md says why):
 #   /usr/lib/cni/berth, berth-ipam          the plugins, where Debian's runtimes look
@@ -19,11 +23,13 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 output=.build/package
 build=1
+config=release
 while (($#)); do
   case "$1" in
     --output) output="$2"; shift 2 ;;
     --no-build) build=0; shift ;;
-    -h|--help) sed -n '2,6p' "$0"; exit 0 ;;
+    --debug) config=debug; shift ;;
+    -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
     *) echo "package: unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -34,10 +40,28 @@ for tool in dpkg-deb dpkg-shlibdeps strip gzip python3; do
   command -v "$tool" >/dev/null || { echo "package: $tool is missing (Debian's dpkg-dev, binutils, gzip, python3)" >&2; exit 1; }
 done
 source scripts/lib/swift.sh
+source scripts/lib/quiet.sh
 
-if ((build)); then scripts/build.sh; fi
+bins=.build/$config
+if [[ $config == debug ]]; then
+  # Only the four executables are relinked: these flags change no compilation. A
+  # debug build's autolink list lacks what the static Foundation needs in turn
+  # (CoreFoundation, ICU...): named here, in a group, as a release build finds them.
+  runtime=(Foundation FoundationInternationalization FoundationEssentials _FoundationICU CoreFoundation
+           _FoundationCShims _FoundationCollections swiftSynchronization swiftCore swift_StringProcessing
+           swift_RegexParser swiftDispatch dispatch BlocksRuntime swiftGlibc swift_Concurrency)
+  link=(-Xlinker --start-group)
+  for lib in "${runtime[@]}"; do link+=(-Xlinker "-l$lib"); done
+  link+=(-Xlinker --end-group)
+  for bin in berth berth-ipam berthctl berth-agent; do
+    rm -f "$bins/$bin"  # relinked even when the build system thinks the dynamic one will do
+    swift build --static-swift-stdlib --product "$bin" "${link[@]}" 2>&1 | quiet
+  done
+elif ((build)); then
+  scripts/build.sh
+fi
 for bin in berth berth-ipam berthctl berth-agent; do
-  [[ -x .build/release/$bin ]] || { echo "package: .build/release/$bin is missing (scripts/build.sh builds it)" >&2; exit 1; }
+  [[ -x $bins/$bin ]] || { echo "package: $bins/$bin is missing (scripts/build.sh builds it)" >&2; exit 1; }
 done
 
 work=$(mktemp -d /tmp/berth-package.XXXXXX)
@@ -48,10 +72,16 @@ install -d "$root/DEBIAN" "$root/usr/lib/cni" "$root/usr/bin" "$root/lib/systemd
   "$root/usr/share/man/man8" "$doc/examples" "$root/usr/share/bash-completion/completions" \
   "$root/usr/share/zsh/vendor-completions" "$root/usr/share/fish/vendor_completions.d" "$root/usr/share/lintian/overrides"
 
-# Binaries, stripped (the symbols stay in .build/release).
-for bin in berth berth-ipam; do install -m 0755 ".build/release/$bin" "$root/usr/lib/cni/$bin"; done
-for bin in berthctl berth-agent; do install -m 0755 ".build/release/$bin" "$root/usr/bin/$bin"; done
+# Binaries, stripped (the symbols stay in the build directory).
+for bin in berth berth-ipam; do install -m 0755 "$bins/$bin" "$root/usr/lib/cni/$bin"; done
+for bin in berthctl berth-agent; do install -m 0755 "$bins/$bin" "$root/usr/bin/$bin"; done
 strip --strip-unneeded --remove-section=.comment --remove-section=.note "$root"/usr/lib/cni/* "$root"/usr/bin/*
+for bin in "$root"/usr/lib/cni/* "$root"/usr/bin/*; do
+  if objdump -p "$bin" | grep -qE 'NEEDED +libswift|NEEDED +libFoundation|RUNPATH +/'; then
+    echo "package: $bin needs the Swift toolchain's libraries at run time (not linked with --static-swift-stdlib)" >&2
+    exit 1
+  fi
+done
 
 # The agent's unit runs the packaged binary.
 sed 's|/usr/local/bin/berth-agent|/usr/bin/berth-agent|' conf/berth-agent.service > "$root/lib/systemd/system/berth-agent.service"
@@ -71,9 +101,9 @@ gzip -9n "$root"/usr/share/man/man8/*.8
 # Completions, written by the programs themselves.
 for tool in berthctl berth-agent; do
   # Sourced, not run: no #! line (lintian's bash-completion-with-hashbang).
-  ".build/release/$tool" --generate-completion-script bash | sed '1{/^#!/d}' > "$root/usr/share/bash-completion/completions/$tool"
-  ".build/release/$tool" --generate-completion-script zsh > "$root/usr/share/zsh/vendor-completions/_$tool"
-  ".build/release/$tool" --generate-completion-script fish > "$root/usr/share/fish/vendor_completions.d/$tool.fish"
+  "$bins/$tool" --generate-completion-script bash | sed '1{/^#!/d}' > "$root/usr/share/bash-completion/completions/$tool"
+  "$bins/$tool" --generate-completion-script zsh > "$root/usr/share/zsh/vendor-completions/_$tool"
+  "$bins/$tool" --generate-completion-script fish > "$root/usr/share/fish/vendor_completions.d/$tool.fish"
 done
 chmod 0644 "$root"/usr/share/bash-completion/completions/* "$root"/usr/share/zsh/vendor-completions/* "$root"/usr/share/fish/vendor_completions.d/*
 
@@ -103,13 +133,18 @@ gzip -9n -c "$work/changelog" > "$doc/changelog.gz"
 find "$doc" -type f -exec chmod 0644 {} +
 
 # What lintian reports that is so on purpose, each with its reason (docs/packaging.md).
-cat > "$root/usr/share/lintian/overrides/berth" <<EOF
+overrides="$root/usr/share/lintian/overrides/berth"
+: > "$overrides"
+if [[ $config == release ]]; then cat >> "$overrides" <<EOF
 # The CNI plugins and berthctl are linked statically on purpose: a plugin
 # is exec'd for every container, and a static one starts in 1.4 ms instead
 # of 4 (scripts/build.sh, docs/benchmarks.md).
 berth: statically-linked-binary [usr/lib/cni/berth]
 berth: statically-linked-binary [usr/lib/cni/berth-ipam]
 berth: statically-linked-binary [usr/bin/berthctl]
+EOF
+fi
+cat >> "$overrides" <<EOF
 # Swift packages built from source by SwiftPM carry their C code: Yams its
 # copy of libyaml (YAML topology and policy files), swift-nio-extras its copy
 # of zlib (HTTP compression in async-http-client, the agent's etcd client).
@@ -117,7 +152,7 @@ berth: embedded-library libyaml [usr/bin/berthctl]
 berth: embedded-library libyaml [usr/bin/berth-agent]
 berth: embedded-library zlib [usr/bin/berth-agent]
 EOF
-chmod 0644 "$root/usr/share/lintian/overrides/berth"
+chmod 0644 "$overrides"
 
 # Depends from the shared libraries the binaries link (libnl, libnftables, glibc...).
 mkdir -p "$work/src/debian"
@@ -176,5 +211,7 @@ chmod 0644 "$root/DEBIAN/md5sums" "$root/DEBIAN/control" "$root/DEBIAN/conffiles
 
 mkdir -p "$output"
 deb="$output/berth_${version}_amd64.deb"
-dpkg-deb --root-owner-group -Zxz --build "$root" "$deb" >/dev/null
+# xz for a release; a debug package, only ever installed by the tests, is not worth xz's minute.
+compression=(-Zxz); [[ $config == debug ]] && compression=(-Zgzip -z1)
+dpkg-deb --root-owner-group "${compression[@]}" --build "$root" "$deb" >/dev/null
 echo "$deb"

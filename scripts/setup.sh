@@ -26,6 +26,7 @@ packages=(
   lxcfs                                      # berthctl run --lxcfs (the tests start it)
   etcd-server etcd-client                    # clusters: the store berth-agent uses (the tests start their own)
   openssl                                    # scripts/etcd-certs.sh: certificates for etcd over TLS (the tests make theirs)
+  libssl-dev                                 # berth-agent: X25519 for WireGuard keys from libcrypto
   wireguard-go wireguard-tools               # the wireguard mode where the kernel has no WireGuard (wg inspects it in tests)
   iperf3                                     # scripts/bench_cluster.py: one TCP stream between pods on two nodes
   graphviz                                   # berthctl lab graph

@@ -1,7 +1,7 @@
 import BerthNet
 import BerthNetlink
 import BerthSystem
-import Crypto
+import CBerthCrypto
 import Foundation
 
 /// A WireGuard key pair (Curve25519), as WireGuard writes keys: 32 bytes in
@@ -11,16 +11,20 @@ public struct WireGuardKey: Equatable, Sendable {
     public let publicKey: [UInt8]
 
     public init(privateKey: [UInt8]) throws(ClusterError) {
-        guard privateKey.count == 32, let key = try? Curve25519.KeyAgreement.PrivateKey(rawRepresentation: privateKey) else {
-            throw ClusterError("a WireGuard private key is 32 bytes")
+        guard privateKey.count == 32 else { throw ClusterError("a WireGuard private key is 32 bytes") }
+        var publicKey = [UInt8](repeating: 0, count: 32)
+        guard berth_x25519_public(privateKey, &publicKey) == 0 else {
+            throw ClusterError("libcrypto refused a WireGuard private key (X25519)")
         }
         self.privateKey = privateKey
-        publicKey = Array(key.publicKey.rawRepresentation)
+        self.publicKey = publicKey
     }
 
-    public static func generate() -> WireGuardKey {
-        let key = Curve25519.KeyAgreement.PrivateKey()
-        return try! WireGuardKey(privateKey: Array(key.rawRepresentation))
+    /// A new key from the system's random source; throws only when libcrypto has no randomness to give.
+    public static func generate() throws(ClusterError) -> WireGuardKey {
+        var privateKey = [UInt8](repeating: 0, count: 32)
+        guard berth_x25519_generate(&privateKey) == 0 else { throw ClusterError("libcrypto could not make a WireGuard key (no random bytes)") }
+        return try WireGuardKey(privateKey: privateKey)
     }
 
     public var publicBase64: String { Data(publicKey).base64EncodedString() }
@@ -44,7 +48,7 @@ public struct WireGuardKey: Equatable, Sendable {
             }
             return try WireGuardKey(privateKey: bytes)
         }
-        let key = generate()
+        let key = try generate()
         // Written once beside and renamed over (0600, its directory 0700), as the project's other state files.
         let directory = (path as NSString).deletingLastPathComponent
         do {

@@ -21,8 +21,8 @@ struct WireGuardModelTests {
     }
 
     @Test("peers need a public key of 32 bytes that no other peer, nor this node, has")
-    func keysChecked() {
-        let a = WireGuardKey.generate().publicBase64, b = WireGuardKey.generate().publicBase64, own = WireGuardKey.generate().publicBase64
+    func keysChecked() throws {
+        let a = try WireGuardKey.generate().publicBase64, b = try WireGuardKey.generate().publicBase64, own = try WireGuardKey.generate().publicBase64
         let zeros = Data(repeating: 0, count: 32).base64EncodedString()
         let records = [record("n1", "10.244.1.0/24", "192.0.2.1", key: a), record("n2", "10.244.2.0/24", "192.0.2.2", key: nil),
                        record("n3", "10.244.3.0/24", "192.0.2.3", key: "c2hvcnQ="), record("n4", "10.244.4.0/24", "192.0.2.4", key: a),

@@ -63,7 +63,7 @@ final class SimulatedCluster: @unchecked Sendable {
          ipv6Underlay: Bool = false, ipv6Addresses: Bool = false, ipv6Network: String? = nil,
          security: ((_ work: String, _ etcdAddress: String) throws -> Security)? = nil) throws {
         base6 = ipv6Underlay || ipv6Addresses
-            ? String(format: "fd%02x:%04x:%04x::", Int.random(in: 0...255), Int.random(in: 0...0xFFFF), Int.random(in: 0...0xFFFF)) : nil
+            ? String(format: "fd%02x:%x:%x::", Int.random(in: 0...255), Int.random(in: 0...0xFFFF), Int.random(in: 0...0xFFFF)) : nil
         self.ipv6Underlay = ipv6Underlay
         self.ipv6Addresses = ipv6Addresses
         self.ipv6Network = ipv6Network

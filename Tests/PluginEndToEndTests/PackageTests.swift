@@ -55,7 +55,7 @@ struct PackageTests {
         if madeBin { try FileManager.default.createDirectory(atPath: "/opt/cni/bin", withIntermediateDirectories: true) }
         let optLinks = !FileManager.default.fileExists(atPath: "/opt/cni/bin/berth")
         defer {
-            shellMerged(["env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "purge", "-y", "-q", "berth"])
+            _ = shellMerged(["env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "purge", "-y", "-q", "berth"])
             net.cleanUp()
             if madeBin { rmdir("/opt/cni/bin") }
             if madeOpt { rmdir("/opt/cni") }

@@ -113,7 +113,7 @@ final class PolicyFixture {
     /// A probe process in `netns` (`policy_probe.py ARGS`), its output in a file; killed by `cleanUp`.
     func background(_ netns: String, _ args: [String], stdin: Pipe? = nil) throws -> (process: Process, output: String) {
         let output = NSTemporaryDirectory() + "berthtest-probe-\(getpid())-\(servers.count).out"
-        FileManager.default.createFile(atPath: output, contents: nil)
+        _ = FileManager.default.createFile(atPath: output, contents: nil)
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         p.arguments = ["ip", "netns", "exec", URL(fileURLWithPath: netns).lastPathComponent, "python3", policyProbe] + args
