@@ -85,7 +85,10 @@ done
 
 # The agent's unit runs the packaged binary.
 sed 's|/usr/local/bin/berth-agent|/usr/bin/berth-agent|' conf/berth-agent.service > "$root/lib/systemd/system/berth-agent.service"
-install -m 0644 conf/berth-agent.default "$root/etc/default/berth-agent"
+# The defaults file with its settings commented out, as Debian's /etc/default
+# files come: examples to fill in, nothing in force that names a made-up etcd.
+sed 's/^BERTH_/#BERTH_/' conf/berth-agent.default > "$root/etc/default/berth-agent"
+chmod 0644 "$root/etc/default/berth-agent"
 chmod 0644 "$root/lib/systemd/system/berth-agent.service"
 
 # Manual pages. berthctl's and berth-agent's from their own help, by

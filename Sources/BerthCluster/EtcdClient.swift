@@ -260,10 +260,12 @@ public final class EtcdClient: Sendable {
         if text.contains("WRONG_VERSION_NUMBER") || text.contains("WRONG_VERSION") {
             return "etcd there does not speak TLS: give http:// (\(access.origin(.endpoint)))"
         }
-        // A server that closes the connection at once: a TLS server asked
-        // in plain HTTP, or one refusing this client's certificate (its
-        // alert is lost to the HTTP client): a handshake of its own tells.
-        if text.contains("remoteConnectionClosed"), let (host, port) = access.hostAndPort {
+        // A server that closes the connection at once, or resets it (when it
+        // closes with the request still unread): a TLS server asked in plain
+        // HTTP, or one refusing this client's certificate (its alert is lost
+        // to the HTTP client): a handshake of its own tells.
+        let closed = text.contains("remoteConnectionClosed") || text.contains("Connection reset by peer")
+        if closed, let (host, port) = access.hostAndPort {
             if !access.usesTLS {
                 if await EtcdTLSDiagnosis.serverChain(host: host, port: port) != nil {
                     return "etcd there speaks TLS: give https:// (\(access.origin(.endpoint))) and its CA (--etcd-cafile)"

@@ -37,11 +37,49 @@ package func shell(_ args: [String], input: String? = nil, environment: [String:
     }
 }
 
-/// The host's IPv4 forwarding setting, put back as it was (ipMasq and the reference bridge plugin turn it on).
-package struct IPv4Forwarding {
-    package init() {}
-    package let original = shell(["cat", "/proc/sys/net/ipv4/ip_forward"]).out.trimmingCharacters(in: .whitespacesAndNewlines)
-    package func restore() { shell(["sh", "-c", "echo \(original) > /proc/sys/net/ipv4/ip_forward"]) }
+/// The host's IP forwarding settings (IPv4, and IPv6 on all interfaces), which
+/// ipMasq, the reference bridge plugin, isolation and policy tests turn on: put
+/// back as they were when the last of the tests holding one is done. Tests run
+/// side by side, so one that finished first must not turn forwarding off under
+/// another: the first holder records the settings, the last puts them back.
+package final class HostForwarding: @unchecked Sendable {
+    private static let lock = NSLock()
+    nonisolated(unsafe) private static var holders = 0
+    nonisolated(unsafe) private static var original: (v4: String, v6: String) = ("", "")
+    private var held = true
+
+    static let v4 = "/proc/sys/net/ipv4/ip_forward", v6 = "/proc/sys/net/ipv6/conf/all/forwarding"
+
+    /// Holds the settings; with `on`, turns both forwardings on.
+    package init(on: Bool = false) {
+        HostForwarding.lock.withLock {
+            if HostForwarding.holders == 0 {
+                HostForwarding.original = (Self.read(Self.v4), Self.read(Self.v6))
+            }
+            HostForwarding.holders += 1
+            if on { Self.write(Self.v4, "1"); Self.write(Self.v6, "1") }
+        }
+    }
+
+    package func restore() {
+        HostForwarding.lock.withLock {
+            guard held else { return }
+            held = false
+            HostForwarding.holders -= 1
+            if HostForwarding.holders == 0 {
+                Self.write(Self.v4, HostForwarding.original.v4)
+                Self.write(Self.v6, HostForwarding.original.v6)
+            }
+        }
+    }
+
+    private static func read(_ path: String) -> String {
+        ((try? String(contentsOfFile: path, encoding: .utf8)) ?? "").trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+    private static func write(_ path: String, _ value: String) {
+        guard !value.isEmpty else { return }
+        try? value.write(toFile: path, atomically: false, encoding: .utf8)
+    }
 }
 
 /// What a plugin invocation printed.
@@ -182,10 +220,12 @@ package final class TestNetwork: @unchecked Sendable {
         shell(["ip", "netns", "exec", URL(fileURLWithPath: netns).lastPathComponent] + command)
     }
 
-    /// One ping from inside `netns` to an address this test gave out.
+    /// Whether `address` (one this test gave out) answers pings from inside `netns`.
     package func ping(from netns: String, to address: String) -> Bool {
         let tool = address.contains(":") ? ["ping", "-6"] : ["ping"]
-        return inNamespace(netns, tool + ["-c", "1", "-W", "2", address]).status == 0
+        // Three echoes 0.2 s apart, any answer will do: on a loaded machine the first
+        // (neighbour discovery on the way) may come late; no answer costs 2.4 s.
+        return inNamespace(netns, tool + ["-c", "3", "-i", "0.2", "-W", "2", address]).status == 0
     }
 }
 

@@ -198,7 +198,7 @@ extension ClusterTests {
     }
 }
 
-@Suite("berthctl cluster")
+@Suite("berthctl cluster", .ownThreads)
 struct ClusterCommandLineTests {
     @Test("berthctl cluster SUBCOMMAND --help shows that subcommand's options under its berthctl name",
           arguments: [("init", ["--vni", "--port", "--force", "--network"]), ("nodes", ["--json", "--etcd"]),

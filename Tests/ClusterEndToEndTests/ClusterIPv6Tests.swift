@@ -3,7 +3,7 @@ import Testing
 import BerthTestSupport
 import BerthNet
 
-@Suite("IPv6 clusters", .serialized,
+@Suite("IPv6 clusters", .ownThreads, .serialized,
        .enabled(if: runningAsRoot && FileManager.default.fileExists(atPath: "/usr/bin/etcd") && FileManager.default.fileExists(atPath: "/usr/bin/wireguard-go"),
                 "needs root, etcd and wireguard-go (scripts/setup.sh installs them)"))
 struct ClusterIPv6Tests {

@@ -20,7 +20,7 @@ func httpGet(_ url: String) -> (status: Int, body: String) {
     return (Int(lines.first ?? "") ?? 0, lines.count > 1 ? String(lines[1]) : "")
 }
 
-@Suite("agent health and metrics", .serialized,
+@Suite("agent health and metrics", .ownThreads, .serialized,
        .enabled(if: runningAsRoot && FileManager.default.fileExists(atPath: "/usr/bin/etcd") && FileManager.default.fileExists(atPath: "/usr/bin/prometheus"),
                 "needs root, etcd and prometheus (scripts/setup.sh installs them)"))
 struct ClusterMetricsTests {
@@ -94,7 +94,7 @@ struct ClusterMetricsTests {
 let alertRules = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
     .deletingLastPathComponent().appendingPathComponent("conf/berth-alerts.yml").path
 
-@Suite("alerting rules", .enabled(if: FileManager.default.fileExists(atPath: "/usr/bin/promtool"), "needs promtool (prometheus, scripts/setup.sh)"))
+@Suite("alerting rules", .ownThreads, .enabled(if: FileManager.default.fileExists(atPath: "/usr/bin/promtool"), "needs promtool (prometheus, scripts/setup.sh)"))
 struct AlertRulesTests {
     @Test("conf/berth-alerts.yml passes promtool check rules, and its rules fire on the series they are for (promtool test rules)")
     func rules() throws {

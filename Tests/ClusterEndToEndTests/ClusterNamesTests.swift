@@ -3,7 +3,7 @@ import Testing
 import BerthJSON
 import BerthTestSupport
 
-@Suite("names across a cluster", .serialized,
+@Suite("names across a cluster", .ownThreads, .serialized,
        .enabled(if: runningAsRoot && FileManager.default.fileExists(atPath: "/usr/bin/etcd") && FileManager.default.fileExists(atPath: "/usr/sbin/dnsmasq"),
                 "needs root, etcd and dnsmasq (scripts/setup.sh installs them)"))
 struct ClusterNamesTests {

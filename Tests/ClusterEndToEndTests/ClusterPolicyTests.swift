@@ -7,7 +7,7 @@ import BerthTestSupport
 let policyProbe = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
     .deletingLastPathComponent().appendingPathComponent("scripts/probes/policy_probe.py").path
 
-@Suite("network policy across a cluster", .serialized,
+@Suite("network policy across a cluster", .ownThreads, .serialized,
        .enabled(if: runningAsRoot && FileManager.default.fileExists(atPath: "/usr/bin/etcd"),
                 "needs root and etcd (scripts/setup.sh installs etcd-server)"))
 struct ClusterPolicyTests {

@@ -35,7 +35,7 @@ func tlsSecurity(_ work: String, _ address: String) throws -> SimulatedCluster.S
     return s
 }
 
-@Suite("etcd over TLS and as etcd users", .serialized,
+@Suite("etcd over TLS and as etcd users", .ownThreads, .serialized,
        .enabled(if: runningAsRoot && FileManager.default.fileExists(atPath: "/usr/bin/etcd") && FileManager.default.fileExists(atPath: "/usr/bin/openssl"),
                 "needs root, etcd and openssl (scripts/setup.sh installs them)"))
 struct ClusterSecurityTests {

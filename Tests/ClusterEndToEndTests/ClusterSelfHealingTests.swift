@@ -3,7 +3,7 @@ import Testing
 import BerthJSON
 import BerthTestSupport
 
-@Suite("self-healing agents", .serialized,
+@Suite("self-healing agents", .ownThreads, .serialized,
        .enabled(if: runningAsRoot && FileManager.default.fileExists(atPath: "/usr/bin/etcd"),
                 "needs root and etcd (scripts/setup.sh installs etcd-server)"))
 struct ClusterSelfHealingTests {

@@ -92,7 +92,8 @@ final class SimulatedCluster: @unchecked Sendable {
         for i in 0..<count { addNode(i) }
         try startEtcd()
         try secured.setUp?(self)
-        let initRun = agentCommand(["init", "--etcd", etcdURL] + clientArguments + ["--cluster", name, "--network", network, "--mode", mode]
+        // stderr too: a refusal is said there.
+        let initRun = shellMerged(["\(productsDirectory)/berth-agent", "init", "--etcd", etcdURL] + clientArguments + ["--cluster", name, "--network", network, "--mode", mode]
                                    + (blockLength.map { ["--block-length", String($0)] } ?? [])
                                    + (ipv6Network.map { ["--ipv6-network", $0] } ?? []))
 
@@ -309,7 +310,7 @@ final class SimulatedCluster: @unchecked Sendable {
     }
 }
 
-@Suite("clusters over etcd", .serialized, .enabled(if: runningAsRoot && FileManager.default.fileExists(atPath: "/usr/bin/etcd"),
+@Suite("clusters over etcd", .ownThreads, .serialized, .enabled(if: runningAsRoot && FileManager.default.fileExists(atPath: "/usr/bin/etcd"),
                                                    "needs root and etcd (scripts/setup.sh installs etcd-server)"))
 struct ClusterTests {
     @Test("three nodes, two pods each: every pod reaches every other across nodes, and sees the sender's own address",

@@ -4,7 +4,7 @@ import BerthJSON
 import BerthNet
 import BerthTestSupport
 
-@Suite("clusters over WireGuard", .serialized,
+@Suite("clusters over WireGuard", .ownThreads, .serialized,
        .enabled(if: runningAsRoot && FileManager.default.fileExists(atPath: "/usr/bin/etcd")
                     && FileManager.default.fileExists(atPath: "/usr/bin/wireguard-go") && FileManager.default.fileExists(atPath: "/usr/bin/wg")
                     && FileManager.default.fileExists(atPath: "/usr/bin/tcpdump"),

@@ -4,7 +4,7 @@ import BerthTestSupport
 
 /// Flags that cross into berth-agent and berthctl's policy commands: each
 /// bad value is refused before anything starts, naming the flag.
-@Suite("agent and policy flags refused")
+@Suite("agent and policy flags refused", .ownThreads)
 struct FlagTests {
     @Test("berth-agent run refuses a bad --metrics-address, --reconcile-interval, --run-dir and --policy-log",
           arguments: [

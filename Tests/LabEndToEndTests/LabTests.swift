@@ -6,7 +6,7 @@ import BerthJSON
 import BerthNet
 import BerthTestSupport
 
-@Suite("labs end to end", .serialized, .enabled(if: getuid() == 0, "needs root for namespaces and bridges"))
+@Suite("labs end to end", .ownThreads, .serialized, .enabled(if: getuid() == 0, "needs root for namespaces and bridges"))
 struct LabEndToEndTests {
     static let binDir = URL(fileURLWithPath: berthctlPath).deletingLastPathComponent().path
 

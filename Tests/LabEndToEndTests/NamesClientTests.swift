@@ -9,7 +9,7 @@ import BerthTestSupport
 /// Names through Berth's own clients: `berthctl attach --name`, `berthctl
 /// run --name` and lab hosts, each getting a resolv.conf that points at the
 /// network's server without the host's being touched.
-@Suite("names through berthctl and labs", .serialized,
+@Suite("names through berthctl and labs", .ownThreads, .serialized,
        .enabled(if: getuid() == 0 && FileManager.default.fileExists(atPath: "/usr/sbin/dnsmasq"), "needs root and dnsmasq"))
 struct NamesClientTests {
     static let binDir = URL(fileURLWithPath: berthctlPath).deletingLastPathComponent().path

@@ -24,7 +24,7 @@ private func command(_ args: [String], in directory: String, environment extra: 
 /// depends on it through a git URL and a version tag, as SwiftPM users do,
 /// builds (SwiftPM refuses such a dependency if any target it uses has unsafe
 /// flags) and runs a lab with `BerthLab`.
-@Suite("Berth as a versioned dependency", .enabled(if: getuid() == 0, "the lab needs root for namespaces and bridges"))
+@Suite("Berth as a versioned dependency", .ownThreads, .enabled(if: getuid() == 0, "the lab needs root for namespaces and bridges"))
 struct PackageConsumerTests {
     @Test("a package depending on Berth by git URL and version tag builds and runs a two-host lab")
     func versionedDependency() throws {

@@ -31,8 +31,9 @@ struct BadInputCase: CustomStringConvertible, Sendable {
 
 /// Everything a bad input could have touched and must leave as it was: the
 /// test's bridge (whether it exists, its addresses, its ports), the links and
-/// addresses of the test's namespace, the nftables ruleset, and the IPAM store.
-/// (Host-wide link and address lists would also see other suites running in parallel.)
+/// addresses of the test's namespace, the nftables rules and set elements
+/// naming the test's network, bridge or subnet, and the IPAM store. (Host-wide
+/// lists would also see the other tests running side by side.)
 func machineState(net: TestNetwork, netns: String) -> String {
     func lines(_ text: String, _ fields: Int) -> String {
         text.split(separator: "\n").map { $0.split(separator: " ").prefix(fields).joined(separator: " ") }.joined(separator: "\n")
@@ -41,7 +42,9 @@ func machineState(net: TestNetwork, netns: String) -> String {
         + "\n" + lines(shell(["ip", "-o", "addr", "show", "dev", net.bridge]).out, 4)
         + "\n" + lines(shell(["ip", "-o", "link", "show", "master", net.bridge]).out, 2)
     let inside = lines(net.inNamespace(netns, ["ip", "-o", "link"]).out, 3) + "\n" + lines(net.inNamespace(netns, ["ip", "-o", "addr"]).out, 4)
-    let rules = shell(["nft", "list", "ruleset"]).out
+    let rules = shell(["nft", "list", "ruleset"]).out.split(separator: "\n")
+        .filter { $0.contains(net.name) || $0.contains(net.bridge) || $0.contains("\(net.subnetBase).") }
+        .joined(separator: "\n")
     var files: [String] = []
     if let walker = FileManager.default.enumerator(atPath: net.dataDir) {
         for case let path as String in walker where !path.contains("scratch/") {
@@ -53,7 +56,7 @@ func machineState(net: TestNetwork, netns: String) -> String {
 }
 
 extension FirewallTouchingTests {
-@Suite("bad input corpus")
+@Suite("bad input corpus", .ownThreads)
 struct BadInputCorpusTests {
     @Test("the corpus has at least 60 cases")
     func size() {

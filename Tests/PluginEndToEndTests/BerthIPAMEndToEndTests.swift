@@ -5,7 +5,7 @@ import BerthJSON
 import BerthTestSupport
 
 /// `berth` with `"ipam": {"type": "berth-ipam"}` (in-process) in real namespaces.
-@Suite("berth with berth-ipam end to end", .serialized, .enabled(if: runningAsRoot, "needs root for namespaces and links"))
+@Suite("berth with berth-ipam end to end", .ownThreads, .serialized, .enabled(if: runningAsRoot, "needs root for namespaces and links"))
 struct BerthIPAMEndToEndTests {
     func ipam(_ net: TestNetwork) -> String {
         #"{"type":"berth-ipam","dataDir":"\#(net.dataDir)","ranges":[[{"subnet":"\#(net.subnetBase).0/24"}],[{"subnet":"\#(net.subnet6Base)::/64"}]]}"#
@@ -75,12 +75,12 @@ struct BerthIPAMEndToEndTests {
 /// The reference bridge plugin turns IPv4 forwarding on: this test saves and
 /// restores it, so it runs with the other tests that do.
 extension FirewallTouchingTests {
-@Suite("berth-ipam as the reference bridge's delegate")
+@Suite("berth-ipam as the reference bridge's delegate", .ownThreads)
 struct ReferenceBridgeDelegateTests {
     @Test("the berth-ipam executable works as the delegate of the reference bridge plugin")
     func referenceBridgeWithBerthIPAM() throws {
         let net = TestNetwork()
-        let forwarding = IPv4Forwarding()  // the reference bridge turns forwarding on with isGateway
+        let forwarding = HostForwarding()  // the reference bridge turns forwarding on with isGateway
         defer {
             forwarding.restore()
             net.cleanUp()

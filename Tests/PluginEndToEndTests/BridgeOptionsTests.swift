@@ -26,7 +26,7 @@ func hostVeth(_ r: PluginRun) -> String? { r.json?["interfaces"]?.arrayValue?[1]
 /// The host state an ipMasq test changes: rules and tables, IPv4 forwarding.
 struct HostFirewallState {
     let rules = IPTablesSnapshot()
-    let forwarding = IPv4Forwarding()
+    let forwarding = HostForwarding()
     func restore() {
         forwarding.restore()
         rules.restore()
@@ -36,7 +36,7 @@ struct HostFirewallState {
 /// One test per bridge option: the kernel state after ADD, CHECK, and DEL
 /// (also DEL after the namespace is gone), with traffic where the option is about traffic.
 extension FirewallTouchingTests {
-@Suite("bridge options")
+@Suite("bridge options", .ownThreads)
 struct BridgeOptionTests {
     func berthIPAM(_ net: TestNetwork) -> String { net.berthIPAM }
 

@@ -5,7 +5,7 @@ import BerthTestSupport
 
 /// The `berth` executable driven as a runtime drives it, against the real
 /// kernel: real namespaces, a real bridge, real traffic. Root only.
-@Suite("berth plugin end to end", .serialized, .enabled(if: runningAsRoot, "needs root for namespaces and links"))
+@Suite("berth plugin end to end", .ownThreads, .serialized, .enabled(if: runningAsRoot, "needs root for namespaces and links"))
 struct BridgePluginEndToEndTests {
     @Test("two containers on one bridge reach each other and the gateway")
     func twoContainers() throws {

@@ -51,18 +51,35 @@ struct ConflistRunner {
     }
 }
 
-/// Records iptables rules and chains before a test and removes whatever the
-/// test's plugins added, so that base chains a reference plugin leaves
-/// behind do not stay on the machine.
-struct IPTablesSnapshot {
+/// The host's iptables rules and chains and nftables tables, as they were
+/// before the first of the tests now running that change them; whatever was
+/// added since is removed when the last of them is done (base chains that the
+/// reference portmap and firewall plugins leave behind, tables iptables-nft
+/// makes by merely listing one). Tests run side by side, so one that finished
+/// first must not remove another's rules: the first holder records, the last
+/// cleans. `added(in:)` is what came since this holder's own snapshot.
+final class IPTablesSnapshot: @unchecked Sendable {
     static let tables = ["nat", "filter", "mangle"]
+    private static let lock = NSLock()
+    nonisolated(unsafe) private static var holders = 0
+    nonisolated(unsafe) private static var baseline: [String: Set<String>] = [:]
+    nonisolated(unsafe) private static var baselineTables: Set<String> = []
     let before: [String: Set<String>]
-    /// nftables tables present before (iptables-nft creates a table merely by listing it).
-    let tablesBefore: Set<String>
+    private var held = true
 
     init() {
-        tablesBefore = IPTablesSnapshot.nftTables()
-        before = Dictionary(uniqueKeysWithValues: IPTablesSnapshot.tables.map {
+        before = IPTablesSnapshot.rules()
+        IPTablesSnapshot.lock.withLock {
+            if IPTablesSnapshot.holders == 0 {
+                IPTablesSnapshot.baselineTables = IPTablesSnapshot.nftTables()
+                IPTablesSnapshot.baseline = IPTablesSnapshot.rules()
+            }
+            IPTablesSnapshot.holders += 1
+        }
+    }
+
+    static func rules() -> [String: Set<String>] {
+        Dictionary(uniqueKeysWithValues: tables.map {
             ($0, Set(shell(["iptables", "-t", $0, "-S"]).out.split(separator: "\n").map(String.init)))
         })
     }
@@ -77,8 +94,18 @@ struct IPTablesSnapshot {
     }
 
     func restore() {
-        for table in IPTablesSnapshot.tables {
-            let new = added(in: table)
+        IPTablesSnapshot.lock.withLock {
+            guard held else { return }
+            held = false
+            IPTablesSnapshot.holders -= 1
+            if IPTablesSnapshot.holders == 0 { IPTablesSnapshot.removeAdded() }
+        }
+    }
+
+    private static func removeAdded() {
+        for table in tables {
+            let new = shell(["iptables", "-t", table, "-S"]).out.split(separator: "\n").map(String.init)
+                .filter { !baseline[table, default: []].contains($0) }
             for rule in new where rule.hasPrefix("-A ") {
                 shell(["sh", "-c", "iptables -t \(table) -D " + rule.dropFirst(3)])
             }
@@ -89,19 +116,22 @@ struct IPTablesSnapshot {
                 shell(["iptables", "-t", table, "-X", String(chain.dropFirst(3))])
             }
         }
-        for table in IPTablesSnapshot.nftTables().subtracting(tablesBefore) where table.hasPrefix("table ") {
+        // Not the names table: the names suites, outside this group, may be using
+        // it right now (each removes its own chain, and the table when it is empty).
+        for table in nftTables().subtracting(baselineTables) where table.hasPrefix("table ") && !table.hasSuffix(" berth-names") {
             shell(["sh", "-c", "nft delete " + table])
         }
     }
 }
 
-/// Tests that change nftables or iptables run one at a time: each restores
-/// the rule set it found, which must not undo another test's rules.
-@Suite("firewall-touching tests", .serialized, .enabled(if: runningAsRoot, "needs root for namespaces, links and rules"))
+/// Tests that change nftables or iptables. They run side by side, each on
+/// rules of its own network; what the host had before them is put back by
+/// IPTablesSnapshot and HostForwarding once the last of them is done.
+@Suite("firewall-touching tests", .ownThreads, .enabled(if: runningAsRoot, "needs root for namespaces, links and rules"))
 struct FirewallTouchingTests {}
 
 extension FirewallTouchingTests {
-@Suite("berth in a plugin chain")
+@Suite("berth in a plugin chain", .ownThreads)
 struct ChainTests {
     @Test("a conflist of berth then the reference portmap: ADD, CHECK, then DEL in reverse cleans everything")
     func berthThenPortmap() throws {

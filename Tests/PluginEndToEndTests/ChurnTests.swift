@@ -6,7 +6,7 @@ import BerthNet
 import BerthTestSupport
 
 extension FirewallTouchingTests {
-@Suite("churn")
+@Suite("churn", .ownThreads)
 struct ChurnTests {
     /// How long the churn runs: BERTH_CHURN_SECONDS (scripts/soak.sh), else 10 s.
     static var duration: TimeInterval {
@@ -93,7 +93,7 @@ struct ChurnTests {
 }
 
 extension FirewallTouchingTests {
-@Suite("churn on one attachment")
+@Suite("churn on one attachment", .ownThreads)
 struct SameAttachmentChurnTests {
     /// The operations' outcomes and the observer's findings.
     final class Findings: @unchecked Sendable {

@@ -68,7 +68,7 @@ final class AddTiming {
 }
 
 extension FirewallTouchingTests {
-@Suite("crashes")
+@Suite("crashes", .ownThreads)
 struct CrashTests {
     /// What the kernel and the store hold for this test's network.
     struct Leftovers: Equatable, CustomStringConvertible {
@@ -166,7 +166,7 @@ struct CrashTests {
 }
 
 extension FirewallTouchingTests {
-@Suite("crashes with a delegated IPAM")
+@Suite("crashes with a delegated IPAM", .ownThreads)
 struct DelegatedCrashTests {
     @Test("berth with host-local killed at 150 instants of ADD, each followed by DEL: the /28 then fills completely, nothing leaks")
     func killedAddsWithHostLocal() throws {

@@ -3,7 +3,7 @@ import Testing
 import BerthTestSupport
 import BerthFirewall
 
-@Suite("nftables transactions on the host", .enabled(if: runningAsRoot, "needs root for nftables"))
+@Suite("nftables transactions on the host", .ownThreads, .enabled(if: runningAsRoot, "needs root for nftables"))
 struct FirewallTransactionTests {
     @Test("a transaction whose last command fails changes nothing; the same without it applies whole")
     func allOrNothing() throws {

@@ -48,7 +48,7 @@ extension TestNetwork {
 }
 
 extension FirewallTouchingTests {
-@Suite("hardening: one attachment, privilege, undelivered results, refused ADDs")
+@Suite("hardening: one attachment, privilege, undelivered results, refused ADDs", .ownThreads)
 struct HardeningTests {
     @Test("ten ADDs of one attachment at once: one wins, the others fail without touching its address, CHECK passes, DEL leaves nothing",
           arguments: ["berth-ipam", "host-local"])

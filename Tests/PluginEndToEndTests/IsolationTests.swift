@@ -6,14 +6,14 @@ import BerthFirewall
 import BerthTestSupport
 
 extension FirewallTouchingTests {
-@Suite("network isolation (isolate)")
+// One at a time: the tests compare the node's one set of isolated bridges.
+@Suite("network isolation (isolate)", .ownThreads, .serialized)
 struct IsolationTests {
     /// Networks of this test: each its own bridge and subnet, pods with a default route through their gateway.
     final class Networks {
         var all: [TestNetwork] = []
-        let forwarding = IPv4Forwarding()
+        let forwarding = HostForwarding(on: true)
         let firewall = IPTablesSnapshot()
-        init() { shell(["sh", "-c", "echo 1 > /proc/sys/net/ipv4/ip_forward"]) }
         func make(isolate: String?) -> (net: TestNetwork, config: String) {
             let net = TestNetwork()
             all.append(net)
@@ -125,13 +125,8 @@ struct IsolationTests {
 
     @Test("IPv6 alike: dual-stack isolated networks cannot reach each other over IPv6, a plain one can")
     func ipv6() throws {
-        let n = Networks()
-        let forwarding6 = shell(["cat", "/proc/sys/net/ipv6/conf/all/forwarding"]).out.trimmingCharacters(in: .whitespacesAndNewlines)
-        shell(["sh", "-c", "echo 1 > /proc/sys/net/ipv6/conf/all/forwarding"])
-        defer {
-            shell(["sh", "-c", "echo \(forwarding6) > /proc/sys/net/ipv6/conf/all/forwarding"])
-            n.cleanUp()
-        }
+        let n = Networks()  // IPv6 forwarding on as well
+        defer { n.cleanUp() }
         func dualStack(_ isolate: Bool) -> (net: TestNetwork, config: String) {
             let (net, _) = n.make(isolate: nil)
             let ipam = #"{"type":"berth-ipam","dataDir":"\#(net.dataDir)","ranges":[[{"subnet":"\#(net.subnetBase).0/24"}],[{"subnet":"\#(net.subnet6Base)::/64"}]]}"#

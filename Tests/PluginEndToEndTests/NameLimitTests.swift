@@ -44,7 +44,7 @@ struct NameLimitCase: CustomStringConvertible, Sendable {
 }
 
 extension FirewallTouchingTests {
-@Suite("name limits")
+@Suite("name limits", .ownThreads)
 struct NameLimitTests {
     @Test("every valid network name, container ID and interface name works with ipMasq and macspoofchk: ADD, CHECK, GC keeps, DEL leaves nothing",
           arguments: NameLimitCase.all)

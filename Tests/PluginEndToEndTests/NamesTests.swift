@@ -66,7 +66,7 @@ final class NamesNetwork: @unchecked Sendable {
         let listing = shell(["nft", "list", "table", "inet", "berth-names"]).out
         var chain: String?
         for line in listing.split(separator: "\n") {
-            let words = line.split(separator: " ")
+            let words = line.trimmingCharacters(in: .whitespaces).split(separator: " ")  // nft indents with tabs
             if words.first == "chain", words.count > 1 { chain = String(words[1]) }
             if line.contains("iifname \"\(net.bridge)\""), let name = chain { shell(["nft", "delete", "chain", "inet", "berth-names", name]) }
         }
@@ -79,7 +79,7 @@ final class NamesNetwork: @unchecked Sendable {
     }
 }
 
-@Suite("names on a network (dnsmasq)", .serialized,
+@Suite("names on a network (dnsmasq)", .ownThreads, .serialized,
        .enabled(if: runningAsRoot && FileManager.default.fileExists(atPath: "/usr/sbin/dnsmasq") && FileManager.default.fileExists(atPath: "/bin/busybox"),
                 "needs root, dnsmasq and busybox (scripts/setup.sh installs them)"))
 struct NamesTests {

@@ -19,7 +19,7 @@ enum BuiltPackage {
     }
 }
 
-@Suite("the Debian package", .serialized,
+@Suite("the Debian package", .ownThreads, .serialized,
        .enabled(if: runningAsRoot, "installing a package needs root"),
        .enabled(if: BuiltPackage.built, "scripts/package.sh has not built .build/package/berth_VERSION_amd64.deb (scripts/test.sh builds it first)"),
        .enabled(if: !BuiltPackage.installedAlready, "a berth package is installed on this machine: the test would remove it"))
@@ -67,6 +67,12 @@ struct PackageTests {
             // containerd's directory exists: the plugins are linked there.
             #expect((try? FileManager.default.destinationOfSymbolicLink(atPath: "/opt/cni/bin/berth")) == "/usr/lib/cni/berth")
         }
+
+        // The defaults file comes with its settings commented out: nothing on this
+        // machine (other tests' agents and berthctl among them) reads a made-up etcd from it.
+        let defaults = (try? String(contentsOfFile: "/etc/default/berth-agent", encoding: .utf8)) ?? ""
+        #expect(defaults.contains("#BERTH_ETCD_ENDPOINT="), "\(defaults)")
+        #expect(!defaults.split(separator: "\n").contains { $0.hasPrefix("BERTH_") }, "\(defaults)")
 
         // Versions, from one place.
         #expect(shell(["/usr/bin/berthctl", "--version"]).out.trimmingCharacters(in: .whitespacesAndNewlines) == BuiltPackage.version)

@@ -4,7 +4,7 @@ import BerthCNI
 import BerthJSON
 import BerthTestSupport
 
-@Suite("the plugin records who a pod is", .enabled(if: runningAsRoot, "needs root for namespaces and links"))
+@Suite("the plugin records who a pod is", .ownThreads, .enabled(if: runningAsRoot, "needs root for namespaces and links"))
 struct PodIdentityEndToEndTests {
     func record(_ net: TestNetwork, _ id: String) -> JSON? {
         let name = CNIAttachmentKey(network: net.name, containerID: id, ifname: "eth0").fileName

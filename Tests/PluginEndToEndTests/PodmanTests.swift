@@ -84,7 +84,7 @@ enum RuntimeRootfs {
     }
 }
 
-@Suite("podman with its CNI backend", .serialized,
+@Suite("podman with its CNI backend", .ownThreads, .serialized,
        .enabled(if: runningAsRoot && ["/usr/bin/podman", "/usr/sbin/dnsmasq", "/bin/busybox", "/usr/sbin/runc"].allSatisfy { FileManager.default.fileExists(atPath: $0) },
                 "needs root, podman, runc, dnsmasq and busybox (scripts/setup.sh installs them)"))
 struct PodmanTests {

@@ -39,13 +39,12 @@ final class PolicyFixture {
     let prefix = "bt\(getpid() % 100000)"
     var pods: [String: Pod] = [:]
     var servers: [Process] = []
-    let forwarding = IPv4Forwarding()
-    let forwarding6: String
+    let forwarding = HostForwarding(on: true)
+    /// Held so that the policy table is not taken away while this fixture is in use.
+    let firewall = IPTablesSnapshot()
     let file = NSTemporaryDirectory() + "berthtest-policies-\(getpid()).yaml"
 
     init() {
-        forwarding6 = shell(["cat", "/proc/sys/net/ipv6/conf/all/forwarding"]).out.trimmingCharacters(in: .whitespacesAndNewlines)
-        shell(["sh", "-c", "echo 1 > /proc/sys/net/ipv4/ip_forward; echo 1 > /proc/sys/net/ipv6/conf/all/forwarding"])
         networks = [TestNetwork(), TestNetwork()]
         configs = networks.map { net in
             let ipam = #"{"type":"berth-ipam","dataDir":"\#(net.dataDir)","ranges":[[{"subnet":"\#(net.subnetBase).0/24"}],[{"subnet":"\#(net.subnet6Base)::/64"}]]}"#
@@ -214,8 +213,8 @@ final class PolicyFixture {
             s.waitUntilExit()
         }
         for net in networks { net.cleanUp() }
+        firewall.restore()
         forwarding.restore()
-        shell(["sh", "-c", "echo \(forwarding6) > /proc/sys/net/ipv6/conf/all/forwarding"])
         unlink(file)
         for f in scratch { unlink(f) }
     }
@@ -233,7 +232,8 @@ final class Outputs: @unchecked Sendable {
 }
 
 extension FirewallTouchingTests {
-@Suite("network policy enforced (berthctl policy, nftables)")
+// One at a time: the node's policy set is one, and the pods' namespaces are named per run.
+@Suite("network policy enforced (berthctl policy, nftables)", .ownThreads, .serialized)
 struct PolicyEnforcementTests {
     /// The pods of the truth table: x/a, x/b and y/a on network 1, y/b and z/c on network 2.
     static func standardPods(_ f: PolicyFixture) throws {
@@ -401,7 +401,12 @@ struct PolicyEnforcementTests {
             """)
         try #require(applied.status == 0, "\(applied.err)")
         let net = f.networks[0]
-        for round in 0..<3 {
+        // A round shows the window closed when the deciding attempts began before ADD
+        // returned; on a loaded machine the prober may be scheduled too late for that,
+        // so rounds go on (up to eight) until three have shown it. Every round's
+        // attempts must be answered as the policy says.
+        var inWindow = 0
+        for round in 0..<8 where inWindow < 3 {
             let netns = net.makeNamespace()
             // Running before the pod has an interface: it tries until the network lets it.
             let (prober, output) = try f.background(netns, ["early", "--timeout", "0.25", "tcp,\(server.v4),80", "tcp,\(server.v4),81"])
@@ -417,11 +422,11 @@ struct PolicyEnforcementTests {
             let denied = lines.first { $0.first == "tcp,\(server.v4),81" }
             #expect(allowed?[1] == "open", "round \(round): the allowed port: \(contents(output))")
             #expect(denied?[1] == "closed", "round \(round): the denied port was reached: \(contents(output))")
-            for line in [allowed, denied].compactMap({ $0 }) {
-                let at = Double(line[2]) ?? 0
-                #expect(at > 0 && at <= returned + 0.010, "round \(round): the attempt began \(at - returned) s after ADD returned")
-            }
+            let began = [allowed, denied].compactMap { $0 }.map { Double($0[2]) ?? 0 }
+            #expect(began.count == 2 && began.allSatisfy { $0 > 0 }, "round \(round): \(contents(output))")
+            if began.count == 2 && began.allSatisfy({ $0 > 0 && $0 <= returned + 0.010 }) { inWindow += 1 }
         }
+        #expect(inWindow >= 3, "only \(inWindow) of 8 rounds had their attempts begin before ADD returned")
     }
 
     @Test("a change while traffic flows: open connections stay, new ones follow the rules, and no moment has neither rule set")

@@ -4,7 +4,7 @@ import BerthCNI
 import BerthJSON
 import BerthTestSupport
 
-@Suite("security review", .enabled(if: runningAsRoot, "needs root for namespaces and links"))
+@Suite("security review", .ownThreads, .enabled(if: runningAsRoot, "needs root for namespaces and links"))
 struct SecurityTests {
     @Test("a delegated IPAM plugin inherits no descriptor but stdio and the attachment's lock: none of berth's (netlink sockets, namespace, store), none berth inherited")
     func descriptorsClosedOnExec() throws {

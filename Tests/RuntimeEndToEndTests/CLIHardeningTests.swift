@@ -5,7 +5,7 @@ import BerthSystem
 @testable import BerthCNIClient
 import BerthTestSupport
 
-@Suite("limits and names checked before anything is made")
+@Suite("limits and names checked before anything is made", .ownThreads)
 struct LimitCheckTests {
     @Test("limits that can never work are refused in one line naming the flag",
           arguments: [(["--memory", "0"], "below the least"), (["--memory", "1k"], "below the least"),
@@ -56,7 +56,7 @@ struct LimitCheckTests {
     }
 }
 
-@Suite("commands that cannot be executed, and PID 1's name", .serialized, .enabled(if: getuid() == 0, "needs root"))
+@Suite("commands that cannot be executed, and PID 1's name", .ownThreads, .serialized, .enabled(if: getuid() == 0, "needs root"))
 struct ExecFailureTests {
     @Test("run, exec and netns exec say why a command cannot be executed, with 127 (not found) and 126 (not executable)")
     func cannotExecute() throws {

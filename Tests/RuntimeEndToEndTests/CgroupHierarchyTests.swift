@@ -5,7 +5,7 @@ import BerthTestSupport
 
 /// The cgroup code against this machine's real hierarchies, in cgroups the
 /// tests make and remove themselves (under `berth/`, named berthtest-...).
-@Suite("cgroups on the real hierarchies", .enabled(if: getuid() == 0, "needs root to make cgroups"))
+@Suite("cgroups on the real hierarchies", .ownThreads, .enabled(if: getuid() == 0, "needs root to make cgroups"))
 struct CgroupHierarchyTests {
     /// A `sleep` to put into a cgroup; killed by the caller.
     static func sleeper() throws -> Process {

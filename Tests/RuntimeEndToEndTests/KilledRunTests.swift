@@ -2,7 +2,7 @@ import Foundation
 import Testing
 import BerthTestSupport
 
-@Suite("berthctl run killed while starting", .serialized, .enabled(if: getuid() == 0, "needs root for namespaces and cgroups"))
+@Suite("berthctl run killed while starting", .ownThreads, .serialized, .enabled(if: getuid() == 0, "needs root for namespaces and cgroups"))
 struct KilledRunTests {
     /// Everything a container called `name` on `f`'s network could have left.
     static func leftovers(_ name: String, _ f: WiringFixture) -> [String] {
@@ -121,7 +121,7 @@ struct KilledRunTests {
     }
 }
 
-@Suite("runtime security review", .serialized, .enabled(if: getuid() == 0, "needs root for namespaces and cgroups"))
+@Suite("runtime security review", .ownThreads, .serialized, .enabled(if: getuid() == 0, "needs root for namespaces and cgroups"))
 struct RuntimeSecurityTests {
     @Test("a container's root cannot move itself out of its cgroup, in run and in exec: /sys is read-only inside")
     func cannotLeaveCgroup() throws {

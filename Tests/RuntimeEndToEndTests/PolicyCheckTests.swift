@@ -2,7 +2,7 @@ import Foundation
 import Testing
 import BerthTestSupport
 
-@Suite("pod identity and berthctl policy check", .serialized, .enabled(if: getuid() == 0, "needs root for namespaces and links"))
+@Suite("pod identity and berthctl policy check", .ownThreads, .serialized, .enabled(if: getuid() == 0, "needs root for namespaces and links"))
 struct PolicyCheckTests {
     @Test("attach --namespace/--label records the pod; policy check answers for it, by name or address; detach forgets it")
     func check() throws {

@@ -35,7 +35,7 @@ struct TestContainer {
     }
 }
 
-@Suite("berthctl run end to end", .serialized, .enabled(if: getuid() == 0, "needs root for namespaces and cgroups"))
+@Suite("berthctl run end to end", .ownThreads, .serialized, .enabled(if: getuid() == 0, "needs root for namespaces and cgroups"))
 struct RuntimeEndToEndTests {
     @Test("the workload is PID 2 under the init, sees only its own processes, and has its own host name")
     func namespaces() {
@@ -256,7 +256,7 @@ struct RuntimeEndToEndTests {
     }
 }
 
-@Suite("berthctl run with networks", .serialized, .enabled(if: getuid() == 0, "needs root for namespaces and cgroups"))
+@Suite("berthctl run with networks", .ownThreads, .serialized, .enabled(if: getuid() == 0, "needs root for namespaces and cgroups"))
 struct RuntimeNetworkTests {
     @Test("two containers on one Berth network reach each other; the network is detached when a container ends; rm leaves nothing")
     func twoContainers() throws {
@@ -366,7 +366,7 @@ struct RuntimeNetworkTests {
     }
 }
 
-@Suite("berthctl run isolation", .serialized, .enabled(if: getuid() == 0, "needs root for namespaces and cgroups"))
+@Suite("berthctl run isolation", .ownThreads, .serialized, .enabled(if: getuid() == 0, "needs root for namespaces and cgroups"))
 struct RuntimeIsolationTests {
     static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
 

@@ -59,7 +59,7 @@ final class WiringFixture {
     }
 }
 
-@Suite("berthctl netns and attach", .serialized, .enabled(if: getuid() == 0, "needs root for namespaces and links"))
+@Suite("berthctl netns and attach", .ownThreads, .serialized, .enabled(if: getuid() == 0, "needs root for namespaces and links"))
 struct WiringTests {
     @Test("netns add/ls/exec/del use /run/netns, so ip netns sees berthctl's namespaces and the other way round")
     func netnsCompatibility() {
