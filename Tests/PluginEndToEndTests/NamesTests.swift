@@ -195,8 +195,16 @@ extension FirewallTouchingTests {
             n.cleanUp()
         }
         // The host's own server, as Debian's dnsmasq package runs one: every address, port 53, no upstream.
-        let host = shellMerged(["/usr/sbin/dnsmasq", "--conf-file=/dev/null", "--no-hosts", "--no-resolv", "--port=53", "--pid-file=\(hostPID)",
+        // It can bind only while no other test's network server holds a gateway's port 53 (names
+        // tests run side by side), so it is tried until then.
+        var host = (status: Int32(-1), out: "")
+        _ = cleanWait(120) {
+            host = shellMerged(["/usr/sbin/dnsmasq", "--conf-file=/dev/null", "--no-hosts", "--no-resolv", "--port=53", "--pid-file=\(hostPID)",
                                 "--user=nobody", "--address=/hostonly.berthtest/192.0.2.1"])
+            if host.status == 0 || !host.out.contains("in use") { return true }
+            usleep(250_000)
+            return false
+        }
         try #require(host.status == 0, "the host's dnsmasq: \(host.out)")
         let (a, aResult) = try n.add("a-\(n.net.id)", args: "K8S_POD_NAME=alpha")
         let (b, _) = try n.add("b-\(n.net.id)", args: "K8S_POD_NAME=beta")
