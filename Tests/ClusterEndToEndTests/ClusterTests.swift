@@ -90,13 +90,20 @@ final class SimulatedCluster: @unchecked Sendable {
         if let base6 { shell(["ip", "addr", "add", "\(base6)1/64", "dev", underlay, "nodad"]) }
         shell(["ip", "link", "set", underlay, "up"])
         for i in 0..<count { addNode(i) }
-        try startEtcd()
-        try secured.setUp?(self)
+        // A cluster that fails to come up is taken down here: no caller has it to clean up.
+        do {
+            try startEtcd()
+            try secured.setUp?(self)
+        } catch {
+            cleanUp()
+            throw error
+        }
         // stderr too: a refusal is said there.
         let initRun = shellMerged(["\(productsDirectory)/berth-agent", "init", "--etcd", etcdURL] + clientArguments + ["--cluster", name, "--network", network, "--mode", mode]
                                    + (blockLength.map { ["--block-length", String($0)] } ?? [])
                                    + (ipv6Network.map { ["--ipv6-network", $0] } ?? []))
 
+        if initRun.status != 0 { cleanUp() }
         try #require(initRun.status == 0, "init: \(initRun.out)")
     }
 
