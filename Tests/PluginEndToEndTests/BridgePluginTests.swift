@@ -235,18 +235,22 @@ struct BridgePluginEndToEndTests {
         defer { net.cleanUp() }
         let namespaces = (0..<20).map { _ in net.makeNamespace() }
         let config = net.config()
-        let results = await withTaskGroup(of: PluginRun.self) { group in
+        let indexed = await withTaskGroup(of: (Int, PluginRun).self) { group in
             for (i, ns) in namespaces.enumerated() {
-                group.addTask { net.run("ADD", netns: ns, containerID: "p\(i)-\(net.id)", config: config) }
+                group.addTask { (i, net.run("ADD", netns: ns, containerID: "p\(i)-\(net.id)", config: config)) }
             }
             return await group.reduce(into: []) { $0.append($1) }
         }
+        let results = indexed.sorted { $0.0 < $1.0 }.map(\.1)  // in the namespaces' order
         for r in results { #expect(r.status == 0, "\(r.stdout)") }
         let addresses = results.compactMap { firstAddress($0.json) }
         #expect(addresses.count == 20)
         #expect(Set(addresses).count == 20)
         #expect(net.portsOfBridge().count == 20)
-        #expect(net.ping(from: namespaces[0], to: addresses.last!))
+        let last = namespaces.count - 1
+        #expect(net.ping(from: namespaces[0], to: addresses.last!), """
+            \(addresses.first!) cannot reach \(addresses.last!): neighbours \(net.inNamespace(namespaces[0], ["ip", "neigh"]).out)             there: \(net.inNamespace(namespaces[last], ["ip", "-o", "addr"]).out) \(net.inNamespace(namespaces[last], ["ip", "-o", "link"]).out)             ports: \(shell(["bridge", "link", "show"]).out.split(separator: "\n").filter { $0.contains(net.bridge) })             fdb: \(shell(["bridge", "fdb", "show", "br", net.bridge]).out)
+            """)
     }
 
     @Test("ADD into the host's own namespace is refused")
