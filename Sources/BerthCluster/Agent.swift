@@ -180,7 +180,7 @@ public actor Agent {
     /// Whether the node is ready (`/readyz`): it holds a block, has written
     /// the node file and has programmed every peer; else why not.
     public func readiness() -> (ready: Bool, reason: String) {
-        guard let block else { return (false, "no block held yet") }
+        guard block != nil else { return (false, "no block held yet") }
         guard nodeFileWritten else { return (false, "the node file \(options.subnetFile) is not written yet") }
         guard peersProgrammed else { return (false, "peers not programmed yet") }
         let failingPeers = failing.keys.filter { $0 != NodeNetwork.staleEntries }
